@@ -1,0 +1,383 @@
+// Packet decoder: link layer → IP → transport ports/flags, into one reused
+// summary object.
+//
+// This is the hot path (every captured packet passes through it): hand-written
+// byte reads at fixed offsets, no DataView, no allocation, no exceptions. Bad
+// or truncated bytes make decode() return false and bump one plain-number
+// counter for the reason.
+import { LinkType } from './types.ts';
+
+const ETHERTYPE_IPV4 = 0x0800;
+const ETHERTYPE_IPV6 = 0x86dd;
+const ETHERTYPE_VLAN = 0x8100;
+const ETHERTYPE_QINQ = 0x88a8;
+const ETHERTYPE_QINQ_OLD = 0x9100;
+
+// DLT_RAW as some BSDs number it; libpcap maps both to LINKTYPE_RAW in files,
+// but captures written by other tools keep them.
+const DLT_RAW_BSD = 12;
+const DLT_RAW_OPENBSD = 14;
+
+// BSD loopback address families: AF_INET is 2 everywhere, AF_INET6 differs
+// (24 NetBSD/OpenBSD, 28 FreeBSD, 30 macOS).
+const AF_INET = 2;
+const AF_INET6_NETBSD = 24;
+const AF_INET6_FREEBSD = 28;
+const AF_INET6_DARWIN = 30;
+
+export const IpProtocol = {
+  ICMP: 1,
+  TCP: 6,
+  UDP: 17,
+  ICMPV6: 58,
+  SCTP: 132,
+} as const;
+
+const IPV6_HOP_BY_HOP = 0;
+const IPV6_ROUTING = 43;
+const IPV6_FRAGMENT = 44;
+const IPV6_AH = 51;
+const IPV6_DESTINATION_OPTIONS = 60;
+
+const IPV4_HEADER_MIN = 20;
+const IPV6_HEADER = 40;
+
+/**
+ * Fragment reassembly of ports only: the first fragment's ports are kept in a
+ * direct-mapped table keyed by (src, dst, protocol, IP id), so later fragments
+ * join the same flow. Direct mapping bounds memory without any bookkeeping: a
+ * newer fragment train simply overwrites an older one in the same slot.
+ */
+const FRAGMENT_SLOTS = 1024;
+
+/** One decoded packet. A single instance is reused for every packet. */
+export interface DecodedPacket {
+  /** 4 or 6. */
+  ipVersion: 4 | 6;
+  /** IPv4 uses [0] only (the rest stay 0); IPv6 uses all four words, network order. */
+  readonly sourceAddress: Uint32Array;
+  readonly destinationAddress: Uint32Array;
+  /** Transport protocol (after the IPv6 extension headers). */
+  protocol: number;
+  /** TCP/UDP/SCTP ports; 0 for other protocols and for unmatched non-first fragments. */
+  sourcePort: number;
+  destinationPort: number;
+  /** TCP flags byte (CWR..FIN); 0 for other protocols. */
+  tcpFlags: number;
+  /** ICMP/ICMPv6 type * 256 + code; 0 for other protocols. */
+  icmpTypeCode: number;
+  /** Outer 802.1Q/802.1ad VLAN id; 0 when untagged. */
+  vlanId: number;
+  /** IP total length (IPv6: payload length + 40), as ipfixprobe counts bytes. */
+  octets: number;
+}
+
+/** Packets skipped, by reason. Plain numbers: bumped on the hot path, read at scrape time. */
+export interface DecodeErrors {
+  /** The link type is not one the decoder knows. */
+  unknownLinkType: number;
+  /** The frame ends inside its link-layer header (or a VLAN tag). */
+  truncatedLink: number;
+  /** A non-IP frame (ARP, LLDP, ...): skipped, not an error in the capture. */
+  notIp: number;
+  /** The frame ends inside the IP header or an IPv6 extension header. */
+  truncatedIp: number;
+  /** IP version nibble or IPv4 header length that cannot be right. */
+  badIpHeader: number;
+  /** The frame ends inside the transport header (ports, TCP flags, ICMP type). */
+  truncatedTransport: number;
+}
+
+/** Counts of fragment handling: metered, not skipped. */
+export interface FragmentCounts {
+  /** Non-first fragments given the ports of their first fragment. */
+  joined: number;
+  /** Non-first fragments whose first fragment was not seen: metered with ports 0. */
+  orphaned: number;
+}
+
+export class PacketDecoder {
+  readonly packet: DecodedPacket = {
+    ipVersion: 4,
+    sourceAddress: new Uint32Array(4),
+    destinationAddress: new Uint32Array(4),
+    protocol: 0,
+    sourcePort: 0,
+    destinationPort: 0,
+    tcpFlags: 0,
+    icmpTypeCode: 0,
+    vlanId: 0,
+    octets: 0,
+  };
+  readonly errors: DecodeErrors = {
+    unknownLinkType: 0,
+    truncatedLink: 0,
+    notIp: 0,
+    truncatedIp: 0,
+    badIpHeader: 0,
+    truncatedTransport: 0,
+  };
+  readonly fragments: FragmentCounts = { joined: 0, orphaned: 0 };
+
+  // Fragment table: per slot the key (version, protocol, id, 4+4 address
+  // words) and the first fragment's ports.
+  readonly #fragmentUsed = new Uint8Array(FRAGMENT_SLOTS);
+  readonly #fragmentKey = new Uint32Array(FRAGMENT_SLOTS * 10);
+  readonly #fragmentPorts = new Uint32Array(FRAGMENT_SLOTS);
+
+  /**
+   * Decodes the frame buf[offset, offset + caplen) of the given link type into
+   * `packet`. Returns false (and counts the reason) when it carries no
+   * meterable IP packet; never throws.
+   */
+  decode(linkType: number, buf: Uint8Array, offset: number, caplen: number): boolean {
+    const end = offset + caplen;
+    const p = this.packet;
+    p.vlanId = 0;
+    switch (linkType) {
+      case LinkType.ETHERNET:
+        if (caplen < 14) return this.#truncatedLink();
+        return this.#ethertype(buf, offset + 12, end);
+      case LinkType.LINUX_SLL:
+        if (caplen < 16) return this.#truncatedLink();
+        return this.#ethertype(buf, offset + 14, end);
+      case LinkType.LINUX_SLL2:
+        if (caplen < 20) return this.#truncatedLink();
+        return this.#ethertypeAt(buf, (buf[offset]! << 8) | buf[offset + 1]!, offset + 20, end);
+      case LinkType.NULL: {
+        if (caplen < 4) return this.#truncatedLink();
+        // Host byte order of the capturing machine: the family fits in one
+        // byte, so whichever end holds it tells the order.
+        const family = buf[offset]! !== 0 ? buf[offset]! : buf[offset + 3]!;
+        if (family === AF_INET) return this.#ipv4(buf, offset + 4, end);
+        if (family === AF_INET6_NETBSD || family === AF_INET6_FREEBSD || family === AF_INET6_DARWIN) {
+          return this.#ipv6(buf, offset + 4, end);
+        }
+        this.errors.notIp++;
+        return false;
+      }
+      case LinkType.RAW:
+      case DLT_RAW_BSD:
+      case DLT_RAW_OPENBSD:
+        return this.#ipByVersion(buf, offset, end);
+      case LinkType.IPV4:
+        return this.#ipv4(buf, offset, end);
+      case LinkType.IPV6:
+        return this.#ipv6(buf, offset, end);
+      default:
+        this.errors.unknownLinkType++;
+        return false;
+    }
+  }
+
+  #truncatedLink(): false {
+    this.errors.truncatedLink++;
+    return false;
+  }
+
+  /** Reads the EtherType at `at` (the two bytes before the payload) and follows VLAN tags. */
+  #ethertype(buf: Uint8Array, at: number, end: number): boolean {
+    if (at + 2 > end) return this.#truncatedLink();
+    return this.#ethertypeAt(buf, (buf[at]! << 8) | buf[at + 1]!, at + 2, end);
+  }
+
+  #ethertypeAt(buf: Uint8Array, firstType: number, payload: number, end: number): boolean {
+    let type = firstType;
+    let at = payload;
+    let outer = true;
+    while (type === ETHERTYPE_VLAN || type === ETHERTYPE_QINQ || type === ETHERTYPE_QINQ_OLD) {
+      if (at + 4 > end) return this.#truncatedLink();
+      if (outer) {
+        this.packet.vlanId = ((buf[at]! << 8) | buf[at + 1]!) & 0x0fff;
+        outer = false;
+      }
+      type = (buf[at + 2]! << 8) | buf[at + 3]!;
+      at += 4;
+    }
+    if (type === ETHERTYPE_IPV4) return this.#ipv4(buf, at, end);
+    if (type === ETHERTYPE_IPV6) return this.#ipv6(buf, at, end);
+    this.errors.notIp++;
+    return false;
+  }
+
+  #ipByVersion(buf: Uint8Array, at: number, end: number): boolean {
+    if (at >= end) {
+      this.errors.truncatedIp++;
+      return false;
+    }
+    const version = buf[at]! >> 4;
+    if (version === 4) return this.#ipv4(buf, at, end);
+    if (version === 6) return this.#ipv6(buf, at, end);
+    this.errors.badIpHeader++;
+    return false;
+  }
+
+  #ipv4(buf: Uint8Array, at: number, end: number): boolean {
+    if (at + IPV4_HEADER_MIN > end) {
+      this.errors.truncatedIp++;
+      return false;
+    }
+    const versionAndLength = buf[at]!;
+    const headerLength = (versionAndLength & 0x0f) * 4;
+    if (versionAndLength >> 4 !== 4 || headerLength < IPV4_HEADER_MIN) {
+      this.errors.badIpHeader++;
+      return false;
+    }
+    if (at + headerLength > end) {
+      this.errors.truncatedIp++;
+      return false;
+    }
+    const p = this.packet;
+    p.ipVersion = 4;
+    p.octets = (buf[at + 2]! << 8) | buf[at + 3]!;
+    p.protocol = buf[at + 9]!;
+    const src = p.sourceAddress;
+    const dst = p.destinationAddress;
+    src[0] = readU32(buf, at + 12);
+    dst[0] = readU32(buf, at + 16);
+    src[1] = src[2] = src[3] = 0;
+    dst[1] = dst[2] = dst[3] = 0;
+    const flagsAndOffset = (buf[at + 6]! << 8) | buf[at + 7]!;
+    const fragmentOffset = flagsAndOffset & 0x1fff;
+    const moreFragments = (flagsAndOffset & 0x2000) !== 0;
+    if (fragmentOffset === 0 && !moreFragments) return this.#transport(buf, at + headerLength, end);
+    const id = (buf[at + 4]! << 8) | buf[at + 5]!;
+    return this.#fragment(buf, at + headerLength, end, fragmentOffset === 0, id);
+  }
+
+  #ipv6(buf: Uint8Array, at: number, end: number): boolean {
+    if (at + IPV6_HEADER > end) {
+      this.errors.truncatedIp++;
+      return false;
+    }
+    if (buf[at]! >> 4 !== 6) {
+      this.errors.badIpHeader++;
+      return false;
+    }
+    const p = this.packet;
+    p.ipVersion = 6;
+    p.octets = ((buf[at + 4]! << 8) | buf[at + 5]!) + IPV6_HEADER;
+    const src = p.sourceAddress;
+    const dst = p.destinationAddress;
+    for (let i = 0; i < 4; i++) {
+      src[i] = readU32(buf, at + 8 + i * 4);
+      dst[i] = readU32(buf, at + 24 + i * 4);
+    }
+    let next = buf[at + 6]!;
+    let header = at + IPV6_HEADER;
+    // Every extension header moves `header` forward by at least 8 bytes, so
+    // the walk ends at the frame end at the latest.
+    for (;;) {
+      if (next === IPV6_HOP_BY_HOP || next === IPV6_ROUTING || next === IPV6_DESTINATION_OPTIONS) {
+        if (header + 8 > end) break;
+        next = buf[header]!;
+        header += (buf[header + 1]! + 1) * 8;
+      } else if (next === IPV6_AH) {
+        if (header + 8 > end) break;
+        next = buf[header]!;
+        header += (buf[header + 1]! + 2) * 4;
+      } else if (next === IPV6_FRAGMENT) {
+        if (header + 8 > end) break;
+        p.protocol = buf[header]!;
+        const fragmentOffset = ((buf[header + 2]! << 8) | buf[header + 3]!) >> 3;
+        const moreFragments = (buf[header + 3]! & 1) !== 0;
+        const id = readU32(buf, header + 4);
+        if (fragmentOffset === 0 && !moreFragments) {
+          // An atomic fragment (RFC 6946): a whole packet, keep walking.
+          next = p.protocol;
+          header += 8;
+          continue;
+        }
+        return this.#fragment(buf, header + 8, end, fragmentOffset === 0, id);
+      } else {
+        // Transport, or a header that ends the chain (ESP 50, no next 59).
+        p.protocol = next;
+        return this.#transport(buf, header, end);
+      }
+    }
+    this.errors.truncatedIp++;
+    return false;
+  }
+
+  /**
+   * A fragment of a larger packet: the first one carries the ports and is
+   * remembered; later ones borrow the ports of their first fragment.
+   */
+  #fragment(buf: Uint8Array, at: number, end: number, first: boolean, id: number): boolean {
+    const p = this.packet;
+    const src = p.sourceAddress;
+    const dst = p.destinationAddress;
+    let h = Math.imul(id ^ (p.protocol << 24) ^ p.ipVersion, 0x9e3779b1);
+    for (let i = 0; i < 4; i++) {
+      h = Math.imul(h ^ src[i]!, 0x85ebca6b);
+      h = Math.imul(h ^ dst[i]!, 0xc2b2ae35);
+    }
+    const slot = (h ^ (h >>> 16)) & (FRAGMENT_SLOTS - 1);
+    const key = this.#fragmentKey;
+    const k = slot * 10;
+    const tag = (p.ipVersion << 8) | p.protocol;
+    if (first) {
+      if (!this.#transport(buf, at, end)) return false;
+      this.#fragmentUsed[slot] = 1;
+      key[k] = tag;
+      key[k + 1] = id;
+      for (let i = 0; i < 4; i++) {
+        key[k + 2 + i] = src[i]!;
+        key[k + 6 + i] = dst[i]!;
+      }
+      this.#fragmentPorts[slot] = ((p.sourcePort << 16) | p.destinationPort) >>> 0;
+      return true;
+    }
+    p.tcpFlags = 0;
+    p.icmpTypeCode = 0;
+    let known = this.#fragmentUsed[slot] === 1 && key[k] === tag && key[k + 1] === id;
+    for (let i = 0; known && i < 4; i++) {
+      known = key[k + 2 + i] === src[i] && key[k + 6 + i] === dst[i];
+    }
+    if (known) {
+      const ports = this.#fragmentPorts[slot]!;
+      p.sourcePort = ports >>> 16;
+      p.destinationPort = ports & 0xffff;
+      this.fragments.joined++;
+    } else {
+      p.sourcePort = 0;
+      p.destinationPort = 0;
+      this.fragments.orphaned++;
+    }
+    return true;
+  }
+
+  /** Reads only the transport fields the meter keys or counts on. */
+  #transport(buf: Uint8Array, at: number, end: number): boolean {
+    const p = this.packet;
+    const protocol = p.protocol;
+    p.tcpFlags = 0;
+    p.icmpTypeCode = 0;
+    if (protocol === IpProtocol.TCP) {
+      if (at + 14 > end) return this.#truncatedTransport();
+      p.tcpFlags = buf[at + 13]!;
+    } else if (protocol === IpProtocol.UDP || protocol === IpProtocol.SCTP) {
+      if (at + 4 > end) return this.#truncatedTransport();
+    } else {
+      p.sourcePort = 0;
+      p.destinationPort = 0;
+      if (protocol === IpProtocol.ICMP || protocol === IpProtocol.ICMPV6) {
+        if (at + 2 > end) return this.#truncatedTransport();
+        p.icmpTypeCode = (buf[at]! << 8) | buf[at + 1]!;
+      }
+      return true;
+    }
+    p.sourcePort = (buf[at]! << 8) | buf[at + 1]!;
+    p.destinationPort = (buf[at + 2]! << 8) | buf[at + 3]!;
+    return true;
+  }
+
+  #truncatedTransport(): false {
+    this.errors.truncatedTransport++;
+    return false;
+  }
+}
+
+function readU32(buf: Uint8Array, at: number): number {
+  return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
+}

@@ -1,0 +1,64 @@
+// Shared shapes of the capture → decode → meter path. Pure data, no I/O.
+
+/** libpcap link-layer header types (LINKTYPE_* values, as in pcap files). */
+export const LinkType = {
+  NULL: 0, // BSD loopback: 4-byte address family in the capturing host's byte order
+  ETHERNET: 1,
+  RAW: 101, // raw IPv4/IPv6 (also DLT_RAW 12 and 14 on some systems)
+  LINUX_SLL: 113,
+  LINUX_SLL2: 276,
+  IPV4: 228,
+  IPV6: 229,
+} as const;
+
+/**
+ * A batch of captured packets, as the patched `cap` hands it to JavaScript and
+ * as a classic pcap file stores it after its 24-byte file header: records of a
+ * 16-byte header in host (little-endian) byte order, ts_sec u32, ts_usec u32,
+ * caplen u32, wirelen u32, followed by caplen bytes, no padding. One record
+ * iterator therefore serves live capture and pcap files alike.
+ */
+export const RECORD_HEADER_BYTES = 16;
+
+/** flowEndReason values, IANA IPFIX element 136 (RFC 5102). */
+export const EndReason = {
+  IDLE_TIMEOUT: 1,
+  ACTIVE_TIMEOUT: 2,
+  END_OF_FLOW: 3,
+  FORCED_END: 4,
+  LACK_OF_RESOURCES: 5,
+} as const;
+export type EndReason = (typeof EndReason)[keyof typeof EndReason];
+
+/**
+ * One finished bidirectional flow (RFC 5103 biflow). Created once per flow end,
+ * never per packet. "Forward" is the direction of the first packet seen.
+ * Field names follow the IANA IPFIX element names.
+ */
+export interface FlowRecord {
+  /** Numeric observation point id (one per captured namespace × interface, or per replayed file). */
+  observationPointId: number;
+  ipVersion: 4 | 6;
+  /** 4 bytes for IPv4, 16 for IPv6, network order. */
+  sourceAddress: Uint8Array;
+  destinationAddress: Uint8Array;
+  sourceTransportPort: number;
+  destinationTransportPort: number;
+  protocolIdentifier: number;
+  /** 0 when untagged; the outer tag for QinQ. */
+  vlanId: number;
+  packetDeltaCount: number;
+  /** Sum of IP total length (IPv6: payload length + 40), per direction. */
+  octetDeltaCount: number;
+  reversePacketDeltaCount: number;
+  reverseOctetDeltaCount: number;
+  tcpControlBits: number;
+  reverseTcpControlBits: number;
+  /** ICMP/ICMPv6 type * 256 + code of the first packet each way; 0 otherwise. */
+  icmpTypeCode: number;
+  reverseIcmpTypeCode: number;
+  flowStartMilliseconds: number;
+  flowEndMilliseconds: number;
+  /** flowEndReason (IANA 136). */
+  flowEndReason: EndReason;
+}

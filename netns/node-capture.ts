@@ -1,0 +1,265 @@
+// Ties namespace discovery to capture handles: for every discovered
+// namespace, a handle on each pod-facing interface that is up (observation
+// kind 'pod') and on its `lo` ('loopback'). Interfaces appear after the
+// namespace does (CNI moves the veth in later), so attached namespaces are
+// re-listed periodically. When a namespace vanishes or a handle fails, its
+// handles close and the meter ends their flows with FORCED_END.
+//
+// Nothing here throws out of an event handler, and one namespace's failure
+// never touches another's handles.
+import { EventEmitter } from 'node:events';
+import { type BatchSink, type CaptureHandle, type CaptureOptions, type ObservationKind, openCapture } from './capture.ts';
+import type { DiscoveredNamespace } from './discovery.ts';
+import { listInterfaces, type NetnsInterface } from './interfaces.ts';
+import { PodflowError } from '../common/errors.ts';
+import { EndReason } from '../flow/types.ts';
+
+/** What NodeCapture needs from discovery (NetnsDiscovery provides it). */
+export interface NamespaceEvents {
+  on(event: 'added' | 'removed', listener: (ns: DiscoveredNamespace) => void): unknown;
+  off(event: 'added' | 'removed', listener: (ns: DiscoveredNamespace) => void): unknown;
+  namespaces(): DiscoveredNamespace[];
+}
+
+/** What NodeCapture needs from the flow meter. */
+export interface ObservationPointSink {
+  endObservationPoint(id: number, reason: EndReason): number;
+}
+
+export interface NodeCaptureOptions {
+  discovery: NamespaceEvents;
+  /** Receives every batch, e.g. PacketIngest.ingest bound to its instance. */
+  sink: BatchSink;
+  meter: ObservationPointSink;
+  /** Which non-loopback interfaces to capture. Default: all. */
+  podInterfaceFilter?: (name: string) => boolean;
+  /** Capture each namespace's lo too (east-west inside the pod). Default true. */
+  captureLoopback?: boolean;
+  /** Which namespaces to attach to. Default: all discovered. */
+  namespaceFilter?: (ns: DiscoveredNamespace) => boolean;
+  capture?: CaptureOptions;
+  /**
+   * Capture on pod interfaces only frames to or from the interface's own MAC
+   * and multicast/broadcast (default true). A bridge floods unicast to every
+   * port until it learns where a MAC is; a veth delivers those frames to the
+   * pod and capture sees them, though the pod drops them. Without this filter
+   * such a flow is also reported at bystander pods (seen on the simulated node).
+   */
+  ownFramesOnly?: boolean;
+  /** How often attached namespaces are re-listed for new or vanished interfaces. Default 1000 ms. */
+  interfaceRescanMs?: number;
+  /** After a failed open, the same interface is retried after this long. Default 30 s. */
+  openRetryMs?: number;
+  /** Clock for retry decisions; injectable for tests. */
+  now?: () => number;
+}
+
+export interface NodeCaptureCounters {
+  namespacesAttached: number;
+  handlesOpen: number;
+  handlesOpened: number;
+  openFailures: number;
+  /** Handles that stopped on their own (interface deleted or down). */
+  handlesLost: number;
+  /** Kernel ring drops summed over open and closed handles. */
+  kernelDrops: number;
+  /** Packets delivered to the sink, summed over open and closed handles. */
+  packets: number;
+  /** Unexpected exceptions caught in event handlers and timers (a bug; never propagated). */
+  handlerErrors: number;
+}
+
+export type NodeCaptureEvent =
+  | { type: 'attached'; ns: DiscoveredNamespace }
+  | { type: 'detached'; ns: DiscoveredNamespace }
+  | { type: 'opened'; handle: CaptureHandle }
+  | { type: 'closed'; handle: CaptureHandle; reason: PodflowError | undefined }
+  | { type: 'open-failed'; ns: DiscoveredNamespace; interfaceName: string; error: unknown };
+
+interface Attached {
+  ns: DiscoveredNamespace;
+  /** Open handles by interface name. */
+  handles: Map<string, CaptureHandle>;
+  /** Failed opens by interface name, retried when the ifindex changes (a new interface) or openRetryMs has passed. */
+  failures: Map<string, { index: number; at: number }>;
+}
+
+export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
+  readonly #o: Required<Omit<NodeCaptureOptions, 'capture'>> & { capture: CaptureOptions };
+  readonly #attached = new Map<string, Attached>();
+  #nextPointId = 1;
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+  #counters = { handlesOpened: 0, openFailures: 0, handlesLost: 0, closedDrops: 0, closedPackets: 0, handlerErrors: 0 };
+  readonly #onAdded = (ns: DiscoveredNamespace) => this.#guard(() => this.#attach(ns));
+  readonly #onRemoved = (ns: DiscoveredNamespace) => this.#guard(() => this.#detach(ns.key));
+
+  constructor(options: NodeCaptureOptions) {
+    super();
+    this.#o = {
+      podInterfaceFilter: () => true,
+      captureLoopback: true,
+      namespaceFilter: () => true,
+      capture: {},
+      ownFramesOnly: true,
+      interfaceRescanMs: 1000,
+      openRetryMs: 30_000,
+      now: Date.now,
+      ...options,
+    };
+    if (!(this.#o.interfaceRescanMs > 0)) {
+      throw new PodflowError('PODFLOW_ERR_NETNS_CONFIG', `interfaceRescanMs must be positive, got ${this.#o.interfaceRescanMs}`);
+    }
+  }
+
+  /** Attaches to the namespaces known now and to every one discovered later. Idempotent. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#o.discovery.on('added', this.#onAdded);
+    this.#o.discovery.on('removed', this.#onRemoved);
+    for (const ns of this.#o.discovery.namespaces()) this.#onAdded(ns);
+    this.#timer = setInterval(() => this.#guard(() => this.rescanInterfaces()), this.#o.interfaceRescanMs);
+    this.#timer.unref();
+  }
+
+  /** Closes every handle (their flows end with FORCED_END) and stops following discovery. Idempotent. */
+  close(): void {
+    if (!this.#running) return;
+    this.#running = false;
+    clearInterval(this.#timer);
+    this.#o.discovery.off('added', this.#onAdded);
+    this.#o.discovery.off('removed', this.#onRemoved);
+    for (const key of [...this.#attached.keys()]) this.#detach(key);
+  }
+
+  counters(): NodeCaptureCounters {
+    let handlesOpen = 0;
+    let drops = this.#counters.closedDrops;
+    let packets = this.#counters.closedPackets;
+    for (const a of this.#attached.values()) {
+      for (const h of a.handles.values()) {
+        handlesOpen++;
+        const s = h.stats();
+        drops += s.dropped;
+        packets += s.packets;
+      }
+    }
+    return {
+      namespacesAttached: this.#attached.size,
+      handlesOpen,
+      handlesOpened: this.#counters.handlesOpened,
+      openFailures: this.#counters.openFailures,
+      handlesLost: this.#counters.handlesLost,
+      kernelDrops: drops,
+      packets,
+      handlerErrors: this.#counters.handlerErrors,
+    };
+  }
+
+  /** Open handles (one per observation point). */
+  handles(): CaptureHandle[] {
+    return [...this.#attached.values()].flatMap((a) => [...a.handles.values()]);
+  }
+
+  /** Re-lists every attached namespace's interfaces and opens what is new. Runs periodically; callable by tests. */
+  rescanInterfaces(): void {
+    for (const a of this.#attached.values()) this.#guard(() => this.#syncInterfaces(a));
+  }
+
+  #attach(ns: DiscoveredNamespace): void {
+    if (!this.#running || this.#attached.has(ns.key) || !this.#o.namespaceFilter(ns)) return;
+    const a: Attached = { ns, handles: new Map(), failures: new Map() };
+    this.#attached.set(ns.key, a);
+    this.#report({ type: 'attached', ns });
+    this.#syncInterfaces(a);
+  }
+
+  #detach(key: string): void {
+    const a = this.#attached.get(key);
+    if (!a) return;
+    this.#attached.delete(key);
+    for (const h of [...a.handles.values()]) h.close();
+    this.#report({ type: 'detached', ns: a.ns });
+  }
+
+  #syncInterfaces(a: Attached): void {
+    let interfaces: NetnsInterface[] | undefined;
+    for (const path of a.ns.paths) {
+      try {
+        interfaces = listInterfaces(path);
+        break;
+      } catch {
+        // This path is gone (e.g. the process behind a /proc path exited); try the next.
+      }
+    }
+    // No path opens it any more: discovery reports the removal on its next scan.
+    if (!interfaces) return;
+    for (const ifc of interfaces) {
+      const kind: ObservationKind = ifc.loopback ? 'loopback' : 'pod';
+      const wanted = ifc.up && (kind === 'loopback' ? this.#o.captureLoopback : this.#o.podInterfaceFilter(ifc.name));
+      if (!wanted || a.handles.has(ifc.name)) continue;
+      const failed = a.failures.get(ifc.name);
+      if (failed && failed.index === ifc.index && this.#o.now() - failed.at < this.#o.openRetryMs) continue;
+      this.#open(a, ifc, kind);
+    }
+  }
+
+  #open(a: Attached, ifc: NetnsInterface, kind: ObservationKind): void {
+    const point = { id: this.#nextPointId++, netnsInode: a.ns.inode, netnsDev: a.ns.dev, interfaceName: ifc.name, kind };
+    let handle: CaptureHandle | undefined;
+    let lastError: unknown;
+    const options = kind === 'pod' && this.#o.ownFramesOnly && ifc.mac ? ownFramesOptions(this.#o.capture, ifc.mac) : this.#o.capture;
+    for (const path of a.ns.paths) {
+      try {
+        handle = openCapture(path, point, this.#o.sink, options);
+        break;
+      } catch (err) {
+        lastError = err;
+        // Only a namespace path that vanished is worth another path.
+        if (!(err instanceof PodflowError && err.code === 'PODFLOW_ERR_NETNS_ENTER')) break;
+      }
+    }
+    if (!handle) {
+      this.#counters.openFailures++;
+      a.failures.set(ifc.name, { index: ifc.index, at: this.#o.now() });
+      this.#report({ type: 'open-failed', ns: a.ns, interfaceName: ifc.name, error: lastError });
+      return;
+    }
+    a.failures.delete(ifc.name);
+    a.handles.set(ifc.name, handle);
+    this.#counters.handlesOpened++;
+    const opened = handle;
+    opened.once('closed', (reason) => this.#guard(() => this.#onHandleClosed(a, opened, reason)));
+    this.#report({ type: 'opened', handle: opened });
+  }
+
+  #onHandleClosed(a: Attached, handle: CaptureHandle, reason: PodflowError | undefined): void {
+    if (a.handles.get(handle.point.interfaceName) === handle) a.handles.delete(handle.point.interfaceName);
+    if (reason) this.#counters.handlesLost++;
+    const s = handle.stats();
+    this.#counters.closedDrops += s.dropped;
+    this.#counters.closedPackets += s.packets;
+    this.#o.meter.endObservationPoint(handle.point.id, EndReason.FORCED_END);
+    this.#report({ type: 'closed', handle, reason });
+  }
+
+  #report(event: NodeCaptureEvent): void {
+    if (this.listenerCount('event') > 0) this.#guard(() => this.emit('event', event));
+  }
+
+  #guard(fn: () => void): void {
+    try {
+      fn();
+    } catch {
+      // Never let one namespace's failure escape into discovery or a timer;
+      // expected failures are events and counters already, this is a bug.
+      this.#counters.handlerErrors++;
+    }
+  }
+}
+
+function ownFramesOptions(capture: CaptureOptions, mac: string): CaptureOptions {
+  const own = `(ether host ${mac} or ether multicast)`;
+  return { ...capture, filter: capture.filter ? `${own} and (${capture.filter})` : own };
+}

