@@ -18,7 +18,7 @@ import { FlowMeter } from '../../flow/meter.ts';
 import { EndReason, type FlowRecord } from '../../flow/types.ts';
 import { NetnsDiscovery } from '../../netns/discovery.ts';
 import { NodeCapture } from '../../netns/node-capture.ts';
-import { canRunSimNode, NODE_BIN, SimNode, type SimPod } from '../../test/helpers/simnode.ts';
+import { canRunSimNode, NODE_BIN, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { formatIPv4, formatIPv6 } from './replay.ts';
 
 const DEMO_TRAFFIC = new URL('../../sim/demo-traffic.ts', import.meta.url).pathname;

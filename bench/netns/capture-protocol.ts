@@ -10,6 +10,8 @@ export interface WorkerSample {
   cpuMicros: number;
   userMicros: number;
   systemMicros: number;
+  /** CPU-seconds (user+sys, 10 ms ticks) so far per thread name, from /proc/self/task/<tid>/stat. */
+  threads: Record<string, number>;
   /** Records handed to the meter's ingest (decodable or not). */
   packets: number;
   /** Packets decoded and metered. */

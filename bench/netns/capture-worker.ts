@@ -4,7 +4,7 @@
 // capture options podflow uses by default. Driven by live-capture.bench.ts
 // over the IPC channel (capture-protocol.ts); its CPU time is its own
 // process.cpuUsage(), so nothing else on the machine is counted.
-import { statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { openCapture, type CaptureHandle } from '../../netns/capture.ts';
 import { PacketDecoder } from '../../flow/decode.ts';
@@ -39,10 +39,26 @@ try {
   process.exit(1);
 }
 
+/** CPU-seconds so far by thread name: where the process's time goes (JS thread, V8 compiler and GC threads, libuv pool). */
+function threadCpu(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / 100;
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
 process.on('message', (req: WorkerRequest) => {
   if (req.type === 'sample') {
     const cpu = process.cpuUsage();
-    send({ type: 'sample', cpuMicros: cpu.user + cpu.system, userMicros: cpu.user, systemMicros: cpu.system, packets: ingest.stats.packets, metered: ingest.stats.metered });
+    send({ type: 'sample', cpuMicros: cpu.user + cpu.system, userMicros: cpu.user, systemMicros: cpu.system, threads: threadCpu(), packets: ingest.stats.packets, metered: ingest.stats.metered });
   } else if (req.type === 'stop') {
     const s = handle.stats();
     handle.close();

@@ -72,6 +72,8 @@ interface RunResult {
   cpuSeconds: number;
   /** user/system split, where known at µs resolution. */
   userSeconds?: number;
+  /** CPU-seconds in the window by thread name (podflow only). */
+  threads?: Record<string, number>;
   othersCpuSeconds: number;
   sent: ReplayStats;
   load1: number;
@@ -159,7 +161,7 @@ function ask(child: ChildProcess, req: WorkerRequest): Promise<WorkerReply> {
 const podflowCapture: Capture = {
   label: 'podflow (netns capture → meter)',
   ours: true,
-  command: 'node bench/netns/capture-worker.ts --netns POD --interface IF',
+  command: 'node bench/netns/capture-worker.ts --netns POD --interface eth0  # forked by the bench, driven over IPC',
   async run(veth, measureBin, pcap) {
     const child = fork(workerScript, ['--netns', veth.podNs, '--interface', veth.podIf], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -200,6 +202,7 @@ const podflowCapture: Capture = {
         received: end.received,
         cpuSeconds: cpu,
         userSeconds: (s1.userMicros - s0.userMicros) / 1e6,
+        threads: Object.fromEntries(Object.entries(s1.threads).map(([name, t]) => [name, t - (s0.threads[name] ?? 0)])),
         othersCpuSeconds: Math.max(0, (m1.busy - m0.busy) / CLK_TCK - cpu - sent.cpuSeconds),
         sent,
         load1,
@@ -296,6 +299,17 @@ async function main(): Promise<void> {
       notes.push(
         `podflow CPU-s per run, user + system: ${ours.map((r) => `${r.userSeconds!.toFixed(3)} + ${(r.cpuSeconds - r.userSeconds!).toFixed(3)}`).join(' / ')}`,
       );
+      notes.push(
+        `podflow CPU-s by thread in the window (10 ms ticks): ${ours
+          .map((r) =>
+            Object.entries(r.threads!)
+              .filter(([, t]) => t > 0)
+              .sort((a, b) => b[1] - a[1])
+              .map(([name, t]) => `${name} ${t.toFixed(2)}`)
+              .join(', '),
+          )
+          .join(' / ')}`,
+      );
       notes.push(`podflow: packets the pod's eth0 received (kernel counter) minus packets podflow captured, per run: ${lost.join(' / ')}`);
     }
     for (const c of captures) {
@@ -307,7 +321,7 @@ async function main(): Promise<void> {
     if (anyRun) notes.push(`pod end of the veth received ${anyRun.podRx} packets in a run of ${anyRun.sent.packetsSent} sent`);
     notes.push(
       `traffic: tcpreplay ${pps ? `--pps=${pps}` : '--topspeed'} of ${packets} packets / ${flows} flows (frames ≤ 128 bytes: the capture is cut at 128, IP lengths keep 64–1514), ` +
-        `from the simulated node's namespace (test/helpers/simnode.ts, made anew for every run) on the node end of pod 1's veth to its eth0 in the pod's namespace; ${runs} runs each, interleaved`,
+        `from the simulated node's namespace (sim/simnode.ts, made anew for every run) on the node end of pod 1's veth to its eth0 in the pod's namespace; ${runs} runs each, interleaved`,
     );
     notes.push('tcpdump CPU comes from /proc/<pid>/stat in 10 ms ticks (±0.01 CPU-s on ~0.05); podflow\'s from process.cpuUsage() in µs');
     notes.push("others' CPU-s = machine busy time during the window minus the capture's and tcpreplay's own CPU (kernel softirq work, other jobs)");

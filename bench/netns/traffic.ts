@@ -1,12 +1,12 @@
 // The live-capture bench's traffic: one pod of the simulated node
-// (test/helpers/simnode.ts: a `pf…` node namespace with a bridge, the pod's
+// (sim/simnode.ts: a `pf…` node namespace with a bridge, the pod's
 // namespace joined to it by a veth whose pod end is eth0), and tcpreplay
 // sending a generated capture (198.18.0.0/15 addresses only) on the node end
 // of that veth, from inside the node namespace. Nothing touches the machine's
 // own namespace; close() removes every namespace and link, also after a failure.
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { SimNode } from '../../test/helpers/simnode.ts';
+import { SimNode } from '../../sim/simnode.ts';
 
 export interface Veth {
   /** Namespace playing the node: tcpreplay sends from here. */

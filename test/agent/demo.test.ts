@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { canRunSimNode, NODE_BIN } from '../helpers/simnode.ts';
+import { canRunSimNode, NODE_BIN } from '../../sim/simnode.ts';
 
 const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
 const able = canRunSimNode();

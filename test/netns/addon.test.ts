@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { addon } from '../../netns/addon.ts';
 import { listInterfaces } from '../../netns/interfaces.ts';
 import { PodflowError } from '../../common/errors.ts';
-import { canRunSimNode, SimNode } from '../helpers/simnode.ts';
+import { canRunSimNode, SimNode } from '../../sim/simnode.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;

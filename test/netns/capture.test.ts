@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type CaptureHandle, type ObservationPoint, openCapture } from '../../netns/capture.ts';
 import { PodflowError } from '../../common/errors.ts';
 import { LinkType, RECORD_HEADER_BYTES } from '../../flow/types.ts';
-import { canRunSimNode, SimNode } from '../helpers/simnode.ts';
+import { canRunSimNode, SimNode } from '../../sim/simnode.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;

@@ -8,7 +8,7 @@ import { PacketDecoder } from '../../flow/decode.ts';
 import { FlowMeter } from '../../flow/meter.ts';
 import { PacketIngest } from '../../flow/ingest.ts';
 import { EndReason, type FlowRecord } from '../../flow/types.ts';
-import { canRunSimNode, leftovers, SimNode } from '../helpers/simnode.ts';
+import { canRunSimNode, leftovers, SimNode } from '../../sim/simnode.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const env = canRunSimNode();

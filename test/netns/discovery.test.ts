@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { type DiscoveredNamespace, NetnsDiscovery } from '../../netns/discovery.ts';
-import { canRunSimNode, SimNode } from '../helpers/simnode.ts';
+import { canRunSimNode, SimNode } from '../../sim/simnode.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;

