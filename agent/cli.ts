@@ -26,6 +26,14 @@ const subcommands: Record<string, Subcommand> = {
     summary: 'meter a pcap/pcapng file into flows, one JSON object per flow',
     load: () => import('./commands/replay.ts'),
   },
+  elements: {
+    summary: 'print podflow\'s IPFIX enterprise elements for a collector (ipfixDump, nfacctd, python-ipfix)',
+    load: () => import('./commands/elements.ts'),
+  },
+  collect: {
+    summary: 'receive IPFIX and show the flows: a live table, or JSON lines',
+    load: () => import('./commands/collect.ts'),
+  },
   demo: {
     summary: 'a guided tour: replay a sample capture and show its flows',
     load: () => import('./commands/demo.ts'),

@@ -19,6 +19,29 @@ export const errorCatalog = {
   PODFLOW_ERR_FLOW_CONFIG: 'invalid flow meter setting',
   PODFLOW_ERR_FLOW_FILE_READ: 'cannot read capture file',
   PODFLOW_ERR_FLOW_NOT_A_CAPTURE: 'not a pcap or pcapng capture file',
+  // export and collect: IPFIX exporter transports and the collector
+  PODFLOW_ERR_EXPORT_TARGET: 'invalid export target',
+  PODFLOW_ERR_EXPORT_CONFIG: 'invalid exporter setting',
+  PODFLOW_ERR_EXPORT_TLS_FILES: 'cannot read a TLS file of the export target',
+  PODFLOW_ERR_EXPORT_CONNECT: 'cannot connect to the collector',
+  PODFLOW_ERR_EXPORT_TLS: 'TLS handshake with the collector failed',
+  PODFLOW_ERR_EXPORT_SEND: 'sending to the collector failed',
+  PODFLOW_ERR_EXPORT_FILE: 'cannot write the IPFIX file',
+  PODFLOW_ERR_EXPORT_CLOSED: 'the exporter is closed',
+  PODFLOW_ERR_COLLECT_LISTEN_ADDRESS: 'invalid collector listen address',
+  PODFLOW_ERR_COLLECT_TLS_FILES: 'cannot read a TLS file of the collector',
+  PODFLOW_ERR_COLLECT_LISTEN: 'cannot listen for IPFIX',
+  // ipfix: the IPFIX codec (bad IPFIX messages are counted, never thrown)
+  PODFLOW_ERR_IPFIX_CONFIG: 'invalid IPFIX encoder or registry setting',
+  // enrich: Kubernetes caches (API failures are counted and retried, never thrown)
+  PODFLOW_ERR_KUBE_CONFIG: 'cannot use the Kubernetes client configuration',
+  PODFLOW_ERR_KUBE_SETTING: 'invalid Kubernetes cache setting',
+  PODFLOW_ERR_KUBE_UNAUTHORIZED: 'the Kubernetes API server rejected our credentials',
+  PODFLOW_ERR_KUBE_FORBIDDEN: 'the Kubernetes API server forbids the request (RBAC)',
+  PODFLOW_ERR_KUBE_UNREACHABLE: 'cannot reach the Kubernetes API server',
+  PODFLOW_ERR_KUBE_API: 'the Kubernetes API server answered with an error',
+  PODFLOW_ERR_KUBE_CLOSED: 'the Kubernetes caches are closed',
+  PODFLOW_ERR_ENRICH_CONFIG: 'invalid identity enrichment setting',
 } as const satisfies Record<string, string>;
 
 export type ErrorCode = keyof typeof errorCatalog;

@@ -19,7 +19,7 @@ import { EndReason, type FlowRecord } from '../../flow/types.ts';
 import { NetnsDiscovery } from '../../netns/discovery.ts';
 import { NodeCapture } from '../../netns/node-capture.ts';
 import { canRunSimNode, NODE_BIN, SimNode, type SimPod } from '../../sim/simnode.ts';
-import { formatIPv4, formatIPv6 } from './replay.ts';
+import { formatIPv4, formatIPv6 } from '../../flow/address.ts';
 
 const DEMO_TRAFFIC = new URL('../../sim/demo-traffic.ts', import.meta.url).pathname;
 

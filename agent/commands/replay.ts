@@ -4,8 +4,10 @@
 // Flows still open at the end of the file are ended with flowEndReason 4
 // (forced end), as ipfixprobe's flow cache does in finish() (storage/cache.cpp).
 import { closeSync, openSync, readSync } from 'node:fs';
+import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PodflowError } from '../../common/errors.ts';
+import { formatIPv4, formatIPv6 } from '../../flow/address.ts';
 import { IpProtocol, PacketDecoder } from '../../flow/decode.ts';
 import { CaptureFileIngest, PacketIngest } from '../../flow/ingest.ts';
 import {
@@ -16,6 +18,8 @@ import {
 } from '../../flow/meter.ts';
 import { CAPTURE_HEADER_BYTES, type CaptureReadStats, readCaptureHeader } from '../../flow/pcap-file.ts';
 import type { FlowRecord } from '../../flow/types.ts';
+import type { Exporter } from '../../ipfix/exporter.ts';
+import type { EndpointIdentity, ExportRecord } from '../../ipfix/types.ts';
 
 /** A replayed file is one observation point. */
 const OBSERVATION_POINT = 1;
@@ -26,7 +30,7 @@ const MAX_RECORD_BYTES = 256 << 20;
 /** Output is written in chunks of this many bytes: one write per flow would dominate the run time. */
 const OUTPUT_CHUNK_BYTES = 1 << 20;
 
-const USAGE = `usage: podflow replay FILE [--idle-timeout S] [--active-timeout S] [--max-flows N]
+const USAGE = `usage: podflow replay FILE [--idle-timeout S] [--active-timeout S] [--max-flows N] [--output URL]... [--cluster NAME]
 
 Meters a pcap or pcapng capture into bidirectional flows and prints one JSON
 object per flow on stdout (keys are IANA IPFIX element names); a summary goes
@@ -35,6 +39,10 @@ to stderr. Flows still open at the end of the file end with flowEndReason 4.
   --idle-timeout S     end a flow after S seconds without packets (default ${DEFAULT_IDLE_TIMEOUT_MS / 1000})
   --active-timeout S   end a flow S seconds after its first packet (default ${DEFAULT_ACTIVE_TIMEOUT_MS / 1000})
   --max-flows N        open flows kept at most; more evict the idlest (default ${DEFAULT_MAX_FLOWS})
+  --output URL         export the flows as IPFIX instead of printing them (repeatable):
+                       udp://HOST:PORT, tcp://HOST:PORT, file:PATH,
+                       tls://HOST:PORT?ca=FILE&cert=FILE&key=FILE&servername=NAME
+  --cluster NAME       k8sClusterName of the exported flows (default empty)
 `;
 
 export async function run(args: string[]): Promise<number> {
@@ -47,6 +55,8 @@ export async function run(args: string[]): Promise<number> {
         'idle-timeout': { type: 'string' },
         'active-timeout': { type: 'string' },
         'max-flows': { type: 'string' },
+        output: { type: 'string', multiple: true },
+        cluster: { type: 'string', default: '' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -67,17 +77,19 @@ export async function run(args: string[]): Promise<number> {
   const maxFlows = count(values['max-flows'], '--max-flows', DEFAULT_MAX_FLOWS);
 
   const output = new ChunkedOutput();
+  const exporter = values.output ? await FileExport.open(values.output, basename(path), values.cluster) : undefined;
   const decoder = new PacketDecoder();
   const meter = new FlowMeter({
     idleTimeoutMs,
     activeTimeoutMs,
     maxFlows,
-    onFlow: (record) => output.write(formatFlow(record)),
+    onFlow: exporter ? (record) => exporter.add(record) : (record) => output.write(formatFlow(record)),
   });
   const ingest = new PacketIngest(decoder, meter);
   const file = meterFile(path, new CaptureFileIngest(ingest, OBSERVATION_POINT));
   meter.flush();
   await output.end();
+  const exported = await exporter?.close();
 
   const errors = Object.entries(decoder.errors)
     .filter(([, n]) => n > 0)
@@ -93,8 +105,72 @@ export async function run(args: string[]): Promise<number> {
   if (file.truncated > 0) lines.push('  file: the last record is cut off (or impossibly long); it was not read');
   if (file.corruptBlocks > 0) lines.push('  file: a corrupt pcapng block, the rest was not read');
   if (file.unknownInterface > 0) lines.push(`  file: ${file.unknownInterface} packets of undescribed interfaces skipped`);
+  if (exported) lines.push(...exported.lines);
   process.stderr.write(lines.join('\n') + '\n');
-  return 0;
+  return exported?.complete === false ? 1 : 0;
+}
+
+/**
+ * --output: the replayed file's flows as IPFIX. The exporter is loaded only
+ * then (see the start-up note in agent/cli.ts). A file is one observation
+ * point with no pod behind it, so both ends are UNKNOWN_ENDPOINT and the
+ * interface name is the file's name.
+ */
+class FileExport {
+  /** Flows per export() call: fills messages, and keeps the pending array small. */
+  static readonly BATCH = 512;
+  readonly #exporter: Exporter;
+  readonly #interfaceName: string;
+  readonly #clusterName: string;
+  readonly #unknown: EndpointIdentity;
+  #batch: ExportRecord[] = [];
+
+  static async open(targets: string[], interfaceName: string, clusterName: string): Promise<FileExport> {
+    const [{ Exporter }, { UNKNOWN_ENDPOINT }] = await Promise.all([import('../../ipfix/exporter.ts'), import('../../ipfix/types.ts')]);
+    const exporter = new Exporter({
+      targets,
+      observationDomainId: OBSERVATION_POINT,
+      onError: (err) => process.stderr.write(`podflow replay: ${err.message}\n`),
+      // The whole file is metered before the event loop turns, so a TCP connection
+      // cannot come up until then: queue every flow (the file bounds them) rather than drop.
+      tcp: { maxQueuedRecords: Number.MAX_SAFE_INTEGER },
+      closeTimeoutMs: 10_000,
+    });
+    return new FileExport(exporter, interfaceName, clusterName, UNKNOWN_ENDPOINT);
+  }
+
+  private constructor(exporter: Exporter, interfaceName: string, clusterName: string, unknown: EndpointIdentity) {
+    this.#exporter = exporter;
+    this.#interfaceName = interfaceName;
+    this.#clusterName = clusterName;
+    this.#unknown = unknown;
+  }
+
+  add(flow: FlowRecord): void {
+    // No pod is observed in a file: ingress (0) is the neutral value of flowDirection.
+    this.#batch.push({ flow, interfaceName: this.#interfaceName, flowDirection: 0, clusterName: this.#clusterName, source: this.#unknown, destination: this.#unknown });
+    if (this.#batch.length >= FileExport.BATCH) this.#send();
+  }
+
+  /** Sends the rest, closes (bounded), and sums up each target; complete is false when records were dropped. */
+  async close(): Promise<{ lines: string[]; complete: boolean }> {
+    this.#send();
+    await this.#exporter.close();
+    const stats = this.#exporter.stats();
+    const lines = stats.map(
+      (t) =>
+        `  export ${t.target}: ${t.records} flows in ${t.messages} messages (${t.bytes} bytes)` +
+        (t.droppedRecords > 0 ? `, ${t.droppedRecords} not sent` : '') +
+        (t.errors > 0 ? `, ${t.errors} errors (last: ${t.lastError!.message})` : ''),
+    );
+    return { lines, complete: stats.every((t) => t.droppedRecords === 0) };
+  }
+
+  #send(): void {
+    if (this.#batch.length === 0) return;
+    this.#exporter.export(this.#batch);
+    this.#batch = [];
+  }
 }
 
 /**
@@ -239,32 +315,4 @@ export function formatFlow(r: FlowRecord): string {
     `,"flowStartMilliseconds":${r.flowStartMilliseconds},"flowEndMilliseconds":${r.flowEndMilliseconds}` +
     `,"flowEndReason":${r.flowEndReason}}\n`
   );
-}
-
-export function formatIPv4(a: Uint8Array): string {
-  return `${a[0]}.${a[1]}.${a[2]}.${a[3]}`;
-}
-
-/** RFC 5952 text: lower-case hex, leading zeros dropped, the longest run (≥ 2) of zero groups as "::". */
-export function formatIPv6(a: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((a[i]! << 8) | a[i + 1]!);
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = (from: number, to: number) => groups.slice(from, to).map((g) => g.toString(16)).join(':');
-  if (bestStart < 0) return hex(0, 8);
-  return `${hex(0, bestStart)}::${hex(bestStart + bestLength, 8)}`;
 }

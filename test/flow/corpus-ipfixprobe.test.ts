@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { formatIPv4, formatIPv6 } from '../../agent/commands/replay.ts';
+import { formatIPv4, formatIPv6 } from '../../flow/address.ts';
 import type { FlowRecord } from '../../flow/types.ts';
 import { corpusDir, replayCorpusFile, splitCsvLine } from '../helpers/corpus.ts';
 

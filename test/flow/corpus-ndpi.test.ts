@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { formatIPv4 } from '../../agent/commands/replay.ts';
+import { formatIPv4 } from '../../flow/address.ts';
 import { corpusDir, replayCorpusFile } from '../helpers/corpus.ts';
 
 const base = 'nDPI/tests/cfgs/default/';

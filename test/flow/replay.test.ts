@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { formatIPv6 } from '../../agent/commands/replay.ts';
+import { formatIPv6 } from '../../flow/address.ts';
 import { corpusDir } from '../helpers/corpus.ts';
 import { v6 } from '../helpers/packets.ts';
 

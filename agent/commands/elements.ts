@@ -1,0 +1,148 @@
+// `podflow elements`: prints what each collector needs to name podflow's
+// enterprise elements, in its own format. docs/ipfix-elements.md is the
+// markdown output for the default PEN (a test keeps them equal).
+import { parseArgs } from 'node:util';
+import { PodflowError } from '../../common/errors.ts';
+import {
+  DEFAULT_ENTERPRISE_NUMBER,
+  type InformationElement,
+  InformationElementRegistry,
+  naturalLength,
+  VARIABLE_LENGTH,
+} from '../../ipfix/registry.ts';
+import { IpfixEncoder, TemplateId } from '../../ipfix/encoder.ts';
+
+export const FORMATS = ['ipfixdump-xml', 'nfacctd', 'iespec', 'markdown'] as const;
+export type ElementsFormat = (typeof FORMATS)[number];
+
+const USAGE = `usage: podflow elements --format ${FORMATS.join('|')} [--pen N]
+
+Prints podflow's enterprise information elements for a collector:
+  ipfixdump-xml  libfixbuf element file: ipfixDump --element-file FILE
+  nfacctd        pmacct aggregate_primitives file (aggregate_primitives: FILE)
+  iespec         python-ipfix spec lines: ipfix2csv --spec FILE
+  markdown       the element and template reference (docs/ipfix-elements.md)
+
+  --pen N   Private Enterprise Number the agent exports with (default ${DEFAULT_ENTERPRISE_NUMBER})
+`;
+
+export async function run(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        format: { type: 'string' },
+        pen: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    throw new PodflowError('PODFLOW_ERR_CLI_USAGE', `${(err as Error).message}\n\n${USAGE}`, { cause: err });
+  }
+  const { values } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const format = values.format as ElementsFormat | undefined;
+  if (!format || !FORMATS.includes(format)) {
+    throw new PodflowError('PODFLOW_ERR_CLI_USAGE', `--format must be one of ${FORMATS.join(', ')}\n\n${USAGE}`);
+  }
+  const pen = values.pen === undefined ? DEFAULT_ENTERPRISE_NUMBER : Number(values.pen);
+  if (!/^\d+$/.test(values.pen ?? '1') || !Number.isInteger(pen) || pen < 1 || pen > 0xffffffff || pen === 29305) {
+    throw new PodflowError('PODFLOW_ERR_CLI_USAGE', `--pen must be an integer from 1 to 4294967295 other than 29305, got ${values.pen}\n\n${USAGE}`);
+  }
+  process.stdout.write(renderElements(format, pen));
+  return 0;
+}
+
+/** The text `podflow elements --format <format> --pen <pen>` prints. */
+export function renderElements(format: ElementsFormat, pen: number = DEFAULT_ENTERPRISE_NUMBER): string {
+  const elements = new InformationElementRegistry(pen).enterpriseElements;
+  switch (format) {
+    case 'ipfixdump-xml':
+      return ipfixDumpXml(elements, pen);
+    case 'nfacctd':
+      return elements.map((e) => `name=${pmacctName(e)}\tfield_type=${pen}:${e.id}\tlen=vlen\tsemantics=str\n`).join('');
+    case 'iespec':
+      return elements.map((e) => `${e.name}(${pen}/${e.id})<${e.dataType}>[${naturalLength(e.dataType)}]\n`).join('');
+    case 'markdown':
+      return markdown(elements, pen);
+  }
+}
+
+function xml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+/** libfixbuf reads IANA's registry XML plus <cert:enterpriseId> (ipfixDump(1), --element-file). */
+function ipfixDumpXml(elements: readonly InformationElement[], pen: number): string {
+  const records = elements.map(
+    (e) => `    <record>
+      <name>${xml(e.name)}</name>
+      <dataType>${e.dataType}</dataType>
+      <dataTypeSemantics>${e.semantics}</dataTypeSemantics>
+      <cert:enterpriseId>${pen}</cert:enterpriseId>
+      <elementId>${e.id}</elementId>
+      <status>current</status>
+      <description>
+        <paragraph>${xml(e.description)}</paragraph>
+      </description>
+    </record>
+`,
+  );
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<registry id="podflow_ipfix" xmlns="http://www.iana.org/assignments" xmlns:cert="http://www.cert.org/ipfix">
+  <title>podflow IPFIX elements (PEN ${pen})</title>
+  <registry id="podflow-information-elements">
+    <title>podflow Kubernetes identity elements</title>
+${records.join('\n')}  </registry>
+</registry>
+`;
+}
+
+/** pmacct primitive names: lower case with underscores, e.g. k8s_source_pod_name. */
+function pmacctName(e: InformationElement): string {
+  return e.name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+function markdown(elements: readonly InformationElement[], pen: number): string {
+  const rows = elements.map((e) => `| ${pen}/${e.id} | \`${e.name}\` | ${e.dataType} | ${e.description} |`);
+  const names = new Map<number, string>(Object.entries(TemplateId).map(([name, id]) => [id, name]));
+  const templateRows = new IpfixEncoder({ observationDomainId: 0, enterpriseNumber: pen }).templates.map((t) => {
+    const fields = t.fields.map(
+      (f, i) => `${i < t.scopeCount ? '(scope) ' : ''}\`${f.element.name}\`${f.length === VARIABLE_LENGTH ? '' : ` [${f.length}]`}`,
+    );
+    return `| ${t.id} | ${names.get(t.id)} | ${fields.join(', ')} |`;
+  });
+  return `# IPFIX elements
+
+<!-- Generated by \`podflow elements --format markdown\`: do not edit by hand. -->
+
+podflow exports flows as IPFIX (RFC 7011) with IANA elements wherever one
+exists, RFC 5103 reverse elements (PEN 29305) for the reverse direction of a
+biflow, and the Kubernetes identity of both ends as enterprise elements. The
+enterprise number below is ${pen}${pen === DEFAULT_ENTERPRISE_NUMBER ? ', reserved for documentation by RFC 5612: set your own PEN in the agent configuration and pass it as `--pen`' : ''}.
+Every enterprise element is a variable-length UTF-8 string; an empty string
+means the field does not apply to that end (see \`k8s*EndpointType\`).
+
+Collectors learn names and types from RFC 5610 type records the exporter
+sends with its templates; for those that do not, \`podflow elements\` prints
+the configuration they need: \`--format ipfixdump-xml\` (libfixbuf
+\`ipfixDump --element-file\`), \`--format nfacctd\` (pmacct
+\`aggregate_primitives\`), \`--format iespec\` (python-ipfix).
+
+## Enterprise elements
+
+| PEN/ID | name | type | description |
+| --- | --- | --- | --- |
+${rows.join('\n')}
+
+## Templates
+
+| id | template | fields |
+| --- | --- | --- |
+${templateRows.join('\n')}
+`;
+}

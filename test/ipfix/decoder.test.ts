@@ -1,0 +1,145 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatIPv6 } from '../../flow/address.ts';
+import { IpfixSession, IpfixStreamSplitter, splitMessages } from '../../ipfix/decoder.ts';
+import { IpfixEncoder } from '../../ipfix/encoder.ts';
+import { exportRecord, IPV6_FLOW } from '../helpers/ipfix-records.ts';
+
+function encoder(observationDomainId = 1) {
+  return new IpfixEncoder({ observationDomainId, clock: () => 1_750_000_000_000 });
+}
+
+test('a data set before its template is counted as unknown-template and skipped', () => {
+  const e = encoder();
+  const session = new IpfixSession();
+  const [data] = e.encode([exportRecord()]);
+  const d = session.decodeMessage(data!);
+  assert.equal(d.status, 'unknown-template');
+  assert.equal(d.records.length, 0);
+  for (const m of e.templateMessages()) session.decodeMessage(m);
+  assert.equal(session.decodeMessage(data!).records.length, 1);
+  assert.equal(session.stats.problems['unknown-template'], 1);
+});
+
+test('templates are kept per observation domain', () => {
+  const a = encoder(1);
+  const b = encoder(2);
+  const session = new IpfixSession();
+  for (const m of a.templateMessages()) session.decodeMessage(m);
+  assert.equal(session.decodeMessage(b.encode([exportRecord()])[0]!).status, 'unknown-template');
+  assert.equal(session.decodeMessage(a.encode([exportRecord()])[0]!).status, 'ok');
+});
+
+test('a withdrawal removes the templates; data after it is unknown-template', () => {
+  const e = encoder();
+  const session = new IpfixSession();
+  for (const m of e.templateMessages()) session.decodeMessage(m);
+  assert.equal(session.decodeMessage(e.withdrawalMessage()).status, 'ok');
+  assert.deepEqual(session.templateIds(1), []);
+  assert.equal(session.stats.withdrawals, 2);
+  assert.equal(session.decodeMessage(e.encode([exportRecord()])[0]!).status, 'unknown-template');
+});
+
+test('a template id redefined with other fields replaces the old one and is counted', () => {
+  const e = encoder();
+  const session = new IpfixSession();
+  const [templates] = e.templateMessages();
+  session.decodeMessage(templates!);
+  session.decodeMessage(templates!); // refresh: same definition
+  assert.equal(session.stats.templatesRedefined, 0);
+  // Re-announce the IPv6 template (257) under id 256.
+  const redefined = Uint8Array.from(templates!);
+  const v = new DataView(redefined.buffer);
+  // Skip the message and set headers and the first template record; give the second id 256.
+  let o = 16 + 4;
+  const count = v.getUint16(o + 2);
+  o += 4;
+  for (let i = 0; i < count; i++) o += v.getUint16(o) & 0x8000 ? 8 : 4;
+  v.setUint16(o, 256);
+  session.decodeMessage(redefined);
+  assert.equal(session.stats.templatesRedefined, 1);
+  const d = session.decodeMessage(e.encode([exportRecord({}, IPV6_FLOW)])[0]!);
+  assert.equal(d.records[0]!.fields.sourceIPv6Address, 'fd00::a');
+});
+
+test('wrong version, short, truncated and mislabelled messages are counted by reason', () => {
+  const session = new IpfixSession();
+  const e = encoder();
+  const [m] = e.templateMessages();
+  const wrongVersion = Uint8Array.from(m!);
+  wrongVersion[1] = 9;
+  const longer = Uint8Array.from(m!);
+  longer[3]! -= 1;
+  assert.equal(session.decodeMessage(new Uint8Array(10)).status, 'truncated');
+  assert.equal(session.decodeMessage(wrongVersion).status, 'wrong-version');
+  assert.equal(session.decodeMessage(m!.subarray(0, 40)).status, 'truncated');
+  assert.equal(session.decodeMessage(longer).status, 'bad-length');
+  assert.deepEqual(session.stats.problems, {
+    truncated: 2, 'wrong-version': 1, 'bad-length': 1, 'bad-set-length': 0, 'reserved-set-id': 0, 'bad-template': 0, 'unknown-template': 0, 'bad-record': 0,
+  });
+});
+
+test('fuzz: 10k random and mutated messages never throw and every bad one is counted', () => {
+  let seed = 12345;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const e = encoder();
+  const real = [
+    ...e.templateMessages(),
+    ...e.typeInformationMessages(),
+    ...e.encode(Array.from({ length: 20 }, (_, i) => exportRecord({}, i % 2 ? IPV6_FLOW : {}))),
+    e.reliabilityStatsMessage({ exportingProcessId: 1, notSentFlowTotalCount: 1, notSentPacketTotalCount: 1, notSentOctetTotalCount: 1, firstNotSentMilliseconds: 1, lastNotSentMilliseconds: 2 }),
+  ];
+  const session = new IpfixSession();
+  for (const m of e.templateMessages()) session.decodeMessage(m);
+  let bad = 0;
+  let problems = 0;
+  for (let i = 0; i < 10_000; i++) {
+    let bytes: Uint8Array;
+    if (i % 4 === 0) {
+      bytes = Uint8Array.from({ length: Math.floor(rand() * 200) }, () => Math.floor(rand() * 256));
+      if (bytes.length >= 4 && rand() < 0.5) bytes.set([0, 10, bytes.length >> 8, bytes.length & 0xff]);
+    } else {
+      bytes = Uint8Array.from(real[Math.floor(rand() * real.length)]!);
+      const flips = 1 + Math.floor(rand() * 4);
+      for (let f = 0; f < flips; f++) bytes[Math.floor(rand() * bytes.length)] = Math.floor(rand() * 256);
+      if (rand() < 0.2) bytes = bytes.subarray(0, Math.floor(rand() * bytes.length));
+    }
+    const d = session.decodeMessage(bytes);
+    if (d.status !== 'ok') bad++;
+    problems += d.problems.length;
+    assert.equal(d.status === 'ok', d.problems.length === 0);
+  }
+  const counted = Object.values(session.stats.problems).reduce((a, b) => a + b, 0);
+  assert.equal(counted, problems);
+  assert.ok(bad > 2000, `${bad} bad messages`);
+  // The session still works after the garbage.
+  const fresh = encoder();
+  const s2 = session;
+  for (const m of fresh.templateMessages()) s2.decodeMessage(m);
+  assert.equal(s2.decodeMessage(fresh.encode([exportRecord()])[0]!).status, 'ok');
+});
+
+test('a byte stream is split into messages across chunk boundaries, skipping counted garbage', () => {
+  const e = encoder();
+  const messages = [...e.templateMessages(), ...e.encode(Array.from({ length: 30 }, () => exportRecord()))];
+  const garbage = Uint8Array.of(1, 2, 3, 0, 10, 0, 3, 9);
+  const stream = Buffer.concat([garbage, ...messages.slice(0, 3), garbage, ...messages.slice(3)]);
+  const splitter = new IpfixStreamSplitter();
+  const out: Uint8Array[] = [];
+  for (let o = 0; o < stream.length; o += 100) out.push(...splitter.push(stream.subarray(o, o + 100)));
+  assert.deepEqual(out.map((m) => Buffer.from(m)), messages.map((m) => Buffer.from(m)));
+  assert.equal(splitter.garbageBytes, 2 * garbage.length);
+  assert.equal(splitter.pendingBytes, 0);
+  const whole = splitMessages(stream.subarray(0, stream.length - 5));
+  assert.equal(whole.messages.length, messages.length - 1);
+  assert.equal(whole.trailingBytes, messages.at(-1)!.length - 5);
+});
+
+test('IPv6 addresses are printed in RFC 5952 form', () => {
+  const a = (hex: string) => Uint8Array.from(Buffer.from(hex, 'hex'));
+  assert.equal(formatIPv6(a('20010db8000000000000000000000001')), '2001:db8::1');
+  assert.equal(formatIPv6(a('00000000000000000000000000000000')), '::');
+  assert.equal(formatIPv6(a('20010db8000000010000000000000001')), '2001:db8:0:1::1');
+  assert.equal(formatIPv6(a('20010db8000100010001000100010001')), '2001:db8:1:1:1:1:1:1');
+  assert.equal(formatIPv6(a('20010000000000010000000000000000')), '2001:0:0:1::');
+});

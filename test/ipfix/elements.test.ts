@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { renderElements } from '../../agent/commands/elements.ts';
+import { IpfixEncoder } from '../../ipfix/encoder.ts';
+import { exportRecord, IPV6_FLOW } from '../helpers/ipfix-records.ts';
+
+const CLI = new URL('../../agent/cli.ts', import.meta.url).pathname;
+
+function podflow(...args: string[]) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+}
+
+test('docs/ipfix-elements.md is the markdown output of podflow elements', () => {
+  const doc = readFileSync(new URL('../../docs/ipfix-elements.md', import.meta.url), 'utf8');
+  assert.equal(doc, renderElements('markdown'), 'regenerate: podflow elements --format markdown > docs/ipfix-elements.md');
+});
+
+test('the CLI prints a format with the given PEN', () => {
+  const r = podflow('elements', '--format', 'iespec', '--pen', '4242');
+  assert.equal(r.status, 0);
+  assert.equal(r.stdout, renderElements('iespec', 4242));
+  assert.match(r.stdout, /^k8sSourcePodName\(4242\/12\)<string>\[65535\]$/m);
+});
+
+test('nfacctd output is one aggregate_primitives line per element', () => {
+  const lines = renderElements('nfacctd').trimEnd().split('\n');
+  assert.equal(lines.length, 23);
+  assert.ok(lines.includes('name=k8s_destination_pod_name\tfield_type=32473:32\tlen=vlen\tsemantics=str'));
+});
+
+test('the ipfixDump XML names each element with its cert:enterpriseId', () => {
+  const xml = renderElements('ipfixdump-xml', 4242);
+  assert.match(xml, /<name>k8sClusterName<\/name>\s*<dataType>string<\/dataType>\s*<dataTypeSemantics>default<\/dataTypeSemantics>\s*<cert:enterpriseId>4242<\/cert:enterpriseId>\s*<elementId>50<\/elementId>/);
+  assert.equal(xml.match(/<record>/g)?.length, 23);
+});
+
+test('usage errors exit 2 with the usage text', () => {
+  for (const args of [['--format', 'csv'], [], ['--format', 'iespec', '--pen', 'x'], ['--format', 'iespec', '--pen', '29305'], ['--bogus']]) {
+    const r = podflow('elements', ...args);
+    assert.equal(r.status, 2, args.join(' '));
+    assert.match(r.stderr, /PODFLOW_ERR_CLI_USAGE/);
+  }
+});
+
+// ./run installs libfixbuf-tools: a missing ipfixDump fails this test (ENOENT), never skips it.
+test('libfixbuf ipfixDump reads our messages and names the enterprise elements', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'podflow-ipfix-'));
+  try {
+    const e = new IpfixEncoder({ observationDomainId: 5, clock: () => 1_750_000_000_000 });
+    const messages = [...e.templateMessages(), ...e.typeInformationMessages(), ...e.encode([exportRecord(), exportRecord({}, IPV6_FLOW)])];
+    writeFileSync(join(dir, 'x.ipfix'), Buffer.concat(messages));
+    writeFileSync(join(dir, 'e.xml'), renderElements('ipfixdump-xml'));
+    const out = execFileSync('ipfixDump', ['--in', join(dir, 'x.ipfix'), '--element-file', join(dir, 'e.xml')], { encoding: 'utf8' });
+    assert.match(out, /k8sSourcePodName : \(len: 24\) frontend-6d8f9c7b5-x2k4q/);
+    assert.match(out, /reverseOctetDeltaCount : 9120/);
+    assert.match(out, /sourceIPv4Address : 198\.18\.0\.10/);
+    assert.match(out, /File Stats: \d+ Messages, 25 Data Records, 5 Template Records/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,227 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { IpfixSession } from '../../ipfix/decoder.ts';
+import { IpfixEncoder, TemplateId } from '../../ipfix/encoder.ts';
+import type { ExportRecord } from '../../ipfix/types.ts';
+import { exportRecord, IPV6_FLOW, podEnd } from '../helpers/ipfix-records.ts';
+
+const NOW = 1_750_000_000_500;
+
+function pair(options: Partial<ConstructorParameters<typeof IpfixEncoder>[0]> = {}) {
+  const encoder = new IpfixEncoder({ observationDomainId: 9, clock: () => NOW, ...options });
+  const session = new IpfixSession({ enterpriseNumber: options.enterpriseNumber });
+  for (const m of encoder.templateMessages()) assert.equal(session.decodeMessage(m).status, 'ok');
+  return { encoder, session };
+}
+
+function roundTrip(records: ExportRecord[], options = {}) {
+  const { encoder, session } = pair(options);
+  const messages = encoder.encode(records);
+  const decoded = messages.map((m) => session.decodeMessage(m));
+  for (const d of decoded) assert.equal(d.status, 'ok');
+  return { encoder, session, messages, decoded, records: decoded.flatMap((d) => d.records) };
+}
+
+test('an IPv4 biflow round-trips with reverse counters, flags and both identities', () => {
+  const { records } = roundTrip([exportRecord()]);
+  assert.equal(records.length, 1);
+  assert.equal(records[0]!.templateId, TemplateId.FLOW_IPV4);
+  assert.deepEqual(records[0]!.fields, {
+    sourceIPv4Address: '198.18.0.10',
+    destinationIPv4Address: '198.18.0.20',
+    sourceTransportPort: 43512,
+    destinationTransportPort: 8080,
+    protocolIdentifier: 6,
+    tcpControlBits: 0x1b,
+    reverseTcpControlBits: 0x1a,
+    icmpTypeCodeIPv4: 0,
+    reverseIcmpTypeCodeIPv4: 0,
+    vlanId: 0,
+    flowDirection: 1,
+    flowEndReason: 3,
+    octetDeltaCount: 1804,
+    packetDeltaCount: 12,
+    reverseOctetDeltaCount: 9120,
+    reversePacketDeltaCount: 10,
+    flowStartMilliseconds: 1_750_000_000_123,
+    flowEndMilliseconds: 1_750_000_004_456,
+    observationPointId: 7,
+    interfaceName: 'eth0',
+    k8sClusterName: 'test-cluster',
+    k8sSourceEndpointType: 'pod',
+    k8sSourceNamespace: 'shop',
+    k8sSourcePodName: 'frontend-6d8f9c7b5-x2k4q',
+    k8sSourcePodUid: '7f1c2a9e-5b0d-4c1e-9a53-0d8e2b6c4f11',
+    k8sSourceWorkloadKind: 'Deployment',
+    k8sSourceWorkloadName: 'frontend',
+    k8sSourceNodeName: 'node-a',
+    k8sSourceServiceNamespace: '',
+    k8sSourceServiceName: '',
+    k8sSourceServicePortName: '',
+    k8sSourceLabels: 'app=frontend,tier=web',
+    k8sDestinationEndpointType: 'service',
+    k8sDestinationNamespace: '',
+    k8sDestinationPodName: '',
+    k8sDestinationPodUid: '',
+    k8sDestinationWorkloadKind: '',
+    k8sDestinationWorkloadName: '',
+    k8sDestinationNodeName: '',
+    k8sDestinationServiceNamespace: 'shop',
+    k8sDestinationServiceName: 'cart',
+    k8sDestinationServicePortName: 'http',
+    k8sDestinationLabels: '',
+  });
+});
+
+test('an IPv6 flow uses the IPv6 template with ICMPv6 type/code both ways', () => {
+  const { records } = roundTrip([exportRecord({}, IPV6_FLOW)]);
+  const f = records[0]!.fields;
+  assert.equal(records[0]!.templateId, TemplateId.FLOW_IPV6);
+  assert.equal(f.sourceIPv6Address, 'fd00::a');
+  assert.equal(f.destinationIPv6Address, 'fd00:0:0:1::1234');
+  assert.equal(f.icmpTypeCodeIPv6, 128 * 256);
+  assert.equal(f.reverseIcmpTypeCodeIPv6, 129 * 256);
+});
+
+test('counters above 2^32 keep every bit', () => {
+  const { records } = roundTrip([exportRecord({}, { octetDeltaCount: 2 ** 40 + 12345, reverseOctetDeltaCount: 2 ** 53 - 1 })]);
+  assert.equal(records[0]!.fields.octetDeltaCount, 2 ** 40 + 12345);
+  assert.equal(records[0]!.fields.reverseOctetDeltaCount, 2 ** 53 - 1);
+});
+
+test('mixed IPv4 and IPv6 records keep their order across sets', () => {
+  const input = [0, 1, 2, 3, 4, 5].map((i) => exportRecord({}, i % 3 === 2 ? { ...IPV6_FLOW, observationPointId: i } : { observationPointId: i }));
+  const { records } = roundTrip(input);
+  assert.deepEqual(records.map((r) => r.fields.observationPointId), [0, 1, 2, 3, 4, 5]);
+  assert.deepEqual(records.map((r) => r.templateId), [256, 256, 257, 256, 256, 257]);
+});
+
+test('strings of 255 bytes and more use the 3-byte length form', () => {
+  for (const length of [254, 255, 256, 512]) {
+    const name = 'p'.repeat(length);
+    const { records, messages } = roundTrip([exportRecord({ source: podEnd(name) })], { maxMessageBytes: 4000 });
+    assert.equal(records[0]!.fields.k8sSourcePodName, name);
+    const at = Buffer.from(messages[0]!).indexOf(Buffer.from(name));
+    if (length < 255) assert.equal(messages[0]![at - 1], length);
+    else assert.deepEqual([...messages[0]!.subarray(at - 3, at)], [255, length >> 8, length & 0xff]);
+  }
+});
+
+test('strings are cut at maxStringBytes without splitting a UTF-8 character, and counted', () => {
+  const name = 'ä'.repeat(300); // 600 bytes
+  const { records, encoder } = roundTrip([exportRecord({ interfaceName: 'x'.repeat(40), source: podEnd(name, { podUid: 'u', workloadName: 'w' }) })], { maxStringBytes: 33, maxMessageBytes: 4000 });
+  assert.equal(records[0]!.fields.k8sSourcePodName, 'ä'.repeat(16));
+  assert.equal(records[0]!.fields.interfaceName, 'x'.repeat(33));
+  assert.equal(records[0]!.fields.k8sSourceLabels, `app=${'ä'.repeat(14)}`);
+  assert.equal(encoder.stats.stringsTruncated, 3);
+});
+
+test('mixed ASCII and non-ASCII strings and long label lists round-trip', () => {
+  const labels = Array.from({ length: 40 }, (_, i) => [`key${i}`, `välue-${i}`] as const);
+  const { records } = roundTrip([exportRecord({ clusterName: 'prod-東京', source: podEnd('web-1', { labels }) })], { maxMessageBytes: 4000, maxStringBytes: 2000 });
+  assert.equal(records[0]!.fields.k8sClusterName, 'prod-東京');
+  assert.equal(records[0]!.fields.k8sSourceLabels, labels.map(([k, v]) => `${k}=${v}`).join(','));
+});
+
+test('many records are split into messages that never exceed maxMessageBytes', () => {
+  const input = Array.from({ length: 1000 }, (_, i) => exportRecord({}, i % 2 ? { observationPointId: i } : { ...IPV6_FLOW, observationPointId: i }));
+  const { records, messages, encoder } = roundTrip(input);
+  assert.ok(messages.length > 100);
+  for (const m of messages) assert.ok(m.length <= 1472, `message of ${m.length} bytes`);
+  assert.deepEqual(records.map((r) => r.fields.observationPointId), input.map((r) => r.flow.observationPointId));
+  assert.equal(encoder.stats.flowRecords, 1000);
+});
+
+test('a record that alone does not fit a message is dropped and counted, the others go out', () => {
+  const big = exportRecord({ source: podEnd('x'.repeat(500), { workloadName: 'y'.repeat(500), labels: [['k', 'v'.repeat(500)]] }) });
+  const { records, encoder } = roundTrip([exportRecord(), big, exportRecord()], { maxMessageBytes: 1000 });
+  assert.equal(records.length, 2);
+  assert.equal(encoder.stats.recordsTooLarge, 1);
+  assert.equal(encoder.stats.flowRecords, 2);
+});
+
+test('the sequence number counts the data records sent before each message', () => {
+  const { encoder, session } = pair();
+  const seen: number[] = [];
+  for (const batch of [3, 0, 10, 1]) {
+    for (const m of encoder.encode(Array.from({ length: batch }, () => exportRecord()))) {
+      const d = session.decodeMessage(m);
+      seen.push(d.sequenceNumber);
+    }
+  }
+  let expected = 0;
+  const counts = [3, 5, 5, 1];
+  assert.deepEqual(seen, counts.map((c) => ((expected += c), expected - c)));
+  assert.equal(session.stats.sequenceMismatches, 0);
+  assert.equal(encoder.sequenceNumber, 14);
+});
+
+test('messages carry version 10, the domain and the export time in seconds from the clock', () => {
+  const { messages } = roundTrip([exportRecord()]);
+  const v = new DataView(messages[0]!.buffer);
+  assert.equal(v.getUint16(0), 10);
+  assert.equal(v.getUint16(2), messages[0]!.length);
+  assert.equal(v.getUint32(4), Math.floor(NOW / 1000));
+  assert.equal(v.getUint32(12), 9);
+});
+
+test('returned messages are copies that later encodes do not overwrite', () => {
+  const { encoder } = pair();
+  const first = encoder.encode([exportRecord()])[0]!;
+  const copy = Uint8Array.from(first);
+  encoder.encode([exportRecord({ clusterName: 'other' }, IPV6_FLOW)]);
+  assert.deepEqual(first, copy);
+});
+
+test('templates are announced with ids from 256 and the same bytes every time', () => {
+  const { encoder, session } = pair();
+  assert.deepEqual(session.templateIds(9), [256, 257, 258, 259, 260]);
+  const a = encoder.templateMessages();
+  const b = encoder.templateMessages();
+  assert.deepEqual(a.map((m) => m.subarray(16)), b.map((m) => m.subarray(16)));
+  assert.equal(a.length, 1);
+});
+
+test('the reliability statistics message carries RFC 7011 §4.3 and §4.1 records', () => {
+  const { encoder, session } = pair();
+  session.decodeMessage(encoder.encode([exportRecord(), exportRecord()])[0]!);
+  const { messages, octets } = encoder.stats;
+  const d = session.decodeMessage(encoder.reliabilityStatsMessage({
+    exportingProcessId: 77,
+    notSentFlowTotalCount: 5,
+    notSentPacketTotalCount: 50,
+    notSentOctetTotalCount: 5000,
+    firstNotSentMilliseconds: 1000,
+    lastNotSentMilliseconds: 2000,
+  }));
+  assert.equal(d.status, 'ok');
+  assert.equal(d.sequenceNumber, 2);
+  assert.deepEqual(d.records.map((r) => [r.templateId, r.options, r.fields]), [
+    [258, true, {
+      exportingProcessId: 77,
+      notSentFlowTotalCount: 5,
+      notSentPacketTotalCount: 50,
+      notSentOctetTotalCount: 5000,
+      observationTimeMilliseconds: 1000,
+      'observationTimeMilliseconds#2': 2000,
+    }],
+    [259, true, { observationDomainId: 9, exportedMessageTotalCount: messages, exportedFlowRecordTotalCount: 2, exportedOctetTotalCount: octets }],
+  ]);
+  assert.equal(encoder.sequenceNumber, 4, 'options records are data records too');
+});
+
+test('type information records name every enterprise element for a collector with another PEN', () => {
+  const encoder = new IpfixEncoder({ observationDomainId: 1, enterpriseNumber: 4242, clock: () => NOW });
+  const session = new IpfixSession(); // knows only PEN 32473
+  for (const m of [...encoder.templateMessages(), ...encoder.typeInformationMessages()]) assert.equal(session.decodeMessage(m).status, 'ok');
+  const [m] = encoder.encode([exportRecord()]);
+  const fields = session.decodeMessage(m!).records[0]!.fields;
+  assert.equal(fields.k8sSourcePodName, 'frontend-6d8f9c7b5-x2k4q');
+  assert.equal(fields.k8sClusterName, 'test-cluster');
+});
+
+test('invalid encoder options are configuration errors', () => {
+  for (const bad of [{ observationDomainId: -1 }, { observationDomainId: 1, maxMessageBytes: 100 }, { observationDomainId: 1, maxMessageBytes: 70000 }, { observationDomainId: 1, maxStringBytes: 0 }]) {
+    assert.throws(() => new IpfixEncoder(bad), { code: 'PODFLOW_ERR_IPFIX_CONFIG' });
+  }
+});

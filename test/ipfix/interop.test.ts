@@ -1,0 +1,201 @@
+// What podflow exports, read by decoders nobody here wrote (ipfixDump from
+// libfixbuf, tshark, pmacct's nfacctd) and by our own collector: all must see
+// the flows `podflow replay` meters from corpus captures, with the same counts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InformationElementRegistry } from '../../ipfix/registry.ts';
+import { corpusDir } from '../helpers/corpus.ts';
+import { concat, ethernet, ipv4, udp } from '../helpers/packets.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const cli = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
+const MIXED = corpusDir + 'ipfixprobe/tests/functional/inputs/mixed.pcap';
+/** 300 bytes: longer than 254, so the string takes the 3-byte length form (RFC 7011 §7). */
+const LONG_CLUSTER = 'c'.repeat(300);
+
+type Flow = Record<string, string | number>;
+
+function podflow(args: string[]) {
+  const run = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+/** A decoder the test needs: missing is a failure that says how to get it, never a skip. */
+function tool(name: string, debianPackage: string): string {
+  const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
+  assert.ok(found, `${name} is not installed: ./run setup installs it (Debian package ${debianPackage})`);
+  return found;
+}
+
+/** The flows as `podflow replay` prints them: the reference every decoder is held to. */
+function replayedFlows(path: string): Flow[] {
+  const { stdout } = podflow(['replay', path]);
+  return stdout.trim().split('\n').map((l) => JSON.parse(l) as Flow);
+}
+
+const key = (f: Flow) =>
+  [f.sourceIPv4Address ?? f.sourceIPv6Address, f.destinationIPv4Address ?? f.destinationIPv6Address, f.sourceTransportPort, f.destinationTransportPort, f.protocolIdentifier, f.packetDeltaCount, f.octetDeltaCount, f.reversePacketDeltaCount, f.reverseOctetDeltaCount].join(' ');
+
+const sum = (flows: Flow[], field: string) => flows.reduce((n, f) => n + Number(f[field]), 0);
+
+/** Runs `podflow collect --json` on an ephemeral port; stop() ends it (SIGTERM) and returns its flows and summary. */
+async function startCollect(listen: string): Promise<{ url: string; stop: () => Promise<{ flows: Flow[]; stderr: string }> }> {
+  const child = spawn(process.execPath, [cli, 'collect', '--json', '--listen', listen], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c));
+  child.stderr.on('data', (c: Buffer) => (stderr += c));
+  await waitFor(() => /listening on (\S+)/.test(stderr) || child.exitCode !== null, 10_000, 'podflow collect to listen');
+  const url = /listening on (\S+)/.exec(stderr)?.[1];
+  assert.ok(url, stderr);
+  return {
+    url,
+    stop: async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+      return { flows: stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow), stderr };
+    },
+  };
+}
+
+function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'podflow-interop-'));
+  return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+test('ipfixDump reads an IPFIX file of IPv4 and IPv6 flows and names every enterprise element', () =>
+  withTempDir(async (dir) => {
+    tool('ipfixDump', 'libfixbuf-tools');
+    const expected = replayedFlows(MIXED);
+    const file = join(dir, 'mixed.ipfix');
+    const run = podflow(['replay', MIXED, '--output', `file:${file}`, '--cluster', LONG_CLUSTER]);
+    assert.equal(run.status, 0, run.stderr);
+    const xml = join(dir, 'elements.xml');
+    writeFileSync(xml, podflow(['elements', '--format', 'ipfixdump-xml']).stdout);
+    const dump = spawnSync('ipfixDump', ['--in', file, '-e', xml], { encoding: 'utf8' });
+    assert.equal(dump.status, 0, dump.stderr);
+    assert.doesNotMatch(dump.stdout, /_alienInformationElement/, 'every element has a name');
+    for (const { name } of new InformationElementRegistry().enterpriseElements) assert.match(dump.stdout, new RegExp(`\\b${name} :`), name);
+    assert.equal((dump.stdout.match(/k8sClusterName : \(len: 300\) c{300}/g) ?? []).length, expected.length);
+    const v4 = expected.filter((f) => f.sourceIPv4Address !== undefined).length;
+    assert.ok(v4 > 0 && v4 < expected.length, 'the capture has both IPv4 and IPv6 flows');
+    assert.equal((dump.stdout.match(/sourceIPv6Address/g) ?? []).length - 1, expected.length - v4, 'IPv6 records (plus one template field)');
+    const octets = [...dump.stdout.matchAll(/\(1\)\s+octetDeltaCount : (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+    assert.equal(octets, sum(expected, 'octetDeltaCount'));
+  }));
+
+test('tshark decodes the UDP export with the same packet and octet counts', () =>
+  withTempDir(async (dir) => {
+    tool('tshark', 'tshark');
+    const expected = replayedFlows(MIXED);
+    // Receive the datagrams ourselves and write them as a pcap: no capture privileges needed.
+    const receiver = dgram.createSocket('udp4');
+    const datagrams: Uint8Array[] = [];
+    receiver.on('message', (m) => datagrams.push(m));
+    await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve));
+    const port = receiver.address().port;
+    const run = podflow(['replay', MIXED, '--output', `udp://127.0.0.1:${port}`]);
+    assert.equal(run.status, 0, run.stderr);
+    const sentMessages = Number(/in (\d+) messages/.exec(run.stderr)![1]);
+    await waitFor(() => datagrams.length === sentMessages, 5000, 'the UDP messages');
+    receiver.close();
+    const pcap = join(dir, 'export.pcap');
+    const header = Buffer.alloc(24);
+    header.writeUInt32LE(0xa1b2c3d4, 0);
+    header.writeUInt16LE(2, 4);
+    header.writeUInt16LE(4, 6);
+    header.writeUInt32LE(65535, 16);
+    header.writeUInt32LE(1, 20);
+    const records = datagrams.map((d, i) => {
+      const udpPacket = concat(udp(40000, port).subarray(0, 4), Uint8Array.of((8 + d.length) >> 8, 8 + d.length, 0, 0), d);
+      const frame = ethernet(0x0800, ipv4({ protocol: 17, source: '127.0.0.1', destination: '127.0.0.1', payload: udpPacket }));
+      const h = Buffer.alloc(16);
+      h.writeUInt32LE(1_750_000_000 + i, 0);
+      h.writeUInt32LE(frame.length, 8);
+      h.writeUInt32LE(frame.length, 12);
+      return concat(h, frame);
+    });
+    writeFileSync(pcap, concat(header, ...records));
+    const fields = spawnSync('tshark', ['-r', pcap, '-d', `udp.port==${port},cflow`, '-T', 'fields', '-E', 'occurrence=a', '-e', 'cflow.packets', '-e', 'cflow.octets', '-e', 'cflow.srcaddr', '-e', 'cflow.srcaddrv6'], {
+      encoding: 'utf8',
+    });
+    assert.equal(fields.status, 0, fields.stderr);
+    const numbers = (column: number) => fields.stdout.trim().split('\n').flatMap((l) => (l.split('\t')[column] ?? '').split(',').filter(Boolean));
+    // tshark shows the RFC 5103 reverse counters under the same field names as the forward ones.
+    assert.equal(numbers(0).length, 2 * expected.length, 'packetDeltaCount and its reverse per flow');
+    assert.equal(numbers(0).reduce((n, v) => n + Number(v), 0), sum(expected, 'packetDeltaCount') + sum(expected, 'reversePacketDeltaCount'));
+    assert.equal(numbers(1).reduce((n, v) => n + Number(v), 0), sum(expected, 'octetDeltaCount') + sum(expected, 'reverseOctetDeltaCount'));
+    assert.equal(numbers(2).length + numbers(3).length, expected.length);
+  }));
+
+test('nfacctd prints the identity strings and the same counts from the UDP export', () =>
+  withTempDir(async (dir) => {
+    tool('nfacctd', 'pmacct');
+    const expected = replayedFlows(MIXED);
+    const primitives = join(dir, 'primitives.lst');
+    writeFileSync(primitives, podflow(['elements', '--format', 'nfacctd']).stdout);
+    // A free port: bind, read, release (nfacctd cannot report the port it got).
+    const probe = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => probe.bind(0, '127.0.0.1', resolve));
+    const port = probe.address().port;
+    probe.close();
+    const out = join(dir, 'flows.json');
+    const config = join(dir, 'nfacctd.conf');
+    writeFileSync(
+      config,
+      [
+        'daemonize: false',
+        `nfacctd_ip: 127.0.0.1`,
+        `nfacctd_port: ${port}`,
+        `aggregate_primitives: ${primitives}`,
+        'plugins: print[j]',
+        'aggregate[j]: src_host, dst_host, src_port, dst_port, proto, k8s_cluster_name, k8s_source_endpoint_type, k8s_destination_endpoint_type',
+        'print_output[j]: json',
+        `print_output_file[j]: ${out}`,
+        'print_refresh_time[j]: 1',
+        '',
+      ].join('\n'),
+    );
+    const nfacctd: ChildProcess = spawn('nfacctd', ['-f', config], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 1000)); // nfacctd has no readiness signal
+      const run = podflow(['replay', MIXED, '--output', `udp://127.0.0.1:${port}`, '--cluster', 'prod']);
+      assert.equal(run.status, 0, run.stderr);
+      const read = () => {
+        try {
+          return readFileSync(out, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow);
+        } catch {
+          return [];
+        }
+      };
+      await waitFor(() => sum(read(), 'packets') >= sum(expected, 'packetDeltaCount'), 10_000, 'nfacctd to print the flows');
+      const rows = read();
+      assert.equal(sum(rows, 'packets'), sum(expected, 'packetDeltaCount'));
+      assert.equal(sum(rows, 'bytes'), sum(expected, 'octetDeltaCount'));
+      assert.ok(rows.every((r) => r.k8s_source_endpoint_type === 'unknown' && r.k8s_destination_endpoint_type === 'unknown'));
+      assert.ok(rows.every((r) => r.k8s_cluster_name === 'prod'), 'the cluster name string');
+    } finally {
+      nfacctd.kill('SIGKILL');
+    }
+  }));
+
+test('podflow collect agrees with the replay over UDP (IPv4 loopback) and TCP (IPv6 loopback), long strings included', async () => {
+  const expected = replayedFlows(MIXED);
+  for (const listen of ['udp://127.0.0.1:0', 'tcp://[::1]:0']) {
+    const collect = await startCollect(listen);
+    const run = podflow(['replay', MIXED, '--output', collect.url, '--cluster', LONG_CLUSTER]);
+    assert.equal(run.status, 0, run.stderr);
+    await new Promise((r) => setTimeout(r, 300));
+    const { flows, stderr } = await collect.stop();
+    assert.deepEqual(flows.map(key).sort(), expected.map(key).sort(), listen);
+    assert.ok(flows.every((f) => f.k8sClusterName === LONG_CLUSTER && f.interfaceName === 'mixed.pcap'));
+    assert.match(stderr, /bad messages: 0/);
+  }
+});
