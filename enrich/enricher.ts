@@ -1,0 +1,297 @@
+// Turns a finished flow and its observation point into an ExportRecord with
+// the Kubernetes identity of both ends. Pure: state comes from the lease
+// table, the owner lookups and the namespace→pod map it is given; the clock is
+// injected and only decides when held flows are released.
+//
+// - The observed end is the pod whose namespace the flow was captured in
+//   (NetnsPods), not an address lookup. Only when that namespace is not tied
+//   to a pod (yet) is its side's address looked up instead (counted).
+// - The remote end is the lease table's holder of the other address at the
+//   flow's start, with the service port name from the remote side's port.
+// - flowDirection: egress when the flow's source address is the observed
+//   pod's (its IPs or its namespace's interface addresses), else ingress.
+// - A flow on lo is the pod talking to itself: both ends are the observed pod,
+//   and it is reported as egress (the first packet left a socket of the pod).
+// - Flows that finish before the caches' first sync are held (at most
+//   holdMaxFlows, each at most holdMaxAgeMs) and enriched at the sync or when
+//   the bound is hit, with what is known then.
+import { PodflowError } from '../common/errors.ts';
+import type { FlowRecord } from '../flow/types.ts';
+import { type EndpointIdentity, type ExportRecord, FlowDirection, UNKNOWN_ENDPOINT } from '../ipfix/types.ts';
+import type { ObservationPoint } from '../netns/capture.ts';
+import { ipKeyOf } from './ip-keys.ts';
+import type { LeaseAnswer } from './leases.ts';
+import type { NamespacePod } from './netns-pods.ts';
+import { type OwnerLookup, resolveOwner } from './owners.ts';
+import type { SlimPod } from './types.ts';
+
+export const DEFAULT_HOLD_MAX_FLOWS = 10_000;
+export const DEFAULT_HOLD_MAX_AGE_MS = 30_000;
+
+export interface EnricherOptions {
+  /** k8sClusterName of every record. */
+  clusterName: string;
+  /** The lease table (LeaseTable). */
+  leases: { lookup(address: Uint8Array, atMs: number, port?: number, protocol?: number): LeaseAnswer };
+  /** ReplicaSets and Jobs by uid (KubeCaches). */
+  owners: OwnerLookup;
+  /** The namespace→pod map (NetnsPods), by namespace key `${dev}:${inode}`. */
+  namespaces: { get(key: string): NamespacePod | undefined };
+  onRecord: (record: ExportRecord) => void;
+  /** Flows held before the first sync, at most. Default 10000; beyond it the oldest is released. */
+  holdMaxFlows?: number;
+  /** How long a flow is held before the first sync, at most. Default 30 s. */
+  holdMaxAgeMs?: number;
+  now?: () => number;
+}
+
+export interface EnricherStats {
+  /** Records handed to onRecord. */
+  enriched: number;
+  /** Flows held because they finished before the first sync. */
+  held: number;
+  /** Held flows enriched at the first sync. */
+  released: number;
+  /** Held flows enriched before the sync because they were held holdMaxAgeMs (or at flush()). */
+  expiredUnsynced: number;
+  /** Held flows enriched before the sync because holdMaxFlows were held. */
+  overflowUnsynced: number;
+  /** Flows of an observation point never registered: observed end unknown, direction guessed. */
+  unknownPoint: number;
+  /** Flows whose observed namespace was not tied to a pod and whose observed end was named by its address instead. */
+  observedByAddress: number;
+  /** Flows whose observed end stayed unknown. */
+  observedUnknown: number;
+  /** Flows whose direction was guessed (ingress): nothing known of the observed pod's addresses. */
+  directionGuessed: number;
+}
+
+interface Point {
+  point: ObservationPoint | undefined;
+  namespace: NamespacePod | undefined;
+}
+
+interface Held {
+  flow: FlowRecord;
+  point: Point;
+  at: number;
+}
+
+const EXTERNAL_ENDPOINT: EndpointIdentity = Object.freeze({ ...UNKNOWN_ENDPOINT, type: 'external' });
+const NO_POINT: Point = Object.freeze({ point: undefined, namespace: undefined });
+
+export class Enricher {
+  readonly stats: EnricherStats = {
+    enriched: 0,
+    held: 0,
+    released: 0,
+    expiredUnsynced: 0,
+    overflowUnsynced: 0,
+    unknownPoint: 0,
+    observedByAddress: 0,
+    observedUnknown: 0,
+    directionGuessed: 0,
+  };
+  readonly #o: Required<Omit<EnricherOptions, 'clusterName' | 'onRecord'>>;
+  readonly #clusterName: string;
+  readonly #onRecord: (record: ExportRecord) => void;
+  readonly #points = new Map<number, Point>();
+  /** Identities by the object they were made from: a lease answer (node, service) or a pod whose owner chain is complete. */
+  readonly #identities = new WeakMap<object, EndpointIdentity>();
+  /** Held flows in arrival order; #heldHead is the oldest still held. */
+  #held: Held[] = [];
+  #heldHead = 0;
+  #synced = false;
+
+  constructor(options: EnricherOptions) {
+    this.#o = {
+      leases: options.leases,
+      owners: options.owners,
+      namespaces: options.namespaces,
+      holdMaxFlows: options.holdMaxFlows ?? DEFAULT_HOLD_MAX_FLOWS,
+      holdMaxAgeMs: options.holdMaxAgeMs ?? DEFAULT_HOLD_MAX_AGE_MS,
+      now: options.now ?? Date.now,
+    };
+    this.#clusterName = options.clusterName;
+    this.#onRecord = options.onRecord;
+    if (!Number.isInteger(this.#o.holdMaxFlows) || this.#o.holdMaxFlows < 1 || !(this.#o.holdMaxAgeMs > 0)) {
+      throw new PodflowError('PODFLOW_ERR_ENRICH_CONFIG', `holdMaxFlows must be a positive integer and holdMaxAgeMs positive, got ${this.#o.holdMaxFlows} and ${this.#o.holdMaxAgeMs}`);
+    }
+  }
+
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** Flows held now. */
+  get heldFlows(): number {
+    return this.#held.length - this.#heldHead;
+  }
+
+  /** Registers a capture's observation point (NodeCapture 'opened'). */
+  addObservationPoint(point: ObservationPoint): void {
+    this.#points.set(point.id, { point, namespace: this.#o.namespaces.get(`${point.netnsDev}:${point.netnsInode}`) });
+  }
+
+  /** Forgets a point (NodeCapture 'closed', after its flows were flushed); flows of it still held keep what they need. */
+  removeObservationPoint(id: number): void {
+    this.#points.delete(id);
+  }
+
+  /** A finished flow (FlowMeter onFlow): enriched now, or held until the first sync. */
+  enrich(flow: FlowRecord): void {
+    let point = this.#points.get(flow.observationPointId);
+    if (point === undefined) {
+      this.stats.unknownPoint++;
+      point = NO_POINT;
+    }
+    if (this.#synced) {
+      this.#emit(flow, point);
+      return;
+    }
+    this.stats.held++;
+    this.#held.push({ flow, point, at: this.#o.now() });
+    if (this.heldFlows > this.#o.holdMaxFlows) {
+      this.stats.overflowUnsynced++;
+      this.#releaseOldest();
+    }
+  }
+
+  /** The caches have synced: every held flow is enriched now, in order, and no more are held. Idempotent. */
+  markSynced(): void {
+    if (this.#synced) return;
+    this.#synced = true;
+    this.stats.released += this.heldFlows;
+    while (this.heldFlows > 0) this.#releaseOldest();
+  }
+
+  /** Releases flows held holdMaxAgeMs or longer. Called periodically (one coarse timer for all). */
+  expireHeld(): void {
+    const due = this.#o.now() - this.#o.holdMaxAgeMs;
+    while (this.heldFlows > 0 && this.#held[this.#heldHead]!.at <= due) {
+      this.stats.expiredUnsynced++;
+      this.#releaseOldest();
+    }
+  }
+
+  /** Releases every held flow now with what is known (shutdown before the sync). */
+  flush(): void {
+    this.stats.expiredUnsynced += this.heldFlows;
+    while (this.heldFlows > 0) this.#releaseOldest();
+  }
+
+  #releaseOldest(): void {
+    const held = this.#held[this.#heldHead]!;
+    this.#heldHead++;
+    // Compact once half the array is released entries.
+    if (this.#heldHead * 2 >= this.#held.length) {
+      this.#held = this.#held.slice(this.#heldHead);
+      this.#heldHead = 0;
+    }
+    this.#emit(held.flow, held.point);
+  }
+
+  #emit(flow: FlowRecord, p: Point): void {
+    const point = p.point;
+    if (point !== undefined && p.namespace === undefined) {
+      // The namespace may have been registered after the point.
+      p.namespace = this.#o.namespaces.get(`${point.netnsDev}:${point.netnsInode}`);
+    }
+    const pod = p.namespace?.pod;
+    let record: ExportRecord;
+    if (point?.kind === 'loopback') {
+      const self = pod !== undefined ? this.#podIdentity(pod) : this.#observedUnknown();
+      record = { flow, interfaceName: point.interfaceName, flowDirection: FlowDirection.EGRESS, clusterName: this.#clusterName, source: self, destination: self };
+    } else {
+      const ours = p.namespace?.addresses;
+      let egress = false;
+      if (ours === undefined || ours.size === 0) this.stats.directionGuessed++;
+      else egress = ours.has(ipKeyOf(flow.sourceAddress));
+      const observedAddress = egress ? flow.sourceAddress : flow.destinationAddress;
+      const observed = pod !== undefined ? this.#podIdentity(pod) : this.#observedByAddress(observedAddress, flow);
+      const remote = egress
+        ? this.#remote(flow.destinationAddress, flow.destinationTransportPort, flow)
+        : this.#remote(flow.sourceAddress, flow.sourceTransportPort, flow);
+      record = {
+        flow,
+        interfaceName: point?.interfaceName ?? '',
+        flowDirection: egress ? FlowDirection.EGRESS : FlowDirection.INGRESS,
+        clusterName: this.#clusterName,
+        source: egress ? observed : remote,
+        destination: egress ? remote : observed,
+      };
+    }
+    this.stats.enriched++;
+    this.#onRecord(record);
+  }
+
+  #observedByAddress(address: Uint8Array, flow: FlowRecord): EndpointIdentity {
+    const answer = this.#o.leases.lookup(address, flow.flowStartMilliseconds);
+    if (answer.type !== 'pod') return this.#observedUnknown();
+    this.stats.observedByAddress++;
+    return this.#podIdentity(answer.pod);
+  }
+
+  #observedUnknown(): EndpointIdentity {
+    this.stats.observedUnknown++;
+    return UNKNOWN_ENDPOINT;
+  }
+
+  #remote(address: Uint8Array, port: number, flow: FlowRecord): EndpointIdentity {
+    const answer = this.#o.leases.lookup(address, flow.flowStartMilliseconds, port, flow.protocolIdentifier);
+    switch (answer.type) {
+      case 'pod':
+        return this.#podIdentity(answer.pod);
+      case 'node': {
+        let identity = this.#identities.get(answer);
+        if (identity === undefined) {
+          identity = Object.freeze({ ...UNKNOWN_ENDPOINT, type: 'node', nodeName: answer.nodeName });
+          this.#identities.set(answer, identity);
+        }
+        return identity;
+      }
+      case 'service': {
+        let identity = this.#identities.get(answer);
+        if (identity === undefined) {
+          const { service, portName } = answer;
+          identity = Object.freeze({
+            ...UNKNOWN_ENDPOINT,
+            type: 'service',
+            serviceNamespace: service.namespace,
+            serviceName: service.name,
+            servicePortName: portName,
+          });
+          this.#identities.set(answer, identity);
+        }
+        return identity;
+      }
+      case 'external':
+        return EXTERNAL_ENDPOINT;
+      default:
+        return UNKNOWN_ENDPOINT;
+    }
+  }
+
+  #podIdentity(pod: SlimPod): EndpointIdentity {
+    const cached = this.#identities.get(pod);
+    if (cached !== undefined) return cached;
+    const { workloadKind, workloadName, complete } = resolveOwner(pod, this.#o.owners);
+    const identity: EndpointIdentity = Object.freeze({
+      type: 'pod',
+      namespace: pod.namespace,
+      podName: pod.name,
+      podUid: pod.uid,
+      workloadKind,
+      workloadName,
+      nodeName: pod.nodeName,
+      serviceNamespace: '',
+      serviceName: '',
+      servicePortName: '',
+      labels: pod.labels,
+    });
+    // Slim pods are replaced, never changed, on update: the object is the cache key. An
+    // incomplete owner chain is resolved again next time (its ReplicaSet may have arrived).
+    if (complete) this.#identities.set(pod, identity);
+    return identity;
+  }
+}

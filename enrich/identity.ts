@@ -1,0 +1,207 @@
+// Wiring of the identity core: feeds the lease table and the namespace→pod
+// map from KubeCaches change events and NodeCapture events, and runs one
+// coarse timer for what has no event of its own (lease expiry, release of
+// flows held before the first sync, namespaces still to tie to a pod).
+// FlowMeter's onFlow goes to enrich(). Everything with logic lives in the
+// pure pieces; this file only subscribes and forwards.
+//
+// Start it before NodeCapture.start(), so it sees every namespace and
+// observation point; KubeCaches may start before or after (current objects
+// are applied at start()).
+import type { ExportRecord } from '../ipfix/types.ts';
+import { type Clock, type ClockTimer, systemClock } from '../ipfix/clock.ts';
+import type { FlowRecord } from '../flow/types.ts';
+import type { NodeCaptureEvent } from '../netns/node-capture.ts';
+import { Enricher, type EnricherStats } from './enricher.ts';
+import type { KubeChangeListener } from './kube-caches.ts';
+import { LeaseTable, type LeaseStats, type LeaseTableOptions } from './leases.ts';
+import { NetnsPods, type NetnsPodsOptions, type NetnsPodsStats } from './netns-pods.ts';
+import type { OwnerLookup } from './owners.ts';
+import type { SlimNode, SlimPod, SlimService } from './types.ts';
+
+/** What Identity uses of KubeCaches. */
+export interface IdentityCaches extends OwnerLookup {
+  on(resource: 'pod', listener: KubeChangeListener<'pod'>): void;
+  on(resource: 'service', listener: KubeChangeListener<'service'>): void;
+  on(resource: 'node', listener: KubeChangeListener<'node'>): void;
+  off(resource: 'pod', listener: KubeChangeListener<'pod'>): void;
+  off(resource: 'service', listener: KubeChangeListener<'service'>): void;
+  off(resource: 'node', listener: KubeChangeListener<'node'>): void;
+  synced(): boolean;
+  pods(): Iterable<SlimPod>;
+  services(): Iterable<SlimService>;
+  nodes(): Iterable<SlimNode>;
+}
+
+/** What Identity uses of NodeCapture. */
+export interface IdentityCapture {
+  on(event: 'event', listener: (event: NodeCaptureEvent) => void): unknown;
+  off(event: 'event', listener: (event: NodeCaptureEvent) => void): unknown;
+}
+
+export interface IdentityOptions extends Omit<NetnsPodsOptions, 'nodeName'> {
+  caches: IdentityCaches;
+  capture: IdentityCapture;
+  /** NODE_NAME. */
+  nodeName: string;
+  clusterName: string;
+  onRecord: (record: ExportRecord) => void;
+  leases?: LeaseTableOptions;
+  holdMaxFlows?: number;
+  holdMaxAgeMs?: number;
+  /** Period of the coarse timer. Default 1000 ms. */
+  tickMs?: number;
+  clock?: Clock;
+}
+
+export interface IdentityStats {
+  leases: LeaseStats & { open: number; closed: number };
+  namespaces: NetnsPodsStats & { pending: number };
+  enricher: EnricherStats & { heldNow: number };
+  /** Exceptions caught in event handlers (a bug; never propagated into the caches or the capture). */
+  handlerErrors: number;
+}
+
+export class Identity {
+  readonly leases: LeaseTable;
+  readonly namespaces: NetnsPods;
+  readonly enricher: Enricher;
+  readonly #caches: IdentityCaches;
+  readonly #capture: IdentityCapture;
+  readonly #clock: Clock;
+  readonly #tickMs: number;
+  #timer: ClockTimer | undefined;
+  #resolving = false;
+  #running = false;
+  #handlerErrors = 0;
+
+  readonly #onPod: KubeChangeListener<'pod'> = (type, pod) =>
+    this.#guard(() => {
+      this.leases.applyPod(type, pod, this.#clock.now());
+      this.namespaces.applyPod(type, pod);
+      this.#checkSynced();
+    });
+  readonly #onService: KubeChangeListener<'service'> = (type, service) =>
+    this.#guard(() => {
+      this.leases.applyService(type, service, this.#clock.now());
+      this.#checkSynced();
+    });
+  readonly #onNode: KubeChangeListener<'node'> = (type, node) =>
+    this.#guard(() => {
+      this.leases.applyNode(type, node, this.#clock.now());
+      this.#checkSynced();
+    });
+  readonly #onCapture = (event: NodeCaptureEvent) =>
+    this.#guard(() => {
+      switch (event.type) {
+        case 'attached':
+          this.namespaces.addNamespace(event.ns).catch(() => this.#handlerErrors++);
+          break;
+        case 'detached':
+          this.namespaces.removeNamespace(event.ns.key);
+          break;
+        case 'opened':
+          this.enricher.addObservationPoint(event.handle.point);
+          break;
+        case 'closed':
+          this.enricher.removeObservationPoint(event.handle.point.id);
+          break;
+      }
+    });
+
+  constructor(options: IdentityOptions) {
+    this.#caches = options.caches;
+    this.#capture = options.capture;
+    this.#clock = options.clock ?? systemClock;
+    this.#tickMs = options.tickMs ?? 1000;
+    this.leases = new LeaseTable(options.leases);
+    this.namespaces = new NetnsPods(options);
+    this.enricher = new Enricher({
+      clusterName: options.clusterName,
+      leases: this.leases,
+      owners: options.caches,
+      namespaces: this.namespaces,
+      onRecord: options.onRecord,
+      holdMaxFlows: options.holdMaxFlows,
+      holdMaxAgeMs: options.holdMaxAgeMs,
+      now: () => this.#clock.now(),
+    });
+  }
+
+  /** Subscribes to the caches and the capture, applies the objects cached now, starts the timer. Idempotent. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    const now = this.#clock.now();
+    for (const node of this.#caches.nodes()) this.leases.applyNode('add', node, now);
+    for (const service of this.#caches.services()) this.leases.applyService('add', service, now);
+    for (const pod of this.#caches.pods()) {
+      this.leases.applyPod('add', pod, now);
+      this.namespaces.applyPod('add', pod);
+    }
+    this.#caches.on('pod', this.#onPod);
+    this.#caches.on('service', this.#onService);
+    this.#caches.on('node', this.#onNode);
+    this.#capture.on('event', this.#onCapture);
+    this.#checkSynced();
+    this.#schedule();
+  }
+
+  /** Unsubscribes, stops the timer and enriches every flow still held. Idempotent. */
+  close(): void {
+    if (!this.#running) return;
+    this.#running = false;
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#caches.off('pod', this.#onPod);
+    this.#caches.off('service', this.#onService);
+    this.#caches.off('node', this.#onNode);
+    this.#capture.off('event', this.#onCapture);
+    this.enricher.flush();
+  }
+
+  /** FlowMeter's onFlow. */
+  readonly enrich = (flow: FlowRecord): void => this.enricher.enrich(flow);
+
+  stats(): IdentityStats {
+    return {
+      leases: { ...this.leases.stats, lookups: { ...this.leases.stats.lookups }, open: this.leases.openLeases, closed: this.leases.closedLeases },
+      namespaces: { ...this.namespaces.stats, pending: this.namespaces.pending },
+      enricher: { ...this.enricher.stats, heldNow: this.enricher.heldFlows },
+      handlerErrors: this.#handlerErrors,
+    };
+  }
+
+  #checkSynced(): void {
+    if (!this.enricher.synced && this.#caches.synced()) this.enricher.markSynced();
+  }
+
+  #schedule(): void {
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#guard(() => this.#tick());
+      if (this.#running) this.#schedule();
+    }, this.#tickMs);
+  }
+
+  #tick(): void {
+    this.leases.expire(this.#clock.now());
+    this.#checkSynced();
+    this.enricher.expireHeld();
+    if (this.namespaces.pending > 0 && !this.#resolving) {
+      this.#resolving = true;
+      this.namespaces
+        .resolvePending()
+        .catch(() => this.#handlerErrors++)
+        .finally(() => (this.#resolving = false));
+    }
+  }
+
+  #guard(fn: () => void): void {
+    try {
+      fn();
+    } catch {
+      // A bug in the identity path must not stop the caches' informers or the capture.
+      this.#handlerErrors++;
+    }
+  }
+}

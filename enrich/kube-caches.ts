@@ -1,0 +1,658 @@
+// Watched caches of the Kubernetes objects podflow names flows with: pods (all
+// namespaces), services, nodes, and the owner-chain links (replica sets, jobs).
+//
+// Each resource is one client-node ListWatch (STYLE: reuse, don't rewrite). It
+// already relists on 410 Gone (firing deletes for what vanished), resumes after
+// timeouts and backs its own reconnects off. What it does not do, we add:
+//  - slimming: the Watch handed to ListWatch reduces every object to its slim
+//    form (enrich/types.ts) before ListWatch stores it, and the list function
+//    slims page by page, so no full object outlives its page or event;
+//  - restarting: any other error (API server gone, 401, 403) stops a ListWatch
+//    for good; we start it again with backoff, on our clock;
+//  - clean shutdown: ListWatch can open a watch after stop() (a list or a
+//    reconnect delay in flight); the Watch wrapper refuses once closed and
+//    aborts every stream it opened, and the delays run on timers we cancel.
+import { readFileSync } from 'node:fs';
+import {
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  KubeConfig,
+  ListWatch,
+  Observable,
+  Watch,
+  type ConfigurationOptions,
+  type KubernetesListObject,
+  type KubernetesObject,
+  type ObservableMiddleware,
+} from '@kubernetes/client-node';
+import { PodflowError, type ErrorCode } from '../common/errors.ts';
+import { systemClock, type Clock, type ClockTimer } from '../ipfix/clock.ts';
+import type { SlimNode, SlimOwner, SlimOwnerLink, SlimPod, SlimService, SlimServicePort, WatchEventType } from './types.ts';
+
+/** The slim type each watched resource is reduced to. */
+export interface KubeSlimObjects {
+  pod: SlimPod;
+  service: SlimService;
+  node: SlimNode;
+  replicaset: SlimOwnerLink;
+  job: SlimOwnerLink;
+}
+export type KubeResource = keyof KubeSlimObjects;
+export const kubeResources: readonly KubeResource[] = ['pod', 'service', 'node', 'replicaset', 'job'];
+
+/** `previous` is the cached state before the event (undefined for an add). For a delete, `object` is the last state seen. */
+export type KubeChangeListener<R extends KubeResource> = (
+  type: WatchEventType,
+  object: KubeSlimObjects[R],
+  previous: KubeSlimObjects[R] | undefined,
+) => void;
+
+export interface KubeResourceStatus {
+  /** The first list has completed and the watch is open or being resumed. */
+  synced: boolean;
+  /** Objects in the cache now. */
+  objects: number;
+  /** Add, update and delete events emitted to subscribers (no-op updates are not emitted). */
+  events: number;
+  /** Errors that stopped the informer (each one is followed by a restart). */
+  errors: number;
+  /** Times the informer was started again after an error. */
+  restarts: number;
+  /** Lists completed after the first one: each follows a 410 Gone (the watch version had expired). */
+  relists: number;
+  /** The message of the last error, naming the resource and the cause; undefined until one happens. */
+  lastError: string | undefined;
+}
+
+export interface KubeBackoff {
+  initialMs: number;
+  maxMs: number;
+  factor: number;
+}
+
+export interface KubeCachesOptions {
+  /** A kubeconfig file. Without it: the in-cluster service account (KUBERNETES_SERVICE_HOST/PORT and its token file). */
+  kubeconfig?: string;
+  /** Label keys kept on pods, in this order; all other labels are dropped on arrival. At most maxLabelKeys. */
+  labelKeys?: readonly string[];
+  /** Restart delay after an informer error. Default 1 s growing ×1.5 to 30 s (see defaultRestartBackoff). */
+  restartBackoff?: KubeBackoff;
+  /** Page size of the lists, so a list of 100k pods is never held whole. Default 500 (client-go's). */
+  listPageSize?: number;
+  /** Asked of the server per watch; it ends the stream after this and ListWatch resumes from the last version. Default 300. */
+  watchTimeoutSeconds?: number;
+  clock?: Clock;
+}
+
+export const maxLabelKeys = 16;
+/** Label values are at most 63 characters in valid objects; the bound keeps an invalid one from growing the cache. */
+export const maxLabelValueLength = 63;
+
+// Factor 1.5, not 2: after an outage of T seconds the next attempt comes at
+// most (factor - 1) × T after the server's return, so a 10 s outage is over
+// for us within 5 s. Attempts while the server is down are cheap (a refused
+// connection or a 401; a restart resumes the watch, it does not relist).
+export const defaultRestartBackoff: KubeBackoff = { initialMs: 1000, maxMs: 30_000, factor: 1.5 };
+
+/** Told of every error that stopped an informer (before its restart), e.g. for the agent's log. */
+export type KubeErrorListener = (resource: KubeResource, error: PodflowError) => void;
+
+type AnyListener = (type: WatchEventType, object: never, previous: never) => void;
+
+/** What ListWatch stores per object: its key and version, and the slim object. */
+interface CachedObject<S> extends KubernetesObject {
+  metadata: { name: string; namespace: string; resourceVersion: string };
+  slim: S;
+}
+
+interface ResourceState {
+  resource: KubeResource;
+  /** The API's plural name, used in messages ("pods: forbidden (403) ..."). */
+  plural: string;
+  informer: ListWatch<CachedObject<unknown>>;
+  /** namespace/name → slim object, as ListWatch keys them. */
+  byKey: Map<string, unknown>;
+  /** uid → slim object, for the owner-chain resources. */
+  byUid: Map<string, unknown> | undefined;
+  listeners: Set<AnyListener>;
+  status: KubeResourceStatus;
+  listsDone: number;
+  restartDelayMs: number;
+  restartTimer: ClockTimer | undefined;
+}
+
+/** Raw object fields read by the slimmers: both the JSON of watch events and the client's list classes have these shapes. */
+interface RawObject {
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    uid?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    ownerReferences?: Array<{ kind?: string; name?: string; uid?: string; controller?: boolean }>;
+    deletionTimestamp?: Date | string;
+  };
+  spec?: {
+    nodeName?: string;
+    hostNetwork?: boolean;
+    clusterIPs?: string[];
+    ports?: Array<{ name?: string; port?: number; protocol?: string }>;
+  };
+  status?: {
+    phase?: string;
+    podIPs?: Array<{ ip?: string }>;
+    addresses?: Array<{ type?: string; address?: string }>;
+  };
+}
+
+export class KubeCaches {
+  readonly #clock: Clock;
+  readonly #backoff: KubeBackoff;
+  readonly #labelKeys: readonly string[];
+  readonly #server: string;
+  readonly #states: Map<KubeResource, ResourceState>;
+  /** Aborts every open watch stream and list request at close(). */
+  readonly #closing = new AbortController();
+  /** Reconnect delays handed to ListWatch; cancelled at close(), their promises then never settle. */
+  readonly #delayTimers = new Set<ClockTimer>();
+  readonly #openWatches = new Set<AbortController>();
+  readonly #errorListeners = new Set<KubeErrorListener>();
+  #started = false;
+  #closed = false;
+
+  /** Throws PODFLOW_ERR_KUBE_CONFIG for a missing or broken kubeconfig, PODFLOW_ERR_KUBE_SETTING for bad options. */
+  constructor(options: KubeCachesOptions = {}) {
+    this.#clock = options.clock ?? systemClock;
+    this.#backoff = checkBackoff(options.restartBackoff ?? defaultRestartBackoff);
+    this.#labelKeys = checkLabelKeys(options.labelKeys ?? []);
+    const pageSize = options.listPageSize ?? 500;
+    if (!Number.isInteger(pageSize) || pageSize < 1) {
+      throw new PodflowError('PODFLOW_ERR_KUBE_SETTING', `listPageSize must be a positive integer, got ${pageSize}`);
+    }
+    const watchTimeoutSeconds = options.watchTimeoutSeconds ?? 300;
+    if (!Number.isInteger(watchTimeoutSeconds) || watchTimeoutSeconds < 1) {
+      throw new PodflowError('PODFLOW_ERR_KUBE_SETTING', `watchTimeoutSeconds must be a positive integer, got ${watchTimeoutSeconds}`);
+    }
+    const kubeConfig = options.kubeconfig === undefined ? loadInCluster() : loadKubeconfigFile(options.kubeconfig);
+    this.#server = kubeConfig.getCurrentCluster()?.server ?? '';
+
+    const core = kubeConfig.makeApiClient(CoreV1Api);
+    const apps = kubeConfig.makeApiClient(AppsV1Api);
+    const batch = kubeConfig.makeApiClient(BatchV1Api);
+    // Every list request carries the close signal, so close() ends a list in flight too.
+    const signal = this.#closing.signal;
+    const requestOptions: ConfigurationOptions<ObservableMiddleware> = {
+      middleware: [
+        {
+          pre: (context) => {
+            context.setSignal(signal);
+            return new Observable(Promise.resolve(context));
+          },
+          post: (response) => new Observable(Promise.resolve(response)),
+        },
+      ],
+      middlewareMergeStrategy: 'append',
+    };
+    type Page = { _continue?: string; limit: number };
+    type PageLister = (page: Page) => Promise<{ metadata?: { resourceVersion?: string; _continue?: string }; items: object[] }>;
+    const listers: Record<KubeResource, [plural: string, path: string, list: PageLister, slim: (o: RawObject) => unknown]> = {
+      pod: ['pods', '/api/v1/pods', (p) => core.listPodForAllNamespaces(p, requestOptions), (o) => slimPod(o, this.#labelKeys)],
+      service: ['services', '/api/v1/services', (p) => core.listServiceForAllNamespaces(p, requestOptions), slimService],
+      node: ['nodes', '/api/v1/nodes', (p) => core.listNode(p, requestOptions), slimNode],
+      replicaset: ['replicasets', '/apis/apps/v1/replicasets', (p) => apps.listReplicaSetForAllNamespaces(p, requestOptions), slimOwnerLink],
+      job: ['jobs', '/apis/batch/v1/jobs', (p) => batch.listJobForAllNamespaces(p, requestOptions), slimOwnerLink],
+    };
+
+    this.#states = new Map();
+    for (const resource of kubeResources) {
+      const [plural, path, listPage, slim] = listers[resource];
+      const state: ResourceState = {
+        resource,
+        plural,
+        informer: undefined as never,
+        byKey: new Map(),
+        byUid: resource === 'replicaset' || resource === 'job' ? new Map() : undefined,
+        listeners: new Set(),
+        status: { synced: false, objects: 0, events: 0, errors: 0, restarts: 0, relists: 0, lastError: undefined },
+        listsDone: 0,
+        restartDelayMs: this.#backoff.initialMs,
+        restartTimer: undefined,
+      };
+      const list = async (): Promise<KubernetesListObject<CachedObject<unknown>>> => {
+        const items: CachedObject<unknown>[] = [];
+        let resourceVersion = '';
+        let next: string | undefined;
+        do {
+          const page = await listPage({ limit: pageSize, _continue: next });
+          // A consistent paginated list has one resourceVersion: the first page's.
+          if (next === undefined) resourceVersion = page.metadata?.resourceVersion ?? '';
+          for (const raw of page.items) items.push(cached(raw as RawObject, slim));
+          next = page.metadata?._continue || undefined;
+        } while (next !== undefined);
+        if (state.listsDone++ > 0) state.status.relists++;
+        return { metadata: { resourceVersion }, items };
+      };
+      const watch = this.#slimmingWatch(kubeConfig, state, slim, watchTimeoutSeconds);
+      state.informer = new ListWatch<CachedObject<unknown>>(path, watch, list, false, undefined, undefined, {
+        delayFn: (ms) => this.#delay(ms),
+      });
+      state.informer.on('add', (o) => this.#apply(state, 'add', o));
+      state.informer.on('update', (o) => this.#apply(state, 'update', o));
+      state.informer.on('delete', (o) => this.#apply(state, 'delete', o));
+      state.informer.on('error', (err) => this.#failed(state, err));
+      this.#states.set(resource, state);
+    }
+  }
+
+  /** Starts every informer. Errors never throw: they are counted in status() and retried with backoff. */
+  start(): void {
+    if (this.#closed) throw new PodflowError('PODFLOW_ERR_KUBE_CLOSED', 'start() after close()');
+    if (this.#started) return;
+    this.#started = true;
+    for (const state of this.#states.values()) this.#run(state);
+  }
+
+  /** Stops every watch, list and timer. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const timer of this.#delayTimers) this.#clock.clearTimeout(timer);
+    this.#delayTimers.clear();
+    for (const state of this.#states.values()) {
+      if (state.restartTimer !== undefined) this.#clock.clearTimeout(state.restartTimer);
+      state.restartTimer = undefined;
+      await state.informer.stop();
+    }
+    this.#closing.abort();
+    for (const controller of this.#openWatches) controller.abort();
+    this.#openWatches.clear();
+  }
+
+  on<R extends KubeResource>(resource: R, listener: KubeChangeListener<R>): void {
+    this.#state(resource).listeners.add(listener as AnyListener);
+  }
+
+  off<R extends KubeResource>(resource: R, listener: KubeChangeListener<R>): void {
+    this.#state(resource).listeners.delete(listener as AnyListener);
+  }
+
+  onError(listener: KubeErrorListener): void {
+    this.#errorListeners.add(listener);
+  }
+
+  offError(listener: KubeErrorListener): void {
+    this.#errorListeners.delete(listener);
+  }
+
+  /** True once every resource's first list is done. */
+  synced(): boolean {
+    for (const state of this.#states.values()) if (!state.status.synced) return false;
+    return true;
+  }
+
+  status(): Record<KubeResource, KubeResourceStatus> {
+    const result = {} as Record<KubeResource, KubeResourceStatus>;
+    for (const [resource, state] of this.#states) result[resource] = { ...state.status, objects: state.byKey.size };
+    return result;
+  }
+
+  pods(): IterableIterator<SlimPod> {
+    return this.#state('pod').byKey.values() as IterableIterator<SlimPod>;
+  }
+
+  services(): IterableIterator<SlimService> {
+    return this.#state('service').byKey.values() as IterableIterator<SlimService>;
+  }
+
+  nodes(): IterableIterator<SlimNode> {
+    return this.#state('node').byKey.values() as IterableIterator<SlimNode>;
+  }
+
+  replicaSet(uid: string): SlimOwnerLink | undefined {
+    return this.#state('replicaset').byUid?.get(uid) as SlimOwnerLink | undefined;
+  }
+
+  job(uid: string): SlimOwnerLink | undefined {
+    return this.#state('job').byUid?.get(uid) as SlimOwnerLink | undefined;
+  }
+
+  #state(resource: KubeResource): ResourceState {
+    const state = this.#states.get(resource);
+    if (!state) throw new PodflowError('PODFLOW_ERR_KUBE_SETTING', `unknown resource ${String(resource)}`);
+    return state;
+  }
+
+  /** Starts (or restarts) one informer; ListWatch reports its failures through 'error', a rejection here is one too. */
+  #run(state: ResourceState): void {
+    state.informer.start().catch((err: unknown) => this.#failed(state, err));
+  }
+
+  #failed(state: ResourceState, err: unknown): void {
+    if (this.#closed) return;
+    const error = describeKubeError(state.plural, this.#server, err);
+    state.status.errors++;
+    state.status.lastError = error.message;
+    for (const listener of this.#errorListeners) listener(state.resource, error);
+    if (state.restartTimer !== undefined) return;
+    const delay = state.restartDelayMs;
+    state.restartDelayMs = Math.min(this.#backoff.maxMs, delay * this.#backoff.factor);
+    state.restartTimer = this.#clock.setTimeout(() => {
+      state.restartTimer = undefined;
+      if (this.#closed) return;
+      state.status.restarts++;
+      this.#run(state);
+    }, delay);
+  }
+
+  #delay(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.#clock.setTimeout(() => {
+        this.#delayTimers.delete(timer);
+        resolve();
+      }, ms);
+      this.#delayTimers.add(timer);
+    });
+  }
+
+  /**
+   * The Watch ListWatch uses: adds bookmarks and a server-side timeout to its
+   * query, slims every event, marks the resource synced (ListWatch opens a
+   * watch only after its list is applied), resets the restart backoff once a
+   * stream is open, and opens nothing after close().
+   */
+  #slimmingWatch(kubeConfig: KubeConfig, state: ResourceState, slim: (o: RawObject) => unknown, timeoutSeconds: number): Watch {
+    const inner = new Watch(kubeConfig);
+    const slimming = new Watch(kubeConfig);
+    slimming.watch = async (
+      path: string,
+      queryParams: Record<string, string | number | boolean | undefined>,
+      callback: (phase: string, object: unknown, watchObject?: unknown) => void,
+      done: (err: unknown) => void,
+    ): Promise<AbortController> => {
+      const refused = new AbortController();
+      refused.abort();
+      if (this.#closed) return refused;
+      state.status.synced = true;
+      let ended = false;
+      let controller: AbortController | undefined;
+      const slimmed = (phase: string, object: unknown, watchObject?: unknown): void => {
+        // ERROR events carry a Status (410 Gone), BOOKMARKs only a version: ListWatch reads them as they are.
+        callback(phase, phase === 'ERROR' || phase === 'BOOKMARK' ? object : cached(object as RawObject, slim), watchObject);
+      };
+      const finished = (err: unknown): void => {
+        ended = true;
+        if (controller) this.#openWatches.delete(controller);
+        done(err);
+      };
+      try {
+        controller = await inner.watch(path, { ...queryParams, allowWatchBookmarks: true, timeoutSeconds }, slimmed, finished);
+      } catch (err) {
+        // Thrown before any request (authentication set-up): report it as the end of this watch.
+        finished(err);
+        return refused;
+      }
+      if (!ended) {
+        if (this.#closed) controller.abort();
+        else {
+          this.#openWatches.add(controller);
+          state.restartDelayMs = this.#backoff.initialMs;
+        }
+      }
+      return controller;
+    };
+    return slimming;
+  }
+
+  #apply(state: ResourceState, type: WatchEventType, object: CachedObject<unknown>): void {
+    const key = `${object.metadata.namespace}/${object.metadata.name}`;
+    const previous = state.byKey.get(key);
+    const next = object.slim;
+    if (type === 'delete') {
+      if (previous === undefined) return;
+      state.byKey.delete(key);
+      state.byUid?.delete(uidOf(previous));
+      this.#emit(state, 'delete', next, previous);
+      return;
+    }
+    if (previous !== undefined && uidOf(previous) !== uidOf(next)) {
+      // Same name, new object (a StatefulSet pod recreated while we were away, seen
+      // by a relist as an update): to subscribers it is a delete and an add.
+      state.byUid?.delete(uidOf(previous));
+      state.byKey.delete(key);
+      this.#emit(state, 'delete', previous, previous);
+      this.#apply(state, 'add', object);
+      return;
+    }
+    state.byKey.set(key, next);
+    state.byUid?.set(uidOf(next), next);
+    if (previous !== undefined && sameJson(previous, next)) return;
+    this.#emit(state, previous === undefined ? 'add' : 'update', next, previous);
+  }
+
+  #emit(state: ResourceState, type: WatchEventType, object: unknown, previous: unknown): void {
+    state.status.events++;
+    for (const listener of state.listeners) (listener as (t: WatchEventType, o: unknown, p: unknown) => void)(type, object, previous);
+  }
+}
+
+function uidOf(slim: unknown): string {
+  return (slim as { uid: string }).uid;
+}
+
+/** Slim objects are small plain data; comparing their JSON is cheap next to the event that carried them. */
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function cached(raw: RawObject, slim: (o: RawObject) => unknown): CachedObject<unknown> {
+  const metadata = raw.metadata ?? {};
+  return {
+    metadata: { name: metadata.name ?? '', namespace: metadata.namespace ?? '', resourceVersion: metadata.resourceVersion ?? '' },
+    slim: slim(raw),
+  };
+}
+
+function controllerOwner(raw: RawObject): SlimOwner | undefined {
+  const owner = raw.metadata?.ownerReferences?.find((reference) => reference.controller === true);
+  return owner ? { kind: owner.kind ?? '', name: owner.name ?? '', uid: owner.uid ?? '' } : undefined;
+}
+
+export function slimPod(raw: RawObject, labelKeys: readonly string[]): SlimPod {
+  const metadata = raw.metadata ?? {};
+  const labels: Array<[string, string]> = [];
+  for (const key of labelKeys) {
+    const value = metadata.labels?.[key];
+    if (value !== undefined) labels.push([key, value.slice(0, maxLabelValueLength)]);
+  }
+  const podIPs: string[] = [];
+  for (const entry of raw.status?.podIPs ?? []) if (entry.ip) podIPs.push(entry.ip);
+  return {
+    uid: metadata.uid ?? '',
+    namespace: metadata.namespace ?? '',
+    name: metadata.name ?? '',
+    nodeName: raw.spec?.nodeName ?? '',
+    hostNetwork: raw.spec?.hostNetwork === true,
+    phase: raw.status?.phase ?? '',
+    podIPs,
+    owner: controllerOwner(raw),
+    labels,
+    deletingSinceMs: metadata.deletionTimestamp === undefined ? undefined : new Date(metadata.deletionTimestamp).getTime(),
+  };
+}
+
+export function slimService(raw: RawObject): SlimService {
+  const metadata = raw.metadata ?? {};
+  const ports: SlimServicePort[] = (raw.spec?.ports ?? []).map((p) => ({ name: p.name ?? '', port: p.port ?? 0, protocol: p.protocol ?? 'TCP' }));
+  return {
+    uid: metadata.uid ?? '',
+    namespace: metadata.namespace ?? '',
+    name: metadata.name ?? '',
+    clusterIPs: (raw.spec?.clusterIPs ?? []).filter((ip) => ip !== 'None' && ip !== ''),
+    ports,
+  };
+}
+
+export function slimNode(raw: RawObject): SlimNode {
+  const addresses: string[] = [];
+  for (const a of raw.status?.addresses ?? []) {
+    if ((a.type === 'InternalIP' || a.type === 'ExternalIP') && a.address) addresses.push(a.address);
+  }
+  return { uid: raw.metadata?.uid ?? '', name: raw.metadata?.name ?? '', addresses };
+}
+
+export function slimOwnerLink(raw: RawObject): SlimOwnerLink {
+  const metadata = raw.metadata ?? {};
+  return { uid: metadata.uid ?? '', namespace: metadata.namespace ?? '', name: metadata.name ?? '', owner: controllerOwner(raw) };
+}
+
+function checkBackoff(backoff: KubeBackoff): KubeBackoff {
+  const { initialMs, maxMs, factor } = backoff;
+  if (!(initialMs > 0) || !(maxMs >= initialMs) || !(factor >= 1)) {
+    throw new PodflowError('PODFLOW_ERR_KUBE_SETTING', `restartBackoff needs 0 < initialMs <= maxMs and factor >= 1, got ${JSON.stringify(backoff)}`);
+  }
+  return backoff;
+}
+
+function checkLabelKeys(keys: readonly string[]): readonly string[] {
+  if (keys.length > maxLabelKeys) {
+    throw new PodflowError('PODFLOW_ERR_KUBE_SETTING', `at most ${maxLabelKeys} label keys are kept, got ${keys.length}`);
+  }
+  for (const key of keys) {
+    if (typeof key !== 'string' || key === '' || key.length > 317) {
+      throw new PodflowError('PODFLOW_ERR_KUBE_SETTING', `invalid label key ${JSON.stringify(key)}`);
+    }
+  }
+  return [...keys];
+}
+
+function loadKubeconfigFile(file: string): KubeConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
+    throw new PodflowError('PODFLOW_ERR_KUBE_CONFIG', `kubeconfig ${file}: cannot read it (${why})`, { cause: err });
+  }
+  if (text.trim() === '') throw new PodflowError('PODFLOW_ERR_KUBE_CONFIG', `kubeconfig ${file}: the file is empty`);
+  const kubeConfig = new KubeConfig();
+  try {
+    kubeConfig.loadFromFile(file);
+  } catch (err) {
+    throw new PodflowError('PODFLOW_ERR_KUBE_CONFIG', `kubeconfig ${file}: not a valid kubeconfig (${firstLine(err)})`, { cause: err });
+  }
+  checkKubeConfig(kubeConfig, `kubeconfig ${file}`);
+  return kubeConfig;
+}
+
+function loadInCluster(): KubeConfig {
+  const { KUBERNETES_SERVICE_HOST: host, KUBERNETES_SERVICE_PORT: port } = process.env;
+  if (!host || !port) {
+    throw new PodflowError(
+      'PODFLOW_ERR_KUBE_CONFIG',
+      'no kubeconfig given and not in a cluster (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset)',
+    );
+  }
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromCluster();
+  checkKubeConfig(kubeConfig, 'in-cluster config');
+  return kubeConfig;
+}
+
+/** Checks what client-node only finds out at the first request, so a broken config fails at start-up with its file named. */
+function checkKubeConfig(kubeConfig: KubeConfig, where: string): void {
+  const fail = (problem: string): never => {
+    throw new PodflowError('PODFLOW_ERR_KUBE_CONFIG', `${where}: ${problem}`);
+  };
+  const contextName = kubeConfig.getCurrentContext();
+  if (!contextName) fail('no current-context');
+  const context = kubeConfig.getContextObject(contextName);
+  if (!context) fail(`current-context "${contextName}" is not among its contexts`);
+  const cluster = kubeConfig.getCurrentCluster();
+  if (!cluster) fail(`context "${contextName}" names cluster "${context?.cluster}", which is not among its clusters`);
+  if (!cluster?.server) fail(`cluster "${cluster?.name}" has no server URL`);
+  let url: URL | undefined;
+  try {
+    url = new URL(cluster!.server);
+  } catch {
+    fail(`cluster "${cluster!.name}" has a malformed server URL "${cluster!.server}"`);
+  }
+  if (url!.protocol === 'http:' && !cluster!.skipTLSVerify) {
+    fail(`cluster "${cluster!.name}" uses plain http (${cluster!.server}); client-node refuses that without insecure-skip-tls-verify`);
+  }
+  if (url!.protocol !== 'http:' && url!.protocol !== 'https:') fail(`cluster "${cluster!.name}" server URL is not http(s): ${cluster!.server}`);
+  for (const [what, file] of [['certificate-authority', cluster!.caFile], ['token file', tokenFileOf(kubeConfig)]] as const) {
+    if (file === undefined) continue;
+    try {
+      readFileSync(file);
+    } catch (err) {
+      fail(`cannot read its ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  }
+  if (!kubeConfig.getCurrentUser()) fail(`context "${contextName}" names user "${context?.user}", which is not among its users`);
+}
+
+function tokenFileOf(kubeConfig: KubeConfig): string | undefined {
+  const config = kubeConfig.getCurrentUser()?.authProvider?.config as { tokenFile?: string } | undefined;
+  return config?.tokenFile;
+}
+
+function firstLine(err: unknown): string {
+  return String(err instanceof Error ? err.message : err).split('\n')[0] ?? '';
+}
+
+/**
+ * Turns what client-node reports (ApiException from a list, an Error with a
+ * statusCode from a watch, a fetch TypeError with a socket cause) into one
+ * coded error whose message names the resource and the cause.
+ */
+export function describeKubeError(plural: string, server: string, err: unknown): PodflowError {
+  const e = err as { code?: unknown; statusCode?: unknown; body?: unknown; name?: string; message?: string; cause?: { code?: string; message?: string } };
+  const status = typeof e?.statusCode === 'number' ? e.statusCode : typeof e?.code === 'number' ? e.code : undefined;
+  const serverSays = statusMessage(e?.body);
+  const suffix = serverSays ? ` (the server says: ${serverSays})` : '';
+  let code: ErrorCode;
+  let detail: string;
+  if (status === 401) {
+    code = 'PODFLOW_ERR_KUBE_UNAUTHORIZED';
+    detail = `${plural}: unauthorized (401): the API server rejected the credentials; check the token of the kubeconfig user or service account${suffix}`;
+  } else if (status === 403) {
+    code = 'PODFLOW_ERR_KUBE_FORBIDDEN';
+    detail = `${plural}: forbidden (403): the service account may not list or watch ${plural}; check the ClusterRole${suffix}`;
+  } else if (status !== undefined) {
+    code = 'PODFLOW_ERR_KUBE_API';
+    detail = `${plural}: the API server answered HTTP ${status}${suffix || `: ${firstLine(err)}`}`;
+  } else if (isConnectionError(e)) {
+    code = 'PODFLOW_ERR_KUBE_UNREACHABLE';
+    const cause = e.cause?.code ?? (typeof e.code === 'string' ? e.code : undefined) ?? e.cause?.message ?? firstLine(err);
+    detail = `${plural}: cannot reach the API server at ${server} or the connection was lost (${cause})`;
+  } else {
+    code = 'PODFLOW_ERR_KUBE_API';
+    detail = `${plural}: unexpected error from the Kubernetes client: ${firstLine(err)}`;
+  }
+  return new PodflowError(code, detail, { cause: err });
+}
+
+/** undici's fetch fails with "fetch failed" (cause: the socket error) and a cut stream with "terminated"; client timeouts are TimeoutErrors. */
+function isConnectionError(e: { code?: unknown; name?: string; message?: string; cause?: { code?: string } }): boolean {
+  return (
+    typeof e?.cause?.code === 'string' ||
+    typeof e?.code === 'string' ||
+    e?.name === 'TimeoutError' ||
+    e?.message === 'fetch failed' ||
+    e?.message === 'terminated'
+  );
+}
+
+function statusMessage(body: unknown): string | undefined {
+  if (typeof body === 'string') {
+    try {
+      return statusMessage(JSON.parse(body));
+    } catch {
+      return body.slice(0, 200) || undefined;
+    }
+  }
+  const message = (body as { message?: unknown } | undefined)?.message;
+  return typeof message === 'string' ? message : undefined;
+}

@@ -1,0 +1,178 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Enricher, type EnricherOptions } from '../../enrich/enricher.ts';
+import { LeaseTable } from '../../enrich/leases.ts';
+import { NetnsPods } from '../../enrich/netns-pods.ts';
+import type { OwnerLookup } from '../../enrich/owners.ts';
+import type { DiscoveredNamespace } from '../../netns/discovery.ts';
+import type { ObservationPoint } from '../../netns/capture.ts';
+import { type EndpointIdentity, type ExportRecord, FlowDirection } from '../../ipfix/types.ts';
+import type { FlowRecord } from '../../flow/types.ts';
+import { PodflowError } from '../../common/errors.ts';
+import { flowRecord } from '../helpers/ipfix-records.ts';
+import { link, node, owner, pod, service } from '../helpers/slim-objects.ts';
+
+const T0 = 1_750_000_000_000;
+const WEB = pod('web-7d-a', { podIPs: ['10.244.1.5'], owner: owner('ReplicaSet', 'web-7d'), labels: [['app', 'web']] });
+const DB = pod('db-0', { namespace: 'data', nodeName: 'node-2', podIPs: ['10.244.2.9'], owner: owner('StatefulSet', 'db') });
+const NS: DiscoveredNamespace = { key: '4:100', inode: 100, dev: 4, paths: ['/run/netns/web'], source: 'netns-dir' };
+const ETH0: ObservationPoint = { id: 1, netnsInode: 100, netnsDev: 4, interfaceName: 'eth0', kind: 'pod' };
+const LO: ObservationPoint = { id: 2, netnsInode: 100, netnsDev: 4, interfaceName: 'lo', kind: 'loopback' };
+const owners: OwnerLookup = { replicaSet: (uid) => (uid === 'uid-web-7d' ? link('web-7d', owner('Deployment', 'web')) : undefined), job: () => undefined };
+
+const ip = (text: string) => Uint8Array.from(text.split('.'), Number);
+const flow = (src: string, dst: string, fields: Partial<FlowRecord> = {}) =>
+  flowRecord({ observationPointId: 1, sourceAddress: ip(src), destinationAddress: ip(dst), flowStartMilliseconds: T0 + 1000, flowEndMilliseconds: T0 + 2000, ...fields });
+const name = (e: EndpointIdentity) =>
+  e.type === 'pod' ? `pod ${e.namespace}/${e.podName} ${e.workloadKind}/${e.workloadName}` :
+  e.type === 'service' ? `service ${e.serviceNamespace}/${e.serviceName}:${e.servicePortName}` :
+  e.type === 'node' ? `node ${e.nodeName}` : e.type;
+
+async function setup(options: Partial<EnricherOptions> = {}, addresses = ['10.244.1.5']) {
+  const leases = new LeaseTable({ clusterCidrs: ['10.244.0.0/16', '10.96.0.0/12'] });
+  const namespaces = new NetnsPods({ nodeName: 'node-1', procRoot: null, listAddresses: () => addresses });
+  const records: ExportRecord[] = [];
+  for (const p of [WEB, DB]) {
+    leases.applyPod('add', p, T0);
+    namespaces.applyPod('add', p);
+  }
+  leases.applyService('add', service('db', ['10.96.0.20'], [{ name: 'postgres', port: 5432, protocol: 'TCP' }], 'data'), T0);
+  leases.applyNode('add', node('node-2', ['192.168.5.11']), T0);
+  await namespaces.addNamespace(NS);
+  const enricher = new Enricher({ clusterName: 'prod-eu', leases, owners, namespaces, onRecord: (r) => records.push(r), ...options });
+  enricher.addObservationPoint(ETH0);
+  enricher.addObservationPoint(LO);
+  return { enricher, records, leases, namespaces };
+}
+
+test('a flow the observed pod started is egress: it is the source, the remote pod the destination', async () => {
+  const { enricher, records } = await setup();
+  enricher.markSynced();
+  enricher.enrich(flow('10.244.1.5', '10.244.2.9'));
+  const [r] = records;
+  assert.equal(r?.flowDirection, FlowDirection.EGRESS);
+  assert.equal(r.clusterName, 'prod-eu');
+  assert.equal(r.interfaceName, 'eth0');
+  assert.equal(name(r.source), 'pod default/web-7d-a Deployment/web');
+  assert.deepEqual(r.source.labels, [['app', 'web']]);
+  assert.equal(r.source.podUid, 'uid-web-7d-a');
+  assert.equal(r.source.nodeName, 'node-1');
+  assert.equal(name(r.destination), 'pod data/db-0 StatefulSet/db');
+  assert.equal(r.destination.nodeName, 'node-2');
+});
+
+test('a flow that came to the observed pod is ingress: the remote end is the source', async () => {
+  const { enricher, records } = await setup();
+  enricher.markSynced();
+  enricher.enrich(flow('10.244.2.9', '10.244.1.5', { sourceTransportPort: 5432 }));
+  assert.equal(records[0]?.flowDirection, FlowDirection.INGRESS);
+  assert.equal(name(records[0].source), 'pod data/db-0 StatefulSet/db');
+  assert.equal(name(records[0].destination), 'pod default/web-7d-a Deployment/web');
+});
+
+test('the remote end is a service with its port name, a node, external or unknown', async () => {
+  const { enricher, records } = await setup();
+  enricher.markSynced();
+  enricher.enrich(flow('10.244.1.5', '10.96.0.20', { destinationTransportPort: 5432 }));
+  enricher.enrich(flow('10.244.1.5', '192.168.5.11', { destinationTransportPort: 10250 }));
+  enricher.enrich(flow('10.244.1.5', '8.8.8.8', { destinationTransportPort: 53, protocolIdentifier: 17 }));
+  enricher.enrich(flow('10.244.1.5', '10.244.9.9'));
+  // A reply-first capture of a service flow: the service's port is the source port.
+  enricher.enrich(flow('10.96.0.20', '10.244.1.5', { sourceTransportPort: 5432, destinationTransportPort: 40000 }));
+  assert.deepEqual(records.map((r) => name(r.flowDirection === FlowDirection.EGRESS ? r.destination : r.source)), [
+    'service data/db:postgres',
+    'node node-2',
+    'external',
+    'unknown',
+    'service data/db:postgres',
+  ]);
+});
+
+test('the remote end is named as of the flow start, not as of its end', async () => {
+  const { enricher, records, leases } = await setup();
+  enricher.markSynced();
+  leases.applyPod('delete', DB, T0 + 5000);
+  leases.applyPod('add', pod('cache-1', { podIPs: ['10.244.2.9'] }), T0 + 6000);
+  enricher.enrich(flow('10.244.1.5', '10.244.2.9', { flowStartMilliseconds: T0 + 4000, flowEndMilliseconds: T0 + 7000 }));
+  enricher.enrich(flow('10.244.1.5', '10.244.2.9', { flowStartMilliseconds: T0 + 6500, flowEndMilliseconds: T0 + 7000 }));
+  assert.deepEqual(records.map((r) => r.destination.podName), ['db-0', 'cache-1']);
+});
+
+test('a flow on lo has the observed pod at both ends', async () => {
+  const { enricher, records } = await setup();
+  enricher.markSynced();
+  enricher.enrich(flow('127.0.0.1', '127.0.0.1', { observationPointId: LO.id }));
+  assert.equal(records[0]?.interfaceName, 'lo');
+  assert.equal(records[0].flowDirection, FlowDirection.EGRESS);
+  assert.equal(name(records[0].source), 'pod default/web-7d-a Deployment/web');
+  assert.equal(records[0].destination, records[0].source);
+});
+
+test('holds flows that finish before the first sync and enriches them, in order, at the sync', async () => {
+  const { enricher, records } = await setup();
+  enricher.enrich(flow('10.244.1.5', '10.244.2.9'));
+  enricher.enrich(flow('10.244.2.9', '10.244.1.5'));
+  assert.equal(records.length, 0);
+  assert.equal(enricher.heldFlows, 2);
+  enricher.markSynced();
+  assert.deepEqual(records.map((r) => r.flowDirection), [FlowDirection.EGRESS, FlowDirection.INGRESS]);
+  assert.equal(name(records[0]!.destination), 'pod data/db-0 StatefulSet/db');
+  enricher.enrich(flow('10.244.1.5', '10.244.2.9'));
+  assert.equal(records.length, 3);
+  const { enriched, held, released, expiredUnsynced, overflowUnsynced } = enricher.stats;
+  assert.deepEqual({ enriched, held, released, expiredUnsynced, overflowUnsynced }, { enriched: 3, held: 2, released: 2, expiredUnsynced: 0, overflowUnsynced: 0 });
+});
+
+test('a held flow is enriched with what is known after holdMaxAgeMs, and the oldest when holdMaxFlows are held', async () => {
+  let now = T0;
+  const { enricher, records } = await setup({ holdMaxAgeMs: 10_000, holdMaxFlows: 3, now: () => now });
+  enricher.enrich(flow('10.244.1.5', '10.244.2.9', { sourceTransportPort: 1 }));
+  now += 5000;
+  enricher.enrich(flow('10.244.1.5', '10.244.2.9', { sourceTransportPort: 2 }));
+  now += 4999;
+  enricher.expireHeld();
+  assert.equal(records.length, 0);
+  now += 1;
+  enricher.expireHeld();
+  assert.deepEqual(records.map((r) => r.flow.sourceTransportPort), [1]);
+  for (const port of [3, 4, 5]) enricher.enrich(flow('10.244.1.5', '10.244.2.9', { sourceTransportPort: port }));
+  assert.deepEqual(records.map((r) => r.flow.sourceTransportPort), [1, 2]);
+  enricher.flush();
+  assert.deepEqual(records.map((r) => r.flow.sourceTransportPort), [1, 2, 3, 4, 5]);
+  assert.equal(enricher.stats.held, 5);
+  assert.equal(enricher.stats.expiredUnsynced, 4);
+  assert.equal(enricher.stats.overflowUnsynced, 1);
+  assert.equal(enricher.heldFlows, 0);
+});
+
+test('a namespace not tied to a pod names its end by address, counted; an unregistered point is counted', async () => {
+  const { enricher, records } = await setup({}, []);
+  enricher.markSynced();
+  enricher.enrich(flow('10.244.2.9', '10.244.1.5'));
+  assert.equal(name(records[0]!.destination), 'pod default/web-7d-a Deployment/web');
+  assert.equal(enricher.stats.observedByAddress, 1);
+  assert.equal(enricher.stats.directionGuessed, 1);
+  enricher.enrich(flow('10.244.2.9', '10.244.7.7', { observationPointId: 99 }));
+  assert.equal(records[1]?.destination.type, 'unknown');
+  assert.equal(records[1].interfaceName, '');
+  assert.equal(enricher.stats.unknownPoint, 1);
+  assert.equal(enricher.stats.observedUnknown, 1);
+});
+
+test('a flow of a point registered before its namespace is tied once the namespace is known', async () => {
+  const { enricher, records, namespaces } = await setup();
+  enricher.markSynced();
+  const other: ObservationPoint = { id: 3, netnsInode: 101, netnsDev: 4, interfaceName: 'eth0', kind: 'pod' };
+  enricher.addObservationPoint(other);
+  await namespaces.addNamespace({ key: '4:101', inode: 101, dev: 4, paths: ['/run/netns/x'], source: 'netns-dir' });
+  enricher.enrich(flow('10.244.1.5', '10.244.2.9', { observationPointId: 3 }));
+  assert.equal(records[0]?.source.podName, 'web-7d-a');
+  assert.equal(enricher.stats.observedByAddress, 0);
+});
+
+test('rejects hold bounds that are not positive', () => {
+  const base = { clusterName: '', leases: new LeaseTable(), owners, namespaces: { get: () => undefined }, onRecord: () => {} };
+  for (const bad of [{ holdMaxFlows: 0 }, { holdMaxAgeMs: 0 }, { holdMaxFlows: 1.5 }]) {
+    assert.throws(() => new Enricher({ ...base, ...bad }), (e: unknown) => e instanceof PodflowError && e.code === 'PODFLOW_ERR_ENRICH_CONFIG');
+  }
+});

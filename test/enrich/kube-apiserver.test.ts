@@ -1,0 +1,97 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
+import { KubeApiServer } from '../helpers/kube-apiserver.ts';
+
+interface Reply {
+  status: number;
+  lines: Array<{ type?: string; object?: { metadata?: { name?: string; resourceVersion?: string }; code?: number }; [k: string]: unknown }>;
+}
+
+/** GETs a path and reads the whole body (a watch ends by its timeoutSeconds); JSON per line. */
+function request(server: KubeApiServer, path: string, token = server.token): Promise<Reply> {
+  const get = server.ca ? httpsGet : httpGet;
+  return new Promise((resolve, reject) => {
+    get(`${server.url}${path}`, { headers: { authorization: `Bearer ${token}` }, ca: server.ca }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, lines: body.split('\n').filter(Boolean).map((l) => JSON.parse(l)) }));
+    }).on('error', reject);
+  });
+}
+
+test('answers 401 with a Status to a wrong token and 403 to a forbidden resource, over HTTPS with its CA', async (t) => {
+  const server = new KubeApiServer();
+  await server.start();
+  t.after(() => server.stop());
+  assert.deepEqual((await request(server, '/api/v1/pods', 'wrong')).lines[0], {
+    kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401,
+  });
+  server.forbid('service');
+  const forbidden = await request(server, '/api/v1/namespaces/shop/services');
+  assert.equal(forbidden.status, 403);
+  assert.match(String(forbidden.lines[0]!.message), /cannot list resource "services" in API group "" in the namespace "shop"/);
+  assert.equal((await request(server, '/apis/batch/v1/jobs')).status, 200);
+});
+
+test('lists with the current resourceVersion and watches from a version with the changes after it, bookmarks and a timeout', async (t) => {
+  const server = new KubeApiServer({ tls: false, bookmarkIntervalMs: 400 });
+  await server.start();
+  t.after(() => server.stop());
+  server.create('pod', { metadata: { name: 'a', namespace: 'x' } });
+  server.create('pod', { metadata: { name: 'b', namespace: 'y' } });
+  server.create('node', { metadata: { name: 'n' } });
+  const list = await request(server, '/api/v1/namespaces/x/pods');
+  const listed = list.lines[0] as { kind: string; metadata: { resourceVersion: string }; items: Array<{ metadata: { name: string } }> };
+  assert.equal(listed.kind, 'PodList');
+  assert.equal(listed.metadata.resourceVersion, String(server.resourceVersion));
+  assert.deepEqual(listed.items.map((i) => i.metadata.name), ['a']);
+  const from = listed.metadata.resourceVersion;
+  server.update('pod', { metadata: { name: 'a', namespace: 'x', labels: { v: '2' } } });
+  server.delete('pod', 'b', 'y');
+  server.create('pod', { metadata: { name: 'c', namespace: 'x' } });
+  server.delete('pod', 'a', 'x');
+  const started = Date.now();
+  const watch = await request(server, `/api/v1/pods?watch=true&resourceVersion=${from}&allowWatchBookmarks=true&timeoutSeconds=1`);
+  assert.ok(Date.now() - started >= 1000, 'the stream lasts timeoutSeconds');
+  const changes = watch.lines.filter((l) => l.type !== 'BOOKMARK').map((l) => `${l.type} ${l.object?.metadata?.name}`);
+  assert.deepEqual(changes, ['MODIFIED a', 'DELETED b', 'ADDED c', 'DELETED a']);
+  const versions = watch.lines.filter((l) => l.type !== 'BOOKMARK').map((l) => Number(l.object?.metadata?.resourceVersion));
+  assert.deepEqual(versions, [...versions].sort((p, q) => p - q), 'versions increase');
+  const bookmarks = watch.lines.filter((l) => l.type === 'BOOKMARK');
+  assert.ok(bookmarks.length >= 2, 'periodic and final bookmarks');
+  assert.equal(bookmarks.at(-1)!.object?.metadata?.resourceVersion, String(server.resourceVersion));
+});
+
+test('refuses a watch from before the retained window with 410 Gone, as an ERROR event or an HTTP 410', async (t) => {
+  for (const goneAs of ['event', 'http'] as const) {
+    const server = new KubeApiServer({ tls: false, eventWindow: 2, goneAs });
+    await server.start();
+    t.after(() => server.stop());
+    server.create('node', { metadata: { name: 'n1' } });
+    const old = server.resourceVersion;
+    for (let i = 2; i <= 4; i++) server.create('node', { metadata: { name: `n${i}` } });
+    const gone = await request(server, `/api/v1/nodes?watch=true&resourceVersion=${old}`);
+    if (goneAs === 'http') assert.equal(gone.status, 410);
+    else assert.deepEqual([gone.status, gone.lines[0]!.type, gone.lines[0]!.object?.code], [200, 'ERROR', 410]);
+    const recent = await request(server, `/api/v1/nodes?watch=true&resourceVersion=${server.resourceVersion - 1}&timeoutSeconds=1`);
+    assert.deepEqual(recent.lines.map((l) => l.object?.metadata?.name), ['n4']);
+  }
+});
+
+test('keeps its state and port across stop() and start()', async (t) => {
+  const server = new KubeApiServer({ tls: false });
+  await server.start();
+  t.after(() => server.stop());
+  const url = server.url;
+  server.create('job', { metadata: { name: 'j', namespace: 'ops' } });
+  await server.stop();
+  await assert.rejects(request(server, '/apis/batch/v1/jobs'), { code: 'ECONNREFUSED' });
+  server.delete('job', 'j', 'ops');
+  await server.start();
+  assert.equal(server.url, url);
+  const list = await request(server, '/apis/batch/v1/jobs');
+  assert.deepEqual((list.lines[0] as { items: unknown[] }).items, []);
+});
