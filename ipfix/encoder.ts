@@ -5,13 +5,31 @@
 // IPFIX is hand-written here: it sits on the hot path, and no maintained
 // TypeScript library encodes RFC 7011 with enterprise elements.
 //
-// Hot path (encode): records are written straight into one reused buffer by a
-// hand-unrolled writer per template (IPv4, IPv6) whose order is the template's
-// field list below; the constructor checks the two agree on the fixed length
-// and the round-trip tests check every field. Strings are written as ASCII by
-// a byte loop (short identity strings: faster than TextEncoder.encodeInto,
-// which is kept for the non-ASCII rest). A finished message is copied out, so
-// every returned Uint8Array is the caller's to keep or queue.
+// Hot path (encode). Measured with `./run bench export`'s encode-only case
+// (1M pod-to-pod records of ~603 bytes, 1452-byte messages, 2-core EPYC,
+// Node 24): 0.49 M records/s when every string was UTF-8-encoded per record
+// and each message copied out; 3.0-3.3 M/s with the choices below (4.0 M/s
+// with frozen identities, as the enricher makes them). Each choice's share is
+// noted where it is made.
+// - Strings are encoded once, not per record: each EndpointIdentity's eleven
+//   string fields become one byte block (length prefixes and truncation
+//   included) cached per identity object (WeakMap), and interfaceName plus
+//   clusterName one block for the last pair seen; a record copies the blocks
+//   in. Identities are shared (one object per pod while the pod is unchanged)
+//   and must not be changed once exported: make a new object instead (see
+//   encode()). An identity seen only once costs more than before (a WeakMap
+//   entry and a block per object: ~0.2 M records/s if no identity is ever
+//   shared, against 0.4-0.7 M/s before).
+// - With every block's length known, a record's size is known before it is
+//   written: it goes into the current message or opens the next one, and is
+//   never moved.
+// - Messages are carved one after the other out of a slab that is never
+//   written again where a message was returned: each returned Uint8Array is
+//   the caller's to keep or queue, without a copy per message. A message is a
+//   view (byteOffset may be > 0); a slab lives as long as any message in it.
+// The fixed-length fields are written by one writer whose order is the flow
+// templates' field list below; the constructor checks the two agree on the
+// fixed length and the round-trip tests check every field.
 import { PodflowError } from '../common/errors.ts';
 import type { FlowRecord } from '../flow/types.ts';
 import {
@@ -211,6 +229,46 @@ interface SetItem {
   bytes: Uint8Array;
 }
 
+/** The string fields of an EndpointIdentity in ENDPOINT_FIELDS order; labels follow them. */
+const IDENTITY_STRINGS = [
+  'type',
+  'namespace',
+  'podName',
+  'podUid',
+  'workloadKind',
+  'workloadName',
+  'nodeName',
+  'serviceNamespace',
+  'serviceName',
+  'servicePortName',
+] as const satisfies ReadonlyArray<keyof EndpointIdentity>;
+
+/** interfaceName and clusterName as they go on the wire (length prefixes included), for these values. */
+interface HeadBlock {
+  interfaceName: string;
+  clusterName: string;
+  bytes: Uint8Array;
+  /** Fields cut at maxStringBytes: counted again for every record that carries the block. */
+  cuts: number;
+}
+
+/** An identity's ENDPOINT_FIELDS as they go on the wire, and the values they were encoded from. */
+interface IdentityBlock extends Readonly<EndpointIdentity> {
+  readonly bytes: Uint8Array;
+  /** Fields cut at maxStringBytes: counted again for every record that carries the block. */
+  readonly cuts: number;
+  /** The identity was frozen when encoded: it cannot have changed since. */
+  readonly frozen: boolean;
+}
+
+/**
+ * Messages are carved out of slabs of this size (or 4 messages, if larger):
+ * ~45 UDP messages per allocation. Copying each message out instead (a fresh
+ * 1452-byte ArrayBuffer per message) ran at 0.83 M records/s against 2.8 M/s;
+ * 256 KiB slabs measured the same as 64 KiB, which keep less memory alive.
+ */
+const SLAB_BYTES = 64 * 1024;
+
 export class IpfixEncoder {
   readonly observationDomainId: number;
   readonly registry: InformationElementRegistry;
@@ -231,13 +289,22 @@ export class IpfixEncoder {
   readonly #clock: () => number;
   /** Each template record encoded once, at construction. */
   readonly #templateItems: SetItem[];
-  /** Reused message buffer: maxMessageBytes plus room for one worst-case record past the limit. */
+  /** Reused buffer of #pack (templates, options records: not the hot path), copied out per message. */
   readonly #buf: Uint8Array;
   readonly #view: DataView;
   /** Data records sent in this domain before the next message (RFC 7011 §3.1 sequence number). */
   #sequence = 0;
   /** Set by #writeText when it cut the text at its limit. */
   #cut = false;
+  /** Where encoded strings are built before they are cached: the string fields of one identity at most. */
+  readonly #scratch: Uint8Array;
+  /** Each identity's string fields, encoded once (identities are immutable once exported). */
+  readonly #identities = new WeakMap<EndpointIdentity, IdentityBlock>();
+  readonly #headCache: HeadBlock = { interfaceName: '', clusterName: '', bytes: Uint8Array.of(0, 0), cuts: 0 };
+  /** The slab data messages are carved from, and where the next one starts. */
+  #slab: Uint8Array = new Uint8Array(0);
+  #slabPos = 0;
+  #slabView: DataView = new DataView(new ArrayBuffer(0));
 
   constructor(options: IpfixEncoderOptions) {
     const { observationDomainId, enterpriseNumber = DEFAULT_ENTERPRISE_NUMBER } = options;
@@ -273,6 +340,7 @@ export class IpfixEncoder {
     }));
     const maxRecord = FLOW_FIXED_BYTES[6] + FLOW_STRING_FIELDS * (3 + maxStringBytes);
     this.#buf = new Uint8Array(maxMessageBytes + SET_HEADER_BYTES + maxRecord);
+    this.#scratch = new Uint8Array(ENDPOINT_FIELDS.length * (3 + maxStringBytes));
     this.#view = new DataView(this.#buf.buffer);
   }
 
@@ -307,52 +375,83 @@ export class IpfixEncoder {
    * The flow records as data messages, each at most maxMessageBytes, records
    * in order (IPv4 and IPv6 records share messages, one set per run of a
    * version). A record that alone does not fit a message is dropped and
-   * counted in stats.recordsTooLarge. Returned messages are copies.
+   * counted in stats.recordsTooLarge. Each returned message is the caller's to
+   * keep or queue: a view (byteOffset may be > 0) of a slab that no later call
+   * writes to.
+   *
+   * Each EndpointIdentity's strings are encoded once and cached by object:
+   * an identity must not be changed once exported (make a new object, as the
+   * enricher does; its labels array included). A frozen identity is trusted
+   * as is; for any other a reassigned field is noticed and re-encoded.
    */
   encode(records: readonly ExportRecord[]): Uint8Array[] {
     const out: Uint8Array[] = [];
-    const buf = this.#buf;
     const limit = this.maxMessageBytes;
-    let pos = MESSAGE_HEADER_BYTES;
+    let buf = this.#slab;
+    let view = this.#slabView;
+    let msgStart = this.#slabPos;
+    if (buf.length - msgStart < limit) {
+      buf = this.#newSlab();
+      view = this.#slabView;
+      msgStart = 0;
+    }
+    let pos = msgStart + MESSAGE_HEADER_BYTES;
     let setStart = -1;
     let setId = 0;
     let inMessage = 0;
     let encoded = 0;
+    let cuts = 0;
     for (let i = 0; i < records.length; i++) {
       const record = records[i]!;
-      const id = record.flow.ipVersion === 6 ? TemplateId.FLOW_IPV6 : TemplateId.FLOW_IPV4;
-      const newSet = id !== setId;
-      const start = newSet ? pos + SET_HEADER_BYTES : pos;
-      let end = this.#writeFlow(record, start);
-      if (end > limit) {
-        const size = end - start;
-        if (size + MESSAGE_HEADER_BYTES + SET_HEADER_BYTES > limit) {
-          this.stats.recordsTooLarge++;
-          continue;
+      const v6 = record.flow.ipVersion === 6;
+      const id = v6 ? TemplateId.FLOW_IPV6 : TemplateId.FLOW_IPV4;
+      const head = this.#head(record.interfaceName, record.clusterName);
+      const src = this.#identity(record.source);
+      const dst = this.#identity(record.destination);
+      cuts += head.cuts + src.cuts + dst.cuts;
+      const size = (v6 ? FLOW_FIXED_BYTES[6] : FLOW_FIXED_BYTES[4]) + head.bytes.length + src.bytes.length + dst.bytes.length;
+      if (size + MESSAGE_HEADER_BYTES + SET_HEADER_BYTES > limit) {
+        this.stats.recordsTooLarge++;
+        continue;
+      }
+      let newSet = id !== setId;
+      if (pos - msgStart + (newSet ? SET_HEADER_BYTES : 0) + size > limit) {
+        out.push(this.#finishSlabMessage(buf, msgStart, pos, setStart, inMessage));
+        // The next message starts where this one ends: returned bytes are never written again.
+        msgStart = pos;
+        if (buf.length - msgStart < limit) {
+          buf = this.#newSlab();
+          view = this.#slabView;
+          msgStart = 0;
         }
-        if (inMessage > 0) out.push(this.#finishMessage(pos, setStart, inMessage));
-        // The record becomes the first of the next message: move it behind a new set header.
-        buf.copyWithin(MESSAGE_HEADER_BYTES + SET_HEADER_BYTES, start, end);
-        pos = MESSAGE_HEADER_BYTES;
-        setStart = pos;
-        setId = id;
-        end = pos + SET_HEADER_BYTES + size;
-        buf[pos] = id >> 8;
-        buf[pos + 1] = id;
+        pos = msgStart + MESSAGE_HEADER_BYTES;
+        setStart = -1;
         inMessage = 0;
-      } else if (newSet) {
+        newSet = true;
+      }
+      if (newSet) {
         if (setStart >= 0) writeU16(buf, setStart + 2, pos - setStart);
         setStart = pos;
         setId = id;
         buf[pos] = id >> 8;
         buf[pos + 1] = id;
+        pos += SET_HEADER_BYTES;
       }
-      pos = end;
+      pos = writeFixed(buf, view, pos, record);
+      pos = copyBlock(buf, pos, head.bytes);
+      pos = copyBlock(buf, pos, src.bytes);
+      pos = copyBlock(buf, pos, dst.bytes);
       inMessage++;
       encoded++;
     }
-    if (inMessage > 0) out.push(this.#finishMessage(pos, setStart, inMessage));
+    if (inMessage > 0) {
+      out.push(this.#finishSlabMessage(buf, msgStart, pos, setStart, inMessage));
+      msgStart = pos;
+    }
+    this.#slab = buf;
+    this.#slabPos = msgStart;
     this.stats.flowRecords += encoded;
+    this.stats.stringsTruncated += cuts;
     return out;
   }
 
@@ -485,80 +584,101 @@ export class IpfixEncoder {
     return { setId: templateId, bytes };
   }
 
-  /** Writes one flow record at `o` in the order of flowFieldNames(); returns the end offset. */
-  #writeFlow(r: ExportRecord, o: number): number {
-    const b = this.#buf;
-    const f: FlowRecord = r.flow;
-    const sa = f.sourceAddress;
-    const da = f.destinationAddress;
-    const v6 = f.ipVersion === 6;
-    if (v6) {
-      for (let i = 0; i < 16; i++) b[o + i] = sa[i]!;
-      for (let i = 0; i < 16; i++) b[o + 16 + i] = da[i]!;
-      o += 32;
-    } else {
-      b[o] = sa[0]!;
-      b[o + 1] = sa[1]!;
-      b[o + 2] = sa[2]!;
-      b[o + 3] = sa[3]!;
-      b[o + 4] = da[0]!;
-      b[o + 5] = da[1]!;
-      b[o + 6] = da[2]!;
-      b[o + 7] = da[3]!;
-      o += 8;
+  /** Header and last set length of the message at msgStart..end of a slab; the message itself, not a copy. */
+  #finishSlabMessage(buf: Uint8Array, msgStart: number, end: number, setStart: number, dataRecords: number): Uint8Array {
+    writeU16(buf, setStart + 2, end - setStart);
+    const length = end - msgStart;
+    const exportTime = Math.floor(this.#clock() / 1000) % TWO_32;
+    const sequence = this.#sequence % TWO_32;
+    const domain = this.observationDomainId;
+    buf[msgStart] = IPFIX_VERSION >> 8;
+    buf[msgStart + 1] = IPFIX_VERSION;
+    buf[msgStart + 2] = length >> 8;
+    buf[msgStart + 3] = length;
+    writeU32(buf, msgStart + 4, exportTime);
+    writeU32(buf, msgStart + 8, sequence);
+    writeU32(buf, msgStart + 12, domain);
+    this.#sequence += dataRecords;
+    this.stats.messages++;
+    this.stats.octets += length;
+    return buf.subarray(msgStart, end);
+  }
+
+  #newSlab(): Uint8Array {
+    this.#slab = new Uint8Array(Math.max(SLAB_BYTES, 4 * this.maxMessageBytes));
+    this.#slabView = new DataView(this.#slab.buffer);
+    return this.#slab;
+  }
+
+  /**
+   * interfaceName and clusterName encoded as one block, cached for the last
+   * pair seen (the same strings record after record): one copy per record
+   * instead of two.
+   */
+  #head(interfaceName: string, clusterName: string): HeadBlock {
+    const cache = this.#headCache;
+    if (interfaceName === cache.interfaceName && clusterName === cache.clusterName) return cache;
+    let cuts = 0;
+    this.#cut = false;
+    let o = this.#writeString(interfaceName, 0);
+    if (this.#cut) cuts++;
+    this.#cut = false;
+    o = this.#writeString(clusterName, o);
+    if (this.#cut) cuts++;
+    cache.interfaceName = interfaceName;
+    cache.clusterName = clusterName;
+    cache.bytes = this.#scratch.slice(0, o);
+    cache.cuts = cuts;
+    return cache;
+  }
+
+  /** The encoded ENDPOINT_FIELDS of one end, from the cache or encoded now and cached. */
+  #identity(e: EndpointIdentity): IdentityBlock {
+    const cached = this.#identities.get(e);
+    // A frozen identity (what the enricher hands out) cannot have changed. Any
+    // other is checked field by field (reference compares) against what was
+    // encoded, and re-encoded if a field was reassigned. That guard costs ~18%
+    // of encode-only throughput (the bench's unfrozen identities: 3.3 M/s;
+    // frozen: 4.0 M/s), so it is skipped where the language guarantees it.
+    if (cached !== undefined && (cached.frozen || sameIdentity(cached, e))) return cached;
+    const block = this.#encodeIdentity(e);
+    this.#identities.set(e, block);
+    return block;
+  }
+
+  #encodeIdentity(e: EndpointIdentity): IdentityBlock {
+    let o = 0;
+    let cuts = 0;
+    for (const name of IDENTITY_STRINGS) {
+      this.#cut = false;
+      o = this.#writeString(e[name], o);
+      if (this.#cut) cuts++;
     }
-    // Uint8Array stores keep the low 8 bits: no masking needed.
-    b[o] = f.sourceTransportPort >> 8;
-    b[o + 1] = f.sourceTransportPort;
-    b[o + 2] = f.destinationTransportPort >> 8;
-    b[o + 3] = f.destinationTransportPort;
-    b[o + 4] = f.protocolIdentifier;
-    b[o + 5] = f.tcpControlBits >> 8;
-    b[o + 6] = f.tcpControlBits;
-    b[o + 7] = f.reverseTcpControlBits >> 8;
-    b[o + 8] = f.reverseTcpControlBits;
-    b[o + 9] = f.icmpTypeCode >> 8;
-    b[o + 10] = f.icmpTypeCode;
-    b[o + 11] = f.reverseIcmpTypeCode >> 8;
-    b[o + 12] = f.reverseIcmpTypeCode;
-    b[o + 13] = f.vlanId >> 8;
-    b[o + 14] = f.vlanId;
-    b[o + 15] = r.flowDirection;
-    b[o + 16] = f.flowEndReason;
-    o += 17;
-    writeU64(b, o, f.octetDeltaCount);
-    writeU64(b, o + 8, f.packetDeltaCount);
-    writeU64(b, o + 16, f.reverseOctetDeltaCount);
-    writeU64(b, o + 24, f.reversePacketDeltaCount);
-    writeU64(b, o + 32, f.flowStartMilliseconds);
-    writeU64(b, o + 40, f.flowEndMilliseconds);
-    writeU64(b, o + 48, f.observationPointId);
-    o += 56;
-    o = this.#writeString(r.interfaceName, o);
-    o = this.#writeString(r.clusterName, o);
-    o = this.#writeIdentity(r.source, o);
-    return this.#writeIdentity(r.destination, o);
+    this.#cut = false;
+    o = this.#writeLabels(e.labels, o);
+    if (this.#cut) cuts++;
+    return {
+      bytes: this.#scratch.slice(0, o),
+      cuts,
+      frozen: Object.isFrozen(e),
+      type: e.type,
+      namespace: e.namespace,
+      podName: e.podName,
+      podUid: e.podUid,
+      workloadKind: e.workloadKind,
+      workloadName: e.workloadName,
+      nodeName: e.nodeName,
+      serviceNamespace: e.serviceNamespace,
+      serviceName: e.serviceName,
+      servicePortName: e.servicePortName,
+      labels: e.labels,
+    };
   }
 
-  /** The ENDPOINT_FIELDS of one end, in that order. */
-  #writeIdentity(e: EndpointIdentity, o: number): number {
-    o = this.#writeString(e.type, o);
-    o = this.#writeString(e.namespace, o);
-    o = this.#writeString(e.podName, o);
-    o = this.#writeString(e.podUid, o);
-    o = this.#writeString(e.workloadKind, o);
-    o = this.#writeString(e.workloadName, o);
-    o = this.#writeString(e.nodeName, o);
-    o = this.#writeString(e.serviceNamespace, o);
-    o = this.#writeString(e.serviceName, o);
-    o = this.#writeString(e.servicePortName, o);
-    return this.#writeLabels(e.labels, o);
-  }
-
-  /** A variable-length string field at `o` (RFC 7011 §7): 1-byte length, or 255 + u16 from 255 bytes on. */
+  /** A variable-length string field at `o` of the scratch buffer (RFC 7011 §7): 1-byte length, or 255 + u16 from 255 bytes on. */
   #writeString(s: string, o: number): number {
     if (s.length === 0) {
-      this.#buf[o] = 0;
+      this.#scratch[o] = 0;
       return o + 1;
     }
     this.#cut = false;
@@ -568,7 +688,7 @@ export class IpfixEncoder {
   /** Labels as "k1=v1,k2=v2", written piece by piece: no joined string is built. */
   #writeLabels(labels: EndpointIdentity['labels'], o: number): number {
     if (labels.length === 0) {
-      this.#buf[o] = 0;
+      this.#scratch[o] = 0;
       return o + 1;
     }
     const limit = o + 1 + this.maxStringBytes;
@@ -585,11 +705,11 @@ export class IpfixEncoder {
   }
 
   /**
-   * UTF-8 of `s` at `p`, stopping at `limit` without splitting a character;
-   * returns the end and sets #cut when the text did not fit.
+   * UTF-8 of `s` at `p` of the scratch buffer, stopping at `limit` without
+   * splitting a character; returns the end and sets #cut when the text did not fit.
    */
   #writeText(s: string, p: number, limit: number): number {
-    const b = this.#buf;
+    const b = this.#scratch;
     const n = s.length;
     let i = 0;
     for (; i < n; i++) {
@@ -608,10 +728,9 @@ export class IpfixEncoder {
     return p + written;
   }
 
-  /** Writes the length prefix of a string field whose text is at o+1..end; counts a cut. */
+  /** Writes the length prefix of a string field whose text is at o+1..end of the scratch buffer. */
   #closeString(o: number, end: number): number {
-    const b = this.#buf;
-    if (this.#cut) this.stats.stringsTruncated++;
+    const b = this.#scratch;
     const length = end - o - 1;
     if (length < 255) {
       b[o] = length;
@@ -625,23 +744,90 @@ export class IpfixEncoder {
   }
 }
 
+/** Whether `e` still has the field values `block` was encoded from (labels: the same array). */
+function sameIdentity(block: IdentityBlock, e: EndpointIdentity): boolean {
+  return (
+    block.type === e.type &&
+    block.namespace === e.namespace &&
+    block.podName === e.podName &&
+    block.podUid === e.podUid &&
+    block.workloadKind === e.workloadKind &&
+    block.workloadName === e.workloadName &&
+    block.nodeName === e.nodeName &&
+    block.serviceNamespace === e.serviceNamespace &&
+    block.serviceName === e.serviceName &&
+    block.servicePortName === e.servicePortName &&
+    block.labels === e.labels
+  );
+}
+
+/**
+ * Writes the fixed-length fields of one flow record at `o` in the order of
+ * flowFieldNames(); returns the end offset. DataView stores (one per field,
+ * two per u64): ~4% faster than byte-by-byte stores.
+ */
+function writeFixed(b: Uint8Array, v: DataView, o: number, r: ExportRecord): number {
+  const f: FlowRecord = r.flow;
+  const sa = f.sourceAddress;
+  const da = f.destinationAddress;
+  if (f.ipVersion === 6) {
+    b.set(sa, o);
+    b.set(da, o + 16);
+    o += 32;
+  } else {
+    b[o] = sa[0]!;
+    b[o + 1] = sa[1]!;
+    b[o + 2] = sa[2]!;
+    b[o + 3] = sa[3]!;
+    b[o + 4] = da[0]!;
+    b[o + 5] = da[1]!;
+    b[o + 6] = da[2]!;
+    b[o + 7] = da[3]!;
+    o += 8;
+  }
+  v.setUint16(o, f.sourceTransportPort);
+  v.setUint16(o + 2, f.destinationTransportPort);
+  b[o + 4] = f.protocolIdentifier;
+  v.setUint16(o + 5, f.tcpControlBits);
+  v.setUint16(o + 7, f.reverseTcpControlBits);
+  v.setUint16(o + 9, f.icmpTypeCode);
+  v.setUint16(o + 11, f.reverseIcmpTypeCode);
+  v.setUint16(o + 13, f.vlanId);
+  b[o + 15] = r.flowDirection;
+  b[o + 16] = f.flowEndReason;
+  o += 17;
+  dvU64(v, o, f.octetDeltaCount);
+  dvU64(v, o + 8, f.packetDeltaCount);
+  dvU64(v, o + 16, f.reverseOctetDeltaCount);
+  dvU64(v, o + 24, f.reversePacketDeltaCount);
+  dvU64(v, o + 32, f.flowStartMilliseconds);
+  dvU64(v, o + 40, f.flowEndMilliseconds);
+  dvU64(v, o + 48, f.observationPointId);
+  return o + 56;
+}
+
+/** A non-negative integer below 2^53 as big-endian u64 (setUint32 truncates the high half to an integer). */
+function dvU64(v: DataView, o: number, x: number): void {
+  v.setUint32(o, x / TWO_32);
+  v.setUint32(o + 4, x >>> 0);
+}
+
+/** `block` at `o`; returns the end. Uint8Array.set: twice the records/s of a byte loop for these ~270-byte blocks. */
+function copyBlock(b: Uint8Array, o: number, block: Uint8Array): number {
+  b.set(block, o);
+  return o + block.length;
+}
+
+function writeU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = v >>> 16;
+  b[o + 2] = v >>> 8;
+  b[o + 3] = v;
+}
+
 function writeU16(b: Uint8Array, o: number, v: number): void {
   b[o] = v >> 8;
   b[o + 1] = v;
-}
-
-/** A non-negative integer below 2^53 as big-endian u64. */
-function writeU64(b: Uint8Array, o: number, v: number): void {
-  const hi = Math.floor(v / TWO_32);
-  const lo = v >>> 0;
-  b[o] = hi >>> 24;
-  b[o + 1] = hi >>> 16;
-  b[o + 2] = hi >>> 8;
-  b[o + 3] = hi;
-  b[o + 4] = lo >>> 24;
-  b[o + 5] = lo >>> 16;
-  b[o + 6] = lo >>> 8;
-  b[o + 7] = lo;
 }
 
 function writeUnsigned(b: Uint8Array, o: number, length: number, v: number): void {

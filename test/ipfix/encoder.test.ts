@@ -225,3 +225,64 @@ test('invalid encoder options are configuration errors', () => {
     assert.throws(() => new IpfixEncoder(bad), { code: 'PODFLOW_ERR_IPFIX_CONFIG' });
   }
 });
+
+test('a shared identity is encoded once and gives the same bytes in every record', () => {
+  const source = Object.freeze(podEnd('api-7d9c8b6f5-q2w3e'));
+  const { records, messages } = roundTrip([exportRecord({ source, destination: source }), exportRecord({ source }), exportRecord({ source }, IPV6_FLOW)]);
+  assert.equal(records.length, 3);
+  for (const r of records) {
+    assert.equal(r.fields.k8sSourcePodName, 'api-7d9c8b6f5-q2w3e');
+    assert.equal(r.fields.k8sSourceLabels, 'app=api,tier=web');
+  }
+  assert.equal(records[0]!.fields.k8sDestinationPodName, 'api-7d9c8b6f5-q2w3e');
+  assert.equal(records[1]!.fields.k8sDestinationEndpointType, 'service');
+  assert.equal(messages.length, 1);
+});
+
+test('an unfrozen identity whose field was reassigned after export is encoded again', () => {
+  const { encoder, session } = pair();
+  const source = podEnd('web-1');
+  const decode = (m: Uint8Array) => session.decodeMessage(m).records[0]!.fields;
+  assert.equal(decode(encoder.encode([exportRecord({ source })])[0]!).k8sSourcePodName, 'web-1');
+  source.podName = 'web-2';
+  source.labels = [['app', 'web2']];
+  const f = decode(encoder.encode([exportRecord({ source })])[0]!);
+  assert.equal(f.k8sSourcePodName, 'web-2');
+  assert.equal(f.k8sSourceLabels, 'app=web2');
+});
+
+test('interface and cluster names that change between records are each written', () => {
+  const input = ['eth0', 'eth1', 'eth1', 'lo'].map((interfaceName, i) => exportRecord({ interfaceName, clusterName: `c${i >> 1}` }));
+  const { records } = roundTrip(input);
+  assert.deepEqual(records.map((r) => [r.fields.interfaceName, r.fields.k8sClusterName]), [['eth0', 'c0'], ['eth1', 'c0'], ['eth1', 'c1'], ['lo', 'c1']]);
+});
+
+test('a cut string of a cached identity is counted in every record that carries it', () => {
+  const source = Object.freeze(podEnd('p'.repeat(40)));
+  const { records, encoder } = roundTrip([exportRecord({ source }), exportRecord({ source })], { maxStringBytes: 33 });
+  assert.deepEqual(records.map((r) => r.fields.k8sSourcePodName), ['p'.repeat(33), 'p'.repeat(33)]);
+  // Per record: pod name, workload name (40 bytes), uid (36) and labels (44), as the encoder counted before caching.
+  assert.equal(encoder.stats.stringsTruncated, 8);
+});
+
+test('messages kept across many encodes stay intact and each is a whole message at its own offset', () => {
+  const { encoder, session } = pair();
+  const kept: { message: Uint8Array; copy: Uint8Array }[] = [];
+  for (let batch = 0; batch < 200; batch++) {
+    const input = Array.from({ length: 7 }, (_, i) => exportRecord({}, i % 3 ? { observationPointId: batch * 7 + i } : { ...IPV6_FLOW, observationPointId: batch * 7 + i }));
+    for (const message of encoder.encode(input)) kept.push({ message, copy: Uint8Array.from(message) });
+  }
+  assert.ok(kept.reduce((n, k) => n + k.message.length, 0) > 4 * 64 * 1024, 'more than a few slabs');
+  const ids: number[] = [];
+  for (const { message, copy } of kept) {
+    assert.deepEqual(message, copy);
+    const v = new DataView(message.buffer, message.byteOffset, message.byteLength);
+    assert.equal(v.getUint16(0), 10);
+    assert.equal(v.getUint16(2), message.length);
+    const d = session.decodeMessage(message);
+    assert.equal(d.status, 'ok');
+    for (const r of d.records) ids.push(r.fields.observationPointId as number);
+  }
+  assert.deepEqual(ids, Array.from({ length: 1400 }, (_, i) => i));
+  assert.equal(session.stats.sequenceMismatches, 0);
+});
