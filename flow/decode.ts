@@ -33,6 +33,13 @@ export const IpProtocol = {
   SCTP: 132,
 } as const;
 
+const PROTOCOL_NAMES: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
+
+/** A protocol number as people read it in a table ("TCP"); the number for the others. */
+export function protocolName(protocol: number): string {
+  return PROTOCOL_NAMES[protocol] ?? String(protocol);
+}
+
 const IPV6_HOP_BY_HOP = 0;
 const IPV6_ROUTING = 43;
 const IPV6_FRAGMENT = 44;

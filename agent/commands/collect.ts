@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
 import pc from 'picocolors';
 import { PodflowError } from '../../common/errors.ts';
+import { protocolName } from '../../flow/decode.ts';
 import { type CollectedRecord, Collector, type CollectorStats } from '../../ipfix/collector.ts';
 import type { FieldValue } from '../../ipfix/decoder.ts';
 
@@ -165,9 +166,14 @@ class ConversationTable implements View {
       return { c, rate: c.recent.reduce((n, [, b]) => n + b, 0) / (RATE_WINDOW_MS / 1000) };
     });
     shown.sort((a, b) => b.rate - a.rate || b.c.bytes - a.c.bytes);
-    const table = new Table({ head: ['source', 'workload', 'destination', 'workload', 'proto', 'flows', 'packets', 'bytes', 'rate'].map((h) => pc.bold(h)) });
+    const table = new Table({
+      head: ['source', 'workload', 'destination', 'workload', 'proto', 'flows', 'packets', 'bytes', 'rate'].map((h) => pc.bold(h)),
+      style: { head: [], border: [] },
+      // One line per conversation: no rule between rows.
+      chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
+    });
     for (const { c, rate } of shown.slice(0, Math.max(1, rows))) {
-      table.push([c.source, c.sourceWorkload, c.destination, c.destinationWorkload, c.protocol, c.flows, c.packets, bytes(c.bytes), `${bytes(rate)}/s`]);
+      table.push([c.source, c.sourceWorkload, c.destination, c.destinationWorkload, protocolName(c.protocol), c.flows, c.packets, bytes(c.bytes), `${bytes(rate)}/s`]);
     }
     const bad = stats.badMessages > 0 ? pc.red(`${stats.badMessages} bad messages`) : '0 bad messages';
     return `${pc.bold('podflow collect')}  ${stats.sessions} sessions, ${stats.messages} messages, ${stats.flowRecords} flows, ${bad}\n${table.toString()}\n`;

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
 import pc from 'picocolors';
 import { PodflowError } from '../../common/errors.ts';
-import { PacketDecoder } from '../../flow/decode.ts';
+import { PacketDecoder, protocolName } from '../../flow/decode.ts';
 import { PacketIngest } from '../../flow/ingest.ts';
 import { FlowMeter } from '../../flow/meter.ts';
 import { EndReason, type FlowRecord } from '../../flow/types.ts';
@@ -42,8 +42,6 @@ const END_REASON_NAMES: Record<EndReason, string> = {
   [EndReason.FORCED_END]: 'forced end',
   [EndReason.LACK_OF_RESOURCES]: 'lack of resources',
 };
-
-const PROTOCOL_NAMES: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
 
 const usage = `usage: podflow demo [--seconds N] [--plain]
 
@@ -227,7 +225,7 @@ class Demo {
       pc.cyan(f.observedAt),
       this.#endpoint(r.sourceAddress, r.sourceTransportPort, r.protocolIdentifier),
       this.#endpoint(r.destinationAddress, r.destinationTransportPort, r.protocolIdentifier),
-      PROTOCOL_NAMES[r.protocolIdentifier] ?? String(r.protocolIdentifier),
+      protocolName(r.protocolIdentifier),
       `${r.packetDeltaCount} / ${r.reversePacketDeltaCount}`,
       `${formatBytes(r.octetDeltaCount)} / ${formatBytes(r.reverseOctetDeltaCount)}`,
       END_REASON_NAMES[r.flowEndReason],
