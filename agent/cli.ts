@@ -34,6 +34,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: 'receive IPFIX and show the flows: a live table, or JSON lines',
     load: () => import('./commands/collect.ts'),
   },
+  agent: {
+    summary: 'the node agent: capture every pod namespace, name flows with Kubernetes identity, export IPFIX',
+    load: () => import('./commands/agent.ts'),
+  },
   demo: {
     summary: 'a guided tour: replay a sample capture and show its flows',
     load: () => import('./commands/demo.ts'),

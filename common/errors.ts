@@ -42,6 +42,10 @@ export const errorCatalog = {
   PODFLOW_ERR_KUBE_API: 'the Kubernetes API server answered with an error',
   PODFLOW_ERR_KUBE_CLOSED: 'the Kubernetes caches are closed',
   PODFLOW_ERR_ENRICH_CONFIG: 'invalid identity enrichment setting',
+  // agent: configuration and lifecycle of `podflow agent`
+  PODFLOW_ERR_CONFIG_FILE: 'cannot read the agent configuration file',
+  PODFLOW_ERR_CONFIG_INVALID: 'invalid agent configuration',
+  PODFLOW_ERR_AGENT_LISTEN: 'cannot listen for metrics and health checks',
 } as const satisfies Record<string, string>;
 
 export type ErrorCode = keyof typeof errorCatalog;

@@ -1,0 +1,272 @@
+// Needs root: a simulated node of network namespaces (skips with the reason otherwise).
+//
+// `podflow agent` as its own process, as on a node: the test API server
+// (HTTPS, list and watch, via a kubeconfig) tells it of pods of two
+// Deployments in two namespaces; it captures in the simulated node's pod
+// namespaces and exports over TCP to an in-test Collector. Checked:
+//  1. flows that end by idle timeout arrive named at both ends;
+//  2. /metrics agrees with what the collector received, and passes
+//     `promtool check metrics`;
+//  3. SIGTERM with flows open: every open flow arrives (forced end), the
+//     process exits 0 in time, and the bytes of all records equal the
+//     interface counters (ground truth) of every pod's eth0 and lo.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Collector, type CollectedRecord } from '../../ipfix/collector.ts';
+import { canRunSimNode, type InterfaceCounters, ipOctets, NODE_BIN, SimNode, type SimPod } from '../../sim/simnode.ts';
+import { KubeApiServer, type KubeObject } from '../helpers/kube-apiserver.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
+const env = canRunSimNode();
+const skip = env.ok ? false : env.reason;
+const NODE = 'sim-node';
+const promtool = spawnSync('promtool', ['--version']).status === 0;
+
+function pod(name: string, namespace: string, ip: string, ipv6: string, rs: string): KubeObject {
+  return {
+    metadata: { name, namespace, uid: `uid-${name}`, labels: { app: rs }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs, uid: `uid-${rs}`, controller: true }] },
+    spec: { nodeName: NODE, containers: [{ name: 'c', image: 'busybox' }] },
+    status: { phase: 'Running', podIP: ip, podIPs: [{ ip }, { ip: ipv6 }] },
+  };
+}
+function replicaSet(name: string, namespace: string, deployment: string): KubeObject {
+  return { metadata: { name, namespace, uid: `uid-${name}`, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: deployment, uid: `uid-${deployment}`, controller: true }] } };
+}
+
+/** The value of one sample of a scrape, or the sum over samples matching the labels. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)(\{.*\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    if (Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+const octets = (r: CollectedRecord) => Number(r.fields.octetDeltaCount ?? 0) + Number(r.fields.reverseOctetDeltaCount ?? 0);
+const end = (r: CollectedRecord, side: 'Source' | 'Destination') =>
+  `${r.fields[`k8s${side}Namespace`]}/${r.fields[`k8s${side}PodName`]} ${r.fields[`k8s${side}WorkloadKind`]}/${r.fields[`k8s${side}WorkloadName`]}`;
+
+test('the agent process names, meters and exports pod traffic, publishes matching metrics, and loses no open flow at SIGTERM', { skip, timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'podflow-agent-e2e-'));
+  const server = new KubeApiServer();
+  await server.start();
+  const records: CollectedRecord[] = [];
+  const collector = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: (r) => !r.options && records.push(r) });
+  const { port } = await collector.start();
+  let agent: ChildProcess | undefined;
+  t.after(async () => {
+    if (agent?.pid !== undefined && agent.exitCode === null) process.kill(agent.pid, 'SIGKILL');
+    await collector.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  server.create('node', { metadata: { name: NODE }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.254' }] } });
+  server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
+  server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
+  server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f'));
+  server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b'));
+
+  const node = new SimNode(t);
+  const [frontend, backend] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
+  const interfaces = [frontend, backend].flatMap((p) => ['eth0', 'lo'].map((ifname) => ({ pod: p, ifname })));
+  const readCounters = () => new Map<string, InterfaceCounters>(interfaces.map(({ pod: p, ifname }) => [`${p.netns}/${ifname}`, node.counters(p.netns, ifname)]));
+
+  const config = join(dir, 'agent.yaml');
+  writeFileSync(config, [
+    'clusterName: sim',
+    `collectors: ['tcp://127.0.0.1:${port}']`,
+    'labelKeys: [app]',
+    'flow: {idleTimeoutSeconds: 2, activeTimeoutSeconds: 600}',
+    // Only this test's simulated pods: other tests' simulated nodes use the same addresses.
+    `namespaces: {netnsDirs: [/run/netns], proc: false, pathFilter: '^/run/netns/${node.tag}p[0-9]+$', rescanSeconds: 0.2}`,
+    "metrics: {listen: '127.0.0.1:0'}",
+    'shutdown: {timeoutSeconds: 5}',
+    '',
+  ].join('\n'));
+  const kubeconfig = server.writeKubeconfig(join(dir, 'kubeconfig'));
+  agent = spawn(NODE_BIN, [CLI, 'agent', '--config', config, '--kubeconfig', kubeconfig], {
+    env: { PATH: process.env.PATH, NODE_NAME: NODE },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let logs = '';
+  let stderr = '';
+  agent.stdout!.on('data', (d: Buffer) => (logs += d));
+  agent.stderr!.on('data', (d: Buffer) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => agent!.once('exit', (code) => resolve(code)));
+  await waitFor(() => /"msg":"agent started"/.test(logs) || agent!.exitCode !== null, 20_000, 'agent started');
+  assert.equal(agent.exitCode, null, `agent exited: ${stderr}${logs}`);
+  const metricsAddress = JSON.parse(logs.split('\n').find((l) => l.includes('"agent started"'))!).metrics as string;
+  const get = async (path: string) => {
+    const res = await fetch(`http://${metricsAddress}${path}`);
+    return { status: res.status, text: await res.text() };
+  };
+  assert.equal((await get('/healthz')).status, 200);
+  const ready = async () => (await get('/readyz')).status === 200;
+  for (const started = Date.now(); !(await ready()); await sleep(100)) {
+    if (Date.now() - started > 15_000) assert.fail(`never ready: ${(await get('/readyz')).text}`);
+  }
+  await waitFor(() => (logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'two namespaces attached');
+  await sleep(600); // handles on eth0 and lo opened (interface rescan every 0.2 s)
+  const before = readCounters();
+
+  const sink = async (p: SimPod, args: string[]) => {
+    const child = node.spawnTraffic(p.netns, args);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d));
+    await waitFor(() => out.includes('listening'), 5000, `${args.join(' ')} listening`);
+    // Wrapped: an async function returning the promise itself would wait for it.
+    return { closed: new Promise<void>((resolve) => child.once('close', () => resolve())) };
+  };
+
+  // --- Phase 1: traffic, then idle: the flows end by idle timeout and are exported.
+  const done1 = await Promise.all([sink(backend, ['tcp-sink', '5001']), sink(frontend, ['udp-sink', '7001', '50'])]);
+  await Promise.all([
+    node.runTraffic(frontend.netns, ['tcp-send', backend.ipv4, '5001', '2000000']),
+    node.runTraffic(backend.netns, ['udp-send', frontend.ipv4, '7001', '50', '300']),
+    node.runTraffic(frontend.netns, ['lo-tcp', '100000']),
+  ]);
+  await Promise.all(done1.map((d) => d.closed));
+  await waitFor(() => records.some((r) => r.fields.destinationTransportPort === 5001) && records.length >= 5, 10_000, 'phase 1 flows exported').catch(async (err) => {
+    const m = (await get('/metrics')).text.split('\n').filter((l) => l.startsWith('podflow_')).join('\n');
+    throw new Error(`${err.message}: ${records.length} records ${JSON.stringify(records.map((r) => r.fields.destinationTransportPort))}\n${m}`);
+  });
+  await sleep(1000);
+  const phase1 = records.length;
+
+  const tcp = records.filter((r) => r.fields.destinationTransportPort === 5001);
+  assert.equal(tcp.length, 2, 'frontend → backend seen at both pods');
+  for (const r of tcp) {
+    assert.equal(end(r, 'Source'), 'shop/frontend-5d8f-a Deployment/frontend');
+    assert.equal(end(r, 'Destination'), 'data/backend-7c9b-x Deployment/backend');
+    assert.equal(r.fields.k8sClusterName, 'sim');
+    assert.deepEqual([r.fields.k8sSourceEndpointType, r.fields.k8sDestinationEndpointType], ['pod', 'pod']);
+  }
+  const udp = records.filter((r) => r.fields.destinationTransportPort === 7001);
+  assert.equal(udp.length, 2);
+  for (const r of udp) assert.equal(end(r, 'Source'), 'data/backend-7c9b-x Deployment/backend');
+
+  // /metrics agrees with what the collector received.
+  const scrape = (await get('/metrics')).text;
+  writeFileSync(join(dir, 'scrape.prom'), scrape);
+  const collectorLabel = { collector: `tcp://127.0.0.1:${port}` };
+  assert.equal(sample(scrape, 'podflow_export_records_total', collectorLabel), phase1);
+  assert.equal(sample(scrape, 'podflow_export_messages_total', collectorLabel), collector.stats().messages);
+  assert.equal(sample(scrape, 'podflow_export_connected', collectorLabel), 1);
+  assert.equal(sample(scrape, 'podflow_export_queue_dropped_records_total'), 0);
+  const exportedBytes = records.reduce((s, r) => s + octets(r), 0);
+  assert.equal(sample(scrape, 'podflow_workload_traffic_bytes_total'), exportedBytes);
+  const frontendBytes = records.filter((r) => r.fields.k8sSourcePodName === 'frontend-5d8f-a' && r.fields.flowDirection === 1 && r.fields.interfaceName !== 'lo').reduce((s, r) => s + octets(r), 0);
+  assert.equal(sample(scrape, 'podflow_workload_traffic_bytes_total', { namespace: 'shop', workload: 'Deployment/frontend', direction: 'egress' }), frontendBytes);
+  assert.equal(sample(scrape, 'podflow_flows_ended_total'), phase1);
+  assert.equal(sample(scrape, 'podflow_flows_ended_total', { reason: 'idle_timeout' }), 2, 'the UDP flows');
+  assert.equal(sample(scrape, 'podflow_namespaces_attached'), 2);
+  assert.equal(sample(scrape, 'podflow_capture_handles'), 4);
+  assert.equal(sample(scrape, 'podflow_capture_kernel_drops_total'), 0);
+  assert.equal(sample(scrape, 'podflow_kube_cache_synced', { resource: 'pod' }), 1);
+  assert.ok(sample(scrape, 'podflow_lease_lookups_total', { outcome: 'pod' }) >= 4);
+  assert.ok(sample(scrape, 'podflow_capture_packets_total', { kind: 'loopback' }) > 0);
+  assert.ok(sample(scrape, 'process_resident_memory_bytes') > 0);
+  assert.doesNotMatch(scrape, /198\.18\./, 'no IP address as a label value');
+  if (promtool) {
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: scrape, encoding: 'utf8' });
+    assert.equal(check.status, 0, `promtool check metrics:\n${check.stdout}${check.stderr}`);
+  } else t.diagnostic('promtool not installed: check skipped');
+
+  // --- Phase 2: traffic, then SIGTERM while its flows are still open (idle timeout 2 s not reached).
+  const done2 = await Promise.all([sink(backend, ['tcp-sink', '5002']), sink(backend, ['udp-sink', '7002', '40'])]);
+  await Promise.all([
+    node.runTraffic(frontend.netns, ['tcp-send', backend.ipv6, '5002', '3000000']),
+    node.runTraffic(frontend.netns, ['udp-send', backend.ipv4, '7002', '40', '800']),
+    node.runTraffic(backend.netns, ['lo-tcp', '200000']),
+  ]);
+  await Promise.all(done2.map((d) => d.closed));
+  await sleep(300); // past the capture's 100 ms block timeout: every packet is delivered
+  const after = readCounters();
+  const sigtermAt = Date.now();
+  agent.kill('SIGTERM');
+  const code = await exited;
+  const stopMs = Date.now() - sigtermAt;
+  assert.equal(code, 0, `${stderr}${logs.slice(-2000)}`);
+  assert.ok(stopMs < 6000, `stopped in ${stopMs} ms`);
+  await waitFor(() => collector.stats().openConnections === 0, 5000, 'collector connection closed');
+
+  const forced = records.slice(phase1);
+  t.diagnostic(`phase 1: ${phase1} records; at SIGTERM: ${forced.length} (stopped in ${stopMs} ms)`);
+  assert.ok(forced.length >= 4, 'the open flows arrived');
+  assert.ok(forced.every((r) => r.fields.flowEndReason === 4), 'every open flow ended as forced end');
+  assert.equal(records.filter((r) => r.fields.destinationTransportPort === 5002).length, 2);
+  for (const r of forced.filter((r) => r.fields.destinationTransportPort === 5002)) {
+    assert.equal(end(r, 'Source'), 'shop/frontend-5d8f-a Deployment/frontend');
+    assert.equal(end(r, 'Destination'), 'data/backend-7c9b-x Deployment/backend');
+  }
+  const truth = interfaces.reduce((s, { pod: p, ifname }) => s + ipOctets(ifname, before.get(`${p.netns}/${ifname}`)!, after.get(`${p.netns}/${ifname}`)!), 0);
+  assert.equal(records.reduce((s, r) => s + octets(r), 0), truth, 'bytes of every record = interface counters of every eth0 and lo');
+  assert.match(logs, /"msg":"agent stopped"/);
+  assert.doesNotMatch(logs, /"level":50/, 'no error logged');
+});
+
+test('an unreachable collector and API server at start do not stop capture: not ready, flows held then exported on reconnect', { skip, timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'podflow-agent-down-'));
+  // A kubeconfig for an API server that is not running, and a collector port nobody listens on yet.
+  const server = new KubeApiServer();
+  await server.start();
+  const kubeconfig = server.writeKubeconfig(join(dir, 'kubeconfig'));
+  await server.stop();
+  const probe = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: () => {} });
+  const { port } = await probe.start();
+  await probe.close();
+  let agent: ChildProcess | undefined;
+  let collector: Collector | undefined;
+  t.after(async () => {
+    if (agent?.pid !== undefined && agent.exitCode === null) process.kill(agent.pid, 'SIGKILL');
+    await collector?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const node = new SimNode(t);
+  const [a, b] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
+  const config = join(dir, 'agent.yaml');
+  writeFileSync(config, `collectors: ['tcp://127.0.0.1:${port}']\nnamespaces: {netnsDirs: [/run/netns], proc: false, pathFilter: '^/run/netns/${node.tag}p[0-9]+$', rescanSeconds: 0.2}\nmetrics: {listen: '127.0.0.1:0'}\nflow: {idleTimeoutSeconds: 1}\n`);
+  agent = spawn(NODE_BIN, [CLI, 'agent', '--config', config, '--kubeconfig', kubeconfig, '--node-name', NODE], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let logs = '';
+  agent.stdout!.on('data', (d: Buffer) => (logs += d));
+  const exited = new Promise<number | null>((resolve) => agent!.once('exit', (code) => resolve(code)));
+  await waitFor(() => /"msg":"agent started"/.test(logs) || agent!.exitCode !== null, 20_000, 'agent started');
+  const address = JSON.parse(logs.split('\n').find((l) => l.includes('"agent started"'))!).metrics as string;
+  const get = async (path: string) => {
+    const res = await fetch(`http://${address}${path}`);
+    return { status: res.status, text: await res.text() };
+  };
+  const readyz = await get('/readyz');
+  assert.equal(readyz.status, 503);
+  assert.match(readyz.text, /not ready: Kubernetes caches not synced/);
+  assert.equal((await get('/healthz')).status, 200);
+  await waitFor(() => (logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'namespaces attached with nothing else up');
+  await sleep(600);
+  await node.run(a.netns, 'ping', ['-q', '-c', '3', '-i', '0.05', b.ipv4]);
+  await sleep(300);
+  const scrape = (await get('/metrics')).text;
+  assert.ok(sample(scrape, 'podflow_capture_packets_total', { kind: 'pod' }) >= 12, 'capture runs');
+  assert.equal(sample(scrape, 'podflow_export_connected'), 0);
+  assert.ok(sample(scrape, 'podflow_export_errors_total') >= 1, 'connect errors counted');
+  assert.match(logs, /"level":40.*"component":"export"|"component":"export".*"level":40/, 'export trouble logged as a warning');
+
+  // The collector comes up: the held / queued flows go out (identity unknown: no API server).
+  const records: CollectedRecord[] = [];
+  collector = new Collector({ listen: `tcp://127.0.0.1:${port}`, onRecord: (r) => !r.options && records.push(r) });
+  await collector.start();
+  agent.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  const icmp = records.filter((r) => r.fields.protocolIdentifier === 1);
+  assert.equal(icmp.length, 2, 'the ping flow, seen at both pods');
+  for (const r of icmp) assert.deepEqual([r.fields.k8sSourceEndpointType, r.fields.k8sDestinationEndpointType], ['unknown', 'unknown']);
+});
