@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Collector, type CollectedRecord } from '../../ipfix/collector.ts';
 import { canRunSimNode, type InterfaceCounters, ipOctets, NODE_BIN, SimNode, type SimPod } from '../../sim/simnode.ts';
-import { KubeApiServer, type KubeObject } from '../helpers/kube-apiserver.ts';
+import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));

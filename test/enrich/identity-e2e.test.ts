@@ -29,7 +29,7 @@ import { FlowMeter } from '../../flow/meter.ts';
 import { PacketIngest } from '../../flow/ingest.ts';
 import { type EndpointIdentity, type ExportRecord, FlowDirection } from '../../ipfix/types.ts';
 import { canRunSimNode, SimNode, type SimPod } from '../../sim/simnode.ts';
-import { KubeApiServer, type KubeObject } from '../helpers/kube-apiserver.ts';
+import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const env = canRunSimNode();

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
-import { KubeApiServer } from '../helpers/kube-apiserver.ts';
+import { KubeApiServer } from '../../sim/kube-apiserver.ts';
 
 interface Reply {
   status: number;

@@ -9,7 +9,7 @@ import { PodflowError } from '../../common/errors.ts';
 import { KubeCaches, type KubeCachesOptions, type KubeResource } from '../../enrich/kube-caches.ts';
 import type { SlimPod, WatchEventType } from '../../enrich/types.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
-import { KubeApiServer, type KubeApiServerOptions, type KubeObject } from '../helpers/kube-apiserver.ts';
+import { KubeApiServer, type KubeApiServerOptions, type KubeObject } from '../../sim/kube-apiserver.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const node = process.execPath;
@@ -363,7 +363,7 @@ test('close() leaves nothing open: a process using the caches exits by itself', 
   const script = join(dir, 'exits.ts');
   writeFileSync(
     script,
-    `import { KubeApiServer } from ${JSON.stringify(new URL('../helpers/kube-apiserver.ts', import.meta.url).href)};
+    `import { KubeApiServer } from ${JSON.stringify(new URL('../../sim/kube-apiserver.ts', import.meta.url).href)};
 import { KubeCaches } from ${JSON.stringify(new URL('../../enrich/kube-caches.ts', import.meta.url).href)};
 const server = new KubeApiServer();
 await server.start();

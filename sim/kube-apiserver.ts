@@ -1,4 +1,4 @@
-// A small Kubernetes API server for tests (never shipped in the agent): list
+// A small Kubernetes API server for tests and `podflow demo` (never used by the agent): list
 // and watch of pods, services, nodes, replica sets and jobs with the real
 // resourceVersion semantics client-node relies on. One global, increasing
 // resourceVersion; a list answers items plus the version they are as of; a
