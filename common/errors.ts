@@ -7,6 +7,7 @@
 export const errorCatalog = {
   // common / CLI
   PODFLOW_ERR_CLI_USAGE: 'invalid command line',
+  PODFLOW_ERR_DEMO_AGENT: 'the demo could not start its agent',
   // netns: namespaces, the native addon, capture handles
   // (netns entries go here)
   PODFLOW_ERR_NETNS_ADDON_LOAD: 'the netns native addon could not be loaded',

@@ -5,12 +5,10 @@
 // (--json: one object per flow record, keys are element names). Bad messages
 // are counted and skipped; the counters are printed on exit.
 import { parseArgs } from 'node:util';
-import Table from 'cli-table3';
 import pc from 'picocolors';
 import { PodflowError } from '../../common/errors.ts';
-import { protocolName } from '../../flow/decode.ts';
 import { type CollectedRecord, Collector, type CollectorStats } from '../../ipfix/collector.ts';
-import type { FieldValue } from '../../ipfix/decoder.ts';
+import { ConversationTable, statsLine } from '../collector-view.ts';
 
 const USAGE = `usage: podflow collect --listen URL [--json] [--seconds N] [--enterprise PEN]
 
@@ -25,8 +23,6 @@ JSON object per flow record on stdout (keys are IPFIX element names).
   --enterprise PEN   the exporter's Private Enterprise Number (default 32473)
 `;
 
-/** Rate window of the table: bytes of the last RATE_WINDOW_MS, per second. */
-const RATE_WINDOW_MS = 10_000;
 const REDRAW_MS = 1_000;
 
 export async function run(args: string[]): Promise<number> {
@@ -57,7 +53,7 @@ export async function run(args: string[]): Promise<number> {
     throw new PodflowError('PODFLOW_ERR_CLI_USAGE', `--enterprise wants an integer, got '${values.enterprise}'`);
   }
 
-  const view = values.json ? new JsonLines() : new ConversationTable(process.stdout.isTTY === true);
+  const view = values.json ? new JsonLines() : new TableView(process.stdout.isTTY === true);
   const collector = new Collector({
     listen: values.listen,
     enterpriseNumber: enterprise,
@@ -110,44 +106,17 @@ class JsonLines implements View {
   end(): void {}
 }
 
-interface Conversation {
-  source: string;
-  sourceWorkload: string;
-  destination: string;
-  destinationWorkload: string;
-  protocol: number;
-  flows: number;
-  packets: number;
-  bytes: number;
-  /** [arrival ms, bytes] of the flows within the rate window. */
-  recent: Array<[number, number]>;
-}
-
-/** Flows summed per conversation: both ends (pod, or address when none) and the protocol. */
-class ConversationTable implements View {
+/** The conversation table, redrawn in place on a terminal, printed once at the end otherwise. */
+class TableView implements View {
   readonly #tty: boolean;
-  readonly #conversations = new Map<string, Conversation>();
+  readonly #table = new ConversationTable();
 
   constructor(tty: boolean) {
     this.#tty = tty;
   }
 
   add(record: CollectedRecord): void {
-    const f = record.fields;
-    const source = end(f, 'Source', 'source');
-    const destination = end(f, 'Destination', 'destination');
-    const protocol = num(f.protocolIdentifier);
-    const key = `${source.name}|${destination.name}|${protocol}`;
-    let c = this.#conversations.get(key);
-    if (!c) {
-      c = { source: source.name, sourceWorkload: source.workload, destination: destination.name, destinationWorkload: destination.workload, protocol, flows: 0, packets: 0, bytes: 0, recent: [] };
-      this.#conversations.set(key, c);
-    }
-    const bytes = num(f.octetDeltaCount) + num(f.reverseOctetDeltaCount);
-    c.flows++;
-    c.packets += num(f.packetDeltaCount) + num(f.reversePacketDeltaCount);
-    c.bytes += bytes;
-    c.recent.push([Date.now(), bytes]);
+    this.#table.add(record);
   }
 
   redraw(stats: CollectorStats): void {
@@ -160,46 +129,6 @@ class ConversationTable implements View {
   }
 
   #render(stats: CollectorStats, rows: number): string {
-    const now = Date.now();
-    const shown = [...this.#conversations.values()].map((c) => {
-      while (c.recent.length > 0 && now - c.recent[0]![0] > RATE_WINDOW_MS) c.recent.shift();
-      return { c, rate: c.recent.reduce((n, [, b]) => n + b, 0) / (RATE_WINDOW_MS / 1000) };
-    });
-    shown.sort((a, b) => b.rate - a.rate || b.c.bytes - a.c.bytes);
-    const table = new Table({
-      head: ['source', 'workload', 'destination', 'workload', 'proto', 'flows', 'packets', 'bytes', 'rate'].map((h) => pc.bold(h)),
-      style: { head: [], border: [] },
-      // One line per conversation: no rule between rows.
-      chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
-    });
-    for (const { c, rate } of shown.slice(0, Math.max(1, rows))) {
-      table.push([c.source, c.sourceWorkload, c.destination, c.destinationWorkload, protocolName(c.protocol), c.flows, c.packets, bytes(c.bytes), `${bytes(rate)}/s`]);
-    }
-    const bad = stats.badMessages > 0 ? pc.red(`${stats.badMessages} bad messages`) : '0 bad messages';
-    return `${pc.bold('podflow collect')}  ${stats.sessions} sessions, ${stats.messages} messages, ${stats.flowRecords} flows, ${bad}\n${table.toString()}\n`;
+    return `${pc.bold('podflow collect')}  ${statsLine(stats)}\n${this.#table.render(rows)}\n`;
   }
-}
-
-/** An end as "namespace/pod" with "Kind/name", or its address when no pod is known. */
-function end(f: Record<string, FieldValue>, prefix: 'Source' | 'Destination', address: 'source' | 'destination'): { name: string; workload: string } {
-  const namespace = f[`k8s${prefix}Namespace`];
-  const pod = f[`k8s${prefix}PodName`];
-  const kind = f[`k8s${prefix}WorkloadKind`];
-  const workload = f[`k8s${prefix}WorkloadName`];
-  const ip = f[`${address}IPv4Address`] ?? f[`${address}IPv6Address`] ?? '?';
-  return {
-    name: pod ? `${namespace}/${pod}` : String(ip),
-    workload: workload ? `${kind}/${workload}` : '',
-  };
-}
-
-function num(v: FieldValue | undefined): number {
-  return typeof v === 'number' ? v : Number(v ?? 0);
-}
-
-function bytes(n: number): string {
-  if (n < 1024) return `${Math.round(n)} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(1)} GiB`;
 }

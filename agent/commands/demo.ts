@@ -1,52 +1,41 @@
-// `podflow demo`: a newcomer's first minutes with podflow. It builds a
-// simulated node (real network namespaces standing for three pods, joined by
-// veth pairs to a bridge), runs real traffic between the pods and over one
-// pod's own `lo`, and captures it the way the agent does: namespace discovery,
-// a capture handle inside each pod namespace, the flow meter. The flows are
-// shown live as they end. Ctrl-C (or --seconds) removes everything it made.
-//
-// Pod names here come from the demo's own table of the namespaces it made;
-// the agent names both ends from Kubernetes (a later landing).
-import { statSync } from 'node:fs';
+// `podflow demo`: a newcomer's first minutes with podflow, with every real
+// part running. It builds a simulated node (real network namespaces standing
+// for pods, joined by veth pairs to a bridge), starts the test Kubernetes API
+// server holding the matching objects (two Deployments and a StatefulSet in
+// two namespaces, a Service), runs `podflow agent` as its own process against
+// both, exactly as on a node, and shows what the agent exports in the
+// collector view: flows named by namespace, pod and workload at both ends.
+// Real traffic runs between the pods, through the Service's ClusterIP and
+// over one pod's own `lo`. Ctrl-C (or --seconds) stops the agent (it flushes
+// every open flow) and removes everything the demo made.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import Table from 'cli-table3';
 import pc from 'picocolors';
 import { PodflowError } from '../../common/errors.ts';
-import { PacketDecoder, protocolName } from '../../flow/decode.ts';
-import { PacketIngest } from '../../flow/ingest.ts';
-import { FlowMeter } from '../../flow/meter.ts';
-import { EndReason, type FlowRecord } from '../../flow/types.ts';
-import { NetnsDiscovery } from '../../netns/discovery.ts';
-import { NodeCapture } from '../../netns/node-capture.ts';
+import { type CollectedRecord, Collector } from '../../ipfix/collector.ts';
+import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
 import { canRunSimNode, NODE_BIN, SimNode, type SimPod } from '../../sim/simnode.ts';
-import { formatIPv4, formatIPv6 } from '../../flow/address.ts';
+import { ConversationTable, flowLine, statsLine } from '../collector-view.ts';
 
-const DEMO_TRAFFIC = new URL('../../sim/demo-traffic.ts', import.meta.url).pathname;
-
-/** The scene: who the pods are and what they say to each other. */
-const PODS = [
-  { index: 1, name: 'web' },
-  { index: 2, name: 'api' },
-  { index: 3, name: 'db' },
-] as const;
-
+const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
+const DEMO_TRAFFIC = fileURLToPath(new URL('../../sim/demo-traffic.ts', import.meta.url));
+const NODE_NAME = 'demo-node';
+/** The ClusterIP of the db Service: an extra address on db-0's eth0, as there is no kube-proxy to translate it. */
+const DB_SERVICE_IP = '198.18.0.200';
 /** Short timeouts so flows end (and show) within seconds; the agent's defaults are 30 s idle, 300 s active. */
-const IDLE_TIMEOUT_MS = 2_000;
-const ACTIVE_TIMEOUT_MS = 10_000;
-const SHOWN_FLOWS = 14;
-
-const END_REASON_NAMES: Record<EndReason, string> = {
-  [EndReason.IDLE_TIMEOUT]: 'idle',
-  [EndReason.ACTIVE_TIMEOUT]: 'active',
-  [EndReason.END_OF_FLOW]: 'end of flow',
-  [EndReason.FORCED_END]: 'forced end',
-  [EndReason.LACK_OF_RESOURCES]: 'lack of resources',
-};
+const IDLE_TIMEOUT_SECONDS = 2;
+const ACTIVE_TIMEOUT_SECONDS = 10;
+const SHUTDOWN_SECONDS = 5;
 
 const usage = `usage: podflow demo [--seconds N] [--plain]
 
   --seconds N   stop after N seconds (default: run until Ctrl-C)
-  --plain       print each flow as a line instead of a live table (default when
+  --plain       print each flow as a line instead of the live table (default when
                 standard output is not a terminal)
 `;
 
@@ -72,199 +61,191 @@ export async function run(args: string[]): Promise<number> {
   }
 
   const demo = new Demo(live);
-  const stop = () => demo.stop();
+  let stopping: (() => void) | undefined;
+  const stopped = new Promise<void>((resolve) => (stopping = resolve));
   // SIGHUP too: a closed terminal must not leave namespaces behind.
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  for (const signal of signals) process.once(signal, stop);
+  for (const signal of signals) process.once(signal, stopping!);
+  const timer = Number.isFinite(seconds) ? setTimeout(stopping!, seconds * 1000) : undefined;
   try {
     await demo.start();
-    await demo.running(seconds * 1000);
+    await stopped;
+    await demo.stopAgent();
   } finally {
-    for (const signal of signals) process.off(signal, stop);
-    demo.close();
+    clearTimeout(timer);
+    for (const signal of signals) process.off(signal, stopping!);
+    await demo.close();
   }
   demo.printSummary();
   return 0;
 }
 
-interface ShownFlow {
-  record: FlowRecord;
-  observedAt: string;
+/** Pod objects as the API server would hold them, for a pod of the simulated node. */
+function podObject(name: string, namespace: string, sim: SimPod, owner: { kind: string; name: string }, app: string): KubeObject {
+  return {
+    metadata: {
+      name,
+      namespace,
+      uid: `uid-${name}`,
+      labels: { app },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: owner.kind, name: owner.name, uid: `uid-${owner.name}`, controller: true }],
+    },
+    spec: { nodeName: NODE_NAME, containers: [{ name: app, image: `example/${app}` }] },
+    status: { phase: 'Running', podIP: sim.ipv4, podIPs: [{ ip: sim.ipv4 }, { ip: sim.ipv6 }] },
+  };
+}
+
+function replicaSet(name: string, namespace: string, deployment: string): KubeObject {
+  return { metadata: { name, namespace, uid: `uid-${name}`, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: deployment, uid: `uid-${deployment}`, controller: true }] } };
 }
 
 class Demo {
   readonly #live: boolean;
+  readonly #dir = mkdtempSync(join(tmpdir(), 'podflow-demo-'));
   readonly #sim = new SimNode();
-  readonly #pods = new Map<string, { name: string; pod: SimPod }>();
-  readonly #podByAddress = new Map<string, string>();
-  readonly #podByNetnsInode = new Map<number, string>();
-  readonly #pointNames = new Map<number, string>();
-  readonly #recent: ShownFlow[] = [];
-  readonly #endedByReason = new Map<EndReason, number>();
+  readonly #api = new KubeApiServer();
+  readonly #table = new ConversationTable();
+  readonly #collector: Collector;
   readonly #startedAt = Date.now();
-  readonly #meter: FlowMeter;
-  readonly #ingest: PacketIngest;
-  readonly #discovery: NetnsDiscovery;
-  readonly #capture: NodeCapture;
-  #timers: NodeJS.Timeout[] = [];
-  #wake: (() => void) | undefined;
-  #stopped = false;
+  #agent: ChildProcess | undefined;
+  #agentExit: Promise<number | null> | undefined;
+  #redraw: NodeJS.Timeout | undefined;
+  readonly #killAgent = () => {
+    if (this.#agent?.pid !== undefined && this.#agent.exitCode === null) this.#agent.kill('SIGKILL');
+  };
 
   constructor(live: boolean) {
     this.#live = live;
-    this.#meter = new FlowMeter({
-      idleTimeoutMs: IDLE_TIMEOUT_MS,
-      activeTimeoutMs: ACTIVE_TIMEOUT_MS,
-      onFlow: (record) => this.#onFlow(record),
-    });
-    this.#ingest = new PacketIngest(new PacketDecoder(), this.#meter);
-    // Only the demo's namespaces: on a real node the agent takes them all.
-    this.#discovery = new NetnsDiscovery({ netnsDirs: ['/run/netns'], procRoot: null, rescanIntervalMs: 500 });
-    this.#capture = new NodeCapture({
-      discovery: this.#discovery,
-      sink: (id, linkType, buf, start, end) => this.#ingest.ingest(id, linkType, buf, start, end),
-      meter: this.#meter,
-      namespaceFilter: (ns) => this.#podByNetnsInode.has(ns.inode),
-    });
-    this.#capture.on('event', (event) => {
-      if (event.type === 'opened') {
-        const pod = this.#podByNetnsInode.get(event.handle.point.netnsInode) ?? '?';
-        this.#pointNames.set(event.handle.point.id, `${pod}/${event.handle.point.interfaceName}`);
-      }
-    });
+    this.#collector = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: (r) => this.#onRecord(r) });
+    process.once('exit', this.#killAgent);
   }
 
   async start(): Promise<void> {
-    this.#say(pc.bold('podflow demo') + ': building a simulated node with three pods (network namespaces)…');
-    for (const { index, name } of PODS) {
-      const pod = this.#sim.addPod(index);
-      this.#pods.set(name, { name, pod });
-      this.#podByAddress.set(pod.ipv4, name).set(pod.ipv6, name);
-      this.#podByNetnsInode.set(statSync(pod.nsPath).ino, name);
-    }
-    await this.#discovery.start();
-    this.#capture.start();
+    this.#say(`${pc.bold('podflow demo')}: a simulated node with three pods, a Kubernetes API server, the agent and a collector`);
+    const web = this.#sim.addPod(1);
+    const api = this.#sim.addPod(2);
+    const db = this.#sim.addPod(3);
+    // The Service's ClusterIP lives on db-0 (no kube-proxy here), and api reaches it directly.
+    this.#sim.exec(db.netns, 'ip', ['addr', 'add', `${DB_SERVICE_IP}/32`, 'dev', 'eth0']);
+    this.#sim.exec(api.netns, 'ip', ['neigh', 'replace', DB_SERVICE_IP, 'lladdr', db.mac, 'dev', 'eth0', 'nud', 'permanent']);
 
-    const web = this.#pods.get('web')!.pod;
-    const api = this.#pods.get('api')!.pod;
-    const db = this.#pods.get('db')!.pod;
+    await this.#api.start();
+    this.#api.create('node', { metadata: { name: NODE_NAME }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.254' }] } });
+    this.#api.create('replicaset', replicaSet('web-7d9f5', 'shop', 'web'));
+    this.#api.create('replicaset', replicaSet('api-6c4b8', 'shop', 'api'));
+    this.#api.create('pod', podObject('web-7d9f5-k2x8q', 'shop', web, { kind: 'ReplicaSet', name: 'web-7d9f5' }, 'web'));
+    this.#api.create('pod', podObject('api-6c4b8-m4t7z', 'shop', api, { kind: 'ReplicaSet', name: 'api-6c4b8' }, 'api'));
+    this.#api.create('pod', podObject('db-0', 'data', db, { kind: 'StatefulSet', name: 'db' }, 'db'));
+    this.#api.create('service', {
+      metadata: { name: 'db', namespace: 'data', uid: 'uid-svc-db' },
+      spec: { clusterIP: DB_SERVICE_IP, clusterIPs: [DB_SERVICE_IP], ports: [{ name: 'postgres', port: 5432, protocol: 'TCP' }] },
+    });
+
+    const { port } = await this.#collector.start();
+    await this.#startAgent(port);
+
     const traffic = (pod: SimPod, ...args: string[]) => this.#sim.spawn(pod.netns, NODE_BIN, [DEMO_TRAFFIC, ...args]);
     traffic(api, 'serve', '8080');
     traffic(db, 'serve', '5432');
-    // Give the servers a moment to listen before the clients start.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await sleep(500); // the servers listen before the clients start
     traffic(web, 'tcp-client', api.ipv4, '8080', '250000', '1500');
     traffic(web, 'tcp-client', api.ipv6, '8080', '40000', '2500');
-    traffic(api, 'tcp-client', db.ipv4, '5432', '12000', '1000');
+    traffic(api, 'tcp-client', DB_SERVICE_IP, '5432', '12000', '1000');
     traffic(api, 'udp-client', db.ipv4, '5432', '300', '200');
     traffic(db, 'loopback', '6379', '8000', '700');
     this.#sim.spawn(web.netns, 'ping', ['-q', '-i', '0.5', db.ipv4]);
 
-    this.#timers.push(setInterval(() => this.#meter.expire(Date.now()), 250));
-    if (this.#live) this.#timers.push(setInterval(() => this.#render(), 1000));
     this.#say(
-      `capturing inside each pod's namespace (eth0 north-south, lo east-west); flows end after ${IDLE_TIMEOUT_MS / 1000} s idle or ${ACTIVE_TIMEOUT_MS / 1000} s active.` +
-        (this.#live ? '' : '\n') + pc.dim(' Ctrl-C stops and removes everything.'),
+      `traffic: web → api (TCP over IPv4 and IPv6), api → the db Service (TCP) and db-0 (UDP), web pings db-0, db-0 talks to itself over lo.\n` +
+        `flows end after ${IDLE_TIMEOUT_SECONDS} s idle or ${ACTIVE_TIMEOUT_SECONDS} s active; agent log: ${join(this.#dir, 'agent.log')}. ${pc.dim('Ctrl-C stops and removes everything.')}`,
     );
+    if (this.#live) this.#redraw = setInterval(() => this.#render(), 1000);
   }
 
-  /** Resolves after ms, or at stop(). */
-  running(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.#wake = resolve;
-      if (this.#stopped) resolve();
-      if (Number.isFinite(ms)) this.#timers.push(setTimeout(resolve, ms));
-    });
+  /** SIGTERM: the agent ends every open flow, exports and exits; the collector gets them all. */
+  async stopAgent(): Promise<void> {
+    clearInterval(this.#redraw);
+    const agent = this.#agent;
+    if (!agent || agent.exitCode !== null) return;
+    agent.kill('SIGTERM');
+    const code = await Promise.race([this.#agentExit!, sleep((SHUTDOWN_SECONDS + 2) * 1000).then(() => 'timeout' as const)]);
+    if (code !== 0) process.stderr.write(`podflow demo: the agent ended with ${code}; its log: ${join(this.#dir, 'agent.log')}\n`);
+    await sleep(200); // the last records are on their way over loopback
   }
 
-  stop(): void {
-    this.#stopped = true;
-    this.#wake?.();
-  }
-
-  close(): void {
-    for (const t of this.#timers) clearInterval(t);
-    this.#timers = [];
-    this.#capture.close();
-    this.#discovery.close();
-    this.#meter.flush(EndReason.FORCED_END);
+  async close(): Promise<void> {
+    clearInterval(this.#redraw);
+    this.#killAgent();
+    process.off('exit', this.#killAgent);
+    await this.#collector.close();
     this.#sim.destroy();
+    await this.#api.stop();
+    if (this.#live) this.#render();
+    rmSync(this.#dir, { recursive: true, force: true });
   }
 
   printSummary(): void {
-    if (this.#live) this.#render();
-    const c = this.#capture.counters();
-    const s = this.#ingest.stats;
-    const ended = [...this.#endedByReason].map(([r, n]) => `${END_REASON_NAMES[r]} ${n}`).join(', ');
+    const s = this.#collector.stats();
     process.stdout.write(
-      `\n${pc.bold('summary')}: ${s.packets} packets captured at ${c.handlesOpened} observation points, ` +
-        `${this.#meter.stats.created} flows (${ended || 'none ended'}), kernel drops ${c.kernelDrops}.\n` +
-        `Removed the simulated node. Next: ${pc.cyan('./run podflow replay FILE.pcap')} meters a capture file the same way.\n`,
+      `\n${pc.bold('summary')}: the collector received ${s.flowRecords} flows in ${s.messages} IPFIX messages (${s.badMessages} bad). ` +
+        `Removed the simulated node, the API server and the agent.\n` +
+        `Next: ${pc.cyan('./run podflow replay FILE.pcap --output file:flows.ipfix')} meters a capture file; ` +
+        `${pc.cyan('./run podflow collect --listen udp://127.0.0.1:4739')} is this collector view on its own.\n`,
     );
   }
 
-  #onFlow(record: FlowRecord): void {
-    this.#endedByReason.set(record.flowEndReason, (this.#endedByReason.get(record.flowEndReason) ?? 0) + 1);
-    const shown = { record, observedAt: this.#pointNames.get(record.observationPointId) ?? '?' };
-    this.#recent.unshift(shown);
-    this.#recent.length = Math.min(this.#recent.length, SHOWN_FLOWS);
-    if (!this.#live) process.stdout.write(`${this.#flowLine(shown)}\n`);
+  async #startAgent(collectorPort: number): Promise<void> {
+    const config = join(this.#dir, 'agent.yaml');
+    writeFileSync(config, [
+      'clusterName: demo',
+      `collectors: ['tcp://127.0.0.1:${collectorPort}']`,
+      'labelKeys: [app]',
+      `flow: {idleTimeoutSeconds: ${IDLE_TIMEOUT_SECONDS}, activeTimeoutSeconds: ${ACTIVE_TIMEOUT_SECONDS}}`,
+      // Only the demo's pods: on a real node the agent takes every pod namespace.
+      `namespaces: {netnsDirs: [/run/netns], proc: false, pathFilter: '^/run/netns/${this.#sim.tag}p[0-9]+$', rescanSeconds: 0.2}`,
+      "metrics: {listen: '127.0.0.1:0'}",
+      `shutdown: {timeoutSeconds: ${SHUTDOWN_SECONDS}}`,
+      '',
+    ].join('\n'));
+    const kubeconfig = this.#api.writeKubeconfig(join(this.#dir, 'kubeconfig'));
+    const log = join(this.#dir, 'agent.log');
+    writeFileSync(log, '');
+    const out = openSync(log, 'a');
+    // Its own process group: Ctrl-C reaches the demo, which stops the agent with SIGTERM.
+    this.#agent = spawn(NODE_BIN, [CLI, 'agent', '--config', config, '--kubeconfig', kubeconfig], {
+      env: { PATH: process.env.PATH, NODE_NAME },
+      stdio: ['ignore', out, out],
+      detached: true,
+    });
+    closeSync(out); // the agent has its own copy
+    this.#agentExit = new Promise((resolve) => this.#agent!.once('exit', (code) => resolve(code)));
+    const started = Date.now();
+    while (!readFileSync(log, 'utf8').includes('"agent started"')) {
+      if (this.#agent.exitCode !== null || Date.now() - started > 20_000) {
+        throw new PodflowError('PODFLOW_ERR_DEMO_AGENT', `its log:\n${readFileSync(log, 'utf8')}`);
+      }
+      await sleep(100);
+    }
+    this.#say(`the agent runs (pid ${this.#agent.pid}), watching the API server at ${this.#api.url} and exporting IPFIX over TCP to the collector.`);
   }
 
-  #endpoint(address: Uint8Array, port: number, protocol: number): string {
-    const ip = address.length === 4 ? formatIPv4(address) : formatIPv6(address);
-    const name = this.#podByAddress.get(ip) ?? (ip === '127.0.0.1' ? 'localhost' : '');
-    const where = address.length === 4 ? ip : `[${ip}]`;
-    const withPort = protocol === 6 || protocol === 17 || protocol === 132 ? `${where}:${port}` : where;
-    return name ? `${pc.bold(name)} ${pc.dim(withPort)}` : withPort;
-  }
-
-  #cells(f: ShownFlow): string[] {
-    const r = f.record;
-    return [
-      pc.cyan(f.observedAt),
-      this.#endpoint(r.sourceAddress, r.sourceTransportPort, r.protocolIdentifier),
-      this.#endpoint(r.destinationAddress, r.destinationTransportPort, r.protocolIdentifier),
-      protocolName(r.protocolIdentifier),
-      `${r.packetDeltaCount} / ${r.reversePacketDeltaCount}`,
-      `${formatBytes(r.octetDeltaCount)} / ${formatBytes(r.reverseOctetDeltaCount)}`,
-      END_REASON_NAMES[r.flowEndReason],
-    ];
-  }
-
-  #flowLine(f: ShownFlow): string {
-    const [at, src, dst, proto, packets, bytes, end] = this.#cells(f);
-    return `${at}  ${src} → ${dst}  ${proto}  packets ${packets}  bytes ${bytes}  (${end})`;
+  #onRecord(record: CollectedRecord): void {
+    if (record.options) return;
+    this.#table.add(record);
+    if (!this.#live) process.stdout.write(`${flowLine(record)}\n`);
   }
 
   #render(): void {
-    const c = this.#capture.counters();
     const elapsed = Math.round((Date.now() - this.#startedAt) / 1000);
-    const table = new Table({
-      head: ['observed at', 'source', 'destination', 'proto', 'packets → / ←', 'bytes → / ←', 'ended by'].map((h) => pc.bold(h)),
-      style: { head: [], border: [] },
-      // One line per flow: no rule between rows.
-      chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
-    });
-    for (const f of this.#recent) table.push(this.#cells(f));
-    const pods = [...this.#pods.values()].map(({ name, pod }) => `${pc.bold(name)} ${pc.dim(`${pod.ipv4} ${pod.ipv6}`)}`).join('   ');
     const header =
-      `${pc.bold('podflow demo')} · simulated node ${pc.dim(this.#sim.tag)} · ${elapsed}s · ` +
-      `${c.handlesOpen} capture handles in ${c.namespacesAttached} pod namespaces\n` +
-      `pods: ${pods}\n` +
-      `${this.#ingest.stats.packets} packets captured · ${this.#meter.stats.active} flows open · ` +
-      `${this.#meter.stats.created - this.#meter.stats.active} ended · kernel drops ${c.kernelDrops}\n\n` +
-      `${pc.bold('latest finished flows')} ${pc.dim('(web→api TCP over IPv4 and IPv6, api→db TCP and UDP, web pings db, db talks to itself over lo)')}\n`;
-    process.stdout.write(`\x1b[H\x1b[J${header}${table.toString()}\n${pc.dim('Ctrl-C stops and removes everything.')}\n`);
+      `${pc.bold('podflow demo')} · node ${pc.dim(`${NODE_NAME} (${this.#sim.tag})`)} · ${elapsed}s · collector: ${statsLine(this.#collector.stats())}\n` +
+      `pods: ${pc.bold('shop/web')} ${pc.dim('Deployment')}  ${pc.bold('shop/api')} ${pc.dim('Deployment')}  ${pc.bold('data/db-0')} ${pc.dim('StatefulSet, behind Service data/db')}\n\n` +
+      `${pc.bold('what the collector received')} ${pc.dim('(IPFIX from the agent, named with Kubernetes identity)')}\n`;
+    const rows = (process.stdout.rows ?? 30) - 10;
+    process.stdout.write(`\x1b[H\x1b[J${header}${this.#table.render(rows)}\n${pc.dim('Ctrl-C stops the agent (it flushes every open flow) and removes everything.')}\n`);
   }
 
   #say(line: string): void {
     process.stdout.write(`${line}\n`);
   }
-}
-
-function formatBytes(n: number): string {
-  if (n < 10_000) return `${n} B`;
-  if (n < 10_000_000) return `${(n / 1000).toFixed(1)} kB`;
-  return `${(n / 1e6).toFixed(1)} MB`;
 }

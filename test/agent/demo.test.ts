@@ -1,6 +1,7 @@
 // Keeps the README's first command true: `podflow demo` builds its simulated
-// node, captures every pod's traffic (eth0 and lo), shows the flows and
-// removes everything it made.
+// node and API server, runs the agent as its own process, and the collector
+// shows every conversation of the scene named with Kubernetes identity; at
+// the end nothing the demo made is left.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -17,17 +18,23 @@ function pfNamespaces(): string[] {
     .filter((name) => name.startsWith('pf'));
 }
 
-test('the demo shows flows observed at every pod, over eth0 and lo, and leaves nothing behind', { skip: able.ok ? false : able.reason }, () => {
+test('the demo shows every conversation named by namespace, pod and workload, and leaves nothing behind', { skip: able.ok ? false : able.reason, timeout: 90_000 }, () => {
   const before = pfNamespaces();
-  const demo = spawnSync(NODE_BIN, [CLI, 'demo', '--seconds', '7', '--plain'], { encoding: 'utf8', timeout: 60_000 });
-  assert.equal(demo.status, 0, demo.stderr);
-  const flows = demo.stdout.split('\n').filter((line) => / → /.test(line));
-  const observedAt = new Set(flows.map((line) => line.split(/\s+/)[0]));
-  for (const point of ['web/eth0', 'api/eth0', 'db/eth0', 'db/lo']) assert.ok(observedAt.has(point), `no flow observed at ${point}:\n${demo.stdout}`);
-  assert.ok(flows.some((line) => /web 198\.18\.0\.1:\d+ → api 198\.18\.0\.2:8080 +TCP/.test(line)), 'web → api over IPv4');
-  assert.ok(flows.some((line) => /web \[fd00::1\]:\d+ → api \[fd00::2\]:8080 +TCP/.test(line)), 'web → api over IPv6');
-  assert.ok(flows.some((line) => /api 198\.18\.0\.2:\d+ → db 198\.18\.0\.3:5432 +UDP/.test(line)), 'api → db over UDP');
-  assert.ok(flows.some((line) => /web 198\.18\.0\.1 → db 198\.18\.0\.3 +ICMP/.test(line)), 'web pings db');
-  assert.match(demo.stdout, /summary: \d+ packets captured at 6 observation points, \d+ flows .*kernel drops 0\./);
+  const demo = spawnSync(NODE_BIN, [CLI, 'demo', '--seconds', '9', '--plain'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(demo.status, 0, demo.stderr + demo.stdout);
+  const flows = demo.stdout.split('\n').filter((line) => line.includes(' → '));
+  const web = 'shop/web-7d9f5-k2x8q \\(Deployment/web\\)';
+  const api = 'shop/api-6c4b8-m4t7z \\(Deployment/api\\)';
+  const db = 'data/db-0 \\(StatefulSet/db\\)';
+  const expected: Array<[string, RegExp]> = [
+    ['web → api over TCP', new RegExp(`^${web} → ${api}  TCP `)],
+    ['api → the db Service over TCP', new RegExp(`^${api} → data/db:postgres \\(Service\\)  TCP `)],
+    ['api → db-0 over UDP', new RegExp(`^${api} → ${db}  UDP `)],
+    ['web pings db-0', new RegExp(`^${web} → ${db}  ICMP `)],
+    ['db-0 over its own lo', new RegExp(`^${db} → ${db}  TCP `)],
+  ];
+  for (const [what, pattern] of expected) assert.ok(flows.some((line) => pattern.test(line)), `${what}:\n${demo.stdout}`);
+  assert.ok(!flows.some((line) => /unknown|^\d/.test(line)), `every end is named:\n${demo.stdout}`);
+  assert.match(demo.stdout, /summary: the collector received \d+ flows in \d+ IPFIX messages \(0 bad\)/);
   assert.deepEqual(pfNamespaces(), before);
 });

@@ -1,0 +1,119 @@
+// What a person sees of collected flows: a table of conversations (both ends
+// by Kubernetes identity, or by address where there is none), summed over
+// their flows, with a rate over the last seconds. Shared by `podflow collect`
+// and `podflow demo`, so the demo shows exactly the collector view.
+import Table from 'cli-table3';
+import pc from 'picocolors';
+import { protocolName } from '../flow/decode.ts';
+import type { CollectedRecord, CollectorStats } from '../ipfix/collector.ts';
+import type { FieldValue } from '../ipfix/decoder.ts';
+
+/** Rate window of the table: bytes of the last RATE_WINDOW_MS, per second. */
+const RATE_WINDOW_MS = 10_000;
+
+interface Conversation {
+  source: string;
+  sourceWorkload: string;
+  destination: string;
+  destinationWorkload: string;
+  protocol: number;
+  flows: number;
+  packets: number;
+  bytes: number;
+  /** [arrival ms, bytes] of the flows within the rate window. */
+  recent: Array<[number, number]>;
+}
+
+/** Flows summed per conversation: both ends and the protocol. */
+export class ConversationTable {
+  readonly #conversations = new Map<string, Conversation>();
+
+  add(record: CollectedRecord): void {
+    const f = record.fields;
+    const source = endpoint(f, 'Source', 'source');
+    const destination = endpoint(f, 'Destination', 'destination');
+    const protocol = num(f.protocolIdentifier);
+    const key = `${source.name}|${destination.name}|${protocol}`;
+    let c = this.#conversations.get(key);
+    if (!c) {
+      c = { source: source.name, sourceWorkload: source.workload, destination: destination.name, destinationWorkload: destination.workload, protocol, flows: 0, packets: 0, bytes: 0, recent: [] };
+      this.#conversations.set(key, c);
+    }
+    const bytes = num(f.octetDeltaCount) + num(f.reverseOctetDeltaCount);
+    c.flows++;
+    c.packets += num(f.packetDeltaCount) + num(f.reversePacketDeltaCount);
+    c.bytes += bytes;
+    c.recent.push([Date.now(), bytes]);
+  }
+
+  /** The table of at most `rows` conversations, busiest first. */
+  render(rows: number): string {
+    const now = Date.now();
+    const shown = [...this.#conversations.values()].map((c) => {
+      while (c.recent.length > 0 && now - c.recent[0]![0] > RATE_WINDOW_MS) c.recent.shift();
+      return { c, rate: c.recent.reduce((n, [, b]) => n + b, 0) / (RATE_WINDOW_MS / 1000) };
+    });
+    shown.sort((a, b) => b.rate - a.rate || b.c.bytes - a.c.bytes);
+    const table = new Table({
+      head: ['source', 'workload', 'destination', 'workload', 'proto', 'flows', 'packets', 'bytes', 'rate'].map((h) => pc.bold(h)),
+      style: { head: [], border: [] },
+      // One line per conversation: no rule between rows.
+      chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
+    });
+    for (const { c, rate } of shown.slice(0, Math.max(1, rows))) {
+      table.push([c.source, pc.dim(c.sourceWorkload), c.destination, pc.dim(c.destinationWorkload), protocolName(c.protocol), c.flows, c.packets, formatBytes(c.bytes), `${formatBytes(rate)}/s`]);
+    }
+    return table.toString();
+  }
+}
+
+/** The collector's counters in one line. */
+export function statsLine(stats: CollectorStats): string {
+  const bad = stats.badMessages > 0 ? pc.red(`${stats.badMessages} bad messages`) : '0 bad messages';
+  return `${stats.sessions} sessions, ${stats.messages} messages, ${stats.flowRecords} flows, ${bad}`;
+}
+
+/** One flow record as a line: both ends, protocol, packets and bytes each way. */
+export function flowLine(record: CollectedRecord): string {
+  const f = record.fields;
+  const source = endpoint(f, 'Source', 'source');
+  const destination = endpoint(f, 'Destination', 'destination');
+  const side = (e: { name: string; workload: string }) => (e.workload ? `${e.name} (${e.workload})` : e.name);
+  return (
+    `${side(source)} → ${side(destination)}  ${protocolName(num(f.protocolIdentifier))}  ` +
+    `packets ${num(f.packetDeltaCount)} / ${num(f.reversePacketDeltaCount)}  ` +
+    `bytes ${formatBytes(num(f.octetDeltaCount))} / ${formatBytes(num(f.reverseOctetDeltaCount))}`
+  );
+}
+
+/**
+ * An end as people name it: "namespace/pod" with "Kind/workload", a Service as
+ * "namespace/service:port" with "Service", a node by name, else its address.
+ */
+function endpoint(f: Record<string, FieldValue>, prefix: 'Source' | 'Destination', address: 'source' | 'destination'): { name: string; workload: string } {
+  const field = (name: string) => String(f[`k8s${prefix}${name}`] ?? '');
+  const ip = String(f[`${address}IPv4Address`] ?? f[`${address}IPv6Address`] ?? '?');
+  switch (field('EndpointType')) {
+    case 'pod':
+      return { name: `${field('Namespace')}/${field('PodName')}`, workload: field('WorkloadName') ? `${field('WorkloadKind')}/${field('WorkloadName')}` : '' };
+    case 'service': {
+      const port = field('ServicePortName');
+      return { name: `${field('ServiceNamespace')}/${field('ServiceName')}${port ? `:${port}` : ''}`, workload: 'Service' };
+    }
+    case 'node':
+      return { name: field('NodeName'), workload: 'Node' };
+    default:
+      return { name: ip, workload: '' };
+  }
+}
+
+function num(v: FieldValue | undefined): number {
+  return typeof v === 'number' ? v : Number(v ?? 0);
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${Math.round(n)} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+}
