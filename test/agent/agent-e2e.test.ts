@@ -12,33 +12,21 @@
 //     interface counters (ground truth) of every pod's eth0 and lo.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Collector, type CollectedRecord } from '../../ipfix/collector.ts';
-import { canRunSimNode, type InterfaceCounters, ipOctets, NODE_BIN, SimNode, type SimPod } from '../../sim/simnode.ts';
-import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
+import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
+import { KubeApiServer } from '../../sim/kube-apiserver.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { type AgentProcess, pod, replicaSet, simNodeNamespaces, startAgent } from '../helpers/agent-process.ts';
 
-const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
 const NODE = 'sim-node';
 const promtool = spawnSync('promtool', ['--version']).status === 0;
-
-function pod(name: string, namespace: string, ip: string, ipv6: string, rs: string): KubeObject {
-  return {
-    metadata: { name, namespace, uid: `uid-${name}`, labels: { app: rs }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs, uid: `uid-${rs}`, controller: true }] },
-    spec: { nodeName: NODE, containers: [{ name: 'c', image: 'busybox' }] },
-    status: { phase: 'Running', podIP: ip, podIPs: [{ ip }, { ip: ipv6 }] },
-  };
-}
-function replicaSet(name: string, namespace: string, deployment: string): KubeObject {
-  return { metadata: { name, namespace, uid: `uid-${name}`, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: deployment, uid: `uid-${deployment}`, controller: true }] } };
-}
 
 /** The value of one sample of a scrape, or the sum over samples matching the labels. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number {
@@ -62,9 +50,9 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
   const records: CollectedRecord[] = [];
   const collector = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: (r) => !r.options && records.push(r) });
   const { port } = await collector.start();
-  let agent: ChildProcess | undefined;
+  let agent: AgentProcess | undefined;
   t.after(async () => {
-    if (agent?.pid !== undefined && agent.exitCode === null) process.kill(agent.pid, 'SIGKILL');
+    agent?.kill();
     await collector.close();
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -73,8 +61,8 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
   server.create('node', { metadata: { name: NODE }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.254' }] } });
   server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
   server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
-  server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f'));
-  server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b'));
+  server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f', NODE));
+  server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b', NODE));
 
   const node = new SimNode(t);
   const [frontend, backend] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
@@ -87,35 +75,20 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
     `collectors: ['tcp://127.0.0.1:${port}']`,
     'labelKeys: [app]',
     'flow: {idleTimeoutSeconds: 2, activeTimeoutSeconds: 600}',
-    // Only this test's simulated pods: other tests' simulated nodes use the same addresses.
-    `namespaces: {netnsDirs: [/run/netns], proc: false, pathFilter: '^/run/netns/${node.tag}p[0-9]+$', rescanSeconds: 0.2}`,
+    simNodeNamespaces(node),
     "metrics: {listen: '127.0.0.1:0'}",
     'shutdown: {timeoutSeconds: 5}',
     '',
   ].join('\n'));
   const kubeconfig = server.writeKubeconfig(join(dir, 'kubeconfig'));
-  agent = spawn(NODE_BIN, [CLI, 'agent', '--config', config, '--kubeconfig', kubeconfig], {
-    env: { PATH: process.env.PATH, NODE_NAME: NODE },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let logs = '';
-  let stderr = '';
-  agent.stdout!.on('data', (d: Buffer) => (logs += d));
-  agent.stderr!.on('data', (d: Buffer) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) => agent!.once('exit', (code) => resolve(code)));
-  await waitFor(() => /"msg":"agent started"/.test(logs) || agent!.exitCode !== null, 20_000, 'agent started');
-  assert.equal(agent.exitCode, null, `agent exited: ${stderr}${logs}`);
-  const metricsAddress = JSON.parse(logs.split('\n').find((l) => l.includes('"agent started"'))!).metrics as string;
-  const get = async (path: string) => {
-    const res = await fetch(`http://${metricsAddress}${path}`);
-    return { status: res.status, text: await res.text() };
-  };
+  agent = await startAgent(['--config', config, '--kubeconfig', kubeconfig], { NODE_NAME: NODE });
+  const { get, exited } = agent;
   assert.equal((await get('/healthz')).status, 200);
   const ready = async () => (await get('/readyz')).status === 200;
   for (const started = Date.now(); !(await ready()); await sleep(100)) {
     if (Date.now() - started > 15_000) assert.fail(`never ready: ${(await get('/readyz')).text}`);
   }
-  await waitFor(() => (logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'two namespaces attached');
+  await waitFor(() => (agent!.logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'two namespaces attached');
   await sleep(600); // handles on eth0 and lo opened (interface rescan every 0.2 s)
   const before = readCounters();
 
@@ -193,10 +166,10 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
   await sleep(300); // past the capture's 100 ms block timeout: every packet is delivered
   const after = readCounters();
   const sigtermAt = Date.now();
-  agent.kill('SIGTERM');
+  agent.child.kill('SIGTERM');
   const code = await exited;
   const stopMs = Date.now() - sigtermAt;
-  assert.equal(code, 0, `${stderr}${logs.slice(-2000)}`);
+  assert.equal(code, 0, `${agent.stderr}${agent.logs.slice(-2000)}`);
   assert.ok(stopMs < 6000, `stopped in ${stopMs} ms`);
   await waitFor(() => collector.stats().openConnections === 0, 5000, 'collector connection closed');
 
@@ -211,8 +184,8 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
   }
   const truth = interfaces.reduce((s, { pod: p, ifname }) => s + ipOctets(ifname, before.get(`${p.netns}/${ifname}`)!, after.get(`${p.netns}/${ifname}`)!), 0);
   assert.equal(records.reduce((s, r) => s + octets(r), 0), truth, 'bytes of every record = interface counters of every eth0 and lo');
-  assert.match(logs, /"msg":"agent stopped"/);
-  assert.doesNotMatch(logs, /"level":50/, 'no error logged');
+  assert.match(agent.logs, /"msg":"agent stopped"/);
+  assert.doesNotMatch(agent.logs, /"level":50/, 'no error logged');
 });
 
 test('an unreachable collector and API server at start do not stop capture: not ready, flows held then exported on reconnect', { skip, timeout: 60_000 }, async (t) => {
@@ -225,32 +198,24 @@ test('an unreachable collector and API server at start do not stop capture: not 
   const probe = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: () => {} });
   const { port } = await probe.start();
   await probe.close();
-  let agent: ChildProcess | undefined;
+  let agent: AgentProcess | undefined;
   let collector: Collector | undefined;
   t.after(async () => {
-    if (agent?.pid !== undefined && agent.exitCode === null) process.kill(agent.pid, 'SIGKILL');
+    agent?.kill();
     await collector?.close();
     rmSync(dir, { recursive: true, force: true });
   });
   const node = new SimNode(t);
   const [a, b] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
   const config = join(dir, 'agent.yaml');
-  writeFileSync(config, `collectors: ['tcp://127.0.0.1:${port}']\nnamespaces: {netnsDirs: [/run/netns], proc: false, pathFilter: '^/run/netns/${node.tag}p[0-9]+$', rescanSeconds: 0.2}\nmetrics: {listen: '127.0.0.1:0'}\nflow: {idleTimeoutSeconds: 1}\n`);
-  agent = spawn(NODE_BIN, [CLI, 'agent', '--config', config, '--kubeconfig', kubeconfig, '--node-name', NODE], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let logs = '';
-  agent.stdout!.on('data', (d: Buffer) => (logs += d));
-  const exited = new Promise<number | null>((resolve) => agent!.once('exit', (code) => resolve(code)));
-  await waitFor(() => /"msg":"agent started"/.test(logs) || agent!.exitCode !== null, 20_000, 'agent started');
-  const address = JSON.parse(logs.split('\n').find((l) => l.includes('"agent started"'))!).metrics as string;
-  const get = async (path: string) => {
-    const res = await fetch(`http://${address}${path}`);
-    return { status: res.status, text: await res.text() };
-  };
+  writeFileSync(config, `collectors: ['tcp://127.0.0.1:${port}']\n${simNodeNamespaces(node)}\nmetrics: {listen: '127.0.0.1:0'}\nflow: {idleTimeoutSeconds: 1}\n`);
+  agent = await startAgent(['--config', config, '--kubeconfig', kubeconfig, '--node-name', NODE]);
+  const { get, exited } = agent;
   const readyz = await get('/readyz');
   assert.equal(readyz.status, 503);
   assert.match(readyz.text, /not ready: Kubernetes caches not synced/);
   assert.equal((await get('/healthz')).status, 200);
-  await waitFor(() => (logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'namespaces attached with nothing else up');
+  await waitFor(() => (agent!.logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'namespaces attached with nothing else up');
   await sleep(600);
   await node.run(a.netns, 'ping', ['-q', '-c', '3', '-i', '0.05', b.ipv4]);
   await sleep(300);
@@ -258,13 +223,13 @@ test('an unreachable collector and API server at start do not stop capture: not 
   assert.ok(sample(scrape, 'podflow_capture_packets_total', { kind: 'pod' }) >= 12, 'capture runs');
   assert.equal(sample(scrape, 'podflow_export_connected'), 0);
   assert.ok(sample(scrape, 'podflow_export_errors_total') >= 1, 'connect errors counted');
-  assert.match(logs, /"level":40.*"component":"export"|"component":"export".*"level":40/, 'export trouble logged as a warning');
+  assert.match(agent.logs, /"level":40.*"component":"export"|"component":"export".*"level":40/, 'export trouble logged as a warning');
 
   // The collector comes up: the held / queued flows go out (identity unknown: no API server).
   const records: CollectedRecord[] = [];
   collector = new Collector({ listen: `tcp://127.0.0.1:${port}`, onRecord: (r) => !r.options && records.push(r) });
   await collector.start();
-  agent.kill('SIGTERM');
+  agent.child.kill('SIGTERM');
   assert.equal(await exited, 0);
   const icmp = records.filter((r) => r.fields.protocolIdentifier === 1);
   assert.equal(icmp.length, 2, 'the ping flow, seen at both pods');

@@ -5,56 +5,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { createMetrics, WorkloadTraffic, type MetricSources } from '../../agent/metrics.ts';
-import { find, kubectlProblem, kustomizeWith } from './kustomize.ts';
+import { kubectlProblem } from './kustomize.ts';
+import { alertQueries, dashboardQueries, grafanaToPromQL, rules, selectors } from './monitoring-queries.ts';
+
+export { alertQueries, dashboardQueries, grafanaToPromQL, selectors };
 
 const problem = kubectlProblem();
-
-interface Rule { alert?: string; record?: string; expr: string }
-const rules = (): Array<{ name: string; rules: Rule[] }> => {
-  const pr = find(kustomizeWith(['prometheusrule']), 'PrometheusRule', 'podflow') as unknown as { spec: { groups: Array<{ name: string; rules: Rule[] }> } };
-  return pr.spec.groups;
-};
-interface Panel { title: string; type: string; panels?: Panel[]; targets?: Array<{ expr: string }> }
-export const dashboardQueries = (): Array<{ where: string; expr: string }> => {
-  const d = JSON.parse(readFileSync(new URL('../../manifests/grafana/podflow.json', import.meta.url), 'utf8')) as { panels: Panel[]; templating: { list: Array<{ name: string; query?: { query: string } }> } };
-  const out: Array<{ where: string; expr: string }> = [];
-  const walk = (ps: Panel[]) => ps.forEach((p) => {
-    for (const t of p.targets ?? []) out.push({ where: `panel "${p.title}"`, expr: t.expr });
-    walk(p.panels ?? []);
-  });
-  walk(d.panels);
-  for (const v of d.templating.list) if (v.query?.query) out.push({ where: `variable ${v.name}`, expr: v.query.query.replace(/^label_values\((.*), *\w+\)$/, '$1') });
-  return out;
-};
-export const alertQueries = (): Array<{ where: string; expr: string }> =>
-  rules().flatMap((g) => g.rules.map((r) => ({ where: `alert ${r.alert ?? r.record}`, expr: r.expr })));
-
-/** The Grafana variables of a dashboard query replaced as Grafana would for "All". */
-export const grafanaToPromQL = (expr: string, rateInterval = '1m') =>
-  expr.replaceAll('$__rate_interval', rateInterval).replaceAll('$node', '.*');
-
-// Not metrics: PromQL functions, aggregations and keywords, label names inside by()/{}, durations.
-const PROMQL_WORDS = new Set(['sum', 'max', 'min', 'avg', 'count', 'topk', 'bottomk', 'by', 'without', 'rate', 'increase', 'irate', 'changes', 'clamp_min',
-  'clamp_max', 'histogram_quantile', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'bool', 'offset', 'label_values', 'abs', 'delta', 'deriv', 'time', 'vector']);
-/** Metric selectors of a PromQL expression: [name, label matchers]. */
-export function selectors(expr: string): Array<{ name: string; labels: string[] }> {
-  const out: Array<{ name: string; labels: string[] }> = [];
-  const text = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
-  for (const m of text.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{[^}]*\})?/g)) {
-    const [, name, braces] = m;
-    const before = text.slice(0, m.index).trimEnd();
-    if (PROMQL_WORDS.has(name) || /\b(by|without|on|ignoring)\s*\([^)]*$/.test(before) || /[{,]\s*$/.test(before) || /\[\s*$/.test(before)) continue;
-    if (/[0-9.]$/.test(text.slice(0, m.index))) continue; // the unit of a duration or number (5m, 1e3)
-    if (text.slice(m.index! + m[0].length).trimStart().startsWith('(')) continue; // a function call
-    out.push({ name, labels: [...(braces ?? '').matchAll(/([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)/g)].map((x) => x[1]) });
-  }
-  return out;
-}
 
 /** The agent's metrics and their label names, from its real registry. */
 async function agentMetrics(): Promise<Map<string, Set<string>>> {

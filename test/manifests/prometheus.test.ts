@@ -1,0 +1,208 @@
+// Needs root (a simulated node of network namespaces), kubectl >= 1.21 and
+// Debian's `prometheus` (skips with the reason otherwise).
+//
+// The install's monitoring against the real thing: a real Prometheus server
+// scrapes a real `podflow agent` process (simulated node, test API server,
+// in-test collector) as the ServiceMonitor configures it (job from its
+// jobLabel, honorLabels, its relabelings: `node` from the pod's node name),
+// every second. After real traffic (flows that end and are exported), every
+// PromQL expression of the Grafana dashboard and of the PrometheusRule is
+// answered with data, and so is every metric selector in it: an empty answer
+// names a metric or label value the agent does not export. Alert conditions
+// are queried without their final comparison (`> 0.01`, `== 0`), so a quiet
+// alert is not mistaken for a missing metric.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Collector, type CollectedRecord } from '../../ipfix/collector.ts';
+import { canRunSimNode, SimNode, type SimPod } from '../../sim/simnode.ts';
+import { KubeApiServer } from '../../sim/kube-apiserver.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { type AgentProcess, pod, replicaSet, simNodeNamespaces, startAgent } from '../helpers/agent-process.ts';
+import { type PrometheusServer, prometheusProblem, startPrometheus } from '../helpers/prometheus.ts';
+import { find, kubectlProblem, kustomizeWith } from './kustomize.ts';
+import { alertQueries, conditionOperand, dashboardQueries, grafanaToPromQL, type MonitoringQuery, selectors } from './monitoring-queries.ts';
+
+const env = canRunSimNode();
+const skip = (env.ok ? undefined : env.reason) ?? kubectlProblem() ?? prometheusProblem() ?? false;
+const NODE = 'sim-node';
+const SCRAPE_INTERVAL_S = 1;
+// Grafana's values for a 1 s scrape interval (the data source's setting) and
+// a short time range: $__interval 5 s; $__rate_interval =
+// max($__interval + scrape interval, 4 × scrape interval) = 6 s.
+const GRAFANA = { node: NODE, __interval: '5s', __range: '1m' };
+const RATE_INTERVAL = `${Math.max(5 + SCRAPE_INTERVAL_S, 4 * SCRAPE_INTERVAL_S)}s`;
+
+interface ServiceMonitor {
+  spec: { jobLabel?: string; endpoints: Array<{ path?: string; honorLabels?: boolean; relabelings?: Array<Record<string, unknown>> }> };
+}
+/**
+ * The install's ServiceMonitor endpoint as the Prometheus Operator would
+ * write it for one agent, with a static target in place of Kubernetes service
+ * discovery: job = the Service's label named by jobLabel, honor_labels, path,
+ * and the ServiceMonitor's relabelings (keys in Prometheus' snake_case),
+ * reading the discovery labels the target carries.
+ */
+function scrapeConfig(target: string): object {
+  const objects = kustomizeWith(['servicemonitor']);
+  const sm = find(objects, 'ServiceMonitor', 'podflow') as unknown as ServiceMonitor;
+  const service = find(objects, 'Service', 'podflow');
+  const job = (sm.spec.jobLabel && service.metadata.labels?.[sm.spec.jobLabel]) || service.metadata.name;
+  const endpoint = sm.spec.endpoints[0]!;
+  const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  return {
+    job_name: job,
+    metrics_path: endpoint.path ?? '/metrics',
+    honor_labels: endpoint.honorLabels ?? false,
+    static_configs: [{ targets: [target], labels: { __meta_kubernetes_pod_node_name: NODE, __meta_kubernetes_namespace: 'podflow' } }],
+    relabel_configs: (endpoint.relabelings ?? []).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [snake(k), v]))),
+  };
+}
+
+/**
+ * What is wrong with one query against Prometheus now: the expression (an
+ * alert's without its final comparison) and each selector in it must return
+ * at least one series; the results carry the labels the panel's legend or the
+ * alert's annotations name; a variable's label_values() lists this node.
+ */
+async function problems(prometheus: PrometheusServer, q: MonitoringQuery, alert: boolean): Promise<string[]> {
+  const expr = grafanaToPromQL(q.expr, RATE_INTERVAL, GRAFANA);
+  const out: string[] = [];
+  const operand = alert ? conditionOperand(expr) : expr;
+  try {
+    const result = await prometheus.query(operand);
+    if (result.length === 0) out.push(`${q.where}: no data for ${operand.replace(/\s+/g, ' ')}`);
+    for (const label of q.resultLabels ?? []) {
+      const without = result.filter((s) => !s.metric[label]);
+      if (without.length > 0) out.push(`${q.where}: results without the label ${label} its legend or annotations use: ${JSON.stringify(without.map((s) => s.metric))}`);
+    }
+    if (q.label && !result.some((s) => s.metric[q.label!] === NODE)) {
+      out.push(`${q.where}: label_values(${operand}, ${q.label}) does not list ${NODE}: ${JSON.stringify(result.map((s) => s.metric))}`);
+    }
+  } catch (err) {
+    out.push(`${q.where}: ${(err as Error).message}`);
+  }
+  for (const s of selectors(expr)) {
+    const result = await prometheus.query(s.text).catch((err: Error) => err);
+    if (result instanceof Error) out.push(`${q.where}: ${result.message}`);
+    else if (result.length === 0) out.push(`${q.where}: no series ${s.text} (a metric or label the agent does not export?)`);
+  }
+  return out;
+}
+
+test('a real Prometheus scraping the agent answers every dashboard and alert query with data', { skip, timeout: 90_000 }, async (t) => {
+  const started = Date.now();
+  const queries = { dashboard: dashboardQueries(), alerts: alertQueries() };
+  assert.ok(queries.dashboard.length > 20 && queries.alerts.length > 5, `${queries.dashboard.length} dashboard, ${queries.alerts.length} alert queries`);
+  const scrape = scrapeConfig('127.0.0.1:0'); // built (kubectl kustomize) before anything starts: fail fast
+
+  const dir = mkdtempSync(join(tmpdir(), 'podflow-prometheus-'));
+  const server = new KubeApiServer();
+  await server.start();
+  const records: CollectedRecord[] = [];
+  const collector = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: (r) => !r.options && records.push(r) });
+  const { port } = await collector.start();
+  let agent: AgentProcess | undefined;
+  let prometheus: PrometheusServer | undefined;
+  t.after(async () => {
+    await prometheus?.stop();
+    agent?.kill();
+    await collector.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  server.create('node', { metadata: { name: NODE }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.254' }] } });
+  server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
+  server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
+  server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f', NODE));
+  server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b', NODE));
+  const node = new SimNode(t);
+  const [frontend, backend] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
+
+  const config = join(dir, 'agent.yaml');
+  writeFileSync(config, [
+    'clusterName: sim',
+    `collectors: ['tcp://127.0.0.1:${port}']`,
+    'labelKeys: [app]',
+    'flow: {idleTimeoutSeconds: 1, activeTimeoutSeconds: 600}',
+    simNodeNamespaces(node),
+    "metrics: {listen: '127.0.0.1:0'}",
+    'shutdown: {timeoutSeconds: 5}',
+    '',
+  ].join('\n'));
+  agent = await startAgent(['--config', config, '--kubeconfig', server.writeKubeconfig(join(dir, 'kubeconfig'))], { NODE_NAME: NODE });
+  mkdirSync(join(dir, 'prometheus'));
+  const scrapeConfigs = [{ ...scrape, static_configs: [{ ...(scrape as { static_configs: object[] }).static_configs[0], targets: [agent.metrics] }] }];
+  prometheus = await startPrometheus(join(dir, 'prometheus'), scrapeConfigs, `${SCRAPE_INTERVAL_S}s`);
+  const prom = prometheus;
+
+  // The agent ready and capturing, then traffic: TCP and UDP between the
+  // pods and TCP on a pod's lo; the flows end by idle timeout (1 s) and are
+  // exported to the collector.
+  for (const t0 = Date.now(); (await agent.get('/readyz')).status !== 200; await sleep(100)) {
+    if (Date.now() - t0 > 15_000) assert.fail(`agent never ready: ${(await agent.get('/readyz')).text}`);
+  }
+  await waitFor(() => (agent!.logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'two namespaces attached');
+  await sleep(600); // handles on eth0 and lo opened (interface rescan every 0.2 s)
+  const sink = async (p: SimPod, args: string[]) => {
+    const child = node.spawnTraffic(p.netns, args);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d));
+    await waitFor(() => out.includes('listening'), 5000, `${args.join(' ')} listening`);
+    return { closed: new Promise<void>((resolve) => child.once('close', () => resolve())) };
+  };
+  const sinks = await Promise.all([sink(backend, ['tcp-sink', '5001']), sink(frontend, ['udp-sink', '7001', '50'])]);
+  await Promise.all([
+    node.runTraffic(frontend.netns, ['tcp-send', backend.ipv4, '5001', '1000000']),
+    node.runTraffic(backend.netns, ['udp-send', frontend.ipv4, '7001', '50', '300']),
+    node.runTraffic(frontend.netns, ['lo-tcp', '100000']),
+  ]);
+  await Promise.all(sinks.map((s) => s.closed));
+  await waitFor(() => records.filter((r) => r.fields.destinationTransportPort === 5001).length === 2 && records.filter((r) => r.fields.destinationTransportPort === 7001).length === 2, 10_000, 'flows exported');
+
+  // Prometheus has scraped the agent after the export, then a few more times
+  // (rate() over $__rate_interval needs two samples of the newest series).
+  const scraped = async () => {
+    const r = await prom.query(`sum(podflow_export_records_total{job="podflow"})`);
+    return r.length === 1 && Number(r[0]!.value[1]) >= records.length;
+  };
+  for (const t0 = Date.now(); !(await scraped()); await sleep(200)) {
+    if (Date.now() - t0 > 10_000) {
+      const targets = await fetch(`${prom.url}/api/v1/targets`).then((r) => r.text());
+      assert.fail(`Prometheus never scraped the export (${records.length} records): ${targets}\n${prom.log}`);
+    }
+  }
+  await sleep(3500 * SCRAPE_INTERVAL_S);
+  const up = await prom.query(`up{job="podflow",node="${NODE}"}`);
+  assert.equal(up.length === 1 && up[0]!.value[1], '1', `the agent is up as job podflow, node ${NODE}: ${JSON.stringify(up)}`);
+
+  // Every query; the failures name the query.
+  const failures: string[] = [];
+  let selectorsChecked = 0;
+  for (const [kind, list] of Object.entries(queries)) {
+    for (const q of list) {
+      failures.push(...(await problems(prom, q, kind === 'alerts')));
+      selectorsChecked += selectors(q.expr).length;
+    }
+  }
+  assert.deepEqual(failures, [], `queries without data:\n${failures.join('\n')}`);
+
+  // The check itself: a metric name the agent does not export, a label it
+  // does not carry, a node that is not this one: each is named.
+  const wrong = [
+    { where: 'wrong metric', expr: 'sum by (node) (rate(podflow_capture_kernel_drop_total{job="podflow",node=~"$node"}[$__rate_interval]))' },
+    { where: 'wrong label', expr: 'sum by (node) (podflow_flows_active{job="podflow",node=~"$node",collector=~".+"})' },
+    { where: 'wrong node', expr: 'podflow_flows_active{job="podflow",node="other-node"} == 0' },
+  ];
+  const legend = await problems(prom, { where: 'wrong legend', expr: 'sum by (node) (podflow_flows_active{job="podflow"})', resultLabels: ['node', 'collector'] }, false);
+  assert.deepEqual(legend.map((f) => f.split(':')[1]), [' results without the label collector its legend or annotations use']);
+  for (const q of wrong) {
+    const found = await problems(prom, q, q.where === 'wrong node');
+    assert.ok(found.some((f) => f.startsWith(`${q.where}: no data`)) && found.some((f) => f.startsWith(`${q.where}: no series`)), `${q.where}: ${JSON.stringify(found)}`);
+  }
+  t.diagnostic(`${queries.dashboard.length} dashboard and ${queries.alerts.length} alert queries (${selectorsChecked} selectors) answered with data; ${records.length} records exported; ${Date.now() - started} ms`);
+});
