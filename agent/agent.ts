@@ -8,8 +8,9 @@
 // to namespaces as they appear → records go to the exporter (which connects
 // and retries on its own) in batches on one coarse timer.
 //
-// Stop (SIGTERM/SIGINT): close capture (the flows of every observation point
-// end with FORCED_END), end what is left in the meter, release held flows,
+// Stop (SIGTERM/SIGINT): drain and close capture (packets already in the
+// kernel rings are delivered; the flows of every observation point end with
+// FORCED_END), end what is left in the meter, release held flows,
 // hand every record to the exporter, then flush and close it within the
 // shutdown time.
 import type { Logger } from 'pino';
@@ -182,7 +183,10 @@ export class Agent {
   async #stop(): Promise<void> {
     const started = Date.now();
     clearInterval(this.#timer);
-    this.#capture.close(); // every observation point's flows end with FORCED_END
+    // Capture keeps delivering until every packet that reached a ring before
+    // SIGTERM is readable (two block timeouts), reads the rings dry, then
+    // closes: every observation point's flows end with FORCED_END.
+    await this.#capture.stop();
     this.#discovery.close();
     const forced = this.#meter.stats.active;
     this.#meter.flush(EndReason.FORCED_END);

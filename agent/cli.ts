@@ -38,6 +38,10 @@ const subcommands: Record<string, Subcommand> = {
     summary: 'the node agent: capture every pod namespace, name flows with Kubernetes identity, export IPFIX',
     load: () => import('./commands/agent.ts'),
   },
+  webhook: {
+    summary: 'the mutating admission webhook that injects the podflow sidecar into selected pods (HTTPS)',
+    load: () => import('./commands/webhook.ts'),
+  },
   demo: {
     summary: 'a guided tour: replay a sample capture and show its flows',
     load: () => import('./commands/demo.ts'),

@@ -47,6 +47,13 @@ export const errorCatalog = {
   PODFLOW_ERR_CONFIG_FILE: 'cannot read the agent configuration file',
   PODFLOW_ERR_CONFIG_INVALID: 'invalid agent configuration',
   PODFLOW_ERR_AGENT_LISTEN: 'cannot listen for metrics and health checks',
+  // webhook: `podflow webhook`, the sidecar injector
+  PODFLOW_ERR_WEBHOOK_CONFIG: 'invalid webhook configuration',
+  PODFLOW_ERR_WEBHOOK_TLS_FILES: 'cannot use the webhook TLS certificate or key',
+  PODFLOW_ERR_WEBHOOK_LISTEN: 'the webhook cannot listen',
+  PODFLOW_ERR_WEBHOOK_REVIEW: 'malformed admission review',
+  // sidecar: `podflow agent --mode=sidecar`
+  PODFLOW_ERR_SIDECAR_IDENTITY: "cannot read the pod's identity from the downward API",
 } as const satisfies Record<string, string>;
 
 export type ErrorCode = keyof typeof errorCatalog;

@@ -8,6 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { addon, enterError } from './addon.ts';
+import { CURRENT_NETNS } from './interfaces.ts';
 import { PodflowError } from '../common/errors.ts';
 import { LinkType, RECORD_HEADER_BYTES } from '../flow/types.ts';
 
@@ -89,6 +90,8 @@ interface Cap {
     options: { snaplen: number; promisc: boolean; immediate: boolean; timeoutMs: number; maxPacketsPerCallback: number },
   ): number;
   close(): boolean;
+  /** Reads synchronously every packet the kernel has made readable (no per-call limit), emitting 'batch'; returns the packet count. */
+  drain(): number;
   stats(): PcapStats;
   on(event: 'batch', listener: (count: number, bytesUsed: number) => void): this;
   on(event: 'error', listener: (err: Error & { code?: string }) => void): this;
@@ -97,6 +100,9 @@ interface Cap {
 
 const { Cap } = createRequire(import.meta.url)('cap') as { Cap: new () => Cap };
 
+/** Added to two block timeouts: timer slack and jiffy rounding of the kernel's retire timer. */
+const SETTLE_MARGIN_MS = 50;
+
 // DLT_RAW is 12 or 14 depending on the platform; pcap files and flow/types.ts use LINKTYPE_RAW.
 const DLT_RAW_VALUES = new Set([12, 14]);
 
@@ -104,6 +110,14 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
   readonly point: ObservationPoint;
   /** LINKTYPE_* of the records (flow/types.ts LinkType). */
   readonly linkType: number;
+  /**
+   * How long after its arrival a packet may still sit in the kernel ring
+   * unreadable: with TPACKET_V3 (immediate off) the block the kernel is
+   * filling is handed over when its retire timer fires, which is up to two
+   * timeouts after the packet arrived (the timer skips a block that changed
+   * since its last tick). 0 in immediate mode.
+   */
+  readonly settleMs: number;
   #cap: Cap | undefined;
   readonly #buffer: Buffer;
   readonly #sink: BatchSink;
@@ -114,15 +128,21 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
   #final: PcapStats = { received: 0, dropped: 0, ifDropped: 0 };
 
   /** Use openCapture(). */
-  constructor(point: ObservationPoint, cap: Cap, linkType: number, buffer: Buffer, sink: BatchSink) {
+  constructor(point: ObservationPoint, cap: Cap, linkType: number, buffer: Buffer, sink: BatchSink, settleMs = 0) {
     super();
     this.point = point;
     this.#cap = cap;
     this.linkType = linkType;
+    this.settleMs = settleMs;
     this.#buffer = buffer;
     this.#sink = sink;
     cap.on('batch', (count, bytesUsed) => this.#deliver(count, bytesUsed));
-    cap.on('error', (err) => this.#stop(new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_LOST', this.#describe(err), { cause: err })));
+    cap.on('error', (err) => {
+      // The interface went away: what the kernel already handed over is still
+      // in the ring and readable; deliver it before the handle closes.
+      this.drain();
+      this.#stop(new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_LOST', this.#describe(err), { cause: err }));
+    });
   }
 
   get closed(): boolean {
@@ -140,7 +160,24 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
     };
   }
 
-  /** Stops capturing and releases the socket (and with it the namespace). Idempotent; emits 'closed' once. */
+  /**
+   * Delivers to the sink, now, every packet the kernel has made readable,
+   * however many (the poll callback stops at maxPacketsPerCallback per turn).
+   * Packets in the ring block the kernel is still filling are not readable
+   * until it is retired (settleMs): for a final read, wait that long, then
+   * drain, then close. Returns the packets delivered; 0 when closed. Never throws.
+   */
+  drain(): number {
+    const cap = this.#cap;
+    if (!cap) return 0;
+    try {
+      return cap.drain();
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Stops capturing and releases the socket (and with it the namespace). Idempotent; emits 'closed' once. Packets not yet delivered are dropped: see drain(). */
   close(): void {
     this.#stop(undefined);
   }
@@ -182,7 +219,8 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
 }
 
 /**
- * Opens a capture on interfaceName inside the namespace at nsPath. Throws
+ * Opens a capture on interfaceName inside the namespace at nsPath
+ * (CURRENT_NETNS: the calling thread's own, with no setns). Throws
  * PODFLOW_ERR_NETNS_ENTER if the namespace cannot be entered, and
  * PODFLOW_ERR_NETNS_CAPTURE_OPEN if libpcap refuses (no such interface, bad
  * filter); in both cases nothing stays open.
@@ -197,7 +235,9 @@ export function openCapture(nsPath: string, point: ObservationPoint, sink: Batch
   let dlt: number | undefined;
   let openError: unknown;
   try {
-    addon.runInNetns(nsPath, () => {
+    // CURRENT_NETNS: open right here, without entering any namespace (the sidecar).
+    const inNetns = nsPath === CURRENT_NETNS ? (fn: () => void) => fn() : (fn: () => void) => addon.runInNetns(nsPath, fn);
+    inNetns(() => {
       try {
         dlt = cap.open(point.interfaceName, o.filter, o.bufferBytes, buffer, {
           snaplen: o.snaplen,
@@ -217,5 +257,5 @@ export function openCapture(nsPath: string, point: ObservationPoint, sink: Batch
     const message = openError instanceof Error ? openError.message : String(openError);
     throw new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_OPEN', `${message} (netns ${nsPath})`, { cause: openError });
   }
-  return new CaptureHandle(point, cap, DLT_RAW_VALUES.has(dlt) ? LinkType.RAW : dlt, buffer, sink);
+  return new CaptureHandle(point, cap, DLT_RAW_VALUES.has(dlt) ? LinkType.RAW : dlt, buffer, sink, o.immediate ? 0 : 2 * o.timeoutMs + SETTLE_MARGIN_MS);
 }

@@ -49,8 +49,15 @@ export function listCurrentInterfaces(): NetnsInterface[] {
   return [...byName.values()];
 }
 
-/** Interfaces of the network namespace at nsPath (e.g. /run/netns/x, /proc/<pid>/ns/net). */
+/**
+ * The nsPath meaning "the calling thread's own namespace, entered with no
+ * setns" (the sidecar: no CAP_SYS_ADMIN, its pod's namespace only).
+ */
+export const CURRENT_NETNS = '';
+
+/** Interfaces of the network namespace at nsPath (e.g. /run/netns/x, /proc/<pid>/ns/net; CURRENT_NETNS: our own). */
 export function listInterfaces(nsPath: string): NetnsInterface[] {
+  if (nsPath === CURRENT_NETNS) return listCurrentInterfaces();
   let result: NetnsInterface[] | undefined;
   let listError: unknown;
   try {

@@ -8,11 +8,14 @@
 // Nothing here throws out of an event handler, and one namespace's failure
 // never touches another's handles.
 import { EventEmitter } from 'node:events';
-import { type BatchSink, type CaptureHandle, type CaptureOptions, type ObservationKind, openCapture } from './capture.ts';
+import { type BatchSink, type CaptureHandle, type CaptureOptions, DEFAULT_CAPTURE_OPTIONS, type ObservationKind, openCapture } from './capture.ts';
 import type { DiscoveredNamespace } from './discovery.ts';
 import { listInterfaces, type NetnsInterface } from './interfaces.ts';
 import { PodflowError } from '../common/errors.ts';
 import { EndReason } from '../flow/types.ts';
+
+/** Default kernel ring of a pod's lo handle (NodeCaptureOptions.loopbackBufferBytes). */
+export const DEFAULT_LOOPBACK_BUFFER_BYTES = 1 << 20;
 
 /** What NodeCapture needs from discovery (NetnsDiscovery provides it). */
 export interface NamespaceEvents {
@@ -38,6 +41,16 @@ export interface NodeCaptureOptions {
   /** Which namespaces to attach to. Default: all discovered. */
   namespaceFilter?: (ns: DiscoveredNamespace) => boolean;
   capture?: CaptureOptions;
+  /**
+   * Kernel ring bytes of a loopback handle: the smaller of this and
+   * capture.bufferBytes. Default 1 MiB (four 256 KiB TPACKET_V3 blocks).
+   * Every ring is mmapped whole into the process at open and counts in its
+   * RSS, and most pods' lo is quiet: with 100 pods, lo at 4 MiB would be
+   * 400 MiB. 512 KiB (two blocks) dropped packets of a TCP stream over lo
+   * (~23k GSO packets/s) with the agent's two cores busy
+   * (test/agent/agent-lifecycle.test.ts); four blocks did not.
+   */
+  loopbackBufferBytes?: number;
   /**
    * Capture on pod interfaces only frames to or from the interface's own MAC
    * and multicast/broadcast (default true). A bridge floods unicast to every
@@ -101,6 +114,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
       captureLoopback: true,
       namespaceFilter: () => true,
       capture: {},
+      loopbackBufferBytes: DEFAULT_LOOPBACK_BUFFER_BYTES,
       ownFramesOnly: true,
       interfaceRescanMs: 1000,
       openRetryMs: 30_000,
@@ -123,14 +137,31 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     this.#timer.unref();
   }
 
-  /** Closes every handle (their flows end with FORCED_END) and stops following discovery. Idempotent. */
+  /**
+   * Closes every handle at once (their flows end with FORCED_END) and stops
+   * following discovery. Packets still in the kernel rings are dropped; use
+   * stop() to deliver them first. Idempotent.
+   */
   close(): void {
-    if (!this.#running) return;
-    this.#running = false;
-    clearInterval(this.#timer);
-    this.#o.discovery.off('added', this.#onAdded);
-    this.#o.discovery.off('removed', this.#onRemoved);
+    this.#unfollow();
     for (const key of [...this.#attached.keys()]) this.#detach(key);
+  }
+
+  /**
+   * The graceful end: stops following discovery (nothing new is attached),
+   * keeps capturing until every packet that reached a ring before the call is
+   * readable (the longest settleMs of the open handles: two TPACKET_V3 block
+   * timeouts, 250 ms by default), reads every ring dry, then closes every
+   * handle (their flows end with FORCED_END). Packets arriving after the call
+   * are delivered if their block was retired by then. Idempotent; close()
+   * during the wait ends it at once.
+   */
+  async stop(): Promise<void> {
+    this.#unfollow();
+    const settleMs = Math.max(0, ...this.handles().map((h) => h.settleMs));
+    if (settleMs > 0) await new Promise((resolve) => setTimeout(resolve, settleMs));
+    for (const h of this.handles()) this.#guard(() => void h.drain());
+    this.close();
   }
 
   counters(): NodeCaptureCounters {
@@ -165,6 +196,14 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   /** Re-lists every attached namespace's interfaces and opens what is new. Runs periodically; callable by tests. */
   rescanInterfaces(): void {
     for (const a of this.#attached.values()) this.#guard(() => this.#syncInterfaces(a));
+  }
+
+  #unfollow(): void {
+    if (!this.#running) return;
+    this.#running = false;
+    clearInterval(this.#timer);
+    this.#o.discovery.off('added', this.#onAdded);
+    this.#o.discovery.off('removed', this.#onRemoved);
   }
 
   #attach(ns: DiscoveredNamespace): void {
@@ -209,7 +248,10 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     const point = { id: this.#nextPointId++, netnsInode: a.ns.inode, netnsDev: a.ns.dev, interfaceName: ifc.name, kind };
     let handle: CaptureHandle | undefined;
     let lastError: unknown;
-    const options = kind === 'pod' && this.#o.ownFramesOnly && ifc.mac ? ownFramesOptions(this.#o.capture, ifc.mac) : this.#o.capture;
+    const options =
+      kind === 'pod'
+        ? this.#o.ownFramesOnly && ifc.mac ? ownFramesOptions(this.#o.capture, ifc.mac) : this.#o.capture
+        : { ...this.#o.capture, bufferBytes: Math.min(this.#o.capture.bufferBytes ?? DEFAULT_CAPTURE_OPTIONS.bufferBytes, this.#o.loopbackBufferBytes) };
     for (const path of a.ns.paths) {
       try {
         handle = openCapture(path, point, this.#o.sink, options);

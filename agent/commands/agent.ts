@@ -6,9 +6,12 @@ import { pino } from 'pino';
 import { PodflowError } from '../../common/errors.ts';
 import { FLAGS, loadConfig } from '../config.ts';
 
-const usage = `usage: podflow agent [--config FILE] [--node-name NAME] [--cluster-name NAME] [--kubeconfig FILE]
+const usage = `usage: podflow agent [--mode daemonset|sidecar] [--config FILE] [--node-name NAME] [--cluster-name NAME] [--kubeconfig FILE]
                      [--collector URL]... [--metrics-listen HOST:PORT] [--log-level LEVEL] [--set KEY=VALUE]...
 
+  --mode MODE     daemonset (default: every pod namespace of the node) or sidecar (only the
+                  namespace the process is in, identity from the downward API; docs/sidecar.md).
+                  Default: $PODFLOW_MODE, else daemonset.
   --config FILE   YAML configuration (default: $PODFLOW_CONFIG; keys in docs/configuration.md)
   --set KEY=VALUE any key, e.g. --set flow.idleTimeoutSeconds=10
 Precedence: flags > environment (NODE_NAME, CLUSTER_NAME, KUBECONFIG, PODFLOW_*) > file > defaults.
@@ -18,7 +21,7 @@ export async function run(args: string[]): Promise<number> {
   const options = Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: 'string', multiple: true }] as const));
   let parsed;
   try {
-    parsed = parseArgs({ args, options: { ...options, config: { type: 'string' }, set: { type: 'string', multiple: true }, help: { type: 'boolean' } } });
+    parsed = parseArgs({ args, options: { ...options, mode: { type: 'string' }, config: { type: 'string' }, set: { type: 'string', multiple: true }, help: { type: 'boolean' } } });
   } catch (err) {
     throw new PodflowError('PODFLOW_ERR_CLI_USAGE', (err as Error).message, { cause: err });
   }
@@ -35,12 +38,14 @@ export async function run(args: string[]): Promise<number> {
     if (i <= 0) throw new PodflowError('PODFLOW_ERR_CLI_USAGE', `--set takes KEY=VALUE, got '${s}'`);
     flags.push([s.slice(0, i), s.slice(i + 1)]);
   }
+  const mode = parsed.values.mode ?? (process.env.PODFLOW_MODE || 'daemonset');
+  if (mode !== 'daemonset' && mode !== 'sidecar') throw new PodflowError('PODFLOW_ERR_CLI_USAGE', `--mode takes daemonset or sidecar, got '${mode}'`);
   const config = loadConfig({ file: parsed.values.config, env: process.env, flags });
 
   const log = pino({ level: config.log.level, base: { node: config.nodeName } });
   // Loaded after the configuration is valid: a bad config fails fast, before the native addon and the clients load.
-  const { Agent } = await import('../agent.ts');
-  const agent = new Agent(config, log);
+  // Sidecar mode: the same pipeline in the pod's own namespace only (agent/sidecar.ts).
+  const agent = mode === 'sidecar' ? new (await import('../sidecar.ts')).SidecarAgent(config, log) : new (await import('../agent.ts')).Agent(config, log);
   let signalled: (signal: string) => void = () => {};
   const stopped = new Promise<string>((resolve) => (signalled = resolve));
   const onSignal = (signal: NodeJS.Signals) => signalled(signal);
