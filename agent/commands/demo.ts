@@ -121,7 +121,7 @@ class Demo {
   }
 
   async start(): Promise<void> {
-    this.#say(`${pc.bold('podflow demo')}: a simulated node with three pods, a Kubernetes API server, the agent and a collector`);
+    this.#say(`${pc.bold('podflow demo')}: a simulated node (network namespaces ${this.#sim.tag}…) with three pods, a Kubernetes API server, the agent and a collector`);
     const web = this.#sim.addPod(1);
     const api = this.#sim.addPod(2);
     const db = this.#sim.addPod(3);
