@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { stripVTControlCharacters } from 'node:util';
 import { canRunSimNode, NODE_BIN } from '../../sim/simnode.ts';
 
 const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
@@ -21,7 +22,9 @@ function namespacesStartingWith(prefix: string): string[] {
 test('the demo shows every conversation named by namespace, pod and workload, and leaves nothing behind', { skip: able.ok ? false : able.reason, timeout: 90_000 }, () => {
   const demo = spawnSync(NODE_BIN, [CLI, 'demo', '--seconds', '9', '--plain'], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(demo.status, 0, demo.stderr + demo.stdout);
-  const flows = demo.stdout.split('\n').filter((line) => line.includes(' → '));
+  // picocolors colours output when CI is set, even without a terminal.
+  const stdout = stripVTControlCharacters(demo.stdout);
+  const flows = stdout.split('\n').filter((line) => line.includes(' → '));
   const web = 'shop/web-7d9f5-k2x8q \\(Deployment/web\\)';
   const api = 'shop/api-6c4b8-m4t7z \\(Deployment/api\\)';
   const db = 'data/db-0 \\(StatefulSet/db\\)';
@@ -32,11 +35,11 @@ test('the demo shows every conversation named by namespace, pod and workload, an
     ['web pings db-0', new RegExp(`^${web} → ${db}  ICMP `)],
     ['db-0 over its own lo', new RegExp(`^${db} → ${db}  TCP `)],
   ];
-  for (const [what, pattern] of expected) assert.ok(flows.some((line) => pattern.test(line)), `${what}:\n${demo.stdout}`);
-  assert.ok(!flows.some((line) => /unknown|^\d/.test(line)), `every end is named:\n${demo.stdout}`);
-  assert.match(demo.stdout, /summary: the collector received \d+ flows in \d+ IPFIX messages \(0 bad\)/);
+  for (const [what, pattern] of expected) assert.ok(flows.some((line) => pattern.test(line)), `${what}:\n${stdout}`);
+  assert.ok(!flows.some((line) => /unknown|^\d/.test(line)), `every end is named:\n${stdout}`);
+  assert.match(stdout, /summary: the collector received \d+ flows in \d+ IPFIX messages \(0 bad\)/);
   // Only the demo's own namespaces: other runs on the machine may hold theirs.
-  const tag = /network namespaces (pf[0-9a-z]+)…/.exec(demo.stdout)?.[1];
-  assert.ok(tag, `the demo names its namespaces:\n${demo.stdout}`);
+  const tag = /network namespaces (pf[0-9a-z]+)…/.exec(stdout)?.[1];
+  assert.ok(tag, `the demo names its namespaces:\n${stdout}`);
   assert.deepEqual(namespacesStartingWith(tag), []);
 });
