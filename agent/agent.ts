@@ -1,12 +1,20 @@
-// The agent: wires namespace discovery and capture, decoding and metering,
-// identity and IPFIX export, with metrics, health endpoints and a bounded
-// graceful stop. The only place that knows all the other folders.
+// The agent: wires namespace capture, decoding and metering, identity and
+// IPFIX export, with metrics, health endpoints and a bounded graceful stop.
+// The only place that knows all the other folders.
+//
+// One Agent serves both modes; what differs is injected as an AgentMode:
+// how namespaces are found and attached (the DaemonSet: node-wide discovery,
+// daemonsetMode below; the sidecar: the namespace the process is in,
+// agent/sidecar.ts) and how the observed end is named (NetnsPods mapping via
+// Identity, or the downward-API identity). Start order, export batching,
+// metrics, HTTP, logging and the stop are shared.
 //
 // Start order: Kubernetes caches start syncing (not awaited: an unreachable
 // API server must not stop capture; flows are held, then named 'unknown'
-// after the hold time) → Identity subscribes → discovery and capture attach
-// to namespaces as they appear → records go to the exporter (which connects
-// and retries on its own) in batches on one coarse timer.
+// after the hold time) → the naming (Identity) subscribes → namespaces are
+// found and capture attaches to them as they appear → records go to the
+// exporter (which connects and retries on its own) in batches on one coarse
+// timer.
 //
 // Stop (SIGTERM/SIGINT): drain and close capture (packets already in the
 // kernel rings are delivered; the flows of every observation point end with
@@ -21,10 +29,11 @@ import { PacketDecoder } from '../flow/decode.ts';
 import { PacketIngest } from '../flow/ingest.ts';
 import { FlowMeter } from '../flow/meter.ts';
 import { EndReason } from '../flow/types.ts';
-import { NetnsDiscovery } from '../netns/discovery.ts';
-import { NodeCapture, type NodeCaptureEvent } from '../netns/node-capture.ts';
-import { Identity } from '../enrich/identity.ts';
-import { KubeCaches } from '../enrich/kube-caches.ts';
+import type { FlowRecord } from '../flow/types.ts';
+import { type DiscoveredNamespace, NetnsDiscovery } from '../netns/discovery.ts';
+import { type NamespaceEvents, NodeCapture, type NodeCaptureEvent } from '../netns/node-capture.ts';
+import { Identity, type IdentityCapture, type IdentityStats } from '../enrich/identity.ts';
+import { KubeCaches, type KubeResource, type KubeResourceStatus } from '../enrich/kube-caches.ts';
 import { Exporter } from '../ipfix/exporter.ts';
 import type { ExportRecord } from '../ipfix/types.ts';
 import type { Registry } from 'prom-client';
@@ -56,17 +65,98 @@ export class RateLimitedWarn {
   }
 }
 
+/** How namespaces are found: NetnsDiscovery node-wide, or the one namespace the process is in. */
+export interface NamespaceSource extends NamespaceEvents {
+  start(): Promise<void>;
+  close(): void;
+}
+
+/** How the observed end of a flow is named, with the Kubernetes caches behind it. */
+export interface ObservedNaming {
+  /** FlowMeter's onFlow. */
+  enrich(flow: FlowRecord): void;
+  /** Starts the caches syncing and subscribes (to the caches and the capture's events); before capture starts. */
+  start(): void;
+  /** On the agent's coarse timer, for what has no timer of its own. */
+  tick?(now: number): void;
+  /** At stop, after the meter's FORCED_END flush: unsubscribes and releases every flow still held. */
+  close(): void;
+  /** Ends the Kubernetes clients. */
+  closeCaches(): Promise<unknown>;
+  /** Ready as far as naming goes: the caches synced, or not in use. */
+  synced(): boolean;
+  cacheStatus(): Record<KubeResource, KubeResourceStatus>;
+  stats(): IdentityStats;
+}
+
+/** What differs between the DaemonSet and the sidecar; everything else is Agent's. */
+export interface AgentMode {
+  /** Extra fields on the agent's own log lines. */
+  readonly logFields: object;
+  readonly namespaces: NamespaceSource;
+  /** Which found namespaces to attach to. Default: all. */
+  readonly namespaceFilter?: (ns: DiscoveredNamespace) => boolean;
+  /** Builds the naming once the capture exists (its events tell the observation points). */
+  naming(wiring: { capture: IdentityCapture; onRecord: (record: ExportRecord) => void }): ObservedNaming;
+  /** Fields of the 'agent started' line besides metrics and collectors. */
+  startedFields(): object;
+}
+
+/** Builds a mode from the configuration and the root logger; may throw (before anything opens). */
+export type AgentModeFactory = (config: AgentConfig, log: Logger) => AgentMode;
+
+/** The DaemonSet: every pod namespace of the node (NetnsDiscovery), pods named through NetnsPods (Identity). */
+export const daemonsetMode: AgentModeFactory = (config, log) => {
+  const kubeWarn = new RateLimitedWarn(log.child({ component: 'kube' }));
+  const caches = new KubeCaches({ kubeconfig: config.kubernetes.kubeconfig || undefined, labelKeys: config.labelKeys });
+  caches.onError((resource, err) => kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'informer stopped; restarting with backoff'));
+  const discovery = new NetnsDiscovery({
+    netnsDirs: config.namespaces.netnsDirs,
+    procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
+    rescanIntervalMs: config.namespaces.rescanSeconds * 1000,
+  });
+  const paths = config.namespaces.pathFilter ? new RegExp(config.namespaces.pathFilter) : undefined;
+  return {
+    logFields: {},
+    namespaces: discovery,
+    ...(paths && { namespaceFilter: (ns: { paths: string[] }) => ns.paths.some((p) => paths.test(p)) }),
+    naming: ({ capture, onRecord }) => {
+      const identity = new Identity({
+        caches,
+        capture,
+        nodeName: config.nodeName,
+        clusterName: config.clusterName,
+        procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
+        leases: { graceMs: config.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: config.clusterCidrs },
+        onRecord,
+      });
+      return {
+        enrich: identity.enrich,
+        start: () => {
+          caches.start();
+          identity.start();
+        },
+        close: () => identity.close(), // flows held for the first sync are enriched now
+        closeCaches: () => caches.close(),
+        synced: () => caches.synced(),
+        cacheStatus: () => caches.status(),
+        stats: () => identity.stats(),
+      };
+    },
+    startedFields: () => ({ nodeName: config.nodeName }),
+  };
+};
+
 export class Agent {
   readonly registry: Registry;
   readonly #c: AgentConfig;
   readonly #log: Logger;
-  readonly #caches: KubeCaches;
+  readonly #mode: AgentMode;
   readonly #decoder = new PacketDecoder();
   readonly #meter: FlowMeter;
   readonly #ingest: PacketIngest;
-  readonly #discovery: NetnsDiscovery;
   readonly #capture: NodeCapture;
-  readonly #identity: Identity;
+  readonly #naming: ObservedNaming;
   readonly #exporter: Exporter;
   readonly #http: AgentHttp;
   readonly #traffic: WorkloadTraffic;
@@ -76,19 +166,17 @@ export class Agent {
   #timer: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
 
-  /** log: the root logger; each component gets its child. */
-  constructor(config: AgentConfig, log: Logger) {
+  /** log: the root logger; each component gets its child. mode: the DaemonSet's by default. */
+  constructor(config: AgentConfig, log: Logger, mode: AgentModeFactory = daemonsetMode) {
     this.#c = config;
-    this.#log = log.child({ component: 'agent' });
-    const kubeLog = log.child({ component: 'kube' });
+    // First: a mode that cannot start (e.g. no downward-API identity) throws before any connection opens.
+    this.#mode = mode(config, log);
+    this.#log = log.child({ component: 'agent', ...this.#mode.logFields });
     const captureLog = log.child({ component: 'capture' });
     const exportLog = log.child({ component: 'export' });
-    const kubeWarn = new RateLimitedWarn(kubeLog);
     const captureWarn = new RateLimitedWarn(captureLog);
     const exportWarn = new RateLimitedWarn(exportLog);
 
-    this.#caches = new KubeCaches({ kubeconfig: config.kubernetes.kubeconfig || undefined, labelKeys: config.labelKeys });
-    this.#caches.onError((resource, err) => kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'informer stopped; restarting with backoff'));
     this.#exporter = new Exporter({
       targets: config.collectors,
       observationDomainId: observationDomainOf(config.nodeName),
@@ -100,37 +188,24 @@ export class Agent {
       idleTimeoutMs: config.flow.idleTimeoutSeconds * 1000,
       activeTimeoutMs: config.flow.activeTimeoutSeconds * 1000,
       maxFlows: config.flow.maxFlows,
-      onFlow: (flow) => this.#identity.enrich(flow),
+      onFlow: (flow) => this.#naming.enrich(flow),
     });
     this.#ingest = new PacketIngest(this.#decoder, this.#meter);
-    this.#discovery = new NetnsDiscovery({
-      netnsDirs: config.namespaces.netnsDirs,
-      procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
-      rescanIntervalMs: config.namespaces.rescanSeconds * 1000,
-    });
     const interfaces = config.capture.interfaces ? new RegExp(config.capture.interfaces) : undefined;
-    const paths = config.namespaces.pathFilter ? new RegExp(config.namespaces.pathFilter) : undefined;
+    const namespaceFilter = this.#mode.namespaceFilter;
     this.#capture = new NodeCapture({
-      discovery: this.#discovery,
+      discovery: this.#mode.namespaces,
       meter: this.#meter,
       sink: (id, linkType, buf, start, end) => this.#sink(id, linkType, buf, start, end),
       // Only when set: NodeCapture's defaults are overridden by an explicit undefined.
       ...(interfaces && { podInterfaceFilter: (name: string) => interfaces.test(name) }),
-      ...(paths && { namespaceFilter: (ns: { paths: string[] }) => ns.paths.some((p) => paths.test(p)) }),
+      ...(namespaceFilter && { namespaceFilter }),
       captureLoopback: config.capture.loopback,
       capture: { snaplen: config.capture.snaplen, bufferBytes: config.capture.bufferBytes },
       interfaceRescanMs: config.namespaces.rescanSeconds * 1000,
     });
     this.#capture.on('event', (e) => this.#onCaptureEvent(e, captureLog, captureWarn));
-    this.#identity = new Identity({
-      caches: this.#caches,
-      capture: this.#capture,
-      nodeName: config.nodeName,
-      clusterName: config.clusterName,
-      procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
-      leases: { graceMs: config.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: config.clusterCidrs },
-      onRecord: (record) => this.#onRecord(record),
-    });
+    this.#naming = this.#mode.naming({ capture: this.#capture, onRecord: (record) => this.#onRecord(record) });
     this.#traffic = new WorkloadTraffic(config.metrics.maxWorkloadSeries);
     this.registry = createMetrics({
       capture: () => this.#capture.counters(),
@@ -139,8 +214,8 @@ export class Agent {
       decodeErrors: () => this.#decoder.errors,
       meter: () => this.#meter.stats,
       exporter: () => this.#exporter.stats(),
-      caches: () => this.#caches.status(),
-      identity: () => this.#identity.stats(),
+      caches: () => this.#naming.cacheStatus(),
+      identity: () => this.#naming.stats(),
       traffic: this.#traffic,
     });
     this.#http = new AgentHttp({ registry: this.registry, notReady: () => this.notReady() });
@@ -157,19 +232,18 @@ export class Agent {
       throw err;
     }
     const metrics = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-    this.#caches.start();
-    this.#identity.start();
-    await this.#discovery.start();
+    this.#naming.start();
+    await this.#mode.namespaces.start();
     this.#capture.start();
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
-    this.#log.info({ metrics, collectors: this.#c.collectors, nodeName: this.#c.nodeName }, 'agent started');
+    this.#log.info({ metrics, collectors: this.#c.collectors, ...this.#mode.startedFields() }, 'agent started');
     return { metrics };
   }
 
-  /** Why the agent is not ready, or undefined: ready = caches synced and every collector working. */
+  /** Why the agent is not ready, or undefined: ready = caches synced (when in use) and every collector working. */
   notReady(): string | undefined {
     if (this.#stopping) return 'stopping';
-    if (!this.#caches.synced()) return 'Kubernetes caches not synced';
+    if (!this.#naming.synced()) return 'Kubernetes caches not synced';
     const down = this.#exporter.stats().filter((t) => !t.connected).map((t) => t.target);
     return down.length > 0 ? `not connected to ${down.join(', ')}` : undefined;
   }
@@ -187,17 +261,17 @@ export class Agent {
     // SIGTERM is readable (two block timeouts), reads the rings dry, then
     // closes: every observation point's flows end with FORCED_END.
     await this.#capture.stop();
-    this.#discovery.close();
+    this.#mode.namespaces.close();
     const forced = this.#meter.stats.active;
     this.#meter.flush(EndReason.FORCED_END);
-    this.#identity.close(); // flows held for the first sync are enriched now
+    this.#naming.close(); // flows still held are enriched now
     this.#flushBatch();
     const budgetMs = this.#c.shutdown.timeoutSeconds * 1000;
     const bounded = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<void>((r) => setTimeout(r, Math.max(ms, 0)).unref())]);
     await bounded(this.#exporter.close(), budgetMs * 0.8);
     this.#exporter.destroy();
     const exported = this.#exporter.stats().map((t) => ({ collector: t.target, records: t.records, dropped: t.droppedRecords, queued: t.queuedRecords }));
-    await bounded(Promise.all([this.#caches.close(), this.#http.close()]), budgetMs - (Date.now() - started));
+    await bounded(Promise.all([this.#naming.closeCaches(), this.#http.close()]), budgetMs - (Date.now() - started));
     this.#log.info({ forcedEnd: this.#meter.stats.ended[EndReason.FORCED_END], leftInMeter: forced, exported, ms: Date.now() - started }, 'agent stopped');
   }
 
@@ -223,7 +297,9 @@ export class Agent {
   }
 
   #tick(): void {
-    this.#meter.expire(Date.now());
+    const now = Date.now();
+    this.#meter.expire(now);
+    this.#naming.tick?.(now);
     this.#flushBatch();
   }
 

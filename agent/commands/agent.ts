@@ -44,8 +44,9 @@ export async function run(args: string[]): Promise<number> {
 
   const log = pino({ level: config.log.level, base: { node: config.nodeName } });
   // Loaded after the configuration is valid: a bad config fails fast, before the native addon and the clients load.
-  // Sidecar mode: the same pipeline in the pod's own namespace only (agent/sidecar.ts).
-  const agent = mode === 'sidecar' ? new (await import('../sidecar.ts')).SidecarAgent(config, log) : new (await import('../agent.ts')).Agent(config, log);
+  // Both modes are one Agent; sidecar mode injects the pod's own namespace only and its downward-API identity (agent/sidecar.ts).
+  const { Agent, daemonsetMode } = await import('../agent.ts');
+  const agent = new Agent(config, log, mode === 'sidecar' ? (await import('../sidecar.ts')).sidecarMode : daemonsetMode);
   let signalled: (signal: string) => void = () => {};
   const stopped = new Promise<string>((resolve) => (signalled = resolve));
   const onSignal = (signal: NodeJS.Signals) => signalled(signal);
