@@ -172,6 +172,33 @@ export class SimNode {
     return this.spawn(netns, NODE_BIN, [TRAFFIC_SCRIPT, ...args]);
   }
 
+  /**
+   * Starts a traffic.ts sink (tcp-sink, udp-sink) in a namespace and resolves
+   * once it listens; `closed` resolves with its exit code and output when it
+   * ends. A sink that exits before it listens fails at once, not by timeout.
+   */
+  async startSink(netns: string, args: string[], timeoutMs = 5000): Promise<{ child: ChildProcess; closed: Promise<{ code: number | null; output: string }> }> {
+    const child = this.spawnTraffic(netns, args);
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d));
+    const closed = new Promise<{ code: number | null; output: string }>((resolve) => child.once('close', (code) => resolve({ code, output })));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${args.join(' ')} in ${netns}: not listening after ${timeoutMs} ms`)), timeoutMs);
+      const check = () => {
+        if (!output.includes('listening')) return;
+        clearTimeout(timer);
+        child.stdout!.off('data', check);
+        resolve();
+      };
+      child.stdout!.on('data', check);
+      void closed.then(({ code }) => {
+        clearTimeout(timer);
+        reject(new Error(`${args.join(' ')} in ${netns}: exited (${code}) before listening`));
+      });
+    });
+    return { child, closed };
+  }
+
   /** Runs traffic.ts inside a namespace without blocking the event loop (captures keep draining); resolves with its stdout. */
   runTraffic(netns: string, args: string[], timeoutMs = 60_000): Promise<string> {
     const child = this.spawnTraffic(netns, args);

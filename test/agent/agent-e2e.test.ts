@@ -92,14 +92,7 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
   await sleep(600); // handles on eth0 and lo opened (interface rescan every 0.2 s)
   const before = readCounters();
 
-  const sink = async (p: SimPod, args: string[]) => {
-    const child = node.spawnTraffic(p.netns, args);
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d));
-    await waitFor(() => out.includes('listening'), 5000, `${args.join(' ')} listening`);
-    // Wrapped: an async function returning the promise itself would wait for it.
-    return { closed: new Promise<void>((resolve) => child.once('close', () => resolve())) };
-  };
+  const sink = (p: SimPod, args: string[]) => node.startSink(p.netns, args);
 
   // --- Phase 1: traffic, then idle: the flows end by idle timeout and are exported.
   const done1 = await Promise.all([sink(backend, ['tcp-sink', '5001']), sink(frontend, ['udp-sink', '7001', '50'])]);

@@ -110,13 +110,8 @@ async function ready(agent: AgentProcess): Promise<void> {
 }
 
 /** Starts a sink in a pod and resolves once it listens. */
-async function sink(node: SimNode, p: SimPod, args: string[]): Promise<{ child: ChildProcess; closed: Promise<void> }> {
-  const child = node.spawnTraffic(p.netns, args);
-  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d));
-  await waitFor(() => out.includes('listening'), 5000, `${args.join(' ')} listening`);
-  return { child, closed };
+function sink(node: SimNode, p: SimPod, args: string[]) {
+  return node.startSink(p.netns, args);
 }
 
 function signal(child: ChildProcess, sig: NodeJS.Signals): void {

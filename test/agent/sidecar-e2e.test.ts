@@ -102,13 +102,7 @@ test('the agent in sidecar mode, inside one pod namespace, exports that pod\'s f
   const read = () => new Map<string, InterfaceCounters>(interfaces.map(({ pod, ifname }) => [ifname, node.counters(pod.netns, ifname)]));
   const before = read();
 
-  const sink = async (p: SimPod, args: string[]) => {
-    const c = node.spawnTraffic(p.netns, args);
-    let out = '';
-    c.stdout!.on('data', (d: Buffer) => (out += d));
-    await waitFor(() => out.includes('listening'), 5000, `${args.join(' ')} listening`);
-    return { closed: new Promise<void>((resolve) => c.once('close', () => resolve())) };
-  };
+  const sink = (p: SimPod, args: string[]) => node.startSink(p.netns, args);
   // Phase 1: flows that end by idle timeout. The frontend's traffic, and traffic between two other pods (must not appear).
   const done = await Promise.all([sink(backend, ['tcp-sink', '5001']), sink(frontend, ['udp-sink', '7001', '30']), sink(other, ['tcp-sink', '5009'])]);
   await Promise.all([

@@ -126,15 +126,15 @@ test('names both ends of pod, service and node flows, and misattributes no flow 
   await waitFor(() => capture.handles().length === 6, 5000, 'eth0 and lo handles in three pods');
   await waitFor(() => podOfNs(frontend) === 'frontend-5d8f-a' && podOfNs(backend) === 'backend-7c9b-x' && podOfNs(third) === 'report-29011-q', 5000, 'namespaces tied to pods');
 
-  // Starts a listener and resolves once it listens, with the promise of its exit.
-  const sink = async (pod: SimPod, args: string[]): Promise<{ exited: Promise<string> }> => {
-    const child = node.spawnTraffic(pod.netns, args);
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d));
-    const exited = new Promise<string>((resolve, reject) =>
-      child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`sink ${args.join(' ')} exited ${code}`)))));
-    await waitFor(() => out.includes('listening'), 5000, `sink ${args.join(' ')} listening`);
-    return { exited };
+  // Starts a listener and resolves once it listens, with the promise of its exit (which must be clean).
+  const sink = async (pod: SimPod, args: string[]) => {
+    const { closed } = await node.startSink(pod.netns, args);
+    return {
+      exited: closed.then(({ code, output }) => {
+        assert.equal(code, 0, `sink ${args.join(' ')} exited ${code}`);
+        return output;
+      }),
+    };
   };
   const udp = async (from: SimPod, to: SimPod, port: number) => {
     const { exited } = await sink(to, ['udp-sink', String(port), '20']);

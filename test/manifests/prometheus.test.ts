@@ -148,13 +148,7 @@ test('a real Prometheus scraping the agent answers every dashboard and alert que
   }
   await waitFor(() => (agent!.logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'two namespaces attached');
   await sleep(600); // handles on eth0 and lo opened (interface rescan every 0.2 s)
-  const sink = async (p: SimPod, args: string[]) => {
-    const child = node.spawnTraffic(p.netns, args);
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d));
-    await waitFor(() => out.includes('listening'), 5000, `${args.join(' ')} listening`);
-    return { closed: new Promise<void>((resolve) => child.once('close', () => resolve())) };
-  };
+  const sink = (p: SimPod, args: string[]) => node.startSink(p.netns, args);
   const sinks = await Promise.all([sink(backend, ['tcp-sink', '5001']), sink(frontend, ['udp-sink', '7001', '50'])]);
   await Promise.all([
     node.runTraffic(frontend.netns, ['tcp-send', backend.ipv4, '5001', '1000000']),
