@@ -21,73 +21,33 @@ import { Collector, type CollectedRecord } from '../../ipfix/collector.ts';
 import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { KubeApiServer } from '../../sim/kube-apiserver.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { type AgentProcess, pod, replicaSet, simNodeNamespaces, startAgent } from '../helpers/agent-process.ts';
+import { type AgentProcess, agentHarness, pod, replicaSet, sample, simNodeNamespaces, startAgent, waitReady } from '../helpers/agent-process.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
 const NODE = 'sim-node';
 const promtool = spawnSync('promtool', ['--version']).status === 0;
 
-/** The value of one sample of a scrape, or the sum over samples matching the labels. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+)(\{.*\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    if (Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) sum += Number(m[3]);
-  }
-  return sum;
-}
-
 const octets = (r: CollectedRecord) => Number(r.fields.octetDeltaCount ?? 0) + Number(r.fields.reverseOctetDeltaCount ?? 0);
 const end = (r: CollectedRecord, side: 'Source' | 'Destination') =>
   `${r.fields[`k8s${side}Namespace`]}/${r.fields[`k8s${side}PodName`]} ${r.fields[`k8s${side}WorkloadKind`]}/${r.fields[`k8s${side}WorkloadName`]}`;
 
 test('the agent process names, meters and exports pod traffic, publishes matching metrics, and loses no open flow at SIGTERM', { skip, timeout: 120_000 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'podflow-agent-e2e-'));
-  const server = new KubeApiServer();
-  await server.start();
-  const records: CollectedRecord[] = [];
-  const collector = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: (r) => !r.options && records.push(r) });
-  const { port } = await collector.start();
-  let agent: AgentProcess | undefined;
-  t.after(async () => {
-    agent?.kill();
-    await collector.close();
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  server.create('node', { metadata: { name: NODE }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.254' }] } });
+  const h = await agentHarness(t, { nodeName: NODE, idleTimeoutSeconds: 2, shutdownSeconds: 5 });
+  const { server, node, records, collector, dir } = h;
   server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
   server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
   server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f', NODE));
   server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b', NODE));
 
-  const node = new SimNode(t);
   const [frontend, backend] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
   const interfaces = [frontend, backend].flatMap((p) => ['eth0', 'lo'].map((ifname) => ({ pod: p, ifname })));
   const readCounters = () => new Map<string, InterfaceCounters>(interfaces.map(({ pod: p, ifname }) => [`${p.netns}/${ifname}`, node.counters(p.netns, ifname)]));
 
-  const config = join(dir, 'agent.yaml');
-  writeFileSync(config, [
-    'clusterName: sim',
-    `collectors: ['tcp://127.0.0.1:${port}']`,
-    'labelKeys: [app]',
-    'flow: {idleTimeoutSeconds: 2, activeTimeoutSeconds: 600}',
-    simNodeNamespaces(node),
-    "metrics: {listen: '127.0.0.1:0'}",
-    'shutdown: {timeoutSeconds: 5}',
-    '',
-  ].join('\n'));
-  const kubeconfig = server.writeKubeconfig(join(dir, 'kubeconfig'));
-  agent = await startAgent(['--config', config, '--kubeconfig', kubeconfig], { NODE_NAME: NODE });
+  const agent = (h.agent = await startAgent(['--config', h.config, '--kubeconfig', h.kubeconfig], { NODE_NAME: NODE }));
   const { get, exited } = agent;
   assert.equal((await get('/healthz')).status, 200);
-  const ready = async () => (await get('/readyz')).status === 200;
-  for (const started = Date.now(); !(await ready()); await sleep(100)) {
-    if (Date.now() - started > 15_000) assert.fail(`never ready: ${(await get('/readyz')).text}`);
-  }
+  await waitReady(agent);
   await waitFor(() => (agent!.logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'two namespaces attached');
   await sleep(600); // handles on eth0 and lo opened (interface rescan every 0.2 s)
   const before = readCounters();
@@ -124,7 +84,7 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
   // /metrics agrees with what the collector received.
   const scrape = (await get('/metrics')).text;
   writeFileSync(join(dir, 'scrape.prom'), scrape);
-  const collectorLabel = { collector: `tcp://127.0.0.1:${port}` };
+  const collectorLabel = { collector: h.collectorUrl };
   assert.equal(sample(scrape, 'podflow_export_records_total', collectorLabel), phase1);
   assert.equal(sample(scrape, 'podflow_export_messages_total', collectorLabel), collector.stats().messages);
   assert.equal(sample(scrape, 'podflow_export_connected', collectorLabel), 1);

@@ -19,15 +19,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Collector, type CollectedRecord } from '../../ipfix/collector.ts';
-import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
-import { KubeApiServer } from '../../sim/kube-apiserver.ts';
+import type { CollectedRecord } from '../../ipfix/collector.ts';
+import { canRunSimNode, type InterfaceCounters, ipOctets, type SimNode, type SimPod } from '../../sim/simnode.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { type AgentProcess, pod, replicaSet, simNodeNamespaces, startAgent } from '../helpers/agent-process.ts';
+import { type AgentProcess, agentHarness, pod, replicaSet, sample, startAgent, waitReady } from '../helpers/agent-process.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
@@ -35,61 +31,12 @@ const NODE = 'sim-node';
 const SHUTDOWN_SECONDS = 5;
 const FORCED_END = 4;
 
-/** The sum of the samples of a metric in a scrape. */
-function sample(text: string, name: string): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+)(\{.*\})? (\S+)$/.exec(line);
-    if (m && m[1] === name) sum += Number(m[3]);
-  }
-  return sum;
-}
-
 const octets = (r: CollectedRecord) => Number(r.fields.octetDeltaCount ?? 0) + Number(r.fields.reverseOctetDeltaCount ?? 0);
 const end = (r: CollectedRecord, side: 'Source' | 'Destination') =>
   `${r.fields[`k8s${side}Namespace`]}/${r.fields[`k8s${side}PodName`]} ${r.fields[`k8s${side}WorkloadKind`]}/${r.fields[`k8s${side}WorkloadName`]}`;
 /** The pod whose interface saw the record: the source of an egress flow, the destination of an ingress one. */
 const observer = (r: CollectedRecord) => String(r.fields.flowDirection === 1 ? r.fields.k8sSourcePodName : r.fields.k8sDestinationPodName);
 const pointOf = (r: CollectedRecord) => `${observer(r)}/${r.fields.interfaceName}`;
-
-interface Harness {
-  dir: string;
-  server: KubeApiServer;
-  collector: Collector;
-  records: CollectedRecord[];
-  node: SimNode;
-  config: string;
-  kubeconfig: string;
-}
-
-/** Test API server, collector, simulated node and agent config; everything is removed after the test. */
-async function harness(t: import('node:test').TestContext, idleTimeoutSeconds: number, agentRef: { agent?: AgentProcess }): Promise<Harness> {
-  const dir = mkdtempSync(join(tmpdir(), 'podflow-agent-lifecycle-'));
-  const server = new KubeApiServer();
-  await server.start();
-  const records: CollectedRecord[] = [];
-  const collector = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: (r) => !r.options && records.push(r) });
-  const { port } = await collector.start();
-  t.after(async () => {
-    agentRef.agent?.kill();
-    await collector.close();
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  server.create('node', { metadata: { name: NODE }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.254' }] } });
-  const node = new SimNode(t);
-  const config = join(dir, 'agent.yaml');
-  writeFileSync(config, [
-    'clusterName: sim',
-    `collectors: ['tcp://127.0.0.1:${port}']`,
-    `flow: {idleTimeoutSeconds: ${idleTimeoutSeconds}, activeTimeoutSeconds: 600}`,
-    simNodeNamespaces(node),
-    "metrics: {listen: '127.0.0.1:0'}",
-    `shutdown: {timeoutSeconds: ${SHUTDOWN_SECONDS}}`,
-    '',
-  ].join('\n'));
-  return { dir, server, collector, records, node, config, kubeconfig: server.writeKubeconfig(join(dir, 'kubeconfig')) };
-}
 
 async function metricReaches(agent: AgentProcess, name: string, value: number, timeoutMs = 10_000): Promise<string> {
   let text = '';
@@ -99,13 +46,6 @@ async function metricReaches(agent: AgentProcess, name: string, value: number, t
     if (sample(text, name) === value) return text;
     if (Date.now() - started > timeoutMs) assert.fail(`${name} = ${sample(text, name)}, waited for ${value}`);
     await sleep(100);
-  }
-}
-
-/** Caches synced and the collector connected. */
-async function ready(agent: AgentProcess): Promise<void> {
-  for (const started = Date.now(); (await agent.get('/readyz')).status !== 200; await sleep(100)) {
-    if (Date.now() - started > 15_000) assert.fail(`never ready: ${(await agent.get('/readyz')).text}`);
   }
 }
 
@@ -120,8 +60,7 @@ function signal(child: ChildProcess, sig: NodeJS.Signals): void {
 }
 
 test('SIGTERM under traffic: every flow arrives, FORCED_END, and the bytes of each pod interface equal its counters', { skip, timeout: 120_000 }, async (t) => {
-  const ref: { agent?: AgentProcess } = {};
-  const h = await harness(t, 60, ref);
+  const h = await agentHarness(t, { nodeName: NODE, idleTimeoutSeconds: 60, shutdownSeconds: SHUTDOWN_SECONDS });
   const { server, node, records } = h;
   server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
   server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
@@ -132,9 +71,9 @@ test('SIGTERM under traffic: every flow arrives, FORCED_END, and the bytes of ea
   const interfaces = [frontend, backend].flatMap((p) => ['eth0', 'lo'].map((ifname) => ({ pod: p, ifname, key: `${podName.get(p)}/${ifname}` })));
   const readCounters = () => new Map<string, InterfaceCounters>(interfaces.map(({ pod: p, ifname, key }) => [key, node.counters(p.netns, ifname)]));
 
-  const agent = (ref.agent = await startAgent(['--config', h.config, '--kubeconfig', h.kubeconfig], { NODE_NAME: NODE }));
+  const agent = (h.agent = await startAgent(['--config', h.config, '--kubeconfig', h.kubeconfig], { NODE_NAME: NODE }));
   await metricReaches(agent, 'podflow_capture_handles', 4);
-  await ready(agent);
+  await waitReady(agent);
   const before = readCounters();
 
   // Receivers keep running to the end (they only acknowledge what they get);
@@ -204,19 +143,18 @@ test('SIGTERM under traffic: every flow arrives, FORCED_END, and the bytes of ea
 });
 
 test('pods appearing and vanishing are attached and detached without a restart', { skip, timeout: 120_000 }, async (t) => {
-  const ref: { agent?: AgentProcess } = {};
   // 2 s: the meter counts idle time in whole seconds (flow/meter.ts), so at 1 s a
   // busy flow could be cut at a second boundary while its last packets wait in the ring.
-  const h = await harness(t, 2, ref);
+  const h = await agentHarness(t, { nodeName: NODE, idleTimeoutSeconds: 2, shutdownSeconds: SHUTDOWN_SECONDS });
   const { server, node, records } = h;
   server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
   server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
   server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f', NODE));
   server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b', NODE));
   const [frontend, backend] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
-  const agent = (ref.agent = await startAgent(['--config', h.config, '--kubeconfig', h.kubeconfig], { NODE_NAME: NODE }));
+  const agent = (h.agent = await startAgent(['--config', h.config, '--kubeconfig', h.kubeconfig], { NODE_NAME: NODE }));
   await metricReaches(agent, 'podflow_capture_handles', 4);
-  await ready(agent);
+  await waitReady(agent);
 
   // --- A pod appears: the API object, then its namespace (CNI ADD).
   server.create('replicaset', replicaSet('cache-6f7d', 'data', 'cache'));

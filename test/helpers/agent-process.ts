@@ -2,11 +2,19 @@
 // the pods and ReplicaSets the test API server (sim/kube-apiserver.ts) serves,
 // the agent's namespace settings for one SimNode, and start-up: spawned with
 // the repository's Node, its JSON log collected, resolved once it logs
-// "agent started" with the metrics address it bound.
+// "agent started" with the metrics address it bound. Also what such tests
+// stand on (agentHarness: API server, collector, simulated node, config),
+// waitReady and sample() for reading a scrape.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { NODE_BIN, type SimNode } from '../../sim/simnode.ts';
-import type { KubeObject } from '../../sim/kube-apiserver.ts';
+import { type CollectedRecord, Collector } from '../../ipfix/collector.ts';
+import { NODE_BIN, SimNode } from '../../sim/simnode.ts';
+import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
 import { waitFor } from './wait.ts';
 
 export const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
@@ -80,4 +88,73 @@ export async function startAgent(args: readonly string[], env: Record<string, st
     },
     kill,
   };
+}
+
+/** The sum of the samples of a metric in a scrape, over those carrying every given label. */
+export function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)(\{.*\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    if (Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+/** Waits until /readyz answers 200 (caches synced, collector connected). */
+export async function waitReady(agent: AgentProcess, timeoutMs = 15_000): Promise<void> {
+  for (const started = Date.now(); (await agent.get('/readyz')).status !== 200; await sleep(100)) {
+    if (Date.now() - started > timeoutMs) throw new Error(`agent never ready: ${(await agent.get('/readyz')).text}`);
+  }
+}
+
+export interface AgentHarness {
+  dir: string;
+  server: KubeApiServer;
+  collector: Collector;
+  /** The agent's collector target, as it labels its export metrics. */
+  collectorUrl: string;
+  /** Flow records (not options records) the collector received. */
+  records: CollectedRecord[];
+  node: SimNode;
+  /** The agent's YAML configuration file. */
+  config: string;
+  kubeconfig: string;
+  /** Set it to the started agent: it is killed after the test. */
+  agent?: AgentProcess;
+}
+
+/**
+ * What an agent end-to-end test stands on: the test API server (with the
+ * node object), a TCP collector, a simulated node and an agent configuration
+ * for only that node's pods. Everything is removed after the test.
+ */
+export async function agentHarness(t: TestContext, options: { nodeName: string; idleTimeoutSeconds: number; shutdownSeconds: number }): Promise<AgentHarness> {
+  const dir = mkdtempSync(join(tmpdir(), 'podflow-agent-test-'));
+  const server = new KubeApiServer();
+  await server.start();
+  const records: CollectedRecord[] = [];
+  const collector = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: (r) => !r.options && records.push(r) });
+  const collectorUrl = `tcp://127.0.0.1:${(await collector.start()).port}`;
+  const h: Partial<AgentHarness> = {};
+  t.after(async () => {
+    h.agent?.kill();
+    await collector.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  server.create('node', { metadata: { name: options.nodeName }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.254' }] } });
+  const node = new SimNode(t);
+  const config = join(dir, 'agent.yaml');
+  writeFileSync(config, [
+    'clusterName: sim',
+    `collectors: ['${collectorUrl}']`,
+    'labelKeys: [app]',
+    `flow: {idleTimeoutSeconds: ${options.idleTimeoutSeconds}, activeTimeoutSeconds: 600}`,
+    simNodeNamespaces(node),
+    "metrics: {listen: '127.0.0.1:0'}",
+    `shutdown: {timeoutSeconds: ${options.shutdownSeconds}}`,
+    '',
+  ].join('\n'));
+  return Object.assign(h, { dir, server, collector, collectorUrl, records, node, config, kubeconfig: server.writeKubeconfig(join(dir, 'kubeconfig')) });
 }

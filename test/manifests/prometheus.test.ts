@@ -13,15 +13,12 @@
 // alert is not mistaken for a missing metric.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Collector, type CollectedRecord } from '../../ipfix/collector.ts';
-import { canRunSimNode, SimNode, type SimPod } from '../../sim/simnode.ts';
-import { KubeApiServer } from '../../sim/kube-apiserver.ts';
+import { canRunSimNode, type SimPod } from '../../sim/simnode.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { type AgentProcess, pod, replicaSet, simNodeNamespaces, startAgent } from '../helpers/agent-process.ts';
+import { agentHarness, pod, replicaSet, startAgent, waitReady } from '../helpers/agent-process.ts';
 import { type PrometheusServer, prometheusProblem, startPrometheus } from '../helpers/prometheus.ts';
 import { find, kubectlProblem, kustomizeWith } from './kustomize.ts';
 import { alertQueries, conditionOperand, dashboardQueries, grafanaToPromQL, type MonitoringQuery, selectors } from './monitoring-queries.ts';
@@ -99,42 +96,17 @@ test('a real Prometheus scraping the agent answers every dashboard and alert que
   assert.ok(queries.dashboard.length > 20 && queries.alerts.length > 5, `${queries.dashboard.length} dashboard, ${queries.alerts.length} alert queries`);
   const scrape = scrapeConfig('127.0.0.1:0'); // built (kubectl kustomize) before anything starts: fail fast
 
-  const dir = mkdtempSync(join(tmpdir(), 'podflow-prometheus-'));
-  const server = new KubeApiServer();
-  await server.start();
-  const records: CollectedRecord[] = [];
-  const collector = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: (r) => !r.options && records.push(r) });
-  const { port } = await collector.start();
-  let agent: AgentProcess | undefined;
+  const h = await agentHarness(t, { nodeName: NODE, idleTimeoutSeconds: 1, shutdownSeconds: 5 });
+  const { server, node, records, dir } = h;
   let prometheus: PrometheusServer | undefined;
-  t.after(async () => {
-    await prometheus?.stop();
-    agent?.kill();
-    await collector.close();
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  server.create('node', { metadata: { name: NODE }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.254' }] } });
+  t.after(() => prometheus?.stop());
   server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
   server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
   server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f', NODE));
   server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b', NODE));
-  const node = new SimNode(t);
   const [frontend, backend] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
 
-  const config = join(dir, 'agent.yaml');
-  writeFileSync(config, [
-    'clusterName: sim',
-    `collectors: ['tcp://127.0.0.1:${port}']`,
-    'labelKeys: [app]',
-    'flow: {idleTimeoutSeconds: 1, activeTimeoutSeconds: 600}',
-    simNodeNamespaces(node),
-    "metrics: {listen: '127.0.0.1:0'}",
-    'shutdown: {timeoutSeconds: 5}',
-    '',
-  ].join('\n'));
-  agent = await startAgent(['--config', config, '--kubeconfig', server.writeKubeconfig(join(dir, 'kubeconfig'))], { NODE_NAME: NODE });
+  const agent = (h.agent = await startAgent(['--config', h.config, '--kubeconfig', h.kubeconfig], { NODE_NAME: NODE }));
   mkdirSync(join(dir, 'prometheus'));
   const scrapeConfigs = [{ ...scrape, static_configs: [{ ...(scrape as { static_configs: object[] }).static_configs[0], targets: [agent.metrics] }] }];
   prometheus = await startPrometheus(join(dir, 'prometheus'), scrapeConfigs, `${SCRAPE_INTERVAL_S}s`);
@@ -143,9 +115,7 @@ test('a real Prometheus scraping the agent answers every dashboard and alert que
   // The agent ready and capturing, then traffic: TCP and UDP between the
   // pods and TCP on a pod's lo; the flows end by idle timeout (1 s) and are
   // exported to the collector.
-  for (const t0 = Date.now(); (await agent.get('/readyz')).status !== 200; await sleep(100)) {
-    if (Date.now() - t0 > 15_000) assert.fail(`agent never ready: ${(await agent.get('/readyz')).text}`);
-  }
+  await waitReady(agent);
   await waitFor(() => (agent!.logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'two namespaces attached');
   await sleep(600); // handles on eth0 and lo opened (interface rescan every 0.2 s)
   const sink = (p: SimPod, args: string[]) => node.startSink(p.netns, args);
