@@ -43,7 +43,7 @@ const subcommands: Record<string, Subcommand> = {
     load: () => import('./commands/webhook.ts'),
   },
   demo: {
-    summary: 'a guided tour: replay a sample capture and show its flows',
+    summary: 'a simulated node, API server, agent and collector: pod traffic named by Kubernetes identity, live',
     load: () => import('./commands/demo.ts'),
   },
 };
