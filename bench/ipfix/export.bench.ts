@@ -357,6 +357,26 @@ function window(receiverPid: number) {
   };
 }
 
+/** A network case's result: what the sender put out, and what the receiver had at the end of the window. */
+function networkResult(
+  w: ReturnType<typeof window>,
+  sent: { sendSeconds: number; cpuSeconds: number },
+  out: { records: number; messages: number; bytes: number; sendErrors: number; droppedRecords: number },
+  got: Record<string, number>,
+  received: { messages: number; kernelDrops: number },
+): CaseResult {
+  return {
+    ...out,
+    seconds: Number(BigInt(got.last_ns!) - w.t0) / 1e9,
+    ...sent,
+    ...w.done(sent.cpuSeconds),
+    receivedMessages: received.messages,
+    receivedBytes: got.bytes!,
+    bad: got.bad!,
+    kernelDrops: received.kernelDrops,
+  };
+}
+
 async function runUdp(batches: ExportRecord[][], receiverBin: string): Promise<CaseResult> {
   const { Exporter } = await import('../../ipfix/exporter.ts');
   const receiver = await startReceiver(receiverBin, 'udp');
@@ -370,25 +390,13 @@ async function runUdp(batches: ExportRecord[][], receiverBin: string): Promise<C
       await yieldTurn();
     }
     await exporter.close();
-    const { sendSeconds, cpuSeconds } = w.sent();
+    const sent = w.sent();
     const s = exporter.stats()[0]!;
     const got = await udpSettled(receiver, s.messages);
-    const kernelDrops = udpDrops(receiver.port);
-    return {
-      records: s.records,
-      messages: s.messages,
-      bytes: s.bytes,
-      seconds: Number(BigInt(got.last_ns!) - w.t0) / 1e9,
-      sendSeconds,
-      cpuSeconds,
-      ...w.done(cpuSeconds),
-      receivedMessages: got.datagrams!,
-      receivedBytes: got.bytes!,
-      bad: got.bad!,
-      kernelDrops,
-      sendErrors: s.errors,
-      droppedRecords: s.droppedRecords,
-    };
+    return networkResult(w, sent, { records: s.records, messages: s.messages, bytes: s.bytes, sendErrors: s.errors, droppedRecords: s.droppedRecords }, got, {
+      messages: got.datagrams!,
+      kernelDrops: udpDrops(receiver.port),
+    });
   } finally {
     await receiver.stop();
   }
@@ -419,7 +427,7 @@ async function runTcp(batches: ExportRecord[][], receiverBin: string): Promise<C
       await yieldTurn();
     }
     await exporter.close();
-    const { sendSeconds, cpuSeconds } = w.sent();
+    const sent = w.sent();
     const s = exporter.stats()[0]!;
     let got = await receiver.query();
     for (let i = 0; got.eof !== 1; i++) {
@@ -427,21 +435,10 @@ async function runTcp(batches: ExportRecord[][], receiverBin: string): Promise<C
       await sleep(1);
       got = await receiver.query();
     }
-    return {
-      records: s.records,
-      messages: s.messages,
-      bytes: s.bytes,
-      seconds: Number(BigInt(got.last_ns!) - w.t0) / 1e9,
-      sendSeconds,
-      cpuSeconds,
-      ...w.done(cpuSeconds),
-      receivedMessages: got.messages!,
-      receivedBytes: got.bytes!,
-      bad: got.bad!,
+    return networkResult(w, sent, { records: s.records, messages: s.messages, bytes: s.bytes, sendErrors: s.errors, droppedRecords: s.droppedRecords }, got, {
+      messages: got.messages!,
       kernelDrops: 0,
-      sendErrors: s.errors,
-      droppedRecords: s.droppedRecords,
-    };
+    });
   } finally {
     await receiver.stop();
   }
@@ -494,25 +491,13 @@ async function runBare(batches: ExportRecord[][], receiverBin: string): Promise<
         resolve();
       }),
     );
-    const { sendSeconds, cpuSeconds } = w.sent();
+    const sent = w.sent();
     socket.close();
     const got = await udpSettled(receiver, messages);
-    const kernelDrops = udpDrops(receiver.port);
-    return {
-      records,
-      messages,
-      bytes,
-      seconds: Number(BigInt(got.last_ns!) - w.t0) / 1e9,
-      sendSeconds,
-      cpuSeconds,
-      ...w.done(cpuSeconds),
-      receivedMessages: got.datagrams!,
-      receivedBytes: got.bytes!,
-      bad: got.bad!,
-      kernelDrops,
-      sendErrors,
-      droppedRecords: 0,
-    };
+    return networkResult(w, sent, { records, messages, bytes, sendErrors, droppedRecords: 0 }, got, {
+      messages: got.datagrams!,
+      kernelDrops: udpDrops(receiver.port),
+    });
   } finally {
     await receiver.stop();
   }
