@@ -21,7 +21,7 @@ import { Collector, type CollectedRecord } from '../../ipfix/collector.ts';
 import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { KubeApiServer } from '../../sim/kube-apiserver.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { type AgentProcess, agentHarness, pod, replicaSet, sample, simNodeNamespaces, startAgent, waitReady } from '../helpers/agent-process.ts';
+import { type AgentProcess, addTwoDeployments, agentHarness, sample, simNodeNamespaces, startAgent, waitReady } from '../helpers/agent-process.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
@@ -34,13 +34,8 @@ const end = (r: CollectedRecord, side: 'Source' | 'Destination') =>
 
 test('the agent process names, meters and exports pod traffic, publishes matching metrics, and loses no open flow at SIGTERM', { skip, timeout: 120_000 }, async (t) => {
   const h = await agentHarness(t, { nodeName: NODE, idleTimeoutSeconds: 2, shutdownSeconds: 5 });
-  const { server, node, records, collector, dir } = h;
-  server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
-  server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
-  server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f', NODE));
-  server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b', NODE));
-
-  const [frontend, backend] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
+  const { node, records, collector, dir } = h;
+  const { frontend, backend } = addTwoDeployments(h, NODE);
   const interfaces = [frontend, backend].flatMap((p) => ['eth0', 'lo'].map((ifname) => ({ pod: p, ifname })));
   const readCounters = () => new Map<string, InterfaceCounters>(interfaces.map(({ pod: p, ifname }) => [`${p.netns}/${ifname}`, node.counters(p.netns, ifname)]));
 

@@ -23,7 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CollectedRecord } from '../../ipfix/collector.ts';
 import { canRunSimNode, type InterfaceCounters, ipOctets, type SimNode, type SimPod } from '../../sim/simnode.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { type AgentProcess, agentHarness, pod, replicaSet, sample, startAgent, waitReady } from '../helpers/agent-process.ts';
+import { type AgentProcess, addTwoDeployments, agentHarness, pod, replicaSet, sample, startAgent, waitReady } from '../helpers/agent-process.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
@@ -61,12 +61,8 @@ function signal(child: ChildProcess, sig: NodeJS.Signals): void {
 
 test('SIGTERM under traffic: every flow arrives, FORCED_END, and the bytes of each pod interface equal its counters', { skip, timeout: 120_000 }, async (t) => {
   const h = await agentHarness(t, { nodeName: NODE, idleTimeoutSeconds: 60, shutdownSeconds: SHUTDOWN_SECONDS });
-  const { server, node, records } = h;
-  server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
-  server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
-  server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f', NODE));
-  server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b', NODE));
-  const [frontend, backend] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
+  const { node, records } = h;
+  const { frontend, backend } = addTwoDeployments(h, NODE);
   const podName = new Map([[frontend, 'frontend-5d8f-a'], [backend, 'backend-7c9b-x']]);
   const interfaces = [frontend, backend].flatMap((p) => ['eth0', 'lo'].map((ifname) => ({ pod: p, ifname, key: `${podName.get(p)}/${ifname}` })));
   const readCounters = () => new Map<string, InterfaceCounters>(interfaces.map(({ pod: p, ifname, key }) => [key, node.counters(p.netns, ifname)]));
@@ -147,11 +143,7 @@ test('pods appearing and vanishing are attached and detached without a restart',
   // busy flow could be cut at a second boundary while its last packets wait in the ring.
   const h = await agentHarness(t, { nodeName: NODE, idleTimeoutSeconds: 2, shutdownSeconds: SHUTDOWN_SECONDS });
   const { server, node, records } = h;
-  server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
-  server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
-  server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f', NODE));
-  server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b', NODE));
-  const [frontend, backend] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
+  const { frontend, backend } = addTwoDeployments(h, NODE);
   const agent = (h.agent = await startAgent(['--config', h.config, '--kubeconfig', h.kubeconfig], { NODE_NAME: NODE }));
   await metricReaches(agent, 'podflow_capture_handles', 4);
   await waitReady(agent);

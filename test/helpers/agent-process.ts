@@ -13,7 +13,7 @@ import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { type CollectedRecord, Collector } from '../../ipfix/collector.ts';
-import { NODE_BIN, SimNode } from '../../sim/simnode.ts';
+import { NODE_BIN, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
 import { waitFor } from './wait.ts';
 
@@ -157,4 +157,17 @@ export async function agentHarness(t: TestContext, options: { nodeName: string; 
     '',
   ].join('\n'));
   return Object.assign(h, { dir, server, collector, collectorUrl, records, node, config, kubeconfig: server.writeKubeconfig(join(dir, 'kubeconfig')) });
+}
+
+/**
+ * The scene most agent tests use: Deployments frontend (namespace shop, pod
+ * frontend-5d8f-a on simulated pod 1) and backend (namespace data, pod
+ * backend-7c9b-x on simulated pod 2), in the API server and on the node.
+ */
+export function addTwoDeployments(h: AgentHarness, nodeName: string): { frontend: SimPod; backend: SimPod } {
+  h.server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
+  h.server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
+  h.server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f', nodeName));
+  h.server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b', nodeName));
+  return { frontend: h.node.addPod(1), backend: h.node.addPod(2) };
 }

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { canRunSimNode, type SimPod } from '../../sim/simnode.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { agentHarness, pod, replicaSet, startAgent, waitReady } from '../helpers/agent-process.ts';
+import { addTwoDeployments, agentHarness, startAgent, waitReady } from '../helpers/agent-process.ts';
 import { type PrometheusServer, prometheusProblem, startPrometheus } from '../helpers/prometheus.ts';
 import { find, kubectlProblem, kustomizeWith } from './kustomize.ts';
 import { alertQueries, conditionOperand, dashboardQueries, grafanaToPromQL, type MonitoringQuery, selectors } from './monitoring-queries.ts';
@@ -97,14 +97,10 @@ test('a real Prometheus scraping the agent answers every dashboard and alert que
   const scrape = scrapeConfig('127.0.0.1:0'); // built (kubectl kustomize) before anything starts: fail fast
 
   const h = await agentHarness(t, { nodeName: NODE, idleTimeoutSeconds: 1, shutdownSeconds: 5 });
-  const { server, node, records, dir } = h;
+  const { node, records, dir } = h;
   let prometheus: PrometheusServer | undefined;
   t.after(() => prometheus?.stop());
-  server.create('replicaset', replicaSet('frontend-5d8f', 'shop', 'frontend'));
-  server.create('replicaset', replicaSet('backend-7c9b', 'data', 'backend'));
-  server.create('pod', pod('frontend-5d8f-a', 'shop', '198.18.0.1', 'fd00::1', 'frontend-5d8f', NODE));
-  server.create('pod', pod('backend-7c9b-x', 'data', '198.18.0.2', 'fd00::2', 'backend-7c9b', NODE));
-  const [frontend, backend] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
+  const { frontend, backend } = addTwoDeployments(h, NODE);
 
   const agent = (h.agent = await startAgent(['--config', h.config, '--kubeconfig', h.kubeconfig], { NODE_NAME: NODE }));
   mkdirSync(join(dir, 'prometheus'));
