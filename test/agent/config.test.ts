@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configSchema, DEFAULT_CONFIG, loadConfig } from '../../agent/config.ts';
 import { PodflowError } from '../../common/errors.ts';
-import { NODE_BIN } from '../../sim/simnode.ts';
+import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
 
 const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'podflow-config-'));
@@ -85,7 +85,7 @@ test('an unknown key set by flag or an environment value of the wrong type fails
 test('`podflow agent` exits 1 at once on a bad configuration, printing the key and the problem', () => {
   const path = file('proc.yaml', `${base}flow: {activeTimeoutSeconds: -1}\n`);
   const started = Date.now();
-  const r = spawnSync(NODE_BIN, [CLI, 'agent', '--config', path], { encoding: 'utf8', timeout: 20_000, env: { PATH: process.env.PATH } });
+  const r = spawnSync(NODE_BIN, [...NODE_FLAGS, CLI, 'agent', '--config', path], { encoding: 'utf8', timeout: 20_000, env: { PATH: process.env.PATH } });
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /flow\.activeTimeoutSeconds: must not be negative, got -1 .*\[PODFLOW_ERR_CONFIG_INVALID\]/);
   assert.ok(Date.now() - started < 10_000);

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { stripVTControlCharacters } from 'node:util';
-import { canRunSimNode, NODE_BIN } from '../../sim/simnode.ts';
+import { canRunSimNode } from '../../sim/simnode.ts';
+import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
 
 const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
 const able = canRunSimNode();
@@ -20,7 +21,7 @@ function namespacesStartingWith(prefix: string): string[] {
 }
 
 test('the demo shows every conversation named by namespace, pod and workload, and leaves nothing behind', { skip: able.ok ? false : able.reason, timeout: 90_000 }, () => {
-  const demo = spawnSync(NODE_BIN, [CLI, 'demo', '--seconds', '9', '--plain'], { encoding: 'utf8', timeout: 60_000 });
+  const demo = spawnSync(NODE_BIN, [...NODE_FLAGS, CLI, 'demo', '--seconds', '9', '--plain'], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(demo.status, 0, demo.stderr + demo.stdout);
   // picocolors colours output when CI is set, even without a terminal.
   const stdout = stripVTControlCharacters(demo.stdout);

@@ -17,7 +17,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { canRunSimNode, type InterfaceCounters, ipOctets, NODE_BIN, SimNode, type SimPod } from '../../sim/simnode.ts';
+import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
+import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
 import { IpfixSession, splitMessages, type DecodedRecord } from '../../ipfix/decoder.ts';
 import { Exporter } from '../../ipfix/exporter.ts';
 import { CLI } from '../helpers/agent-process.ts';
@@ -69,7 +70,7 @@ test('the agent in sidecar mode, inside one pod namespace, exports that pod\'s f
   const caps = (sidecarContainer(DEFAULT_WEBHOOK_CONFIG.sidecar).securityContext as { capabilities: { add: string[] } }).capabilities.add;
   assert.deepEqual(caps, ['NET_RAW']);
   const bounding = ['-all', ...caps.map((c) => `+${c.toLowerCase()}`)].join(',');
-  child = spawn('ip', ['netns', 'exec', frontend.netns, 'setpriv', '--bounding-set', bounding, '--inh-caps', '-all', '--', NODE_BIN, CLI, 'agent', '--mode=sidecar',
+  child = spawn('ip', ['netns', 'exec', frontend.netns, 'setpriv', '--bounding-set', bounding, '--inh-caps', '-all', '--', NODE_BIN, ...NODE_FLAGS, CLI, 'agent', '--mode=sidecar',
     `--collector=file:${ipfixFile}`, '--cluster-name=sim', '--log-level=debug', '--metrics-listen=127.0.0.1:0',
     `--set=enterpriseNumber=${PEN}`, '--set=labelKeys=[app, tier]', '--set=flow.idleTimeoutSeconds=2',
     '--set=namespaces.rescanSeconds=0.2', '--set=shutdown.timeoutSeconds=5'], {

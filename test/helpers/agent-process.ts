@@ -13,7 +13,8 @@ import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { type CollectedRecord, Collector } from '../../ipfix/collector.ts';
-import { NODE_BIN, SimNode, type SimPod } from '../../sim/simnode.ts';
+import { SimNode, type SimPod } from '../../sim/simnode.ts';
+import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
 import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
 import { waitFor } from './wait.ts';
 
@@ -55,7 +56,7 @@ export interface AgentProcess {
  * its output.
  */
 export async function startAgent(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<AgentProcess> {
-  const child = spawn(NODE_BIN, [CLI, 'agent', ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'agent', ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let logs = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (logs += d));
@@ -129,7 +130,10 @@ export interface AgentHarness {
  * node object), a TCP collector, a simulated node and an agent configuration
  * for only that node's pods. Everything is removed after the test.
  */
-export async function agentHarness(t: TestContext, options: { nodeName: string; idleTimeoutSeconds: number; shutdownSeconds: number }): Promise<AgentHarness> {
+export async function agentHarness(
+  t: TestContext,
+  options: { nodeName: string; idleTimeoutSeconds: number; shutdownSeconds: number; /** capture.idleBufferBytes; the agent's default when absent. */ idleBufferBytes?: number },
+): Promise<AgentHarness> {
   const dir = mkdtempSync(join(tmpdir(), 'podflow-agent-test-'));
   const server = new KubeApiServer();
   await server.start();
@@ -154,6 +158,7 @@ export async function agentHarness(t: TestContext, options: { nodeName: string; 
     simNodeNamespaces(node),
     "metrics: {listen: '127.0.0.1:0'}",
     `shutdown: {timeoutSeconds: ${options.shutdownSeconds}}`,
+    options.idleBufferBytes === undefined ? '' : `capture: {idleBufferBytes: ${options.idleBufferBytes}}`,
     '',
   ].join('\n'));
   return Object.assign(h, { dir, server, collector, collectorUrl, records, node, config, kubeconfig: server.writeKubeconfig(join(dir, 'kubeconfig')) });

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { NODE_BIN } from '../../sim/simnode.ts';
+import { NODE_BIN } from '../../common/node-runtime.ts';
 import { find, kubectlProblem, kustomize, MANIFESTS } from './kustomize.ts';
 
 const PROBE = fileURLToPath(new URL('./cap-probe.ts', import.meta.url));

@@ -13,7 +13,7 @@ import { Agent as HttpsAgent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jsonpatch from 'fast-json-patch';
-import { NODE_BIN } from '../../sim/simnode.ts';
+import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
 import { CLI } from '../helpers/agent-process.ts';
 import { makeTestCa, type TestCa } from '../helpers/test-ca.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -85,7 +85,7 @@ interface Webhook {
 async function startWebhook(t: { after(fn: () => unknown): void }, dir: string, ca: TestCa): Promise<Webhook> {
   const config = join(dir, 'webhook.yaml');
   writeFileSync(config, `${CONFIG(4739)}tls: {certFile: '${ca.certFile}', keyFile: '${ca.keyFile}'}\n`);
-  const child = spawn(NODE_BIN, [CLI, 'webhook', '--config', config], { env: { PATH: process.env.PATH, POD_NAMESPACE: 'podflow' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'webhook', '--config', config], { env: { PATH: process.env.PATH, POD_NAMESPACE: 'podflow' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d));
   child.stderr!.on('data', (d: Buffer) => (out += d));
