@@ -139,6 +139,16 @@ interface Cap {
     buffer: Buffer,
     options: { snaplen: number; promisc: boolean; immediate: boolean; timeoutMs: number; maxPacketsPerCallback: number },
   ): number;
+  /** open() with the ring set up on a libuv pool thread inside the namespace at nsPath ('' = this thread's). */
+  openAsync(
+    nsPath: string,
+    device: string,
+    filter: string,
+    bufferBytes: number,
+    buffer: Buffer,
+    options: { snaplen: number; promisc: boolean; immediate: boolean; timeoutMs: number; maxPacketsPerCallback: number },
+    callback: (err: (Error & { code?: string; stage?: 'netns' | 'pcap' | 'closed' }) | null, linkType?: number) => void,
+  ): void;
   close(): boolean;
   /** Reads synchronously every packet the kernel has made readable (no per-call limit), emitting 'batch'; returns the packet count. */
   drain(): number;
@@ -210,7 +220,11 @@ interface Copies {
   seen: Map<string, number>;
 }
 
-type RingOpener = (tier: RingTier) => { ring: Ring; linkType: number };
+/** Opens a handle's ring: open() on the JS thread (the first ring), openAsync() with the kernel's slow ring setup on a pool thread (a move, while the old ring is still read). */
+interface RingOpener {
+  open(tier: RingTier): { ring: Ring; linkType: number };
+  openAsync(tier: RingTier): Promise<Ring>;
+}
 
 export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError | undefined] }> {
   readonly point: ObservationPoint;
@@ -218,6 +232,8 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
   readonly linkType: number;
   #ring: Ring | undefined;
   #next: Move | undefined;
+  /** The old ring's packets since the current move began (see Move.copies.seen), recorded from before the new ring exists. */
+  #moveSeen: Map<string, number> | undefined;
   /** Copies still expected at the head of the current ring's stream after a move (see Move). */
   #copies: Copies | undefined;
   /** A move is under way (from its decision until the old ring closes or it is given up). */
@@ -251,7 +267,7 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
     this.#buffer = buffer;
     this.#sink = sink;
     this.#o = options;
-    const first = open(options.idleBufferBytes > 0 ? 'idle' : 'fixed');
+    const first = open.open(options.idleBufferBytes > 0 ? 'idle' : 'fixed');
     this.linkType = first.linkType;
     this.#fanoutGroup = first.ring.tier === 'fixed' ? -1 : this.#joinFanout(first.ring, -1);
     this.#adopt(first.ring);
@@ -350,7 +366,7 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
     ring.cap.on('batch', (count, bytesUsed) => {
       const next = this.#next;
       if (ring === this.#ring) {
-        if (next) rememberRecords(next.copies.seen, this.#buffer, bytesUsed);
+        if (this.#moveSeen) rememberRecords(this.#moveSeen, this.#buffer, bytesUsed);
         const start = this.#copies ? this.#dropCopies(this.#buffer, bytesUsed) : 0;
         if (start === 0) this.#deliver(count, bytesUsed);
         else if (start < bytesUsed) this.#deliver(countRecords(this.#buffer, start, bytesUsed), bytesUsed - start, this.#buffer.subarray(start, bytesUsed));
@@ -428,20 +444,35 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
     const old = this.#ring;
     if (!old || this.#moving || this.#o.now() < this.#retrySwitchAt) return;
     this.#moving = true;
-    // Often called from a batch callback, where the old ring cannot be drained.
-    setImmediate(() => this.#startMove(old, tier));
+    void this.#startMove(old, tier);
   }
 
-  #startMove(old: Ring, tier: 'idle' | 'busy'): void {
+  async #startMove(old: Ring, tier: 'idle' | 'busy'): Promise<void> {
     if (this.#ring !== old) return;
+    // The new socket takes copies from the moment it is bound, on the pool
+    // thread: their originals, read from the old ring from now on, are
+    // what a copy is checked against.
+    const seen = new Map<string, number>();
+    this.#moveSeen = seen;
     let ring: Ring | undefined;
     try {
-      // Opening the new ring takes a while (allocating and mapping it): empty the old one before and after.
+      // The old ring is read on as usual while the new one is set up.
+      ring = await this.#open.openAsync(tier);
+    } catch {
+      this.#abandonMove();
+      return;
+    }
+    if (this.#ring !== old) {
+      // The handle closed meanwhile.
+      ring.cap.close();
+      this.#moveSeen = undefined;
+      return;
+    }
+    try {
       drainRing(old);
       // A member that joins gets nothing while the program names member 0 (the old ring).
       addon.fanoutSelect(old.cap.fileno(), 0);
-      ring = this.#open(tier).ring;
-      this.#next = { ring, phase: 'joining', copies: { left: 0, seen: new Map() }, held: [] };
+      this.#next = { ring, phase: 'joining', copies: { left: 0, seen }, held: [] };
       this.#adopt(ring);
       this.#joinFanout(ring, this.#fanoutGroup);
       drainRing(old);
@@ -471,6 +502,7 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
         drainRing(joined);
         this.#ring = joined;
         this.#next = undefined;
+        this.#moveSeen = undefined;
         this.#moving = false;
         this.#closeRing(old);
         // Copies not yet readable are dropped when they come; by then every one has (a TPACKET_V3 block retires within settleMs).
@@ -488,6 +520,7 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
   #abandonMove(ring = this.#next?.ring): void {
     const next = this.#next;
     this.#next = undefined;
+    this.#moveSeen = undefined;
     this.#moving = false;
     if (ring) this.#closeRing(ring);
     if (next?.phase === 'hold') this.#deliverHeld(next);
@@ -536,6 +569,7 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
     if (!ring) return;
     const next = this.#next;
     this.#next = undefined;
+    this.#moveSeen = undefined;
     this.#moving = false;
     if (next) {
       this.#closeRing(next.ring);
@@ -603,34 +637,45 @@ export function openCapture(nsPath: string, point: ObservationPoint, sink: Batch
   const buffer = batchBuffer(o.batchBytes);
   // CURRENT_NETNS: open right here, without entering any namespace (the sidecar).
   const inNetns = nsPath === CURRENT_NETNS ? (fn: () => void) => fn() : (fn: () => void) => addon.runInNetns(nsPath, fn);
-  const open: RingOpener = (tier) => {
+  const ringOf = (tier: RingTier) => {
     const immediate = tier === 'idle' || (tier === 'fixed' && o.immediate);
-    const cap = new Cap();
-    let dlt: number | undefined;
-    let openError: unknown;
-    try {
-      inNetns(() => {
-        try {
-          dlt = cap.open(point.interfaceName, o.filter, tier === 'idle' ? o.idleBufferBytes : o.bufferBytes, buffer, {
-            snaplen: o.snaplen,
-            promisc: o.promiscuous,
-            immediate,
-            timeoutMs: o.timeoutMs,
-            maxPacketsPerCallback: o.maxPacketsPerCallback,
-          });
-        } catch (err) {
-          openError = err;
-        }
+    const settleMs = immediate ? 0 : 2 * o.timeoutMs + SETTLE_MARGIN_MS;
+    const bufferBytes = tier === 'idle' ? o.idleBufferBytes : o.bufferBytes;
+    const options = { snaplen: o.snaplen, promisc: o.promiscuous, immediate, timeoutMs: o.timeoutMs, maxPacketsPerCallback: o.maxPacketsPerCallback };
+    return { cap: new Cap(), tier, settleMs, bufferBytes, options };
+  };
+  const openFailed = (err: unknown) => {
+    const message = err instanceof Error ? err.message : String(err);
+    return new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_OPEN', `${message} (netns ${nsPath})`, { cause: err });
+  };
+  const open: RingOpener = {
+    open(tier) {
+      const { cap, settleMs, bufferBytes, options } = ringOf(tier);
+      let dlt: number | undefined;
+      let openError: unknown;
+      try {
+        inNetns(() => {
+          try {
+            dlt = cap.open(point.interfaceName, o.filter, bufferBytes, buffer, options);
+          } catch (err) {
+            openError = err;
+          }
+        });
+      } catch (err) {
+        throw enterError(nsPath, err);
+      }
+      if (dlt === undefined) throw openFailed(openError);
+      return { ring: { cap, tier, settleMs }, linkType: DLT_RAW_VALUES.has(dlt) ? LinkType.RAW : dlt };
+    },
+    openAsync(tier) {
+      const { cap, settleMs, bufferBytes, options } = ringOf(tier);
+      return new Promise((resolve, reject) => {
+        cap.openAsync(nsPath === CURRENT_NETNS ? '' : nsPath, point.interfaceName, o.filter, bufferBytes, buffer, options, (err) => {
+          if (!err) resolve({ cap, tier, settleMs });
+          else reject(err.stage === 'netns' ? enterError(nsPath, err) : openFailed(err));
+        });
       });
-    } catch (err) {
-      throw enterError(nsPath, err);
-    }
-    if (dlt === undefined) {
-      const message = openError instanceof Error ? openError.message : String(openError);
-      throw new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_OPEN', `${message} (netns ${nsPath})`, { cause: openError });
-    }
-    const ring = { cap, tier, settleMs: immediate ? 0 : 2 * o.timeoutMs + SETTLE_MARGIN_MS };
-    return { ring, linkType: DLT_RAW_VALUES.has(dlt) ? LinkType.RAW : dlt };
+    },
   };
   return new CaptureHandle(point, open, buffer, sink, o);
 }

@@ -97,7 +97,7 @@ if (process.getuid?.() !== 0) {
       'one run = fresh capture handles (all on their idle rings), then a TCP transfer pod 1 → pod 2 over the veth and one over pod 1\'s lo, started together, each as fast as the kernel goes; kernel drops = pcap_stats drops summed over the 4 handles and all their rings',
       'the capture, decode and metering run in this process (NodeCapture → PacketIngest → FlowMeter), on the same 2 cores as the senders and receivers: the machine is saturated, which is the worst case for the small ring, read one wake-up per packet',
       'packets are GSO/GRO buffers (up to 64 KiB each), so the packet counts are far below the wire packets of the same bytes',
-      'the move itself loses and repeats nothing (test/netns/ring-tiers.test.ts); the drops are the small ring overflowing before the move completes: the decision (64 packets at one wake-up, 1000 in a second), opening the 4 MiB ring (10-20 ms measured), a 5 ms grace, the switch, and the old ring read dry',
+      'the move itself loses and repeats nothing (test/netns/ring-tiers.test.ts); the drops are the small ring overflowing before the switch: the decision (64 packets at one wake-up, 1000 in a second), then the new ring\'s set-up (8-30 ms in the kernel, on a libuv pool thread while the small ring is read on), a 5 ms grace, the switch',
     );
   } finally {
     sim.destroy();
