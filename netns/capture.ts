@@ -222,8 +222,14 @@ interface Copies {
 
 /** Opens a handle's ring: open() on the JS thread (the first ring), openAsync() with the kernel's slow ring setup on a pool thread (a move, while the old ring is still read). */
 interface RingOpener {
-  open(tier: RingTier): { ring: Ring; linkType: number };
-  openAsync(tier: RingTier): Promise<Ring>;
+  open(tier: RingTier): OpenedRing;
+  openAsync(tier: RingTier): Promise<OpenedRing>;
+}
+
+interface OpenedRing {
+  ring: Ring;
+  /** LINKTYPE_* of its records. */
+  linkType: number;
 }
 
 export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError | undefined] }> {
@@ -260,14 +266,13 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
   readonly #lastStats = new Map<Ring, PcapStats>();
 
   /** Use openCapture(). */
-  constructor(point: ObservationPoint, open: RingOpener, buffer: Buffer, sink: BatchSink, options: Required<CaptureOptions>) {
+  constructor(point: ObservationPoint, open: RingOpener, first: OpenedRing, buffer: Buffer, sink: BatchSink, options: Required<CaptureOptions>) {
     super();
     this.point = point;
     this.#open = open;
     this.#buffer = buffer;
     this.#sink = sink;
     this.#o = options;
-    const first = open.open(options.idleBufferBytes > 0 ? 'idle' : 'fixed');
     this.linkType = first.linkType;
     this.#fanoutGroup = first.ring.tier === 'fixed' ? -1 : this.#joinFanout(first.ring, -1);
     this.#adopt(first.ring);
@@ -457,7 +462,7 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
     let ring: Ring | undefined;
     try {
       // The old ring is read on as usual while the new one is set up.
-      ring = await this.#open.openAsync(tier);
+      ring = (await this.#open.openAsync(tier)).ring;
     } catch {
       this.#abandonMove();
       return;
@@ -626,15 +631,36 @@ function drainRing(ring: Ring): void {
  * PODFLOW_ERR_NETNS_ENTER if the namespace cannot be entered, and
  * PODFLOW_ERR_NETNS_CAPTURE_OPEN if libpcap refuses (no such interface, bad
  * filter) or, with ring tiers, the socket cannot join a fanout group; in
- * every case nothing stays open. A handle with ring tiers opens the same way
- * again when it moves to its other ring.
+ * every case nothing stays open. The kernel's ring set-up (8-30 ms) runs on
+ * this, the JS thread: see openCaptureAsync.
  */
 export function openCapture(nsPath: string, point: ObservationPoint, sink: BatchSink, options: CaptureOptions = {}): CaptureHandle {
+  const o = captureOptions(options);
+  const buffer = batchBuffer(o.batchBytes);
+  const opener = ringOpener(nsPath, point, o, buffer);
+  return new CaptureHandle(point, opener, opener.open(firstTier(o)), buffer, sink, o);
+}
+
+/** openCapture with the ring set up on a libuv pool thread, so other captures are read meanwhile; rejects with the same errors. */
+export async function openCaptureAsync(nsPath: string, point: ObservationPoint, sink: BatchSink, options: CaptureOptions = {}): Promise<CaptureHandle> {
+  const o = captureOptions(options);
+  const buffer = batchBuffer(o.batchBytes);
+  const opener = ringOpener(nsPath, point, o, buffer);
+  return new CaptureHandle(point, opener, await opener.openAsync(firstTier(o)), buffer, sink, o);
+}
+
+function captureOptions(options: CaptureOptions): Required<CaptureOptions> {
   const o: Required<CaptureOptions> = { ...DEFAULT_CAPTURE_OPTIONS, ...options };
   if (!Number.isInteger(o.snaplen) || o.snaplen <= 0 || o.batchBytes < o.snaplen + RECORD_HEADER_BYTES) {
     throw new PodflowError('PODFLOW_ERR_NETNS_CONFIG', `snaplen ${o.snaplen} must be a positive integer and at most batchBytes - ${RECORD_HEADER_BYTES}`);
   }
-  const buffer = batchBuffer(o.batchBytes);
+  return o;
+}
+
+const firstTier = (o: Required<CaptureOptions>): RingTier => (o.idleBufferBytes > 0 ? 'idle' : 'fixed');
+
+/** Opens the rings of one observation point, again at every move. */
+function ringOpener(nsPath: string, point: ObservationPoint, o: Required<CaptureOptions>, buffer: Buffer): RingOpener {
   // CURRENT_NETNS: open right here, without entering any namespace (the sidecar).
   const inNetns = nsPath === CURRENT_NETNS ? (fn: () => void) => fn() : (fn: () => void) => addon.runInNetns(nsPath, fn);
   const ringOf = (tier: RingTier) => {
@@ -648,7 +674,8 @@ export function openCapture(nsPath: string, point: ObservationPoint, sink: Batch
     const message = err instanceof Error ? err.message : String(err);
     return new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_OPEN', `${message} (netns ${nsPath})`, { cause: err });
   };
-  const open: RingOpener = {
+  const linkTypeOf = (dlt: number) => (DLT_RAW_VALUES.has(dlt) ? LinkType.RAW : dlt);
+  return {
     open(tier) {
       const { cap, settleMs, bufferBytes, options } = ringOf(tier);
       let dlt: number | undefined;
@@ -665,17 +692,16 @@ export function openCapture(nsPath: string, point: ObservationPoint, sink: Batch
         throw enterError(nsPath, err);
       }
       if (dlt === undefined) throw openFailed(openError);
-      return { ring: { cap, tier, settleMs }, linkType: DLT_RAW_VALUES.has(dlt) ? LinkType.RAW : dlt };
+      return { ring: { cap, tier, settleMs }, linkType: linkTypeOf(dlt) };
     },
     openAsync(tier) {
       const { cap, settleMs, bufferBytes, options } = ringOf(tier);
       return new Promise((resolve, reject) => {
-        cap.openAsync(nsPath === CURRENT_NETNS ? '' : nsPath, point.interfaceName, o.filter, bufferBytes, buffer, options, (err) => {
-          if (!err) resolve({ cap, tier, settleMs });
+        cap.openAsync(nsPath === CURRENT_NETNS ? '' : nsPath, point.interfaceName, o.filter, bufferBytes, buffer, options, (err, dlt) => {
+          if (!err) resolve({ ring: { cap, tier, settleMs }, linkType: linkTypeOf(dlt!) });
           else reject(err.stage === 'netns' ? enterError(nsPath, err) : openFailed(err));
         });
       });
     },
   };
-  return new CaptureHandle(point, open, buffer, sink, o);
 }

@@ -8,7 +8,7 @@
 // Nothing here throws out of an event handler, and one namespace's failure
 // never touches another's handles.
 import { EventEmitter } from 'node:events';
-import { type BatchSink, type CaptureHandle, type CaptureOptions, DEFAULT_CAPTURE_OPTIONS, type ObservationKind, openCapture, type RingTier } from './capture.ts';
+import { type BatchSink, type CaptureHandle, type CaptureOptions, DEFAULT_CAPTURE_OPTIONS, type ObservationKind, openCaptureAsync, type RingTier } from './capture.ts';
 import type { DiscoveredNamespace } from './discovery.ts';
 import { listInterfaces, type NetnsInterface } from './interfaces.ts';
 import { PodflowError } from '../common/errors.ts';
@@ -98,6 +98,8 @@ interface Attached {
   ns: DiscoveredNamespace;
   /** Open handles by interface name. */
   handles: Map<string, CaptureHandle>;
+  /** Interfaces whose handle is being opened (the kernel sets its ring up on a pool thread). */
+  opening: Set<string>;
   /** Failed opens by interface name, retried when the ifindex changes (a new interface) or openRetryMs has passed. */
   failures: Map<string, { index: number; at: number }>;
 }
@@ -227,7 +229,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
 
   #attach(ns: DiscoveredNamespace): void {
     if (!this.#running || this.#attached.has(ns.key) || !this.#o.namespaceFilter(ns)) return;
-    const a: Attached = { ns, handles: new Map(), failures: new Map() };
+    const a: Attached = { ns, handles: new Map(), opening: new Set(), failures: new Map() };
     this.#attached.set(ns.key, a);
     this.#report({ type: 'attached', ns });
     this.#syncInterfaces(a);
@@ -256,43 +258,61 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     for (const ifc of interfaces) {
       const kind: ObservationKind = ifc.loopback ? 'loopback' : 'pod';
       const wanted = ifc.up && (kind === 'loopback' ? this.#o.captureLoopback : this.#o.podInterfaceFilter(ifc.name));
-      if (!wanted || a.handles.has(ifc.name)) continue;
+      if (!wanted || a.handles.has(ifc.name) || a.opening.has(ifc.name)) continue;
       const failed = a.failures.get(ifc.name);
       if (failed && failed.index === ifc.index && this.#o.now() - failed.at < this.#o.openRetryMs) continue;
       this.#open(a, ifc, kind);
     }
   }
 
+  /**
+   * Opens the interface's handle in the background: setting a ring up takes
+   * the kernel 8-30 ms (an RCU grace period), which on the JS thread would
+   * stall every other capture, 100 pods' worth at start. A handle that opens
+   * after its namespace was detached, or after stop, is closed at once.
+   */
   #open(a: Attached, ifc: NetnsInterface, kind: ObservationKind): void {
     const point = { id: this.#nextPointId++, netnsInode: a.ns.inode, netnsDev: a.ns.dev, interfaceName: ifc.name, kind };
-    let handle: CaptureHandle | undefined;
-    let lastError: unknown;
     const options =
       kind === 'pod'
         ? this.#o.ownFramesOnly && ifc.mac ? ownFramesOptions(this.#o.capture, ifc.mac) : this.#o.capture
         : { ...this.#o.capture, bufferBytes: Math.min(this.#o.capture.bufferBytes ?? DEFAULT_CAPTURE_OPTIONS.bufferBytes, this.#o.loopbackBufferBytes) };
-    for (const path of a.ns.paths) {
-      try {
-        handle = openCapture(path, point, this.#o.sink, options);
-        break;
-      } catch (err) {
-        lastError = err;
-        // Only a namespace path that vanished is worth another path.
-        if (!(err instanceof PodflowError && err.code === 'PODFLOW_ERR_NETNS_ENTER')) break;
+    a.opening.add(ifc.name);
+    void (async () => {
+      let handle: CaptureHandle | undefined;
+      let lastError: unknown;
+      for (const path of a.ns.paths) {
+        try {
+          handle = await openCaptureAsync(path, point, this.#o.sink, options);
+          break;
+        } catch (err) {
+          lastError = err;
+          // Only a namespace path that vanished is worth another path.
+          if (!(err instanceof PodflowError && err.code === 'PODFLOW_ERR_NETNS_ENTER')) break;
+        }
       }
-    }
+      a.opening.delete(ifc.name);
+      this.#guard(() => this.#opened(a, ifc, handle, lastError));
+    })();
+  }
+
+  #opened(a: Attached, ifc: NetnsInterface, handle: CaptureHandle | undefined, error: unknown): void {
     if (!handle) {
       this.#counters.openFailures++;
       a.failures.set(ifc.name, { index: ifc.index, at: this.#o.now() });
-      this.#report({ type: 'open-failed', ns: a.ns, interfaceName: ifc.name, error: lastError });
+      this.#report({ type: 'open-failed', ns: a.ns, interfaceName: ifc.name, error });
+      return;
+    }
+    if (!this.#running || this.#attached.get(a.ns.key) !== a) {
+      // Detached or stopped while it opened: nothing of it was reported.
+      handle.close();
       return;
     }
     a.failures.delete(ifc.name);
     a.handles.set(ifc.name, handle);
     this.#counters.handlesOpened++;
-    const opened = handle;
-    opened.once('closed', (reason) => this.#guard(() => this.#onHandleClosed(a, opened, reason)));
-    this.#report({ type: 'opened', handle: opened });
+    handle.once('closed', (reason) => this.#guard(() => this.#onHandleClosed(a, handle, reason)));
+    this.#report({ type: 'opened', handle });
   }
 
   #onHandleClosed(a: Attached, handle: CaptureHandle, reason: PodflowError | undefined): void {
