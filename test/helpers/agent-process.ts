@@ -51,12 +51,12 @@ export interface AgentProcess {
 }
 
 /**
- * Spawns `podflow agent ARGS` with env (PATH added) and waits for "agent
- * started". If it exits or never starts, it is killed and this throws with
+ * Spawns `podflow agent ARGS` (from cli: agent/cli.ts, or a built
+ * dist/agent/cli.js) with env (PATH added) and waits for "agent started". If it exits or never starts, it is killed and this throws with
  * its output.
  */
-export async function startAgent(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<AgentProcess> {
-  const child = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'agent', ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startAgent(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 20_000, cli = CLI): Promise<AgentProcess> {
+  const child = spawn(NODE_BIN, [...NODE_FLAGS, cli, 'agent', ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let logs = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (logs += d));
@@ -100,6 +100,15 @@ export function sample(text: string, name: string, labels: Record<string, string
     if (Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) sum += Number(m[3]);
   }
   return sum;
+}
+
+/** Polls /metrics until the sample (summed over labels) equals value; returns that scrape. */
+export async function metricReaches(agent: AgentProcess, name: string, value: number, timeoutMs = 10_000): Promise<string> {
+  for (const started = Date.now(); ; await sleep(100)) {
+    const text = (await agent.get('/metrics')).text;
+    if (sample(text, name) === value) return text;
+    if (Date.now() - started > timeoutMs) throw new Error(`${name} = ${sample(text, name)}, waited for ${value}`);
+  }
 }
 
 /** Waits until /readyz answers 200 (caches synced, collector connected). */

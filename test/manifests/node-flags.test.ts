@@ -10,7 +10,7 @@ const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta
 
 test('the Dockerfile ENTRYPOINT starts node with NODE_FLAGS before the CLI', () => {
   const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(read('Dockerfile'))![1]!) as string[];
-  assert.deepEqual(entrypoint, ['node', ...NODE_FLAGS, '/app/agent/cli.ts']);
+  assert.deepEqual(entrypoint, ['node', ...NODE_FLAGS, '/app/agent/cli.js']);
 });
 
 test('./run passes NODE_FLAGS to the demo and podflow commands', () => {
