@@ -53,6 +53,7 @@ const bad: Array<[what: string, text: string, message: RegExp, code?: string]> =
   ['negative timeout', `${base}shutdown: {timeoutSeconds: -5}\n`, /shutdown\.timeoutSeconds: must not be negative, got -5/],
   ['zero timeout', `${base}flow: {idleTimeoutSeconds: 0}\n`, /flow\.idleTimeoutSeconds: must be > 0, got 0/],
   ['wrong type', `${base}capture: {loopback: 'yes please'}\n`, /capture\.loopback: must be boolean/],
+  ['idle ring too small', `${base}capture: {idleBufferBytes: 100}\n`, /capture\.idleBufferBytes: must be 0 \(one fixed ring per handle\) or at least 16384, got 100/],
   ['unreadable kubeconfig', `${base}kubernetes: {kubeconfig: ${dir}/missing}\n`, /kubernetes\.kubeconfig: unreadable file/],
   ['unreadable TLS CA', `nodeName: n\ncollectors: ['tls://c:4740?ca=${dir}/no-ca.pem']\n`, /collectors\[0\]: unreadable file ca=/],
   ['missing node name', 'collectors: [tcp://127.0.0.1:4739]\n', /nodeName: missing/],
