@@ -22,15 +22,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Identity } from '../../enrich/identity.ts';
 import { KubeCaches } from '../../enrich/kube-caches.ts';
-import { NetnsDiscovery } from '../../netns/discovery.ts';
-import { NodeCapture, type NodeCaptureEvent } from '../../netns/node-capture.ts';
-import { PacketDecoder } from '../../flow/decode.ts';
-import { FlowMeter } from '../../flow/meter.ts';
-import { PacketIngest } from '../../flow/ingest.ts';
+import type { NodeCaptureEvent } from '../../netns/node-capture.ts';
 import { type EndpointIdentity, type ExportRecord, FlowDirection } from '../../ipfix/types.ts';
 import { canRunSimNode, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { meteredCapture } from '../helpers/metered-capture.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
@@ -96,28 +93,16 @@ test('names both ends of pod, service and node flows, and misattributes no flow 
   // --- The agent's pieces.
   const caches = new KubeCaches({ kubeconfig: server.writeKubeconfig(join(dir, 'kubeconfig')), labelKeys: ['app'] });
   const records: ExportRecord[] = [];
-  const meter = new FlowMeter({ idleTimeoutMs: 600_000, activeTimeoutMs: 600_000, maxFlows: 4096, onFlow: (r) => identity.enrich(r) });
-  const ingest = new PacketIngest(new PacketDecoder(), meter);
-  const discovery = new NetnsDiscovery({ procRoot: null, rescanIntervalMs: 100 });
-  const capture = new NodeCapture({
-    discovery,
-    meter,
-    sink: (id, linkType, buf, start, end) => ingest.ingest(id, linkType, buf, start, end),
-    namespaceFilter: (ns) => ns.paths.some((p) => p.startsWith(`/run/netns/${node.tag}p`)),
-    interfaceRescanMs: 100,
-  });
+  const { capture, discovery } = await meteredCapture(t, node, { onFlow: (r) => identity.enrich(r), discoveryRescanMs: 100 });
   const identity = new Identity({ caches, capture, nodeName: NODE, clusterName: 'sim', onRecord: (r) => records.push(r), tickMs: 100 });
   const events: NodeCaptureEvent[] = [];
   capture.on('event', (e) => events.push(e));
   t.after(async () => {
-    capture.close();
-    discovery.close();
     identity.close();
     await caches.close();
   });
   identity.start();
   caches.start();
-  await discovery.start();
   capture.start();
 
   const nsKeyOf = (pod: SimPod) => discovery.namespaces().find((ns) => ns.paths.includes(pod.nsPath))?.key;

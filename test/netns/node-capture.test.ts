@@ -7,15 +7,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NetnsDiscovery } from '../../netns/discovery.ts';
-import { NodeCapture } from '../../netns/node-capture.ts';
 import type { ObservationPoint } from '../../netns/capture.ts';
-import { PacketDecoder } from '../../flow/decode.ts';
-import { FlowMeter } from '../../flow/meter.ts';
-import { PacketIngest } from '../../flow/ingest.ts';
 import { EndReason, type FlowRecord } from '../../flow/types.ts';
 import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { meteredCapture } from '../helpers/metered-capture.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
@@ -36,21 +32,7 @@ test('captures every flow of three pods at the right observation point, octets m
   const node = new SimNode(t);
   const [a, b, c] = [node.addPod(1), node.addPod(2), node.addPod(3)] as [SimPod, SimPod, SimPod];
   const flows: FlowRecord[] = [];
-  const meter = new FlowMeter({ idleTimeoutMs: 600_000, activeTimeoutMs: 600_000, maxFlows: 4096, onFlow: (r) => flows.push(r) });
-  const ingest = new PacketIngest(new PacketDecoder(), meter);
-  const discovery = new NetnsDiscovery({ procRoot: null, rescanIntervalMs: 200 });
-  const capture = new NodeCapture({
-    discovery,
-    meter,
-    sink: (id, linkType, buf, start, end) => ingest.ingest(id, linkType, buf, start, end),
-    namespaceFilter: (ns) => ns.paths.some((p) => p.startsWith(`/run/netns/${node.tag}p`)),
-    interfaceRescanMs: 100,
-  });
-  t.after(() => {
-    capture.close();
-    discovery.close();
-  });
-  await discovery.start();
+  const { capture, discovery, ingest } = await meteredCapture(t, node, { onFlow: (r) => flows.push(r) });
   capture.start();
   await waitFor(() => capture.handles().length === 6, 3000, 'eth0 and lo handles in three pods');
 

@@ -8,15 +8,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NetnsDiscovery } from '../../netns/discovery.ts';
-import { NodeCapture } from '../../netns/node-capture.ts';
 import { openCapture, type CaptureHandle } from '../../netns/capture.ts';
-import { PacketDecoder } from '../../flow/decode.ts';
-import { FlowMeter } from '../../flow/meter.ts';
-import { PacketIngest } from '../../flow/ingest.ts';
 import type { FlowRecord } from '../../flow/types.ts';
 import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { meteredCapture } from '../helpers/metered-capture.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
@@ -27,15 +23,8 @@ test('moves between the idle and the busy ring under traffic lose and repeat no 
   const node = new SimNode(t);
   const [a, b] = [node.addPod(1), node.addPod(2)] as [SimPod, SimPod];
   const flows: FlowRecord[] = [];
-  const meter = new FlowMeter({ idleTimeoutMs: 600_000, activeTimeoutMs: 600_000, maxFlows: 4096, onFlow: (r) => flows.push(r) });
-  const ingest = new PacketIngest(new PacketDecoder(), meter);
-  const discovery = new NetnsDiscovery({ procRoot: null, rescanIntervalMs: 200 });
-  const capture = new NodeCapture({
-    discovery,
-    meter,
-    sink: (id, linkType, buf, start, end) => ingest.ingest(id, linkType, buf, start, end),
-    namespaceFilter: (ns) => ns.paths.some((p) => p.startsWith(`/run/netns/${node.tag}p`)),
-    interfaceRescanMs: 100,
+  const { capture, discovery } = await meteredCapture(t, node, {
+    onFlow: (r) => flows.push(r),
     // A low threshold and a short quiet time so the test sees several moves
     // each way. The idle ring is larger than the agent's 128 KiB: this test
     // is about the hand-over, and a TCP burst from idle on two busy cores can
@@ -43,11 +32,6 @@ test('moves between the idle and the busy ring under traffic lose and repeat no 
     // kernel drops; see docs/configuration.md).
     capture: { idleBufferBytes: 1 << 20, busyAbovePacketsPerSecond: 300, idleAfterSeconds: 0.5 },
   });
-  t.after(() => {
-    capture.close();
-    discovery.close();
-  });
-  await discovery.start();
   capture.start();
   await waitFor(() => capture.handles().length === 4, 3000, 'eth0 and lo handles in two pods');
   assert.deepEqual(capture.counters().handlesByTier, { fixed: 0, idle: 4, busy: 0 });
