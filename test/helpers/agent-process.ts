@@ -84,8 +84,18 @@ export async function startAgent(args: readonly string[], env: Record<string, st
     exited,
     metrics,
     async get(path: string) {
-      const res = await fetch(`http://${metrics}${path}`);
-      return { status: res.status, text: await res.text() };
+      // fetch reuses keep-alive connections; one the agent's server has just
+      // closed as idle (Node's 5 s keepAliveTimeout) fails with "other side
+      // closed" when the test's event loop picked it up late (seen once in
+      // CI). A GET is safe to send again, once.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const res = await fetch(`http://${metrics}${path}`);
+          return { status: res.status, text: await res.text() };
+        } catch (err) {
+          if (attempt > 0 || (err as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw err;
+        }
+      }
     },
     kill,
   };
