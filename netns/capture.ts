@@ -149,6 +149,7 @@ interface Cap {
     options: { snaplen: number; promisc: boolean; immediate: boolean; timeoutMs: number; maxPacketsPerCallback: number },
     callback: (err: (Error & { code?: string; stage?: 'netns' | 'pcap' | 'closed' }) | null, linkType?: number) => void,
   ): void;
+  /** Stops and releases everything; call it on every Cap, also one whose open failed. */
   close(): boolean;
   /** Reads synchronously every packet the kernel has made readable (no per-call limit), emitting 'batch'; returns the packet count. */
   drain(): number;
@@ -689,17 +690,23 @@ function ringOpener(nsPath: string, point: ObservationPoint, o: Required<Capture
           }
         });
       } catch (err) {
+        cap.close();
         throw enterError(nsPath, err);
       }
-      if (dlt === undefined) throw openFailed(openError);
+      if (dlt === undefined) {
+        // Also a Cap that never opened is closed (the patched cap ends its async resource there, not at GC).
+        cap.close();
+        throw openFailed(openError);
+      }
       return { ring: { cap, tier, settleMs }, linkType: linkTypeOf(dlt) };
     },
     openAsync(tier) {
       const { cap, settleMs, bufferBytes, options } = ringOf(tier);
       return new Promise((resolve, reject) => {
         cap.openAsync(nsPath === CURRENT_NETNS ? '' : nsPath, point.interfaceName, o.filter, bufferBytes, buffer, options, (err, dlt) => {
-          if (!err) resolve({ ring: { cap, tier, settleMs }, linkType: linkTypeOf(dlt!) });
-          else reject(err.stage === 'netns' ? enterError(nsPath, err) : openFailed(err));
+          if (!err) return resolve({ ring: { cap, tier, settleMs }, linkType: linkTypeOf(dlt!) });
+          cap.close();
+          reject(err.stage === 'netns' ? enterError(nsPath, err) : openFailed(err));
         });
       });
     },
