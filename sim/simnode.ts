@@ -16,6 +16,7 @@
 // static (no ARP/ND), IPv6 has no link-local address, no DAD and no router
 // solicitations, and lo is captured with only the test's traffic on it.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { NODE_BIN } from '../common/node-runtime.ts';
@@ -48,6 +49,14 @@ export interface InterfaceCounters {
 
 let instances = 0;
 
+/**
+ * A simulated node's names start with its tag: `pf`, the pid of the process
+ * that made it in base 36, `-`, an instance number. The separator lets the
+ * owner be read back from any of its names (removeDeadOwnersNamespaces).
+ */
+const TAG = /^pf([0-9a-z]+)-[0-9a-z]+/;
+let deadOwnersRemoved = false;
+
 function ip(args: string[], input?: string): string {
   return execFileSync('ip', args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
 }
@@ -75,9 +84,13 @@ export class SimNode {
 
   /** Creates the node namespace and bridge; with t, destroy() runs after the test even if it fails. */
   constructor(t?: TestContext) {
-    this.tag = `pf${process.pid.toString(36)}${(instances++).toString(36)}`;
+    this.tag = `pf${process.pid.toString(36)}-${(instances++).toString(36)}`;
     this.nodeNetns = `${this.tag}n`;
     this.bridge = `${this.tag}br`;
+    if (!deadOwnersRemoved) {
+      deadOwnersRemoved = true;
+      removeDeadOwnersNamespaces();
+    }
     // Registered before creating anything so a half-made node is removed too.
     t?.after(() => this.destroy());
     process.once('exit', this.#onExit);
@@ -274,9 +287,34 @@ export function ipOctets(ifname: string, before: InterfaceCounters, after: Inter
 
 /** Names of leftover `pf` namespaces and host links (for tests that check hygiene). */
 export function leftovers(tag: string): string[] {
-  const names = ip(['netns', 'list']).split('\n').map((l) => l.split(' ')[0] ?? '');
   const links = ip(['-o', 'link']).split('\n').map((l) => l.split(': ')[1]?.split('@')[0] ?? '');
-  return [...names, ...links].filter((n) => n.startsWith(tag));
+  return [...netnsNames(), ...links].filter((n) => n.startsWith(tag));
+}
+
+function netnsNames(): string[] {
+  return ip(['netns', 'list']).split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n !== '');
+}
+
+/**
+ * Removes the namespaces (and with them the bridge and veths inside) of
+ * simulated nodes whose process is gone. A process killed by a signal or
+ * crashing in native code runs neither t.after nor its 'exit' hook, so its
+ * namespaces outlive it (a test process that died of SIGSEGV left five);
+ * the first simulated node of the next process clears them. Namespaces of
+ * live processes are left alone, and so are processes still running in the
+ * removed ones (not ours to end).
+ */
+export function removeDeadOwnersNamespaces(): string[] {
+  const removed: string[] = [];
+  for (const name of netnsNames()) {
+    const owner = TAG.exec(name)?.[1];
+    if (owner === undefined) continue;
+    const pid = Number.parseInt(owner, 36);
+    if (pid === process.pid || existsSync(`/proc/${pid}`)) continue;
+    tryRun('ip', ['netns', 'del', name]);
+    removed.push(name);
+  }
+  return removed;
 }
 
 function tryRun(command: string, args: string[]): void {

@@ -40,7 +40,7 @@ test('the demo shows every conversation named by namespace, pod and workload, an
   assert.ok(!flows.some((line) => /unknown|^\d/.test(line)), `every end is named:\n${stdout}`);
   assert.match(stdout, /summary: the collector received \d+ flows in \d+ IPFIX messages \(0 bad\)/);
   // Only the demo's own namespaces: other runs on the machine may hold theirs.
-  const tag = /network namespaces (pf[0-9a-z]+)…/.exec(stdout)?.[1];
+  const tag = /network namespaces (pf[0-9a-z]+-[0-9a-z]+)…/.exec(stdout)?.[1];
   assert.ok(tag, `the demo names its namespaces:\n${stdout}`);
   assert.deepEqual(namespacesStartingWith(tag), []);
 });
