@@ -140,7 +140,11 @@ export class CaptureFileIngest {
   }
 }
 
-/** A little-endian u32 of a record header (pcap records are written in host order, little-endian here). */
-export function readU32LE(buf: Uint8Array, at: number): number {
+function readU32LE(buf: Uint8Array, at: number): number {
   return (buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)) >>> 0;
+}
+
+/** Where the record starting at `at` ends (header + caplen): the step of every walk over a batch outside the metering loop. */
+export function recordEnd(buf: Uint8Array, at: number): number {
+  return at + RECORD_HEADER_BYTES + readU32LE(buf, at + 8);
 }

@@ -2,7 +2,8 @@
 // a network namespace on one interface, delivering batches of pcap-format
 // records to a sink such as PacketIngest.ingest.
 //
-// The packet socket is created inside runInNetns and stays bound to the pod's
+// The packet socket is created by a libuv pool thread that enters the pod's
+// namespace for the call (openCaptureAsync), and stays bound to that
 // namespace after the thread switches back. It also keeps that namespace (and
 // its veth) alive, so a handle must be closed when its pod goes.
 import { EventEmitter } from 'node:events';
@@ -11,7 +12,7 @@ import { addon, enterError } from './addon.ts';
 import { CURRENT_NETNS } from './interfaces.ts';
 import { PodflowError } from '../common/errors.ts';
 import { LinkType, RECORD_HEADER_BYTES } from '../flow/types.ts';
-import { readU32LE } from '../flow/ingest.ts';
+import { recordEnd } from '../flow/ingest.ts';
 
 /** 'pod': the pod's own interface (eth0-like, north-south); 'loopback': its lo (east-west between containers). */
 export type ObservationKind = 'pod' | 'loopback';
@@ -132,14 +133,7 @@ interface PcapStats {
 
 /** The patched cap's Cap object, as far as it is used here. */
 interface Cap {
-  open(
-    device: string,
-    filter: string,
-    bufferBytes: number,
-    buffer: Buffer,
-    options: { snaplen: number; promisc: boolean; immediate: boolean; timeoutMs: number; maxPacketsPerCallback: number },
-  ): number;
-  /** open() with the ring set up on a libuv pool thread inside the namespace at nsPath ('' = this thread's). */
+  /** Opens the capture with the ring set up on a libuv pool thread inside the namespace at nsPath ('' = this thread's); callback(null, DLT link type) or callback(err). */
   openAsync(
     nsPath: string,
     device: string,
@@ -221,11 +215,8 @@ interface Copies {
   seen: Map<string, number>;
 }
 
-/** Opens a handle's ring: open() on the JS thread (the first ring), openAsync() with the kernel's slow ring setup on a pool thread (a move, while the old ring is still read). */
-interface RingOpener {
-  open(tier: RingTier): OpenedRing;
-  openAsync(tier: RingTier): Promise<OpenedRing>;
-}
+/** Opens one of a handle's rings, with the kernel's slow ring set-up on a libuv pool thread (see openCaptureAsync). */
+type RingOpener = (tier: RingTier) => Promise<OpenedRing>;
 
 interface OpenedRing {
   ring: Ring;
@@ -266,7 +257,7 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
   #closedStats: PcapStats = { received: 0, dropped: 0, ifDropped: 0 };
   readonly #lastStats = new Map<Ring, PcapStats>();
 
-  /** Use openCapture(). */
+  /** Use openCaptureAsync(). */
   constructor(point: ObservationPoint, open: RingOpener, first: OpenedRing, buffer: Buffer, sink: BatchSink, options: Required<CaptureOptions>) {
     super();
     this.point = point;
@@ -430,7 +421,7 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
     const copies = this.#copies!;
     let start = 0;
     while (copies.left > 0 && start < end) {
-      const next = start + RECORD_HEADER_BYTES + readU32LE(buf, start + 8);
+      const next = recordEnd(buf, start);
       const key = recordKey(buf, start, next);
       const left = copies.seen.get(key) ?? 0;
       // Not among the old ring's packets: the copies are over (the kernel
@@ -463,7 +454,7 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
     let ring: Ring | undefined;
     try {
       // The old ring is read on as usual while the new one is set up.
-      ring = (await this.#open.openAsync(tier)).ring;
+      ring = (await this.#open(tier)).ring;
     } catch {
       this.#abandonMove();
       return;
@@ -604,7 +595,7 @@ function recordKey(buf: Uint8Array, start: number, end: number): string {
 /** Counts every record of buf[0, end) into seen. */
 function rememberRecords(seen: Map<string, number>, buf: Uint8Array, end: number): void {
   for (let at = 0; at < end; ) {
-    const next = at + RECORD_HEADER_BYTES + readU32LE(buf, at + 8);
+    const next = recordEnd(buf, at);
     const key = recordKey(buf, at, next);
     seen.set(key, (seen.get(key) ?? 0) + 1);
     at = next;
@@ -613,7 +604,7 @@ function rememberRecords(seen: Map<string, number>, buf: Uint8Array, end: number
 
 function countRecords(buf: Uint8Array, start: number, end: number): number {
   let count = 0;
-  for (let at = start; at < end; count++) at += RECORD_HEADER_BYTES + readU32LE(buf, at + 8);
+  for (let at = start; at < end; count++) at = recordEnd(buf, at);
   return count;
 }
 
@@ -628,87 +619,41 @@ function drainRing(ring: Ring): void {
 
 /**
  * Opens a capture on interfaceName inside the namespace at nsPath
- * (CURRENT_NETNS: the calling thread's own, with no setns). Throws
+ * (CURRENT_NETNS: the calling thread's own, with no setns). The kernel's ring
+ * set-up waits for an RCU grace period (8-30 ms), so libpcap's activation
+ * runs on a libuv pool thread that enters the namespace for the call, and
+ * the JS thread reads every other capture meanwhile. Rejects with
  * PODFLOW_ERR_NETNS_ENTER if the namespace cannot be entered, and
  * PODFLOW_ERR_NETNS_CAPTURE_OPEN if libpcap refuses (no such interface, bad
  * filter) or, with ring tiers, the socket cannot join a fanout group; in
- * every case nothing stays open. The kernel's ring set-up (8-30 ms) runs on
- * this, the JS thread: see openCaptureAsync.
+ * every case nothing stays open. A handle with ring tiers opens the same way
+ * again when it moves to its other ring.
  */
-export function openCapture(nsPath: string, point: ObservationPoint, sink: BatchSink, options: CaptureOptions = {}): CaptureHandle {
-  const o = captureOptions(options);
-  const buffer = batchBuffer(o.batchBytes);
-  const opener = ringOpener(nsPath, point, o, buffer);
-  return new CaptureHandle(point, opener, opener.open(firstTier(o)), buffer, sink, o);
-}
-
-/** openCapture with the ring set up on a libuv pool thread, so other captures are read meanwhile; rejects with the same errors. */
 export async function openCaptureAsync(nsPath: string, point: ObservationPoint, sink: BatchSink, options: CaptureOptions = {}): Promise<CaptureHandle> {
-  const o = captureOptions(options);
-  const buffer = batchBuffer(o.batchBytes);
-  const opener = ringOpener(nsPath, point, o, buffer);
-  return new CaptureHandle(point, opener, await opener.openAsync(firstTier(o)), buffer, sink, o);
-}
-
-function captureOptions(options: CaptureOptions): Required<CaptureOptions> {
   const o: Required<CaptureOptions> = { ...DEFAULT_CAPTURE_OPTIONS, ...options };
   if (!Number.isInteger(o.snaplen) || o.snaplen <= 0 || o.batchBytes < o.snaplen + RECORD_HEADER_BYTES) {
     throw new PodflowError('PODFLOW_ERR_NETNS_CONFIG', `snaplen ${o.snaplen} must be a positive integer and at most batchBytes - ${RECORD_HEADER_BYTES}`);
   }
-  return o;
+  const buffer = batchBuffer(o.batchBytes);
+  const open = ringOpener(nsPath, point, o, buffer);
+  return new CaptureHandle(point, open, await open(o.idleBufferBytes > 0 ? 'idle' : 'fixed'), buffer, sink, o);
 }
 
-const firstTier = (o: Required<CaptureOptions>): RingTier => (o.idleBufferBytes > 0 ? 'idle' : 'fixed');
-
-/** Opens the rings of one observation point, again at every move. */
 function ringOpener(nsPath: string, point: ObservationPoint, o: Required<CaptureOptions>, buffer: Buffer): RingOpener {
-  // CURRENT_NETNS: open right here, without entering any namespace (the sidecar).
-  const inNetns = nsPath === CURRENT_NETNS ? (fn: () => void) => fn() : (fn: () => void) => addon.runInNetns(nsPath, fn);
-  const ringOf = (tier: RingTier) => {
+  return (tier) => {
     const immediate = tier === 'idle' || (tier === 'fixed' && o.immediate);
     const settleMs = immediate ? 0 : 2 * o.timeoutMs + SETTLE_MARGIN_MS;
     const bufferBytes = tier === 'idle' ? o.idleBufferBytes : o.bufferBytes;
     const options = { snaplen: o.snaplen, promisc: o.promiscuous, immediate, timeoutMs: o.timeoutMs, maxPacketsPerCallback: o.maxPacketsPerCallback };
-    return { cap: new Cap(), tier, settleMs, bufferBytes, options };
-  };
-  const openFailed = (err: unknown) => {
-    const message = err instanceof Error ? err.message : String(err);
-    return new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_OPEN', `${message} (netns ${nsPath})`, { cause: err });
-  };
-  const linkTypeOf = (dlt: number) => (DLT_RAW_VALUES.has(dlt) ? LinkType.RAW : dlt);
-  return {
-    open(tier) {
-      const { cap, settleMs, bufferBytes, options } = ringOf(tier);
-      let dlt: number | undefined;
-      let openError: unknown;
-      try {
-        inNetns(() => {
-          try {
-            dlt = cap.open(point.interfaceName, o.filter, bufferBytes, buffer, options);
-          } catch (err) {
-            openError = err;
-          }
-        });
-      } catch (err) {
-        cap.close();
-        throw enterError(nsPath, err);
-      }
-      if (dlt === undefined) {
+    const cap = new Cap();
+    return new Promise((resolve, reject) => {
+      cap.openAsync(nsPath === CURRENT_NETNS ? '' : nsPath, point.interfaceName, o.filter, bufferBytes, buffer, options, (err, dlt) => {
+        if (!err) return resolve({ ring: { cap, tier, settleMs }, linkType: DLT_RAW_VALUES.has(dlt!) ? LinkType.RAW : dlt! });
         // Also a Cap that never opened is closed (the patched cap ends its async resource there, not at GC).
         cap.close();
-        throw openFailed(openError);
-      }
-      return { ring: { cap, tier, settleMs }, linkType: linkTypeOf(dlt) };
-    },
-    openAsync(tier) {
-      const { cap, settleMs, bufferBytes, options } = ringOf(tier);
-      return new Promise((resolve, reject) => {
-        cap.openAsync(nsPath === CURRENT_NETNS ? '' : nsPath, point.interfaceName, o.filter, bufferBytes, buffer, options, (err, dlt) => {
-          if (!err) return resolve({ ring: { cap, tier, settleMs }, linkType: linkTypeOf(dlt!) });
-          cap.close();
-          reject(err.stage === 'netns' ? enterError(nsPath, err) : openFailed(err));
-        });
+        if (err.stage === 'netns') return reject(enterError(nsPath, err));
+        reject(new PodflowError('PODFLOW_ERR_NETNS_CAPTURE_OPEN', `${err.message} (netns ${nsPath})`, { cause: err }));
       });
-    },
+    });
   };
 }

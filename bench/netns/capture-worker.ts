@@ -6,7 +6,7 @@
 // process.cpuUsage(), so nothing else on the machine is counted.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { openCapture, type CaptureHandle } from '../../netns/capture.ts';
+import { openCaptureAsync, type CaptureHandle } from '../../netns/capture.ts';
 import { PacketDecoder } from '../../flow/decode.ts';
 import { PacketIngest } from '../../flow/ingest.ts';
 import { FlowMeter } from '../../flow/meter.ts';
@@ -29,7 +29,7 @@ const ingest = new PacketIngest(new PacketDecoder(), meter);
 let handle: CaptureHandle;
 try {
   const ns = statSync(nsPath);
-  handle = openCapture(
+  handle = await openCaptureAsync(
     nsPath,
     { id: 1, netnsInode: ns.ino, netnsDev: ns.dev, interfaceName: values.interface, kind: 'pod' },
     (id, linkType, buf, start, end) => void ingest.ingest(id, linkType, buf, start, end),

@@ -3,13 +3,13 @@
 // step -> "ok" or the error code. argv: NETNS_PATH PID_IN_NAMESPACE
 import { openSync, closeSync, statSync } from 'node:fs';
 import { addon } from '../../netns/addon.ts';
-import { openCapture } from '../../netns/capture.ts';
+import { openCaptureAsync } from '../../netns/capture.ts';
 
 const [nsPath, pid] = process.argv.slice(2);
 const result: Record<string, string> = {};
-const step = (name: string, fn: () => void) => {
+const step = async (name: string, fn: () => unknown) => {
   try {
-    fn();
+    await fn();
     result[name] = "ok";
     if (process.env.PROBE_TRACE) process.stderr.write(`${name} ok\n`);
   } catch (err) {
@@ -18,14 +18,15 @@ const step = (name: string, fn: () => void) => {
   }
 };
 // Discovery: stat() of another process's namespace link (netns/discovery.ts).
-step('procNamespace', () => closeSync(openSync(`/proc/${pid}/ns/net`, 'r')));
+await step('procNamespace', () => closeSync(openSync(`/proc/${pid}/ns/net`, 'r')));
 // Discovery: a CNI namespace file.
-step('netnsFile', () => statSync(nsPath));
+await step('netnsFile', () => statSync(nsPath));
 // setns into the pod namespace and list its interfaces (netns/interfaces.ts).
-step('setns', () => addon.runInNetns(nsPath, () => addon.listInterfaceAddresses()));
-// A capture handle inside the namespace, as the agent opens it (no promiscuous mode).
+await step('setns', () => addon.runInNetns(nsPath, () => addon.listInterfaceAddresses()));
+// A capture handle inside the namespace, as the agent opens it (on a libuv
+// pool thread that enters the namespace; no promiscuous mode).
 const point = { id: 1, netnsInode: 0, netnsDev: 0, interfaceName: 'lo', kind: 'loopback' as const };
-step('capture', () => openCapture(nsPath, point, () => {}).close());
-step('captureViaProc', () => openCapture(`/proc/${pid}/ns/net`, { ...point, id: 2 }, () => {}).close());
+await step('capture', async () => (await openCaptureAsync(nsPath, point, () => {})).close());
+await step('captureViaProc', async () => (await openCaptureAsync(`/proc/${pid}/ns/net`, { ...point, id: 2 }, () => {})).close());
 process.stdout.write(`${JSON.stringify(result)}\n`);
 process.exit(0);

@@ -5,7 +5,7 @@ import { readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type CaptureHandle, type ObservationPoint, openCapture } from '../../netns/capture.ts';
+import { type CaptureHandle, type ObservationPoint, openCaptureAsync } from '../../netns/capture.ts';
 import { PodflowError } from '../../common/errors.ts';
 import { LinkType, RECORD_HEADER_BYTES } from '../../flow/types.ts';
 import { canRunSimNode, SimNode } from '../../sim/simnode.ts';
@@ -53,23 +53,23 @@ function waitClosed(handle: CaptureHandle, ms: number): Promise<PodflowError | u
   });
 }
 
-test('a failed open throws a clear error, leaks no fd, and a later forced GC does not crash', { skip }, (t) => {
+test('a failed open rejects with a clear error, leaks no fd, and a later forced GC does not crash', { skip }, async (t) => {
   const node = new SimNode(t);
   const pod = node.addPod(1);
   const sink = () => {};
   // Warm-up: the first open loads libpcap's lazy state, which is not a leak.
-  openCapture(pod.nsPath, point(1, 'lo'), sink).close();
+  (await openCaptureAsync(pod.nsPath, point(1, 'lo'), sink)).close();
   gc();
   const before = fdCount();
   for (let i = 0; i < 50; i++) {
-    assert.throws(() => openCapture(pod.nsPath, point(2, 'pfnosuch0'), sink), (err: unknown) =>
+    await assert.rejects(openCaptureAsync(pod.nsPath, point(2, 'pfnosuch0'), sink), (err: unknown) =>
       err instanceof PodflowError && err.code === 'PODFLOW_ERR_NETNS_CAPTURE_OPEN' && /pfnosuch0/.test(err.message));
-    assert.throws(() => openCapture(pod.nsPath, point(3, 'eth0'), sink, { filter: 'tcp port (' }), (err: unknown) =>
+    await assert.rejects(openCaptureAsync(pod.nsPath, point(3, 'eth0'), sink, { filter: 'tcp port (' }), (err: unknown) =>
       err instanceof PodflowError && err.code === 'PODFLOW_ERR_NETNS_CAPTURE_OPEN' && /bad filter/.test(err.message));
-    assert.throws(() => openCapture('/run/netns/pf-gone', point(4, 'eth0'), sink), (err: unknown) =>
+    await assert.rejects(openCaptureAsync('/run/netns/pf-gone', point(4, 'eth0'), sink), (err: unknown) =>
       err instanceof PodflowError && err.code === 'PODFLOW_ERR_NETNS_ENTER' && /ENOENT/.test(err.message));
   }
-  assert.throws(() => openCapture(pod.nsPath, point(5, 'eth0'), sink, { snaplen: 4096, batchBytes: 1024 }), {
+  await assert.rejects(openCaptureAsync(pod.nsPath, point(5, 'eth0'), sink, { snaplen: 4096, batchBytes: 1024 }), {
     code: 'PODFLOW_ERR_NETNS_CONFIG',
   });
   gc();
@@ -83,7 +83,7 @@ test('delivers batches of pcap records with kernel timestamps, captured inside t
   const records: CapturedRecord[] = [];
   const batches: number[] = [];
   const sink = collect(records);
-  const handle = openCapture(b.nsPath, point(7, 'eth0'), (id, linkType, buf, start, end) => {
+  const handle = await openCaptureAsync(b.nsPath, point(7, 'eth0'), (id, linkType, buf, start, end) => {
     assert.equal(id, 7);
     assert.equal(linkType, LinkType.ETHERNET);
     batches.push(end - start);
@@ -118,7 +118,7 @@ test('an interface deleted under capture closes the handle with CAPTURE_LOST, an
   const flood = node.spawnTraffic(a.netns, ['udp-flood', b.ipv4, '9', '200']);
   t.after(() => flood.kill('SIGKILL'));
   const before = fdCount();
-  const handle = openCapture(b.nsPath, point(8, 'eth0'), () => {});
+  const handle = await openCaptureAsync(b.nsPath, point(8, 'eth0'), () => {});
   await sleep(200);
   const closed = waitClosed(handle, 3000);
   node.removePod(b.index);

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { openCapture, type CaptureHandle } from '../../netns/capture.ts';
+import { openCaptureAsync, type CaptureHandle } from '../../netns/capture.ts';
 import type { FlowRecord } from '../../flow/types.ts';
 import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -86,10 +86,10 @@ test('a handle without ring tiers keeps one fixed ring; a busy threshold never r
   const node = new SimNode(t);
   const pod = node.addPod(1);
   let packets = 0;
-  const open = (options: Parameters<typeof openCapture>[3]): CaptureHandle =>
-    openCapture(pod.nsPath, { id: 1, netnsInode: 0, netnsDev: 0, interfaceName: 'lo', kind: 'loopback' }, (_id, _lt, _buf, start, end) => (packets += end > start ? 1 : 0), options);
-  const fixed = open({});
-  const quiet = open({ idleBufferBytes: 64 << 10, busyAbovePacketsPerSecond: 1_000_000 });
+  const open = (options: Parameters<typeof openCaptureAsync>[3]): Promise<CaptureHandle> =>
+    openCaptureAsync(pod.nsPath, { id: 1, netnsInode: 0, netnsDev: 0, interfaceName: 'lo', kind: 'loopback' }, (_id, _lt, _buf, start, end) => (packets += end > start ? 1 : 0), options);
+  const fixed = await open({});
+  const quiet = await open({ idleBufferBytes: 64 << 10, busyAbovePacketsPerSecond: 1_000_000 });
   t.after(() => (fixed.close(), quiet.close()));
   await node.run(pod.netns, 'ping', ['-q', '-c', '50', '-i', '0.002', '127.0.0.1']);
   await sleep(300);
