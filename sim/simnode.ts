@@ -244,6 +244,33 @@ export class SimNode {
     });
   }
 
+  /**
+   * Resolves once every TCP connection in these namespaces has settled: each
+   * one listens, is in TIME-WAIT, or is established with nothing queued
+   * either way (all it sent acknowledged, all it received read). The
+   * interface counters count a packet as it is sent, and a generator may exit
+   * before its last ACKs and FINs are: only once settled are they the final
+   * truth (until a process sends again). Rejects after timeoutMs naming the
+   * connections that had not.
+   */
+  async tcpSettled(netnsNames: string[], timeoutMs = 10_000): Promise<void> {
+    const started = Date.now();
+    for (;;) {
+      const unsettled: string[] = [];
+      for (const netns of netnsNames) {
+        // State, Recv-Q, Send-Q, local and peer address.
+        for (const line of (await this.run(netns, 'ss', ['-Htan'])).split('\n')) {
+          const [state, recvQ, sendQ] = line.trim().split(/\s+/);
+          if (!state || state === 'LISTEN' || state === 'TIME-WAIT' || (state === 'ESTAB' && recvQ === '0' && sendQ === '0')) continue;
+          unsettled.push(`${netns}: ${line.trim()}`);
+        }
+      }
+      if (unsettled.length === 0) return;
+      if (Date.now() - started > timeoutMs) throw new Error(`TCP not settled after ${timeoutMs} ms:\n${unsettled.join('\n')}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   /** Interface counters read by iproute2 over netlink inside the namespace (independent of podflow). */
   counters(netns: string, ifname: string): InterfaceCounters {
     const [link] = JSON.parse(ip(['-n', netns, '-s', '-j', 'link', 'show', 'dev', ifname])) as Array<{
@@ -283,6 +310,16 @@ export function ipOctets(ifname: string, before: InterfaceCounters, after: Inter
   if (ifname === 'lo') return after.txBytes - before.txBytes;
   const frames = after.txPackets - before.txPackets + after.rxPackets - before.rxPackets;
   return after.txBytes - before.txBytes + after.rxBytes - before.rxBytes - ETHERNET_HEADER_BYTES * frames;
+}
+
+/**
+ * Packets a capture of the interface delivers for the traffic between two
+ * counter readings: a veth's frames both ways; on lo each packet once (lo
+ * counts it as sent and as received, and libpcap hides the outgoing copy).
+ */
+export function capturedPackets(ifname: string, before: InterfaceCounters, after: InterfaceCounters): number {
+  if (ifname === 'lo') return after.txPackets - before.txPackets;
+  return after.txPackets - before.txPackets + after.rxPackets - before.rxPackets;
 }
 
 /** Names of leftover `pf` namespaces and host links (for tests that check hygiene). */

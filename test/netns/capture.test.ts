@@ -4,11 +4,12 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type CaptureHandle, type ObservationPoint, openCaptureAsync } from '../../netns/capture.ts';
 import { PodflowError } from '../../common/errors.ts';
 import { LinkType, RECORD_HEADER_BYTES } from '../../flow/types.ts';
 import { canRunSimNode, SimNode } from '../../sim/simnode.ts';
+import { failOnThrow } from '../helpers/fail-on-throw.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
@@ -83,21 +84,23 @@ test('delivers batches of pcap records with kernel timestamps, captured inside t
   const records: CapturedRecord[] = [];
   const batches: number[] = [];
   const sink = collect(records);
-  const handle = await openCaptureAsync(b.nsPath, point(7, 'eth0'), (id, linkType, buf, start, end) => {
+  const handle = await openCaptureAsync(b.nsPath, point(7, 'eth0'), failOnThrow((id, linkType, buf, start, end) => {
     assert.equal(id, 7);
     assert.equal(linkType, LinkType.ETHERNET);
     batches.push(end - start);
     sink(id, linkType, buf, start, end);
-  });
+  }));
   t.after(() => handle.close());
   const startMs = Date.now();
-  node.traffic(a.netns, ['udp-send', b.ipv4, '9', '300', '1000']);
-  await sleep(400);
-  const endMs = Date.now();
+  await node.runTraffic(a.netns, ['udp-send', b.ipv4, '9', '300', '1000']);
   // The datagrams, and the few ICMP port-unreachable replies (rate-limited) nothing listens on port 9.
-  const datagrams = records.filter((r) => r.wirelen === 14 + 20 + 8 + 1000);
-  assert.equal(datagrams.length, 300);
-  assert.ok(records.length - datagrams.length <= 10);
+  const datagrams = () => records.filter((r) => r.wirelen === 14 + 20 + 8 + 1000);
+  // Every datagram sent, and all the kernel passed to the socket, delivered.
+  await waitFor(() => datagrams().length >= 300 && handle.stats().packets >= handle.stats().received, 5000,
+    () => `300 datagrams delivered: ${datagrams().length}; ${JSON.stringify(handle.stats())}`);
+  const endMs = Date.now();
+  assert.equal(datagrams().length, 300);
+  assert.ok(records.length - datagrams().length <= 10);
   assert.ok(batches.length < records.length, `${batches.length} batches for ${records.length} packets`);
   for (const r of records) {
     assert.equal(r.caplen, Math.min(r.wirelen, 256));
@@ -119,14 +122,14 @@ test('an interface deleted under capture closes the handle with CAPTURE_LOST, an
   t.after(() => flood.kill('SIGKILL'));
   const before = fdCount();
   const handle = await openCaptureAsync(b.nsPath, point(8, 'eth0'), () => {});
-  await sleep(200);
+  // The flood has started and reaches the capture before the interface goes.
+  await waitFor(() => handle.stats().packets > 0, 5000, 'the flood captured');
   const closed = waitClosed(handle, 3000);
   node.removePod(b.index);
   const reason = await closed;
   assert.ok(reason instanceof PodflowError);
   assert.equal(reason.code, 'PODFLOW_ERR_NETNS_CAPTURE_LOST');
   assert.equal((reason.cause as { code?: string }).code, 'ENETDOWN');
-  assert.ok(handle.stats().packets > 0);
   handle.close();
   gc();
   assert.equal(fdCount(), before);

@@ -6,7 +6,6 @@
 // so TCP flows are checked against the counters and the bytes received).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { ObservationPoint } from '../../netns/capture.ts';
 import { EndReason, type FlowRecord } from '../../flow/types.ts';
 import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
@@ -81,12 +80,13 @@ test('captures every flow of three pods at the right observation point, octets m
   ]);
   const received = (await Promise.all(sinkResults)).map((out) => JSON.parse(out.trim().split('\n').at(-1)!).received as number);
   assert.deepEqual(received, [TCP_AB, TCP_CA6, 300, 100]);
-  // Longer than the 100 ms block timeout: everything sent is delivered.
-  await sleep(400);
+  // The last ACKs and FINs are counted too: the counters are final.
+  await node.tcpSettled([a.netns, b.netns, c.netns]);
   const after = new Map<string, InterfaceCounters>(interfaces.map(({ pod, ifname }) => [`${pod.netns}/${ifname}`, node.counters(pod.netns, ifname)]));
+  capture.on('event', (e) => e.type === 'closed' && t.diagnostic(`point ${e.handle.point.id} ${e.handle.point.interfaceName}: ${JSON.stringify(e.handle.stats())}`));
+  // Everything captured is delivered, then every point's flows end (FORCED_END).
+  await capture.stop();
   const counters = capture.counters();
-  for (const h of capture.handles()) t.diagnostic(`point ${h.point.id} ${h.point.interfaceName}: ${JSON.stringify(h.stats())}`);
-  capture.close();
 
   assert.equal(counters.kernelDrops, 0);
   assert.equal(ingest.stats.truncatedRecords, 0);

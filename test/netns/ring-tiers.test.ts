@@ -7,10 +7,9 @@
 // the interface counters exactly, across several moves made while packets flow.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { openCaptureAsync, type CaptureHandle } from '../../netns/capture.ts';
 import type { FlowRecord } from '../../flow/types.ts';
-import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
+import { canRunSimNode, capturedPackets, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { meteredCapture } from '../helpers/metered-capture.ts';
 
@@ -59,10 +58,13 @@ test('moves between the idle and the busy ring under traffic lose and repeat no 
   }
   await background;
   assert.equal(JSON.parse((await udp.closed).output.trim().split('\n').at(-1)!).received, 6000);
-  // Longer than the 100 ms block timeout and the 20 ms move grace: everything sent is readable.
-  await sleep(400);
-  for (const w of watched) w.handle.drain();
+  // The last ACKs and FINs are counted too: the counters are final.
+  await node.tcpSettled([a.netns, b.netns]);
   const after = new Map<string, InterfaceCounters>(watched.map(({ pod, ifname }) => [`${pod.netns}/${ifname}`, node.counters(pod.netns, ifname)]));
+  // Every handle has delivered as many packets as its interface counted (its
+  // last block is readable once retired, up to two block timeouts).
+  const short = () => watched.filter(({ pod, ifname, handle }) => handle.stats().packets < capturedPackets(ifname, before.get(`${pod.netns}/${ifname}`)!, after.get(`${pod.netns}/${ifname}`)!));
+  await waitFor(() => short().length === 0, 5000, () => `every packet delivered; short: ${short().map((w) => `${w.pod.netns}/${w.ifname} ${JSON.stringify(w.handle.stats())}`).join(', ')}`);
   const counters = capture.counters();
   const stats = new Map(watched.map((w) => [w, w.handle.stats()]));
   capture.close();
@@ -92,8 +94,8 @@ test('a handle without ring tiers keeps one fixed ring; a busy threshold never r
   const quiet = await open({ idleBufferBytes: 64 << 10, busyAbovePacketsPerSecond: 1_000_000 });
   t.after(() => (fixed.close(), quiet.close()));
   await node.run(pod.netns, 'ping', ['-q', '-c', '50', '-i', '0.002', '127.0.0.1']);
-  await sleep(300);
-  fixed.drain();
+  // The fixed ring's last block is readable once retired (up to two block timeouts).
+  await waitFor(() => fixed.stats().packets >= 100 && quiet.stats().packets >= 100, 5000, () => `100 packets on each: ${fixed.stats().packets}, ${quiet.stats().packets}`);
   quiet.adaptRing();
   assert.equal(fixed.stats().tier, 'fixed');
   assert.equal(quiet.stats().tier, 'idle');
