@@ -3,7 +3,8 @@
 // (application bytes and datagrams), the "what was sent" ground truth.
 //
 //   tcp-sink PORT                    accept one connection, count bytes, exit
-//   tcp-send HOST PORT BYTES         send BYTES on one connection, close
+//   tcp-send HOST PORT BYTES [RATE]  send BYTES on one connection (at most RATE
+//                                    bytes a second if given), close
 //   udp-sink PORT COUNT              receive COUNT datagrams (or 10 s), exit
 //   udp-send HOST PORT COUNT SIZE    send COUNT datagrams of SIZE bytes
 //   udp-flood HOST PORT SIZE [BURST] send BURST (20) datagrams per ms until killed
@@ -15,11 +16,15 @@ import { type AddressInfo, connect, createServer, type Server, type Socket } fro
 const [mode, ...args] = process.argv.slice(2);
 const done = (result: object) => process.stdout.write(`${JSON.stringify(result)}\n`);
 
-function sendAll(socket: Socket, bytes: number, onDone: () => void): void {
+function sendAll(socket: Socket, bytes: number, onDone: () => void, bytesPerSecond = Infinity): void {
   const chunk = Buffer.alloc(64 * 1024, 0x61);
+  const started = performance.now();
   let left = bytes;
   const pump = () => {
     while (left > 0) {
+      // Paced: no further ahead of the rate than one chunk.
+      const aheadMs = ((bytes - left) / bytesPerSecond) * 1000 - (performance.now() - started);
+      if (aheadMs > 0) return void setTimeout(pump, aheadMs);
       const n = Math.min(left, chunk.length);
       left -= n;
       if (!socket.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void socket.once('drain', pump);
@@ -47,8 +52,8 @@ switch (mode) {
     tcpSink(Number(args[0]), '::', () => process.stdout.write('listening\n'));
     break;
   case 'tcp-send': {
-    const [host, port, bytes] = [args[0]!, Number(args[1]), Number(args[2])];
-    const socket = connect(port, host, () => sendAll(socket, bytes, () => done({ mode, sent: bytes })));
+    const [host, port, bytes, rate] = [args[0]!, Number(args[1]), Number(args[2]), Number(args[3] ?? Infinity)];
+    const socket = connect(port, host, () => sendAll(socket, bytes, () => done({ mode, sent: bytes }), rate));
     socket.resume();
     break;
   }

@@ -16,12 +16,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Collector, type CollectedRecord } from '../../ipfix/collector.ts';
 import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { KubeApiServer } from '../../sim/kube-apiserver.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { type AgentProcess, addTwoDeployments, agentHarness, sample, simNodeNamespaces, startAgent, waitReady } from '../helpers/agent-process.ts';
+import { type AgentProcess, addTwoDeployments, agentHarness, metricReaches, sample, scrapeUntil, simNodeNamespaces, startAgent, waitReady } from '../helpers/agent-process.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
@@ -44,7 +43,7 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
   assert.equal((await get('/healthz')).status, 200);
   await waitReady(agent);
   await waitFor(() => (agent!.logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'two namespaces attached');
-  await sleep(600); // handles on eth0 and lo opened (interface rescan every 0.2 s)
+  await metricReaches(agent, 'podflow_capture_handles', 4);
   const before = readCounters();
 
   const sink = (p: SimPod, args: string[]) => node.startSink(p.netns, args);
@@ -61,7 +60,11 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
     const m = (await get('/metrics')).text.split('\n').filter((l) => l.startsWith('podflow_')).join('\n');
     throw new Error(`${err.message}: ${records.length} records ${JSON.stringify(records.map((r) => r.fields.destinationTransportPort))}\n${m}`);
   });
-  await sleep(1000);
+  // Every phase-1 flow has ended (idle timeout), been exported and received: the counts below are final.
+  const collectorLabel = { collector: h.collectorUrl };
+  await scrapeUntil(agent, (text) => sample(text, 'podflow_flows_active') === 0 && sample(text, 'podflow_enrich_held_flows') === 0
+    && sample(text, 'podflow_flows_ended_total') === records.length && sample(text, 'podflow_export_records_total', collectorLabel) === records.length,
+  `phase 1 ended, exported and received (${records.length} records so far)`);
   const phase1 = records.length;
 
   const tcp = records.filter((r) => r.fields.destinationTransportPort === 5001);
@@ -79,7 +82,6 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
   // /metrics agrees with what the collector received.
   const scrape = (await get('/metrics')).text;
   writeFileSync(join(dir, 'scrape.prom'), scrape);
-  const collectorLabel = { collector: h.collectorUrl };
   assert.equal(sample(scrape, 'podflow_export_records_total', collectorLabel), phase1);
   assert.equal(sample(scrape, 'podflow_export_messages_total', collectorLabel), collector.stats().messages);
   assert.equal(sample(scrape, 'podflow_export_connected', collectorLabel), 1);
@@ -111,7 +113,9 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
     node.runTraffic(backend.netns, ['lo-tcp', '200000']),
   ]);
   await Promise.all(done2.map((d) => d.closed));
-  await sleep(300); // past the capture's 100 ms block timeout: every packet is delivered
+  // The last ACKs and FINs are counted too: the counters are final. What
+  // reached the rings, SIGTERM's drain delivers.
+  await node.tcpSettled([frontend.netns, backend.netns]);
   const after = readCounters();
   const sigtermAt = Date.now();
   agent.child.kill('SIGTERM');
@@ -164,11 +168,10 @@ test('an unreachable collector and API server at start do not stop capture: not 
   assert.match(readyz.text, /not ready: Kubernetes caches not synced/);
   assert.equal((await get('/healthz')).status, 200);
   await waitFor(() => (agent!.logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'namespaces attached with nothing else up');
-  await sleep(600);
+  await metricReaches(agent, 'podflow_capture_handles', 4);
   await node.run(a.netns, 'ping', ['-q', '-c', '3', '-i', '0.05', b.ipv4]);
-  await sleep(300);
-  const scrape = (await get('/metrics')).text;
-  assert.ok(sample(scrape, 'podflow_capture_packets_total', { kind: 'pod' }) >= 12, 'capture runs');
+  // Capture runs: 3 requests and 3 replies at each pod's eth0.
+  const scrape = await scrapeUntil(agent, (text) => sample(text, 'podflow_capture_packets_total', { kind: 'pod' }) >= 12, 'the ping captured at both pods');
   assert.equal(sample(scrape, 'podflow_export_connected'), 0);
   assert.ok(sample(scrape, 'podflow_export_errors_total') >= 1, 'connect errors counted');
   assert.match(agent.logs, /"level":40.*"component":"export"|"component":"export".*"level":40/, 'export trouble logged as a warning');

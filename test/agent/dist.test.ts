@@ -1,11 +1,11 @@
 // Needs root: the simulated node. The container image runs the agent as
 // JavaScript built by scripts/build-dist.sh, not the .ts the other tests run:
-// build it (inside the repository, where node_modules resolves) and run that
-// form end to end: capture, identity of both ends, export, metrics.
+// build it (inside the repository, where node_modules resolves; only when its
+// sources changed since the last build there) and run that form end to end:
+// capture, identity of both ends, export, metrics.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canRunSimNode } from '../../sim/simnode.ts';
@@ -18,10 +18,8 @@ const NODE = 'pf-dist-node';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
 test('the built JavaScript agent (the image\'s form) captures, names both ends and exports', { skip, timeout: 60_000 }, async (t) => {
-  mkdirSync(join(root, 'tmp'), { recursive: true });
-  const out = mkdtempSync(join(root, 'tmp', 'dist-'));
-  t.after(() => rmSync(out, { recursive: true, force: true }));
-  execFileSync('bash', [join(root, 'scripts/build-dist.sh'), out], { stdio: 'pipe' });
+  const out = join(root, 'tmp', 'test-dist');
+  execFileSync('bash', [join(root, 'scripts/build-dist.sh'), '--if-changed', out], { stdio: 'pipe' });
 
   const h = await agentHarness(t, { nodeName: NODE, idleTimeoutSeconds: 1, shutdownSeconds: 5 });
   const { frontend, backend } = addTwoDeployments(h, NODE);

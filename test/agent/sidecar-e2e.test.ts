@@ -16,7 +16,6 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { canRunSimNode, type InterfaceCounters, ipOctets, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
 import { IpfixSession, splitMessages, type DecodedRecord } from '../../ipfix/decoder.ts';
@@ -97,7 +96,6 @@ test('the agent in sidecar mode, inside one pod namespace, exports that pod\'s f
   assert.match(logs, /no Kubernetes API access: remote ends are named by IP alone/);
   const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]!;
   assert.equal(BigInt(`0x${capEff}`), 1n << 13n, 'the agent runs with CAP_NET_RAW only');
-  await sleep(300);
 
   const interfaces = [{ pod: frontend, ifname: 'eth0' }, { pod: frontend, ifname: 'lo' }];
   const read = () => new Map<string, InterfaceCounters>(interfaces.map(({ pod, ifname }) => [ifname, node.counters(pod.netns, ifname)]));
@@ -113,12 +111,16 @@ test('the agent in sidecar mode, inside one pod namespace, exports that pod\'s f
     node.runTraffic(backend.netns, ['tcp-send', other.ipv4, '5009', '300000']),
   ]);
   await Promise.all(done.map((d) => d.closed));
-  await sleep(3500); // idle timeout 2 s + the 250 ms tick
+  // Phase 1's flows ended by idle timeout (2 s) and are in the file: TCP and UDP on eth0, TCP on lo.
+  const phase1 = () => readIpfixFile(ipfixFile).records;
+  await waitFor(() => [5001, 7001].every((port) => phase1().some((r) => r.fields.destinationTransportPort === port)) && phase1().some((r) => r.fields.interfaceName === 'lo'),
+    10_000, () => `phase 1 exported: ${phase1().map((r) => `${r.fields.interfaceName}:${r.fields.destinationTransportPort}`).join(' ')}`, 100);
   // Phase 2: a flow still open at SIGTERM (IPv6).
   const open = await sink(backend, ['tcp-sink', '5002']);
   await node.runTraffic(frontend.netns, ['tcp-send', backend.ipv6, '5002', '500000']);
   await open.closed;
-  await sleep(300);
+  // The last ACKs and FINs are counted too: the counters are final.
+  await node.tcpSettled([frontend.netns, backend.netns]);
   const after = read();
   child.kill('SIGTERM');
   assert.equal(await exited, 0, logs.slice(-3000));
@@ -151,6 +153,7 @@ test('the agent in sidecar mode, inside one pod namespace, exports that pod\'s f
   assert.equal(end(udp[0]!, 'Destination'), self);
   const lo = records.filter((r) => r.fields.interfaceName === 'lo');
   assert.ok(lo.length >= 1 && lo.every((r) => end(r, 'Source') === self && end(r, 'Destination') === self), 'lo: the pod at both ends');
+  assert.ok(records.filter((r) => r.fields.destinationTransportPort !== 5002).every((r) => r.fields.flowEndReason !== 4), 'phase 1 ended before SIGTERM');
   const forced = records.filter((r) => r.fields.destinationTransportPort === 5002);
   assert.equal(forced.length, 1);
   assert.equal(forced[0]!.fields.flowEndReason, 4, 'open at SIGTERM: forced end');

@@ -10,13 +10,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { type CollectedRecord, Collector } from '../../ipfix/collector.ts';
 import { SimNode, type SimPod } from '../../sim/simnode.ts';
 import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
 import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
-import { waitFor } from './wait.ts';
+import { waitFor, waitForAsync } from './wait.ts';
 
 export const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
 
@@ -112,20 +111,23 @@ export function sample(text: string, name: string, labels: Record<string, string
   return sum;
 }
 
+/** Polls /metrics until done(scrape) holds; returns that scrape. Times out naming what it waited for, with the podflow samples of the last scrape. */
+export async function scrapeUntil(agent: AgentProcess, done: (scrape: string) => boolean, what: string, timeoutMs = 10_000): Promise<string> {
+  let text = '';
+  await waitForAsync(async () => done((text = (await agent.get('/metrics')).text)), timeoutMs,
+    () => `${what}; last scrape:\n${text.split('\n').filter((l) => l.startsWith('podflow_')).join('\n')}`, 100);
+  return text;
+}
+
 /** Polls /metrics until the sample (summed over labels) equals value; returns that scrape. */
-export async function metricReaches(agent: AgentProcess, name: string, value: number, timeoutMs = 10_000): Promise<string> {
-  for (const started = Date.now(); ; await sleep(100)) {
-    const text = (await agent.get('/metrics')).text;
-    if (sample(text, name) === value) return text;
-    if (Date.now() - started > timeoutMs) throw new Error(`${name} = ${sample(text, name)}, waited for ${value}`);
-  }
+export function metricReaches(agent: AgentProcess, name: string, value: number, timeoutMs = 10_000): Promise<string> {
+  return scrapeUntil(agent, (text) => sample(text, name) === value, `${name} = ${value}`, timeoutMs);
 }
 
 /** Waits until /readyz answers 200 (caches synced, collector connected). */
 export async function waitReady(agent: AgentProcess, timeoutMs = 15_000): Promise<void> {
-  for (const started = Date.now(); (await agent.get('/readyz')).status !== 200; await sleep(100)) {
-    if (Date.now() - started > timeoutMs) throw new Error(`agent never ready: ${(await agent.get('/readyz')).text}`);
-  }
+  let readyz = { status: 0, text: '' };
+  await waitForAsync(async () => (readyz = await agent.get('/readyz')).status === 200, timeoutMs, () => `the agent ready: ${readyz.text}`, 100);
 }
 
 export interface AgentHarness {
