@@ -1,6 +1,6 @@
 // The shared packet capture corpus (../shared/corpus beside the repository)
 // and a one-call replay of a capture through the real decode → meter path.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { PacketDecoder } from '../../flow/decode.ts';
 import { PacketIngest } from '../../flow/ingest.ts';
@@ -10,6 +10,12 @@ import type { FlowRecord } from '../../flow/types.ts';
 
 /** Absolute path of the corpus folder: <repo>/../shared/corpus. */
 export const corpusDir = fileURLToPath(new URL('../../../shared/corpus/', import.meta.url));
+
+/** Why the corpus cannot be used (its index is missing), or undefined. */
+export function corpusMissing(): string | undefined {
+  if (existsSync(`${corpusDir}INDEX.tsv`)) return undefined;
+  return `the packet capture corpus is missing: no ${corpusDir}INDEX.tsv (the corpus is ../shared/corpus beside the repository)`;
+}
 
 export interface Replay {
   flows: FlowRecord[];

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IpfixSession } from '../../ipfix/decoder.ts';
 import { IpfixEncoder, TemplateId } from '../../ipfix/encoder.ts';
+import { DEFAULT_UDP_MAX_MESSAGE_BYTES } from '../../ipfix/transport-udp.ts';
 import type { ExportRecord } from '../../ipfix/types.ts';
 import { exportRecord, IPV6_FLOW, podEnd } from '../helpers/ipfix-records.ts';
 
@@ -123,11 +124,16 @@ test('mixed ASCII and non-ASCII strings and long label lists round-trip', () => 
   assert.equal(records[0]!.fields.k8sSourceLabels, labels.map(([k, v]) => `${k}=${v}`).join(','));
 });
 
-test('many records are split into messages that never exceed maxMessageBytes', () => {
+test('many records are split into messages that never exceed maxMessageBytes, each filled', () => {
   const input = Array.from({ length: 1000 }, (_, i) => exportRecord({}, i % 2 ? { observationPointId: i } : { ...IPV6_FLOW, observationPointId: i }));
-  const { records, messages, encoder } = roundTrip(input);
+  // The size UDP export uses.
+  const limit = DEFAULT_UDP_MAX_MESSAGE_BYTES;
+  const { records, messages, encoder } = roundTrip(input, { maxMessageBytes: limit });
   assert.ok(messages.length > 100);
-  for (const m of messages) assert.ok(m.length <= 1472, `message of ${m.length} bytes`);
+  for (const m of messages) assert.ok(m.length <= limit, `message of ${m.length} bytes`);
+  // Filled: no message but the last had room for one more record (and a set header).
+  const largestRecord = Math.max(...input.slice(0, 2).map((r) => roundTrip([r]).messages[0]!.length - 16 - 4));
+  for (const m of messages.slice(0, -1)) assert.ok(m.length + 4 + largestRecord > limit, `message of ${m.length} bytes had room for another record of up to ${largestRecord}`);
   assert.deepEqual(records.map((r) => r.fields.observationPointId), input.map((r) => r.flow.observationPointId));
   assert.equal(encoder.stats.flowRecords, 1000);
 });
@@ -158,7 +164,7 @@ test('the sequence number counts the data records sent before each message', () 
 
 test('messages carry version 10, the domain and the export time in seconds from the clock', () => {
   const { messages } = roundTrip([exportRecord()]);
-  const v = new DataView(messages[0]!.buffer);
+  const v = new DataView(messages[0]!.buffer, messages[0]!.byteOffset, messages[0]!.byteLength);
   assert.equal(v.getUint16(0), 10);
   assert.equal(v.getUint16(2), messages[0]!.length);
   assert.equal(v.getUint32(4), Math.floor(NOW / 1000));

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,8 +44,21 @@ const key = (f: Flow) =>
 
 const sum = (flows: Flow[], field: string) => flows.reduce((n, f) => n + Number(f[field]), 0);
 
-/** Runs `podflow collect --json` on an ephemeral port; stop() ends it (SIGTERM) and returns its flows and summary. */
-async function startCollect(listen: string): Promise<{ url: string; stop: () => Promise<{ flows: Flow[]; stderr: string }> }> {
+/** True once process pid holds a UDP socket bound to 127.0.0.1:port (its /proc/net/udp entry's inode is among the process's fds). */
+function boundUdp(pid: number, port: number): boolean {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
+  const inodes = readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f[1] === local).map((f) => `socket:[${f[9]}]`);
+  if (inodes.length === 0) return false;
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => inodes.includes(readlinkSync(`/proc/${pid}/fd/${fd}`)));
+  } catch {
+    return false; // it exited (the test then sees no flows), or an fd closed while read
+  }
+}
+
+/** Runs `podflow collect --json` on an ephemeral port; flows() are those it printed so far; stop() ends it (SIGTERM) and returns its flows and summary. */
+async function startCollect(listen: string): Promise<{ url: string; flows: () => Flow[]; stop: () => Promise<{ flows: Flow[]; stderr: string }> }> {
   const child = spawn(process.execPath, [cli, 'collect', '--json', '--listen', listen], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -54,13 +67,16 @@ async function startCollect(listen: string): Promise<{ url: string; stop: () => 
   await waitFor(() => /listening on (\S+)/.test(stderr) || child.exitCode !== null, 10_000, 'podflow collect to listen');
   const url = /listening on (\S+)/.exec(stderr)?.[1];
   assert.ok(url, stderr);
+  // Whole lines only: a flow may be half written.
+  const flows = () => stdout.slice(0, stdout.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow);
   return {
     url,
+    flows,
     stop: async () => {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       await exited;
-      return { flows: stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow), stderr };
+      return { flows: flows(), stderr };
     },
   };
 }
@@ -165,7 +181,9 @@ test('nfacctd prints the identity strings and the same counts from the UDP expor
     );
     const nfacctd: ChildProcess = spawn('nfacctd', ['-f', config], { stdio: 'ignore' });
     try {
-      await new Promise((r) => setTimeout(r, 1000)); // nfacctd has no readiness signal
+      // nfacctd says nothing when it is ready: its socket bound is what the export needs (datagrams wait in it).
+      await waitFor(() => boundUdp(nfacctd.pid!, port) || nfacctd.exitCode !== null, 10_000, `nfacctd bound to 127.0.0.1:${port}`);
+      assert.equal(nfacctd.exitCode, null, 'nfacctd running');
       const run = podflow(['replay', MIXED, '--output', `udp://127.0.0.1:${port}`, '--cluster', 'prod']);
       assert.equal(run.status, 0, run.stderr);
       const read = () => {
@@ -192,7 +210,7 @@ test('podflow collect agrees with the replay over UDP (IPv4 loopback) and TCP (I
     const collect = await startCollect(listen);
     const run = podflow(['replay', MIXED, '--output', collect.url, '--cluster', LONG_CLUSTER]);
     assert.equal(run.status, 0, run.stderr);
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(() => collect.flows().length >= expected.length, 10_000, () => `${expected.length} flows collected: ${collect.flows().length}`);
     const { flows, stderr } = await collect.stop();
     assert.deepEqual(flows.map(key).sort(), expected.map(key).sort(), listen);
     assert.ok(flows.every((f) => f.k8sClusterName === LONG_CLUSTER && f.interfaceName === 'mixed.pcap'));

@@ -7,8 +7,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NODE_BIN } from '../../common/node-runtime.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { find, kubectlProblem, kustomize, MANIFESTS } from './kustomize.ts';
 
 const PROBE = fileURLToPath(new URL('./cap-probe.ts', import.meta.url));
@@ -36,8 +38,18 @@ test("the DaemonSet's capabilities are exactly what the agent's namespace and ca
   assert.equal(spawnSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']).status, 0);
   // A "pod process": in the namespace, as nobody.
   sleeper = spawn('ip', ['netns', 'exec', NS, 'setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', 'sleep', '120'], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 300));
   assert.ok(sleeper.pid);
+  // `ip netns exec` and setpriv exec: the same PID is sleep once it runs in the namespace as nobody.
+  const proc = `/proc/${sleeper.pid}`;
+  const inside = () => {
+    try {
+      return readFileSync(`${proc}/comm`, 'utf8').trim() === 'sleep' && readlinkSync(`${proc}/ns/net`) === `net:[${statSync(`/var/run/netns/${NS}`).ino}]`
+        && /^Uid:\s+65534\s/m.test(readFileSync(`${proc}/status`, 'utf8'));
+    } catch {
+      return false; // not started yet, or gone (then the probes below say so)
+    }
+  };
+  await waitFor(inside, 5000, 'the pod process in the namespace as nobody');
   const all = { procNamespace: 'ok', netnsFile: 'ok', setns: 'ok', capture: 'ok', captureViaProc: 'ok' };
   assert.deepEqual(probe(caps, sleeper.pid), all, `with ${caps}`);
   // Each capability is needed: without it a step of the agent fails.

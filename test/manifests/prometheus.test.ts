@@ -15,10 +15,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { canRunSimNode, type SimPod } from '../../sim/simnode.ts';
-import { waitFor } from '../helpers/wait.ts';
-import { addTwoDeployments, agentHarness, startAgent, waitReady } from '../helpers/agent-process.ts';
+import { waitFor, waitForAsync } from '../helpers/wait.ts';
+import { addTwoDeployments, agentHarness, metricReaches, startAgent, waitReady } from '../helpers/agent-process.ts';
 import { type PrometheusServer, prometheusProblem, startPrometheus } from '../helpers/prometheus.ts';
 import { find, kubectlProblem, kustomizeWith } from './kustomize.ts';
 import { alertQueries, conditionOperand, dashboardQueries, grafanaToPromQL, type MonitoringQuery, selectors } from './monitoring-queries.ts';
@@ -113,7 +112,7 @@ test('a real Prometheus scraping the agent answers every dashboard and alert que
   // exported to the collector.
   await waitReady(agent);
   await waitFor(() => (agent!.logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'two namespaces attached');
-  await sleep(600); // handles on eth0 and lo opened (interface rescan every 0.2 s)
+  await metricReaches(agent, 'podflow_capture_handles', 4);
   const sink = (p: SimPod, args: string[]) => node.startSink(p.netns, args);
   const sinks = await Promise.all([sink(backend, ['tcp-sink', '5001']), sink(frontend, ['udp-sink', '7001', '50'])]);
   await Promise.all([
@@ -124,32 +123,35 @@ test('a real Prometheus scraping the agent answers every dashboard and alert que
   await Promise.all(sinks.map((s) => s.closed));
   await waitFor(() => records.filter((r) => r.fields.destinationTransportPort === 5001).length === 2 && records.filter((r) => r.fields.destinationTransportPort === 7001).length === 2, 10_000, 'flows exported');
 
-  // Prometheus has scraped the agent after the export, then a few more times
-  // (rate() over $__rate_interval needs two samples of the newest series).
+  // Prometheus has scraped the agent after the export.
   const scraped = async () => {
     const r = await prom.query(`sum(podflow_export_records_total{job="podflow"})`);
     return r.length === 1 && Number(r[0]!.value[1]) >= records.length;
   };
-  for (const t0 = Date.now(); !(await scraped()); await sleep(200)) {
-    if (Date.now() - t0 > 10_000) {
-      const targets = await fetch(`${prom.url}/api/v1/targets`).then((r) => r.text());
-      assert.fail(`Prometheus never scraped the export (${records.length} records): ${targets}\n${prom.log}`);
-    }
-  }
-  await sleep(3500 * SCRAPE_INTERVAL_S);
+  await waitForAsync(scraped, 10_000, () => `Prometheus to scrape the export (${records.length} records)`, 200).catch(async (err: Error) => {
+    const targets = await fetch(`${prom.url}/api/v1/targets`).then((r) => r.text());
+    throw new Error(`${err.message}: ${targets}\n${prom.log}`);
+  });
   const up = await prom.query(`up{job="podflow",node="${NODE}"}`);
   assert.equal(up.length === 1 && up[0]!.value[1], '1', `the agent is up as job podflow, node ${NODE}: ${JSON.stringify(up)}`);
 
-  // Every query; the failures name the query.
-  const failures: string[] = [];
+  // Every query answered with data; the failures name the query. Prometheus
+  // is asked again until they are (rate() over $__rate_interval needs two
+  // samples of the newest series: a few more scrapes).
+  let failures: string[] = [];
   let selectorsChecked = 0;
-  for (const [kind, list] of Object.entries(queries)) {
-    for (const q of list) {
-      failures.push(...(await problems(prom, q, kind === 'alerts')));
-      selectorsChecked += selectors(q.expr).length;
+  const answered = async () => {
+    failures = [];
+    selectorsChecked = 0;
+    for (const [kind, list] of Object.entries(queries)) {
+      for (const q of list) {
+        failures.push(...(await problems(prom, q, kind === 'alerts')));
+        selectorsChecked += selectors(q.expr).length;
+      }
     }
-  }
-  assert.deepEqual(failures, [], `queries without data:\n${failures.join('\n')}`);
+    return failures.length === 0;
+  };
+  await waitForAsync(answered, 20_000, () => `every query answered with data:\n${failures.join('\n')}`, 500);
 
   // The check itself: a metric name the agent does not export, a label it
   // does not carry, a node that is not this one: each is named.
