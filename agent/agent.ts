@@ -23,14 +23,14 @@
 // shutdown time.
 import type { Logger } from 'pino';
 import type { AgentConfig } from './config.ts';
-import { createMetrics, WorkloadTraffic } from './metrics.ts';
+import { createMetrics, type MetricSources, WorkloadTraffic } from './metrics.ts';
 import { AgentHttp } from './http.ts';
 import { PacketDecoder } from '../flow/decode.ts';
 import { PacketIngest } from '../flow/ingest.ts';
 import { FlowMeter } from '../flow/meter.ts';
 import { EndReason } from '../flow/types.ts';
 import type { FlowRecord } from '../flow/types.ts';
-import { type DiscoveredNamespace, NetnsDiscovery } from '../netns/discovery.ts';
+import { type DiscoveredNamespace, type DiscoveryStats, NetnsDiscovery } from '../netns/discovery.ts';
 import { type NamespaceEvents, NodeCapture, type NodeCaptureEvent } from '../netns/node-capture.ts';
 import { Identity, type IdentityCapture, type IdentityStats } from '../enrich/identity.ts';
 import { KubeCaches, type KubeResource, type KubeResourceStatus } from '../enrich/kube-caches.ts';
@@ -69,6 +69,8 @@ export class RateLimitedWarn {
 export interface NamespaceSource extends NamespaceEvents {
   start(): Promise<void>;
   close(): void;
+  /** Discovery's counters, when namespaces are discovered. */
+  stats?(): DiscoveryStats;
 }
 
 /** How the observed end of a flow is named, with the Kubernetes caches behind it. */
@@ -115,11 +117,10 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
     procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
     rescanIntervalMs: config.namespaces.rescanSeconds * 1000,
   });
-  const paths = config.namespaces.pathFilter ? new RegExp(config.namespaces.pathFilter) : undefined;
   return {
     logFields: {},
     namespaces: discovery,
-    ...(paths && { namespaceFilter: (ns: { paths: string[] }) => ns.paths.some((p) => paths.test(p)) }),
+    ...(config.namespaces.pathFilter && { namespaceFilter: pathFilter(config.namespaces.pathFilter, discovery, log.child({ component: 'capture' })) }),
     naming: ({ capture, onRecord }) => {
       const identity = new Identity({
         caches,
@@ -147,8 +148,38 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
   };
 };
 
+/**
+ * namespaces.pathFilter: a namespace is attached when any of its paths (as
+ * configured and as resolved, netns/discovery.ts) matches. Warns once when
+ * the filter has excluded every namespace found so far: a filter that never
+ * matches is otherwise only podflow_namespaces_attached staying 0.
+ */
+function pathFilter(pattern: string, discovery: NetnsDiscovery, log: Logger): (ns: DiscoveredNamespace) => boolean {
+  const paths = new RegExp(pattern);
+  const excluded = new Set<string>();
+  let matched = false;
+  let warned = false;
+  return (ns) => {
+    if (ns.paths.some((p) => paths.test(p))) {
+      matched = true;
+      excluded.clear();
+      return true;
+    }
+    if (matched || warned) return false;
+    excluded.add(ns.key);
+    const known = discovery.namespaces();
+    if (known.every((k) => excluded.has(k.key))) {
+      warned = true;
+      log.warn({ pathFilter: pattern, namespaces: known.length, paths: known.slice(0, 5).flatMap((k) => k.paths) }, 'namespaces.pathFilter excludes every namespace found: nothing is captured');
+    }
+    return false;
+  };
+}
+
 export class Agent {
   readonly registry: Registry;
+  /** Every stats object of the agent, as /metrics reads them. */
+  readonly metricSources: MetricSources;
   readonly #c: AgentConfig;
   readonly #log: Logger;
   readonly #mode: AgentMode;
@@ -188,6 +219,8 @@ export class Agent {
       idleTimeoutMs: config.flow.idleTimeoutSeconds * 1000,
       activeTimeoutMs: config.flow.activeTimeoutSeconds * 1000,
       maxFlows: config.flow.maxFlows,
+      // Timed out on the agent's tick, behind every ring (#tick).
+      expireOnAdd: false,
       onFlow: (flow) => this.#naming.enrich(flow),
     });
     this.#ingest = new PacketIngest(this.#decoder, this.#meter);
@@ -207,17 +240,20 @@ export class Agent {
     this.#capture.on('event', (e) => this.#onCaptureEvent(e, captureLog, captureWarn));
     this.#naming = this.#mode.naming({ capture: this.#capture, onRecord: (record) => this.#onRecord(record) });
     this.#traffic = new WorkloadTraffic(config.metrics.maxWorkloadSeries);
-    this.registry = createMetrics({
+    this.metricSources = {
       capture: () => this.#capture.counters(),
       captureByKind: () => this.#byKind,
+      discovery: () => this.#mode.namespaces.stats?.(),
       ingest: () => this.#ingest.stats,
       decodeErrors: () => this.#decoder.errors,
+      fragments: () => this.#decoder.fragments,
       meter: () => this.#meter.stats,
       exporter: () => this.#exporter.stats(),
       caches: () => this.#naming.cacheStatus(),
       identity: () => this.#naming.stats(),
-      traffic: this.#traffic,
-    });
+      traffic: () => this.#traffic.stats(),
+    };
+    this.registry = createMetrics(this.metricSources);
     this.#http = new AgentHttp({ registry: this.registry, notReady: () => this.notReady() });
   }
 
@@ -298,7 +334,14 @@ export class Agent {
 
   #tick(): void {
     const now = Date.now();
-    this.#meter.expire(now);
+    // Flows expire on the packets' clock, not the wall clock: a packet may sit
+    // in a kernel ring up to the capture's settle time before it is readable
+    // (a TPACKET_V3 block is handed over when its retire timer fires), so a
+    // flow is timed out only as of now - settle. Reading every ring first
+    // makes "every packet older than that has been delivered" hold even when
+    // this timer ran late (timers run before I/O callbacks after a busy turn).
+    for (const h of this.#capture.handles()) h.drain();
+    this.#meter.expire(now - this.#capture.settleMs());
     this.#naming.tick?.(now);
     this.#flushBatch();
   }

@@ -9,6 +9,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { PodflowError } from '../common/errors.ts';
 import { parseExportTarget } from '../ipfix/target.ts';
+import { DEFAULT_HOLD_MAX_AGE_MS } from '../enrich/enricher.ts';
 
 export interface AgentConfig {
   clusterName: string;
@@ -36,12 +37,22 @@ export const DEFAULT_CONFIG: AgentConfig = {
   flow: { idleTimeoutSeconds: 30, activeTimeoutSeconds: 300, maxFlows: 131_072 },
   capture: { interfaces: '', loopback: true, snaplen: 256, bufferBytes: 4 << 20, idleBufferBytes: 128 << 10, busyAbovePacketsPerSecond: 1000, idleAfterSeconds: 60 },
   namespaces: { netnsDirs: ['/var/run/netns', '/run/netns'], proc: true, procRoot: '/proc', pathFilter: '', rescanSeconds: 1 },
-  kubernetes: { kubeconfig: '', leaseGraceSeconds: 300 },
+  kubernetes: { kubeconfig: '', leaseGraceSeconds: 360 },
   metrics: { listen: '0.0.0.0:9464', maxWorkloadSeries: 2000 },
   log: { level: 'info' },
   shutdown: { timeoutSeconds: 10 },
 };
 
+/**
+ * A flow is named by the lease of its remote address at the flow's start, and
+ * looked up when its record is made: up to flow.activeTimeoutSeconds after the
+ * start, plus the time a record is held (before the caches' first sync, or
+ * while its namespace is not tied to a pod yet), plus whole-second timeouts
+ * and the agent's timers (each ~1 s at most). A lease dropped before that
+ * hands its address to the next holder from -Infinity, who would then own
+ * those flows: so the grace must outlast all of it.
+ */
+const LEASE_GRACE_MARGIN_SECONDS = 10;
 /** A smaller quiet ring holds too few packets (~50 at snaplen 256) to ride out one busy turn of the event loop. */
 const MIN_IDLE_BUFFER_BYTES = 16384;
 const positive = { type: 'number', exclusiveMinimum: 0 } as const;
@@ -72,7 +83,7 @@ export const configSchema = {
     }),
     namespaces: obj({ netnsDirs: strings, proc: { type: 'boolean' }, procRoot: { type: 'string', minLength: 1 }, pathFilter: { type: 'string' }, rescanSeconds: positive }),
     kubernetes: obj({ kubeconfig: { type: 'string' }, leaseGraceSeconds: positive }),
-    metrics: obj({ listen: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):[0-9]{1,5}$' }, maxWorkloadSeries: positiveInt }),
+    metrics: obj({ listen: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):[0-9]{1,5}$' }, maxWorkloadSeries: { type: 'integer', minimum: 7 } }),
     log: obj({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] } }),
     shutdown: obj({ timeoutSeconds: positive }),
   }),
@@ -206,6 +217,12 @@ function semanticChecks(c: AgentConfig): void {
     problems.push(`capture.idleBufferBytes: must be 0 (one fixed ring per handle) or at least ${MIN_IDLE_BUFFER_BYTES}, got ${c.capture.idleBufferBytes}`);
   }
   if (c.flow.activeTimeoutSeconds < c.flow.idleTimeoutSeconds) problems.push(`flow.activeTimeoutSeconds: must be at least flow.idleTimeoutSeconds (${c.flow.idleTimeoutSeconds})`);
+  const leaseGraceMin = c.flow.activeTimeoutSeconds + DEFAULT_HOLD_MAX_AGE_MS / 1000 + LEASE_GRACE_MARGIN_SECONDS;
+  if (c.kubernetes.leaseGraceSeconds < leaseGraceMin) {
+    problems.push(
+      `kubernetes.leaseGraceSeconds: must be at least flow.activeTimeoutSeconds (${c.flow.activeTimeoutSeconds}) + the hold of unnamed flows (${DEFAULT_HOLD_MAX_AGE_MS / 1000}) + a margin (${LEASE_GRACE_MARGIN_SECONDS}) = ${leaseGraceMin}, got ${c.kubernetes.leaseGraceSeconds}: a closed lease dropped sooner lets the address's next holder own flows that started before it`,
+    );
+  }
   if (c.kubernetes.kubeconfig && !readable(c.kubernetes.kubeconfig)) problems.push(`kubernetes.kubeconfig: unreadable file ${c.kubernetes.kubeconfig}`);
   for (const [key, pattern] of [['capture.interfaces', c.capture.interfaces], ['namespaces.pathFilter', c.namespaces.pathFilter]] as const) {
     try {

@@ -3,27 +3,35 @@
 // nothing here runs per packet. One Registry per agent (a fresh one per test).
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { FlowMeterStats } from '../flow/meter.ts';
-import type { DecodeErrors } from '../flow/decode.ts';
+import type { DecodeErrors, FragmentCounts } from '../flow/decode.ts';
 import type { IngestStats } from '../flow/ingest.ts';
 import type { TransportStats } from '../ipfix/transport.ts';
 import type { KubeResource, KubeResourceStatus } from '../enrich/kube-caches.ts';
 import type { IdentityStats } from '../enrich/identity.ts';
 import type { NodeCaptureCounters } from '../netns/node-capture.ts';
+import type { DiscoveryStats } from '../netns/discovery.ts';
 import { type ExportRecord, FlowDirection } from '../ipfix/types.ts';
 import { EndReason } from '../flow/types.ts';
 
-/** What the metrics read, all at scrape time. */
+/**
+ * What the metrics read, all at scrape time: every stats object of the agent.
+ * Every number in them reaches /metrics (test/agent/metrics-coverage.test.ts
+ * walks them and fails on a field no metric carries).
+ */
 export interface MetricSources {
   capture: () => NodeCaptureCounters;
   /** Packets and bytes captured, by interface kind ('pod', 'loopback'). */
   captureByKind: () => Record<string, { packets: number; bytes: number }>;
+  /** Namespace discovery; undefined when namespaces are not discovered (the sidecar). */
+  discovery: () => DiscoveryStats | undefined;
   ingest: () => IngestStats;
   decodeErrors: () => DecodeErrors;
+  fragments: () => FragmentCounts;
   meter: () => FlowMeterStats;
   exporter: () => TransportStats[];
   caches: () => Record<KubeResource, KubeResourceStatus>;
   identity: () => IdentityStats;
-  traffic: WorkloadTraffic;
+  traffic: () => WorkloadTrafficStats;
 }
 
 const END_REASONS: Record<number, string> = {
@@ -36,43 +44,66 @@ const END_REASONS: Record<number, string> = {
 
 /** The label value standing for every workload past the series bound. */
 export const OTHER_WORKLOAD = '_other';
+/** The namespace and workload label value of records whose observed end is not known (not a pod of the cluster, as far as podflow knows). */
+export const UNKNOWN_WORKLOAD = '_unknown';
+
+export interface WorkloadSeries {
+  namespace: string;
+  workload: string;
+  direction: string;
+  bytes: number;
+  packets: number;
+}
+
+export interface WorkloadTrafficStats {
+  series: WorkloadSeries[];
+  /** Records counted under "_other" because maxSeries series existed. */
+  overflowed: number;
+}
 
 /**
  * Traffic of the observed pod's workload, by namespace, workload and
  * direction, counted per exported record (never per packet). At most
- * maxSeries distinct series; later ones add to workload "_other".
+ * maxSeries distinct series; later ones add to workload "_other". Records
+ * whose observed end is unknown count under "_unknown", not "_other".
  */
 export class WorkloadTraffic {
-  readonly #max: number;
-  readonly #series = new Map<string, { namespace: string; workload: string; direction: string; bytes: number; packets: number }>();
-  overflowed = 0;
+  /** Series of named workloads allowed: maxSeries less one per direction for "_other" and for "_unknown". */
+  readonly #maxNamed: number;
+  readonly #series = new Map<string, WorkloadSeries>();
+  #named = 0;
+  #overflowed = 0;
 
   constructor(maxSeries: number) {
-    this.#max = maxSeries;
+    this.#maxNamed = maxSeries - 6;
   }
 
   add(record: ExportRecord): void {
     const egress = record.flowDirection === FlowDirection.EGRESS;
     const observed = egress ? record.source : record.destination;
-    const namespace = observed.namespace || OTHER_WORKLOAD;
-    const workload = observed.workloadName ? `${observed.workloadKind}/${observed.workloadName}` : observed.podName || OTHER_WORKLOAD;
+    const namespace = observed.namespace || UNKNOWN_WORKLOAD;
+    const workload = observed.workloadName ? `${observed.workloadKind}/${observed.workloadName}` : observed.podName || UNKNOWN_WORKLOAD;
     const direction = record.interfaceName === 'lo' ? 'loopback' : egress ? 'egress' : 'ingress';
     let key = `${namespace}\u0000${workload}\u0000${direction}`;
     let s = this.#series.get(key);
     if (!s) {
-      if (this.#series.size >= this.#max - 3) {
-        this.overflowed++;
+      const named = namespace !== UNKNOWN_WORKLOAD;
+      if (named && this.#named >= this.#maxNamed) {
+        this.#overflowed++;
         key = `${OTHER_WORKLOAD}\u0000${OTHER_WORKLOAD}\u0000${direction}`;
         s = this.#series.get(key);
         if (!s) this.#series.set(key, (s = { namespace: OTHER_WORKLOAD, workload: OTHER_WORKLOAD, direction, bytes: 0, packets: 0 }));
-      } else this.#series.set(key, (s = { namespace, workload, direction, bytes: 0, packets: 0 }));
+      } else {
+        if (named) this.#named++;
+        this.#series.set(key, (s = { namespace, workload, direction, bytes: 0, packets: 0 }));
+      }
     }
     s.bytes += record.flow.octetDeltaCount + record.flow.reverseOctetDeltaCount;
     s.packets += record.flow.packetDeltaCount + record.flow.reversePacketDeltaCount;
   }
 
-  series(): Iterable<{ namespace: string; workload: string; direction: string; bytes: number; packets: number }> {
-    return this.#series.values();
+  stats(): WorkloadTrafficStats {
+    return { series: [...this.#series.values()], overflowed: this.#overflowed };
   }
 }
 
@@ -103,6 +134,13 @@ function gauge(registry: Registry, name: string, help: string, labelNames: reado
   });
 }
 
+/** A metric with one label whose values are the keys of what read() returns. */
+function byLabel(registry: Registry, type: 'counter' | 'gauge', name: string, help: string, label: string, read: () => Record<string, number>): void {
+  (type === 'counter' ? counter : gauge)(registry, name, help, [label], (set) => {
+    for (const [value, v] of Object.entries(read())) set({ [label]: value }, v);
+  });
+}
+
 export function createMetrics(s: MetricSources): Registry {
   const r = new Registry();
   collectDefaultMetrics({ register: r });
@@ -115,18 +153,46 @@ export function createMetrics(s: MetricSources): Registry {
   counter(r, 'podflow_capture_bytes_total', 'On-the-wire bytes of the packets captured, by interface kind.', ['kind'], (set) => {
     for (const [kind, v] of Object.entries(s.captureByKind())) set({ kind }, v.bytes);
   });
-  counter(r, 'podflow_capture_kernel_drops_total', 'Packets the kernel dropped for lack of ring space on capture handles.', [], (set) => set({}, s.capture().kernelDrops));
+  counter(r, 'podflow_capture_kernel_drops_total', 'Packets the kernel dropped for lack of ring space on capture handles.', [], (set) => set({}, s.capture().handles.dropped ?? 0));
+  counter(r, 'podflow_capture_interface_drops_total', 'Packets the interfaces dropped before capture saw them (pcap ps_ifdrop).', [], (set) => set({}, s.capture().handles.ifDropped ?? 0));
+  counter(r, 'podflow_capture_kernel_received_total', 'Packets the kernel queued to the capture rings after their filters (pcap ps_recv).', [], (set) => set({}, s.capture().handles.received ?? 0));
+  counter(r, 'podflow_capture_batches_total', 'Batches of packets read from the capture rings and handed on.', [], (set) => set({}, s.capture().handles.batches ?? 0));
+  counter(r, 'podflow_capture_record_bytes_total', 'Bytes read from the capture rings (16-byte record headers and the captured bytes).', [], (set) => set({}, s.capture().handles.bytes ?? 0));
+  counter(r, 'podflow_capture_sink_errors_total', 'Batches whose processing threw (a bug; the packets of such a batch may not be metered).', [], (set) => set({}, s.capture().handles.sinkErrors ?? 0));
+  counter(r, 'podflow_capture_ring_switch_duplicates_total', 'Packets a new ring read before joining its handle: copies of what the old ring delivered, discarded.', [], (set) => set({}, s.capture().handles.duplicatesDiscarded ?? 0));
+  counter(r, 'podflow_capture_truncated_batches_total', 'Capture batches that ended inside a record; the cut record was skipped.', [], (set) => set({}, s.ingest().truncatedRecords));
   counter(r, 'podflow_capture_open_failures_total', 'Capture handles that failed to open.', [], (set) => set({}, s.capture().openFailures));
   counter(r, 'podflow_capture_handles_lost_total', 'Capture handles that stopped on their own (interface gone or down).', [], (set) => set({}, s.capture().handlesLost));
   gauge(r, 'podflow_capture_handles', 'Capture handles open now, by the kernel ring they read (idle: small, busy: capture.bufferBytes; fixed: no ring tiers).', ['ring'], (set) => {
     for (const [ring, v] of Object.entries(s.capture().handlesByTier)) set({ ring }, v);
   });
-  counter(r, 'podflow_capture_ring_switches_total', 'Capture handles moved between their idle and busy kernel ring.', [], (set) => set({}, s.capture().ringSwitches));
-  counter(r, 'podflow_capture_ring_switch_failures_total', 'Ring moves given up (the new ring could not be opened); retried later.', [], (set) => set({}, s.capture().ringSwitchFailures));
+  counter(r, 'podflow_capture_handles_opened_total', 'Capture handles opened.', [], (set) => set({}, s.capture().handlesOpened));
+  counter(r, 'podflow_capture_ring_switches_total', 'Capture handles moved between their idle and busy kernel ring.', [], (set) => set({}, s.capture().handles.ringSwitches ?? 0));
+  counter(r, 'podflow_capture_ring_switch_failures_total', 'Ring moves given up (the new ring could not be opened); retried later.', [], (set) => set({}, s.capture().handles.ringSwitchFailures ?? 0));
   gauge(r, 'podflow_namespaces_attached', 'Pod network namespaces attached now.', [], (set) => set({}, s.capture().namespacesAttached));
+  gauge(r, 'podflow_namespaces_discovered', 'Network namespaces discovery knows now (before namespaces.pathFilter).', [], (set) => {
+    const d = s.discovery();
+    if (d) set({}, d.namespaces);
+  });
+  counter(r, 'podflow_namespace_scans_total', 'Scans of the namespace directories and /proc.', [], (set) => {
+    const d = s.discovery();
+    if (d) set({}, d.scans);
+  });
+  counter(r, 'podflow_namespace_scan_errors_total', 'Namespace scans that failed unexpectedly (retried at the next scan).', [], (set) => {
+    const d = s.discovery();
+    if (d) set({}, d.scanErrors);
+  });
+  byLabel(r, 'counter', 'podflow_handler_errors_total', 'Exceptions caught in event handlers and timers, by component (a bug; never propagated).', 'component', () => ({
+    capture: s.capture().handlerErrors,
+    identity: s.identity().handlerErrors,
+  }));
   counter(r, 'podflow_decode_errors_total', 'Captured packets not metered, by reason.', ['reason'], (set) => {
     for (const [reason, v] of Object.entries(s.decodeErrors())) set({ reason: snake(reason) }, v);
   });
+  counter(r, 'podflow_decode_fragments_total', 'Non-first IP fragments metered: with the ports of their first fragment (joined), or without one seen (orphaned: ports 0).', ['outcome'], (set) => {
+    for (const [outcome, v] of Object.entries(s.fragments())) set({ outcome: snake(outcome) }, v);
+  });
+  counter(r, 'podflow_metered_packets_total', 'Captured packets decoded and added to the flow table.', [], (set) => set({}, s.meter().packets));
   gauge(r, 'podflow_flows_active', 'Flows open in the flow table now.', [], (set) => set({}, s.meter().active));
   counter(r, 'podflow_flows_created_total', 'Flows created.', [], (set) => set({}, s.meter().created));
   counter(r, 'podflow_flows_ended_total', 'Flows ended, by IPFIX flowEndReason.', ['reason'], (set) => {
@@ -142,6 +208,7 @@ export function createMetrics(s: MetricSources): Registry {
   perCollector('podflow_export_messages_total', 'IPFIX messages sent, per collector.', (t) => t.messages);
   perCollector('podflow_export_bytes_total', 'IPFIX message bytes sent, per collector.', (t) => t.bytes);
   perCollector('podflow_export_errors_total', 'Export errors (connect, send, TLS, file), per collector.', (t) => t.errors);
+  perCollector('podflow_export_template_sends_total', 'Times the templates (with type information and reliability statistics) were sent, per collector.', (t) => t.templateSends);
   perCollector('podflow_export_reconnects_total', 'Reconnections to the collector after the first connection.', (t) => t.reconnects);
   perCollector('podflow_export_queue_dropped_records_total', 'Records dropped because the export queue was full or the close ran out of time.', (t) => t.droppedRecords);
   perCollector('podflow_export_queued_records', 'Records waiting for the collector now.', (t) => t.queuedRecords, 'gauge');
@@ -154,22 +221,53 @@ export function createMetrics(s: MetricSources): Registry {
   perResource('podflow_kube_cache_objects', 'Objects in the cache now.', (st) => st.objects, 'gauge');
   perResource('podflow_kube_cache_events_total', 'Add, update and delete events applied to the cache.', (st) => st.events, 'counter');
   perResource('podflow_kube_cache_errors_total', 'Errors that stopped the informer (each followed by a restart).', (st) => st.errors, 'counter');
-  counter(r, 'podflow_lease_lookups_total', 'IP lease lookups for the remote end of a flow, by outcome.', ['outcome'], (set) => {
+  perResource('podflow_kube_cache_restarts_total', 'Informers started again after an error.', (st) => st.restarts, 'counter');
+  perResource('podflow_kube_cache_relists_total', 'Lists after the first one (each follows a 410 Gone: the watch version had expired).', (st) => st.relists, 'counter');
+  counter(r, 'podflow_lease_lookups_total', "IP lease lookups, by outcome: the remote end of every flow, and the observed end of a flow whose namespace is not tied to a pod.", ['outcome'], (set) => {
     for (const [outcome, v] of Object.entries(s.identity().leases.lookups)) set({ outcome }, v);
   });
-  gauge(r, 'podflow_leases', 'IP leases in the lease table, by state.', ['state'], (set) => {
-    const l = s.identity().leases;
-    set({ state: 'open' }, l.open);
-    set({ state: 'closed' }, l.closed);
+  counter(r, 'podflow_lease_lookups_ambiguous_total', 'Lease lookups where leases of more than one holder matched (the one that started last answered).', [], (set) => set({}, s.identity().leases.lookupsAmbiguous));
+  counter(r, 'podflow_lease_superseded_total', 'Open leases closed because another holder of the same kind claimed the address.', [], (set) => set({}, s.identity().leases.superseded));
+  counter(r, 'podflow_lease_stale_claims_ignored_total', 'Claims of an address ignored because its holder had lost it to another (stale status).', [], (set) => set({}, s.identity().leases.staleClaimsIgnored));
+  const leases = () => s.identity().leases;
+  byLabel(r, 'counter', 'podflow_lease_closed_dropped_total', "Closed leases dropped: after their grace period (expired), or before it by the bound on closed leases (evicted: late flows of that address are then named by its next holder or 'unknown').", 'reason', () => ({
+    expired: leases().closedExpired,
+    evicted: leases().closedEvicted,
+  }));
+  byLabel(r, 'counter', 'podflow_lease_event_anomalies_total', 'Watch events out of the usual order (applied anyway) and addresses that do not parse (skipped), by kind.', 'kind', () => {
+    const l = leases();
+    return { update_for_unknown: l.updatesForUnknown, add_for_known: l.addsForKnown, delete_for_unknown: l.deletesForUnknown, invalid_address: l.invalidAddresses };
   });
+  byLabel(r, 'counter', 'podflow_namespace_pod_ties_total', "Namespaces tied to their pod, by how: the pod UID in a cgroup path, or the namespace's addresses.", 'via', () => ({
+    cgroup: s.identity().namespaces.byCgroup,
+    address: s.identity().namespaces.byAddress,
+  }));
+  counter(r, 'podflow_namespace_pod_ambiguous_total', "Address matches refused because more than one live pod of this node had the namespace's address.", [], (set) => set({}, s.identity().namespaces.ambiguous));
+  counter(r, 'podflow_namespace_read_errors_total', "Reads of a namespace's processes or interfaces that failed (gone, or no permission).", [], (set) => set({}, s.identity().namespaces.readErrors));
+  gauge(r, 'podflow_namespaces_untied', 'Namespaces not tied to a pod yet.', [], (set) => set({}, s.identity().namespaces.pending));
+  byLabel(r, 'gauge', 'podflow_leases', 'IP leases in the lease table, by state.', 'state', () => ({ open: leases().open, closed: leases().closed }));
   counter(r, 'podflow_enriched_flows_total', 'Flows named with identity and handed to export.', [], (set) => set({ }, s.identity().enricher.enriched));
   gauge(r, 'podflow_enrich_held_flows', 'Flows held until the caches first sync.', [], (set) => set({}, s.identity().enricher.heldNow));
-  counter(r, 'podflow_workload_traffic_bytes_total', `IP bytes of exported flows by the observed pod's namespace, workload and direction (at most the configured series; the rest under "${OTHER_WORKLOAD}").`, ['namespace', 'workload', 'direction'], (set) => {
-    for (const x of s.traffic.series()) set({ namespace: x.namespace, workload: x.workload, direction: x.direction }, x.bytes);
+  counter(r, 'podflow_enrich_held_total', 'Flows held because they finished before the caches first synced.', [], (set) => set({}, s.identity().enricher.held));
+  const enricher = () => s.identity().enricher;
+  byLabel(r, 'counter', 'podflow_enrich_hold_releases_total', 'Held flows named, by why: the caches synced, the flow was held its longest (expired), or too many were held (overflow).', 'reason', () => ({
+    synced: enricher().released,
+    expired: enricher().expiredUnsynced,
+    overflow: enricher().overflowUnsynced,
+  }));
+  byLabel(r, 'counter', 'podflow_enrich_observed_fallbacks_total', "Flows whose observed namespace was not tied to a pod: its end named by the lease of its address (by_address), or left unknown.", 'outcome', () => ({
+    by_address: enricher().observedByAddress,
+    unknown: enricher().observedUnknown,
+  }));
+  counter(r, 'podflow_enrich_unknown_point_total', 'Flows of an observation point never registered: observed end unknown.', [], (set) => set({}, s.identity().enricher.unknownPoint));
+  counter(r, 'podflow_enrich_direction_guessed_total', "Flows whose direction was guessed (ingress): none of the observed pod's addresses was known.", [], (set) => set({}, s.identity().enricher.directionGuessed));
+  counter(r, 'podflow_workload_traffic_bytes_total', `IP bytes of exported flows by the observed pod's namespace, workload and direction (observed end unknown: "${UNKNOWN_WORKLOAD}"; at most the configured series, the rest under "${OTHER_WORKLOAD}").`, ['namespace', 'workload', 'direction'], (set) => {
+    for (const x of s.traffic().series) set({ namespace: x.namespace, workload: x.workload, direction: x.direction }, x.bytes);
   });
   counter(r, 'podflow_workload_traffic_packets_total', "Packets of exported flows by the observed pod's namespace, workload and direction.", ['namespace', 'workload', 'direction'], (set) => {
-    for (const x of s.traffic.series()) set({ namespace: x.namespace, workload: x.workload, direction: x.direction }, x.packets);
+    for (const x of s.traffic().series) set({ namespace: x.namespace, workload: x.workload, direction: x.direction }, x.packets);
   });
+  counter(r, 'podflow_workload_traffic_overflow_total', `Exported records counted under workload "${OTHER_WORKLOAD}" because metrics.maxWorkloadSeries series existed.`, [], (set) => set({}, s.traffic().overflowed));
   return r;
 }
 

@@ -34,11 +34,12 @@ import { PodflowError } from '../common/errors.ts';
 import { type IpKey, type IpPrefix, ipKey, ipKeyOf, parsePrefix } from './ip-keys.ts';
 import type { SlimNode, SlimPod, SlimService, WatchEventType } from './types.ts';
 
-export const DEFAULT_LEASE_GRACE_MS = 5 * 60_000;
+/** The agent's default too (kubernetes.leaseGraceSeconds): the default active timeout, the hold and a margin. */
+export const DEFAULT_LEASE_GRACE_MS = 6 * 60_000;
 export const DEFAULT_MAX_CLOSED_LEASES = 65_536;
 
 export interface LeaseTableOptions {
-  /** How long a closed lease still names flows that started before it closed. Default 5 min. */
+  /** How long a closed lease still names flows that started before it closed. Default 6 min. */
   graceMs?: number;
   /** Bound on closed leases kept; the least recently closed go first (counted in closedEvicted). Default 65536. */
   maxClosedLeases?: number;

@@ -23,7 +23,8 @@
 //   seen FIN or RST ends that flow with END_OF_FLOW, and the packet starts a
 //   new flow (a reused 5-tuple after a closed connection).
 // A packet checks its own flow against these rules before it is counted, as
-// ipfixprobe does, so the flows counted never depend on when expire() runs;
+// ipfixprobe does, so the flows counted never depend on when expire() runs,
+// as long as it never runs ahead of a packet still to come (expireOnAdd);
 // expire() only decides how soon a silent flow is reported.
 //
 // Bookkeeping that keeps the periodic sweep O(expired flows): every open flow
@@ -83,6 +84,14 @@ export interface FlowMeterOptions {
   maxFlows?: number;
   /** Receives every finished flow, synchronously, from inside add/expire/flush. */
   onFlow: (record: FlowRecord) => void;
+  /**
+   * Time silent flows out as packets arrive, on the packets' clock (default
+   * true: one ordered stream, a capture file). A live capture of several
+   * rings sets it false and calls expire() itself on a clock behind every
+   * ring: one ring's packets run ahead of another's still queued, and timing
+   * out by them would split a flow whose next packet is waiting.
+   */
+  expireOnAdd?: boolean;
 }
 
 export interface FlowMeterStats {
@@ -108,6 +117,7 @@ export class FlowMeter {
   readonly #idleSeconds: number;
   readonly #activeSeconds: number;
   readonly #onFlow: (record: FlowRecord) => void;
+  readonly #expireOnAdd: boolean;
 
   // Hash index: slot → flow + 1 (0 = empty). Twice the flows, so probes stay short.
   readonly #slots: Int32Array;
@@ -142,6 +152,7 @@ export class FlowMeter {
     this.#idleSeconds = idle / 1000;
     this.#activeSeconds = active / 1000;
     this.#onFlow = options.onFlow;
+    this.#expireOnAdd = options.expireOnAdd ?? true;
 
     let slotCount = 2;
     while (slotCount < maxFlows * 2) slotCount *= 2;
@@ -158,7 +169,7 @@ export class FlowMeter {
   add(observationPointId: number, p: DecodedPacket, timestampMs: number): void {
     this.stats.packets++;
     const second = Math.floor(timestampMs / 1000);
-    if (second !== this.#expiredSecond) this.expire(timestampMs);
+    if (second !== this.#expiredSecond && this.#expireOnAdd) this.expire(timestampMs);
     const hash = flowHash(observationPointId, p);
     // The lookup is written out here rather than in a method returning the
     // flow plus a direction field: V8 did not inline it into add(), and the

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, normalize } from 'node:path';
 import { PodflowError } from '../common/errors.ts';
 
 export type NamespaceSource = 'netns-dir' | 'proc';
@@ -15,7 +15,11 @@ export interface DiscoveredNamespace {
   key: string;
   inode: number;
   dev: number;
-  /** Paths that open it, the most durable first (netns-dir entries, then /proc by pid). */
+  /**
+   * Paths that open it, the most durable first: netns-dir entries (under the
+   * directory's real path, then under each configured spelling of it, e.g.
+   * /run/netns/x and /var/run/netns/x), then /proc by pid.
+   */
   paths: string[];
   /** Where it was seen first. */
   source: NamespaceSource;
@@ -161,24 +165,30 @@ export class NetnsDiscovery extends EventEmitter<{
   async #scanDirs(): Promise<Map<string, Seen>> {
     const seen = new Map<string, Seen>();
     let notYetMounted = false;
-    const dirs = new Set<string>();
+    // /var/run is usually a symlink to /run: read each real directory once,
+    // and report each entry under the real path and every configured spelling
+    // of it, so namespaces.pathFilter matches what the user wrote.
+    const spellings = new Map<string, string[]>();
     for (const dir of this.#dirs) {
-      // /var/run is usually a symlink to /run: read each real directory once.
       const real = await realpath(dir).catch(() => undefined);
-      if (real === undefined || dirs.has(real)) continue;
-      dirs.add(real);
+      if (real === undefined) continue;
+      const known = spellings.get(real) ?? [real];
+      const spelled = normalize(dir).replace(/(?<=.)\/$/, '');
+      if (!known.includes(spelled)) known.push(spelled);
+      spellings.set(real, known);
+    }
+    for (const [real, dirs] of spellings) {
       this.#ensureWatch(real);
       const names = await readdir(real).catch(() => [] as string[]);
       await Promise.all(
         names.map(async (name) => {
-          const path = join(real, name);
-          const st = await stat(path).catch(() => undefined);
+          const st = await stat(join(real, name)).catch(() => undefined);
           if (!st) return;
           if (st.dev !== this.#nsfsDev) {
             notYetMounted = true;
             return;
           }
-          seen.set(path, { key: `${st.dev}:${st.ino}`, inode: st.ino, dev: st.dev, source: 'netns-dir' });
+          for (const dir of dirs) seen.set(join(dir, name), { key: `${st.dev}:${st.ino}`, inode: st.ino, dev: st.dev, source: 'netns-dir' });
         }),
       );
     }

@@ -8,7 +8,7 @@
 // Nothing here throws out of an event handler, and one namespace's failure
 // never touches another's handles.
 import { EventEmitter } from 'node:events';
-import { type BatchSink, type CaptureHandle, type CaptureOptions, DEFAULT_CAPTURE_OPTIONS, type ObservationKind, openCaptureAsync, type RingTier } from './capture.ts';
+import { type BatchSink, type CaptureHandle, type CaptureOptions, type CaptureStats, DEFAULT_CAPTURE_OPTIONS, type ObservationKind, openCaptureAsync, type RingTier } from './capture.ts';
 import type { DiscoveredNamespace } from './discovery.ts';
 import { listInterfaces, type NetnsInterface } from './interfaces.ts';
 import { PodflowError } from '../common/errors.ts';
@@ -67,6 +67,9 @@ export interface NodeCaptureOptions {
   now?: () => number;
 }
 
+/** Every numeric field of CaptureStats. */
+export type CaptureTotals = { [K in keyof CaptureStats as CaptureStats[K] extends number ? K : never]: number };
+
 export interface NodeCaptureCounters {
   namespacesAttached: number;
   handlesOpen: number;
@@ -74,13 +77,15 @@ export interface NodeCaptureCounters {
   openFailures: number;
   /** Handles that stopped on their own (interface deleted or down). */
   handlesLost: number;
-  /** Kernel ring drops summed over open and closed handles. */
+  /** Every counter of the capture handles (CaptureStats), summed over open and closed handles; empty before the first handle opens. */
+  handles: Partial<CaptureTotals>;
+  /** handles.dropped: kernel ring drops. */
   kernelDrops: number;
-  /** Packets delivered to the sink, summed over open and closed handles. */
+  /** handles.packets: packets delivered to the sink. */
   packets: number;
   /** Open handles by the ring they read now (capture.idleBufferBytes: 'idle' and 'busy'; else all 'fixed'). */
   handlesByTier: Record<RingTier, number>;
-  /** Moves between a handle's quiet and busy ring, and moves given up, summed over open and closed handles. */
+  /** handles.ringSwitches and handles.ringSwitchFailures: moves between a handle's quiet and busy ring, and moves given up. */
   ringSwitches: number;
   ringSwitchFailures: number;
   /** Unexpected exceptions caught in event handlers and timers (a bug; never propagated). */
@@ -110,7 +115,9 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   #nextPointId = 1;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
-  #counters = { handlesOpened: 0, openFailures: 0, handlesLost: 0, closedDrops: 0, closedPackets: 0, closedSwitches: 0, closedSwitchFailures: 0, handlerErrors: 0 };
+  #counters = { handlesOpened: 0, openFailures: 0, handlesLost: 0, handlerErrors: 0 };
+  /** CaptureTotals of the handles closed so far. */
+  readonly #closedTotals: Record<string, number> = {};
   readonly #onAdded = (ns: DiscoveredNamespace) => this.#guard(() => this.#attach(ns));
   readonly #onRemoved = (ns: DiscoveredNamespace) => this.#guard(() => this.#detach(ns.key));
 
@@ -165,7 +172,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
    */
   async stop(): Promise<void> {
     this.#unfollow();
-    const settleMs = Math.max(0, ...this.handles().map((h) => h.settleMs));
+    const settleMs = this.settleMs();
     if (settleMs > 0) await new Promise((resolve) => setTimeout(resolve, settleMs));
     for (const h of this.handles()) this.#guard(() => void h.drain());
     this.close();
@@ -173,35 +180,38 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
 
   counters(): NodeCaptureCounters {
     let handlesOpen = 0;
-    let drops = this.#counters.closedDrops;
-    let packets = this.#counters.closedPackets;
-    let ringSwitches = this.#counters.closedSwitches;
-    let ringSwitchFailures = this.#counters.closedSwitchFailures;
+    const totals = { ...this.#closedTotals };
     const handlesByTier: Record<RingTier, number> = { fixed: 0, idle: 0, busy: 0 };
     for (const a of this.#attached.values()) {
       for (const h of a.handles.values()) {
         handlesOpen++;
         const s = h.stats();
-        drops += s.dropped;
-        packets += s.packets;
-        ringSwitches += s.ringSwitches;
-        ringSwitchFailures += s.ringSwitchFailures;
+        addCounts(totals, s);
         handlesByTier[s.tier]++;
       }
     }
+    const handles: Partial<CaptureTotals> = totals;
     return {
       namespacesAttached: this.#attached.size,
       handlesOpen,
       handlesOpened: this.#counters.handlesOpened,
       openFailures: this.#counters.openFailures,
       handlesLost: this.#counters.handlesLost,
-      kernelDrops: drops,
-      packets,
+      handles,
+      kernelDrops: handles.dropped ?? 0,
+      packets: handles.packets ?? 0,
       handlesByTier,
-      ringSwitches,
-      ringSwitchFailures,
+      ringSwitches: handles.ringSwitches ?? 0,
+      ringSwitchFailures: handles.ringSwitchFailures ?? 0,
       handlerErrors: this.#counters.handlerErrors,
     };
+  }
+
+  /** The longest settleMs of the open handles: how long a packet may wait in a ring before it is readable. */
+  settleMs(): number {
+    let settle = 0;
+    for (const a of this.#attached.values()) for (const h of a.handles.values()) settle = Math.max(settle, h.settleMs);
+    return settle;
   }
 
   /** Open handles (one per observation point). */
@@ -318,11 +328,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   #onHandleClosed(a: Attached, handle: CaptureHandle, reason: PodflowError | undefined): void {
     if (a.handles.get(handle.point.interfaceName) === handle) a.handles.delete(handle.point.interfaceName);
     if (reason) this.#counters.handlesLost++;
-    const s = handle.stats();
-    this.#counters.closedDrops += s.dropped;
-    this.#counters.closedPackets += s.packets;
-    this.#counters.closedSwitches += s.ringSwitches;
-    this.#counters.closedSwitchFailures += s.ringSwitchFailures;
+    addCounts(this.#closedTotals, handle.stats());
     this.#o.meter.endObservationPoint(handle.point.id, EndReason.FORCED_END);
     this.#report({ type: 'closed', handle, reason });
   }
@@ -340,6 +346,11 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
       this.#counters.handlerErrors++;
     }
   }
+}
+
+/** Adds every numeric field of stats to totals (so a counter added to CaptureStats is summed, and published, without a change here). */
+function addCounts(totals: Record<string, number>, stats: CaptureStats): void {
+  for (const [key, value] of Object.entries(stats)) if (typeof value === 'number') totals[key] = (totals[key] ?? 0) + value;
 }
 
 function ownFramesOptions(capture: CaptureOptions, mac: string): CaptureOptions {

@@ -54,6 +54,8 @@ const bad: Array<[what: string, text: string, message: RegExp, code?: string]> =
   ['zero timeout', `${base}flow: {idleTimeoutSeconds: 0}\n`, /flow\.idleTimeoutSeconds: must be > 0, got 0/],
   ['wrong type', `${base}capture: {loopback: 'yes please'}\n`, /capture\.loopback: must be boolean/],
   ['idle ring too small', `${base}capture: {idleBufferBytes: 100}\n`, /capture\.idleBufferBytes: must be 0 \(one fixed ring per handle\) or at least 16384, got 100/],
+  ['lease grace shorter than the flows it must name', `${base}kubernetes: {leaseGraceSeconds: 300}\n`, /kubernetes\.leaseGraceSeconds: must be at least flow\.activeTimeoutSeconds \(300\) \+ the hold of unnamed flows \(30\) \+ a margin \(10\) = 340, got 300/],
+  ['active timeout longer than the default lease grace allows', `${base}flow: {activeTimeoutSeconds: 600}\n`, /kubernetes\.leaseGraceSeconds: must be at least .* = 640, got 360/],
   ['unreadable kubeconfig', `${base}kubernetes: {kubeconfig: ${dir}/missing}\n`, /kubernetes\.kubeconfig: unreadable file/],
   ['unreadable TLS CA', `nodeName: n\ncollectors: ['tls://c:4740?ca=${dir}/no-ca.pem']\n`, /collectors\[0\]: unreadable file ca=/],
   ['missing node name', 'collectors: [tcp://127.0.0.1:4739]\n', /nodeName: missing/],

@@ -124,6 +124,19 @@ test('compares timeouts in whole seconds, as ipfixprobe does', () => {
   assert.equal(flows.length, 1);
 });
 
+test('packets of one observation point time out flows of another as they arrive, unless expireOnAdd is off', () => {
+  // Point 2's ring is read before point 1's: its packet at 1.05 s comes first, while point 1's at 0.99 s still waits.
+  for (const expireOnAdd of [true, false]) {
+    const { m, flows } = meter({ idleTimeoutMs: 1_000, expireOnAdd });
+    m.add(1, packet(), T0 + 900);
+    m.add(2, packet(), T0 + 1_050);
+    m.add(1, packet(), T0 + 990);
+    m.flush();
+    const atPoint1 = flows.filter((r) => r.observationPointId === 1).map((r) => r.packetDeltaCount);
+    assert.deepEqual(atPoint1, expireOnAdd ? [1, 1] : [2], `expireOnAdd ${expireOnAdd}`);
+  }
+});
+
 test('reports END_OF_FLOW for an idle TCP flow that saw FIN or RST', () => {
   const { m, flows } = meter();
   m.add(1, packet({ flags: TCP_FIN | TCP_ACK }), T0);

@@ -175,7 +175,7 @@ export async function agentHarness(
     'clusterName: sim',
     `collectors: ['${collectorUrl}']`,
     'labelKeys: [app]',
-    `flow: {idleTimeoutSeconds: ${options.idleTimeoutSeconds}, activeTimeoutSeconds: 600}`,
+    `flow: {idleTimeoutSeconds: ${options.idleTimeoutSeconds}, activeTimeoutSeconds: 300}`,
     simNodeNamespaces(node),
     "metrics: {listen: '127.0.0.1:0'}",
     `shutdown: {timeoutSeconds: ${options.shutdownSeconds}}`,

@@ -21,12 +21,12 @@ const problem = kubectlProblem();
 async function agentMetrics(): Promise<Map<string, Set<string>>> {
   const zero = () => ({});
   const sources = {
-    capture: () => ({ namespacesAttached: 0, handlesOpen: 0, handlesOpened: 0, openFailures: 0, handlesLost: 0, kernelDrops: 0, packets: 0, handlerErrors: 0 }),
-    captureByKind: zero, ingest: zero, decodeErrors: zero,
+    capture: () => ({ namespacesAttached: 0, handlesOpen: 0, handlesOpened: 0, openFailures: 0, handlesLost: 0, handles: {}, kernelDrops: 0, packets: 0, handlerErrors: 0 }),
+    captureByKind: zero, discovery: () => undefined, ingest: zero, decodeErrors: zero, fragments: zero,
     meter: () => ({ active: 0, created: 0, ended: [], evictions: 0 }),
     exporter: () => [], caches: zero,
     identity: () => ({ leases: { lookups: {}, open: 0, closed: 0 }, enricher: { enriched: 0, heldNow: 0 } }),
-    traffic: new WorkloadTraffic(10),
+    traffic: () => new WorkloadTraffic(10).stats(),
   } as unknown as MetricSources;
   const registry = createMetrics(sources);
   const out = new Map<string, Set<string>>();

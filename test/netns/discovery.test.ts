@@ -2,7 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type DiscoveredNamespace, NetnsDiscovery } from '../../netns/discovery.ts';
 import { canRunSimNode, SimNode } from '../../sim/simnode.ts';
 
@@ -58,7 +60,7 @@ test('reports a namespace seen in /run/netns and /proc/<pid>/ns/net once, with b
   const pod = node.addPod(1);
   const sleeper = node.spawn(pod.netns, 'sleep', ['60']);
   await new Promise((resolve) => sleeper.once('spawn', resolve));
-  const discovery = new NetnsDiscovery({ rescanIntervalMs: 200 });
+  const discovery = new NetnsDiscovery({ netnsDirs: ['/run/netns'], rescanIntervalMs: 200 });
   t.after(() => discovery.close());
   const seen: DiscoveredNamespace[] = [];
   discovery.on('added', (ns) => seen.push(ns));
@@ -82,6 +84,20 @@ test('reports a namespace seen in /run/netns and /proc/<pid>/ns/net once, with b
   await discovery.rescan();
   assert.deepEqual(discovery.get(mine[0]!.key)?.paths, [pod.nsPath]);
   assert.equal(seen.filter((ns) => ns.inode === ino).length, 1);
+});
+
+test('reports a namespace under its real path and under each configured spelling of a symlinked directory', { skip }, async (t) => {
+  const node = new SimNode(t);
+  const pod = node.addPod(1);
+  const dir = mkdtempSync(join(tmpdir(), 'podflow-netns-link-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const link = join(dir, 'netns');
+  symlinkSync('/run/netns', link);
+  const discovery = new NetnsDiscovery({ netnsDirs: [`${link}/`, '/run/netns'], procRoot: null });
+  t.after(() => discovery.close());
+  await discovery.start();
+  const mine = discovery.namespaces().find((ns) => ns.inode === statSync(pod.nsPath).ino);
+  assert.deepEqual(mine?.paths, [pod.nsPath, join(link, pod.netns)]);
 });
 
 test('rejects a non-positive rescan interval', () => {
