@@ -118,6 +118,8 @@ interface ResourceState {
   listeners: Set<AnyListener>;
   status: KubeResourceStatus;
   listsDone: number;
+  /** The newest resourceVersion seen, from a list, a watch event or a bookmark: where a relist starts. */
+  lastSyncVersion: string;
   restartDelayMs: number;
   restartTimer: ClockTimer | undefined;
 }
@@ -194,7 +196,7 @@ export class KubeCaches {
       ],
       middlewareMergeStrategy: 'append',
     };
-    type Page = { _continue?: string; limit: number };
+    type Page = { _continue?: string; limit?: number; resourceVersion?: string };
     type PageLister = (page: Page) => Promise<{ metadata?: { resourceVersion?: string; _continue?: string }; items: object[] }>;
     const listers: Record<KubeResource, [plural: string, path: string, list: PageLister, slim: (o: RawObject) => unknown]> = {
       pod: ['pods', '/api/v1/pods', (p) => core.listPodForAllNamespaces(p, requestOptions), (o) => slimPod(o, this.#labelKeys)],
@@ -216,22 +218,46 @@ export class KubeCaches {
         listeners: new Set(),
         status: { synced: false, objects: 0, events: 0, errors: 0, restarts: 0, relists: 0, lastError: undefined },
         listsDone: 0,
+        lastSyncVersion: '',
         restartDelayMs: this.#backoff.initialMs,
         restartTimer: undefined,
       };
-      const list = async (): Promise<KubernetesListObject<CachedObject<unknown>>> => {
+      // Which version a list asks for, as client-go's reflector does. The
+      // first list: "0", any version, from the API server's watch cache (no
+      // etcd read, however many agents start at once). A relist (after 410
+      // Gone): at least the last version seen, unpaginated, from the watch
+      // cache too (a paginated list at a version is an exact read from
+      // etcd), and never older than what the cache already holds. If the
+      // server cannot serve that version (410 Expired, or 504 "too large":
+      // e.g. etcd restored from a backup), a consistent list, in pages.
+      const listAt = async (resourceVersion: string | undefined, limit: number | undefined): Promise<KubernetesListObject<CachedObject<unknown>>> => {
         const items: CachedObject<unknown>[] = [];
-        let resourceVersion = '';
+        let listedAt = '';
         let next: string | undefined;
         do {
-          const page = await listPage({ limit: pageSize, _continue: next });
-          // A consistent paginated list has one resourceVersion: the first page's.
-          if (next === undefined) resourceVersion = page.metadata?.resourceVersion ?? '';
+          // A continued page carries no version: the token holds it.
+          const page = await listPage(next === undefined ? { limit, resourceVersion } : { limit, _continue: next });
+          // A paginated list has one resourceVersion: the first page's.
+          if (next === undefined) listedAt = page.metadata?.resourceVersion ?? '';
           for (const raw of page.items) items.push(cached(raw as RawObject, slim));
           next = page.metadata?._continue || undefined;
         } while (next !== undefined);
+        return { metadata: { resourceVersion: listedAt }, items };
+      };
+      const list = async (): Promise<KubernetesListObject<CachedObject<unknown>>> => {
+        let result: KubernetesListObject<CachedObject<unknown>>;
+        if (state.listsDone === 0 || state.lastSyncVersion === '') result = await listAt('0', pageSize);
+        else {
+          try {
+            result = await listAt(state.lastSyncVersion, undefined);
+          } catch (err) {
+            if (!versionUnavailable(err)) throw err;
+            result = await listAt(undefined, pageSize);
+          }
+        }
+        state.lastSyncVersion = result.metadata?.resourceVersion ?? '';
         if (state.listsDone++ > 0) state.status.relists++;
-        return { metadata: { resourceVersion }, items };
+        return result;
       };
       const watch = this.#slimmingWatch(kubeConfig, state, slim, watchTimeoutSeconds);
       state.informer = new ListWatch<CachedObject<unknown>>(path, watch, list, false, undefined, undefined, {
@@ -377,6 +403,7 @@ export class KubeCaches {
       let ended = false;
       let controller: AbortController | undefined;
       const slimmed = (phase: string, object: unknown, watchObject?: unknown): void => {
+        if (phase !== 'ERROR') state.lastSyncVersion = (object as RawObject).metadata?.resourceVersion || state.lastSyncVersion;
         // ERROR events carry a Status (410 Gone), BOOKMARKs only a version: ListWatch reads them as they are.
         callback(phase, phase === 'ERROR' || phase === 'BOOKMARK' ? object : cached(object as RawObject, slim), watchObject);
       };
@@ -434,6 +461,13 @@ export class KubeCaches {
     state.status.events++;
     for (const listener of state.listeners) (listener as (t: WatchEventType, o: unknown, p: unknown) => void)(type, object, previous);
   }
+}
+
+/** A list refused because the server cannot serve the version asked for: 410 Expired, or 504 "Too large resource version". */
+function versionUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; body?: unknown };
+  if (e?.code === 410) return true;
+  return e?.code === 504 && /too large resource version/i.test(statusMessage(e.body) ?? '');
 }
 
 function uidOf(slim: unknown): string {

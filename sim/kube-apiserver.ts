@@ -24,6 +24,12 @@ export interface KubeObject {
   [field: string]: unknown;
 }
 
+/** What KubeApiServer.backup() keeps. */
+export interface KubeServerBackup {
+  readonly resourceVersion: number;
+  readonly objects: ReadonlyMap<KubeKind, ReadonlyMap<string, KubeObject>>;
+}
+
 export interface KubeApiServerOptions {
   /** Serve HTTPS with a CA made for the test (default), or plain HTTP. */
   tls?: boolean;
@@ -207,6 +213,27 @@ export class KubeApiServer {
     this.#record(kind, 'DELETED', final);
   }
 
+  /** The objects and version now, for restore(). */
+  backup(): KubeServerBackup {
+    return { resourceVersion: this.#resourceVersion, objects: structuredClone(this.#objects) };
+  }
+
+  /**
+   * Puts a backup back, as an API server whose etcd was restored from it: the
+   * objects and the resourceVersion are as they were then (changes since are
+   * lost), every watch ends, and a watch from an earlier or a later version
+   * is refused as Gone (kube-apiserver answers a watch from a version it has
+   * not reached with a "too large resource version" error; the sim refuses it
+   * at once so the client relists).
+   */
+  restore(backup: KubeServerBackup): void {
+    for (const watcher of [...this.#watchers]) this.#endWatch(watcher);
+    for (const [kind, objects] of backup.objects) this.#objects.set(kind, structuredClone(new Map(objects)));
+    this.#resourceVersion = backup.resourceVersion;
+    this.#events = [];
+    this.#oldestResumable = backup.resourceVersion;
+  }
+
   /** Writes a kubeconfig for this server (server URL, CA, token) and returns its path. */
   writeKubeconfig(path: string, options: { token?: string } = {}): string {
     const cluster: Record<string, unknown> = { server: this.url };
@@ -276,6 +303,24 @@ export class KubeApiServer {
   #list(kind: KubeKind, namespace: string | undefined, query: URLSearchParams, answer: (status: number, body: unknown) => void): void {
     const limit = Number(query.get('limit') ?? 0);
     const token = query.get('continue');
+    // resourceVersion: unset or "" is the most recent (a consistent read), "0"
+    // any version, "N" at least as new as N, or exactly N when paginated. The
+    // sim keeps no history: an exact list at an older version is refused as
+    // expired. A version it has not reached is refused as kube-apiserver does
+    // (504, "Too large resource version").
+    const version = token ? '' : (query.get('resourceVersion') ?? '');
+    if (version !== '' && version !== '0') {
+      const wanted = Number(version);
+      if (wanted > this.#resourceVersion) {
+        return answer(504, {
+          ...statusObject(504, 'Timeout', `Timeout: Too large resource version: ${wanted}, current: ${this.#resourceVersion}`),
+          details: { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }], retryAfterSeconds: 1 },
+        });
+      }
+      if (limit > 0 && wanted !== this.#resourceVersion) {
+        return answer(410, statusObject(410, 'Expired', `The resourceVersion for the provided list is too old.`));
+      }
+    }
     let snapshot: { rv: number; items: KubeObject[] };
     let offset = 0;
     let id: string;
@@ -313,7 +358,7 @@ export class KubeApiServer {
   #watch(kind: KubeKind, namespace: string | undefined, query: URLSearchParams, res: ServerResponse, answer: (status: number, body: unknown) => void): void {
     const from = query.get('resourceVersion') ?? '';
     const fromVersion = Number(from);
-    if (from !== '' && from !== '0' && fromVersion < this.#oldestResumable) {
+    if (from !== '' && from !== '0' && (fromVersion < this.#oldestResumable || fromVersion > this.#resourceVersion)) {
       const gone = statusObject(410, 'Expired', `too old resource version: ${from} (${this.#oldestResumable})`);
       if (this.#goneAs === 'http') return answer(410, gone);
       this.requests.push({ kind, watch: true, query, status: 200 });

@@ -95,3 +95,28 @@ test('keeps its state and port across stop() and start()', async (t) => {
   const list = await request(server, '/apis/batch/v1/jobs');
   assert.deepEqual((list.lines[0] as { items: unknown[] }).items, []);
 });
+
+test('lists at a resourceVersion as kube-apiserver does: any, not older than N, exactly N when paginated, too large refused', async (t) => {
+  const server = new KubeApiServer({ tls: false });
+  await server.start();
+  t.after(() => server.stop());
+  server.create('node', { metadata: { name: 'n1' } });
+  const old = server.resourceVersion;
+  server.create('node', { metadata: { name: 'n2' } });
+  const names = (reply: Reply) => (reply.lines[0] as { items: Array<{ metadata: { name: string } }> }).items.map((i) => i.metadata.name);
+  assert.deepEqual(names(await request(server, '/api/v1/nodes?resourceVersion=0')), ['n1', 'n2']);
+  assert.deepEqual(names(await request(server, `/api/v1/nodes?resourceVersion=${old}`)), ['n1', 'n2'], 'not older than N: the current state');
+  assert.equal((await request(server, `/api/v1/nodes?resourceVersion=${old}&limit=1`)).status, 410, 'exactly N: gone');
+  const tooLarge = await request(server, `/api/v1/nodes?resourceVersion=${server.resourceVersion + 5}`);
+  assert.equal(tooLarge.status, 504);
+  assert.match(String(tooLarge.lines[0]!.message), /Too large resource version/);
+  // A backup restored: back to n1 at its version; a watch from after it is gone.
+  const backup = server.backup();
+  server.create('node', { metadata: { name: 'n3' } });
+  const later = server.resourceVersion;
+  server.restore(backup);
+  assert.deepEqual(names(await request(server, '/api/v1/nodes')), ['n1', 'n2']);
+  assert.equal(server.resourceVersion, backup.resourceVersion);
+  const gone = await request(server, `/api/v1/nodes?watch=true&resourceVersion=${later}`);
+  assert.deepEqual([gone.lines[0]!.type, gone.lines[0]!.object?.code], ['ERROR', 410]);
+});

@@ -250,6 +250,48 @@ for (const goneAs of ['event', 'http'] as const) {
   });
 }
 
+test('lists as client-go does: first from the watch cache (resourceVersion=0), after 410 Gone at the last version seen, unpaginated', async (t) => {
+  const { server, caches } = await setUp(t, {}, { restartBackoff: fastRetry }, (s) => s.create('pod', pod('stays', 'ns', '198.18.0.1')));
+  await waitFor(() => caches.synced(), 5000, 'synced');
+  const podLists = () => server.requests.filter((r) => r.kind === 'pod' && !r.watch);
+  assert.deepEqual(podLists().map((r) => [r.query.get('resourceVersion'), r.query.get('limit')]), [['0', '500']]);
+  server.create('pod', pod('seen', 'ns', '198.18.0.2'));
+  await waitFor(() => podNames(caches).includes('ns/seen'), 5000, 'the add');
+  const seenAt = server.resourceVersion;
+  await server.stop();
+  server.create('pod', pod('new', 'ns', '198.18.0.3'));
+  server.compact();
+  await server.start();
+  await waitFor(() => caches.status().pod.relists === 1 && podNames(caches).includes('ns/new'), 5000, 'the relist');
+  const relist = podLists()[1]!;
+  // The last version the pod watch saw (an event or a bookmark): not older than the add it saw.
+  assert.ok(Number(relist.query.get('resourceVersion')) >= seenAt, `relist at ${relist.query.get('resourceVersion')}, the add was at ${seenAt}`);
+  assert.equal(relist.query.get('limit'), null, 'a relist at a version is not paginated (it would be an exact read from etcd)');
+  assert.equal(relist.status, 200);
+  assert.equal(podLists().length, 2);
+});
+
+test('after the API server is restored from an older backup, the relist falls back to a consistent list and the caches follow it', async (t) => {
+  const { server, caches } = await setUp(t, {}, { restartBackoff: fastRetry }, (s) => {
+    s.create('pod', pod('a', 'ns', '198.18.0.1'));
+    s.create('pod', pod('b', 'ns', '198.18.0.2'));
+  });
+  await waitFor(() => caches.synced(), 5000, 'synced');
+  const backup = server.backup();
+  server.create('pod', pod('c', 'ns', '198.18.0.3'));
+  server.delete('pod', 'a', 'ns');
+  await waitFor(() => podNames(caches).join() === 'ns/b,ns/c', 5000, 'the changes after the backup');
+  server.restore(backup);
+  await waitFor(() => podNames(caches).join() === 'ns/a,ns/b', 5000, 'the caches at the restored state');
+  const lists = server.requests.filter((r) => r.kind === 'pod' && !r.watch).slice(1);
+  // At the last version seen, which the restored server has not reached; then a consistent list, in pages.
+  assert.deepEqual(lists.map((r) => [r.status, r.query.has('resourceVersion') ? 'at a version' : 'consistent', r.query.get('limit')]), [
+    [504, 'at a version', null],
+    [200, 'consistent', '500'],
+  ]);
+  assert.equal(caches.status().pod.relists, 1);
+});
+
 test('an object recreated under the same name while away is a delete and an add', async (t) => {
   const { server, caches } = await setUp(t, {}, { restartBackoff: fastRetry }, (s) => s.create('pod', pod('db-0', 'ns', '198.18.0.1')));
   await waitFor(() => caches.synced(), 5000, 'synced');
