@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type DiscoveredNamespace, NetnsDiscovery } from '../../netns/discovery.ts';
 import { canRunSimNode, SimNode } from '../../sim/simnode.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
@@ -59,16 +60,23 @@ test('reports a namespace seen in /run/netns and /proc/<pid>/ns/net once, with b
   const node = new SimNode(t);
   const pod = node.addPod(1);
   const sleeper = node.spawn(pod.netns, 'sleep', ['60']);
-  await new Promise((resolve) => sleeper.once('spawn', resolve));
+  // `ip netns exec` execs sleep: its PID is the process inside the pod, once it has entered the namespace.
+  const procPath = `/proc/${sleeper.pid}/ns/net`;
+  const ino = statSync(pod.nsPath).ino;
+  const inside = () => {
+    try {
+      return statSync(procPath).ino === ino;
+    } catch {
+      return false; // not started yet
+    }
+  };
+  await waitFor(inside, 5000, 'the process inside the pod namespace');
   const discovery = new NetnsDiscovery({ netnsDirs: ['/run/netns'], rescanIntervalMs: 200 });
   t.after(() => discovery.close());
   const seen: DiscoveredNamespace[] = [];
   discovery.on('added', (ns) => seen.push(ns));
+  // Its first scan, done when start() resolves, sees the namespace by both paths.
   await discovery.start();
-  // `ip netns exec` execs sleep: its PID is the process inside the pod.
-  const procPath = `/proc/${sleeper.pid}/ns/net`;
-  for (let i = 0; i < 20 && !discovery.namespaces().some((ns) => ns.paths.includes(procPath)); i++) await discovery.rescan();
-  const ino = statSync(pod.nsPath).ino;
   const mine = seen.filter((ns) => ns.inode === ino);
   assert.equal(mine.length, 1);
   assert.ok(mine[0]!.paths.includes(pod.nsPath));
