@@ -1,14 +1,15 @@
 // Keeps the README's first command true: `podflow demo` builds its simulated
 // node and API server, runs the agent as its own process, and the collector
-// shows every conversation of the scene named with Kubernetes identity; at
-// the end nothing the demo made is left.
+// shows every conversation of the scene named with Kubernetes identity;
+// Ctrl-C (SIGINT) stops it, and nothing the demo made is left.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { stripVTControlCharacters } from 'node:util';
 import { canRunSimNode } from '../../sim/simnode.ts';
 import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
 const able = canRunSimNode();
@@ -20,12 +21,19 @@ function namespacesStartingWith(prefix: string): string[] {
     .filter((name) => name.startsWith(prefix));
 }
 
-test('the demo shows every conversation named by namespace, pod and workload, and leaves nothing behind', { skip: able.ok ? false : able.reason, timeout: 90_000 }, () => {
-  const demo = spawnSync(NODE_BIN, [...NODE_FLAGS, CLI, 'demo', '--seconds', '9', '--plain'], { encoding: 'utf8', timeout: 60_000 });
-  assert.equal(demo.status, 0, demo.stderr + demo.stdout);
+test('the demo shows every conversation named by namespace, pod and workload, and leaves nothing behind', { skip: able.ok ? false : able.reason, timeout: 90_000 }, async (t) => {
+  const demo = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'demo', '--plain'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => {
+    if (demo.pid !== undefined && demo.exitCode === null && demo.signalCode === null) process.kill(demo.pid, 'SIGKILL');
+  });
+  let output = '';
+  let errors = '';
+  demo.stdout.on('data', (d: Buffer) => (output += d));
+  demo.stderr.on('data', (d: Buffer) => (errors += d));
+  const exited = new Promise<number | null>((resolve) => demo.once('close', (code) => resolve(code)));
   // picocolors colours output when CI is set, even without a terminal.
-  const stdout = stripVTControlCharacters(demo.stdout);
-  const flows = stdout.split('\n').filter((line) => line.includes(' → '));
+  const stdout = () => stripVTControlCharacters(output);
+  const flows = () => stdout().split('\n').filter((line) => line.includes(' → '));
   const web = 'shop/web-7d9f5-k2x8q \\(Deployment/web\\)';
   const api = 'shop/api-6c4b8-m4t7z \\(Deployment/api\\)';
   const db = 'data/db-0 \\(StatefulSet/db\\)';
@@ -36,11 +44,15 @@ test('the demo shows every conversation named by namespace, pod and workload, an
     ['web pings db-0', new RegExp(`^${web} → ${db}  ICMP `)],
     ['db-0 over its own lo', new RegExp(`^${db} → ${db}  TCP `)],
   ];
-  for (const [what, pattern] of expected) assert.ok(flows.some((line) => pattern.test(line)), `${what}:\n${stdout}`);
-  assert.ok(!flows.some((line) => /unknown|^\d/.test(line)), `every end is named:\n${stdout}`);
-  assert.match(stdout, /summary: the collector received \d+ flows in \d+ IPFIX messages \(0 bad\)/);
+  const missing = () => expected.filter(([, pattern]) => !flows().some((line) => pattern.test(line))).map(([what]) => what);
+  await waitFor(() => missing().length === 0 || demo.exitCode !== null, 60_000, () => `every conversation shown; missing: ${missing().join(', ')}\n${stdout()}${errors}`, 50);
+  assert.equal(demo.exitCode, null, `the demo exited early:\n${stdout()}${errors}`);
+  process.kill(demo.pid!, 'SIGINT');
+  assert.equal(await exited, 0, stdout() + errors);
+  assert.ok(!flows().some((line) => /unknown|^\d/.test(line)), `every end is named:\n${stdout()}`);
+  assert.match(stdout(), /summary: the collector received \d+ flows in \d+ IPFIX messages \(0 bad\)/);
   // Only the demo's own namespaces: other runs on the machine may hold theirs.
-  const tag = /network namespaces (pf[0-9a-z]+-[0-9a-z]+)…/.exec(stdout)?.[1];
-  assert.ok(tag, `the demo names its namespaces:\n${stdout}`);
+  const tag = /network namespaces (pf[0-9a-z]+-[0-9a-z]+)…/.exec(stdout())?.[1];
+  assert.ok(tag, `the demo names its namespaces:\n${stdout()}`);
   assert.deepEqual(namespacesStartingWith(tag), []);
 });
