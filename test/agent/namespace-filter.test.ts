@@ -7,9 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { canRunSimNode } from '../../sim/simnode.ts';
-import { agentHarness, metricReaches, sample, simNodeNamespaces, startAgent, type AgentHarness } from '../helpers/agent-process.ts';
+import { agentHarness, metricReaches, sample, scrapeUntil, simNodeNamespaces, startAgent, type AgentHarness } from '../helpers/agent-process.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const env = canRunSimNode();
@@ -54,11 +53,7 @@ test('a pathFilter that excludes every namespace found is logged once', { skip, 
   // Another namespace appears and is excluded too: no second warning once discovery has scanned twice since.
   h.node.addPod(2);
   const scans = sample((await agent.get('/metrics')).text, 'podflow_namespace_scans_total');
-  let text = '';
-  for (const started = Date.now(); sample(text, 'podflow_namespace_scans_total') < scans + 2; await sleep(100)) {
-    assert.ok(Date.now() - started < 10_000, 'two more scans');
-    text = (await agent.get('/metrics')).text;
-  }
+  const text = await scrapeUntil(agent, (scrape) => sample(scrape, 'podflow_namespace_scans_total') >= scans + 2, 'two more scans');
   assert.equal(sample(text, 'podflow_namespaces_attached'), 0);
   assert.equal(warnings().length, 1);
 });
