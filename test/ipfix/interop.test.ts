@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,19 +43,6 @@ const key = (f: Flow) =>
   [f.sourceIPv4Address ?? f.sourceIPv6Address, f.destinationIPv4Address ?? f.destinationIPv6Address, f.sourceTransportPort, f.destinationTransportPort, f.protocolIdentifier, f.packetDeltaCount, f.octetDeltaCount, f.reversePacketDeltaCount, f.reverseOctetDeltaCount].join(' ');
 
 const sum = (flows: Flow[], field: string) => flows.reduce((n, f) => n + Number(f[field]), 0);
-
-/** True once process pid holds a UDP socket bound to 127.0.0.1:port (its /proc/net/udp entry's inode is among the process's fds). */
-function boundUdp(pid: number, port: number): boolean {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
-  const inodes = readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f[1] === local).map((f) => `socket:[${f[9]}]`);
-  if (inodes.length === 0) return false;
-  try {
-    return readdirSync(`/proc/${pid}/fd`).some((fd) => inodes.includes(readlinkSync(`/proc/${pid}/fd/${fd}`)));
-  } catch {
-    return false; // it exited (the test then sees no flows), or an fd closed while read
-  }
-}
 
 /** Runs `podflow collect --json` on an ephemeral port; flows() are those it printed so far; stop() ends it (SIGTERM) and returns its flows and summary. */
 async function startCollect(listen: string): Promise<{ url: string; flows: () => Flow[]; stop: () => Promise<{ flows: Flow[]; stderr: string }> }> {
@@ -176,14 +163,22 @@ test('nfacctd prints the identity strings and the same counts from the UDP expor
         'print_output[j]: json',
         `print_output_file[j]: ${out}`,
         'print_refresh_time[j]: 1',
+        // Each refresh appends: an export that straddles two refreshes is all in the file (rewritten, only the second part was).
+        'print_output_file_append[j]: true',
         '',
       ].join('\n'),
     );
-    const nfacctd: ChildProcess = spawn('nfacctd', ['-f', config], { stdio: 'ignore' });
+    const nfacctd: ChildProcess = spawn('nfacctd', ['-f', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    nfacctd.stdout!.on('data', (d: Buffer) => (log += d));
+    nfacctd.stderr!.on('data', (d: Buffer) => (log += d));
     try {
-      // nfacctd says nothing when it is ready: its socket bound is what the export needs (datagrams wait in it).
-      await waitFor(() => boundUdp(nfacctd.pid!, port) || nfacctd.exitCode !== null, 10_000, `nfacctd bound to 127.0.0.1:${port}`);
-      assert.equal(nfacctd.exitCode, null, 'nfacctd running');
+      // Ready when its core listens and its print plugin is set up: what the
+      // core hands the plugin before that is lost (seen when the export came
+      // as soon as the socket was bound: 2 runs of 15 printed nothing).
+      const ready = () => log.includes(`waiting for NetFlow/IPFIX data on 127.0.0.1:${port}`) && log.includes('( j/print ): JSON: setting object handlers');
+      await waitFor(() => ready() || nfacctd.exitCode !== null, 10_000, () => `nfacctd ready:\n${log}`);
+      assert.equal(nfacctd.exitCode, null, `nfacctd exited:\n${log}`);
       const run = podflow(['replay', MIXED, '--output', `udp://127.0.0.1:${port}`, '--cluster', 'prod']);
       assert.equal(run.status, 0, run.stderr);
       const read = () => {
@@ -193,7 +188,7 @@ test('nfacctd prints the identity strings and the same counts from the UDP expor
           return [];
         }
       };
-      await waitFor(() => sum(read(), 'packets') >= sum(expected, 'packetDeltaCount'), 10_000, 'nfacctd to print the flows');
+      await waitFor(() => sum(read(), 'packets') >= sum(expected, 'packetDeltaCount'), 10_000, () => `nfacctd to print the flows:\n${log}`);
       const rows = read();
       assert.equal(sum(rows, 'packets'), sum(expected, 'packetDeltaCount'));
       assert.equal(sum(rows, 'bytes'), sum(expected, 'octetDeltaCount'));
