@@ -91,6 +91,14 @@ export interface ObservedNaming {
   stats(): IdentityStats;
 }
 
+/** What the naming is given of the agent. */
+export interface NamingWiring {
+  capture: IdentityCapture;
+  onRecord: (record: ExportRecord) => void;
+  /** Splits the meter's open flows with this address at atMs, except at the observation points keep() spares (the address's lease closed then). */
+  splitFlowsAt: (address: Uint8Array, atMs: number, keep: (observationPointId: number) => boolean) => void;
+}
+
 /** What differs between the DaemonSet and the sidecar; everything else is Agent's. */
 export interface AgentMode {
   /** Extra fields on the agent's own log lines. */
@@ -99,7 +107,7 @@ export interface AgentMode {
   /** Which found namespaces to attach to. Default: all. */
   readonly namespaceFilter?: (ns: DiscoveredNamespace) => boolean;
   /** Builds the naming once the capture exists (its events tell the observation points). */
-  naming(wiring: { capture: IdentityCapture; onRecord: (record: ExportRecord) => void }): ObservedNaming;
+  naming(wiring: NamingWiring): ObservedNaming;
   /** Fields of the 'agent started' line besides metrics and collectors. */
   startedFields(): object;
 }
@@ -121,10 +129,11 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
     logFields: {},
     namespaces: discovery,
     ...(config.namespaces.pathFilter && { namespaceFilter: pathFilter(config.namespaces.pathFilter, discovery, log.child({ component: 'capture' })) }),
-    naming: ({ capture, onRecord }) => {
+    naming: ({ capture, onRecord, splitFlowsAt }) => {
       const identity = new Identity({
         caches,
         capture,
+        splitFlowsAt,
         nodeName: config.nodeName,
         clusterName: config.clusterName,
         procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
@@ -238,7 +247,12 @@ export class Agent {
       interfaceRescanMs: config.namespaces.rescanSeconds * 1000,
     });
     this.#capture.on('event', (e) => this.#onCaptureEvent(e, captureLog, captureWarn));
-    this.#naming = this.#mode.naming({ capture: this.#capture, onRecord: (record) => this.#onRecord(record) });
+    this.#naming = this.#mode.naming({
+      capture: this.#capture,
+      onRecord: (record) => this.#onRecord(record),
+      // A flow on an address that passed to another holder ends there: each record names one holder.
+      splitFlowsAt: (address, atMs, keep) => void this.#meter.splitFlowsAt(address, atMs, keep),
+    });
     this.#traffic = new WorkloadTraffic(config.metrics.maxWorkloadSeries);
     this.metricSources = {
       capture: () => this.#capture.counters(),

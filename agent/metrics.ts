@@ -223,13 +223,14 @@ export function createMetrics(s: MetricSources): Registry {
   perResource('podflow_kube_cache_errors_total', 'Errors that stopped the informer (each followed by a restart).', (st) => st.errors, 'counter');
   perResource('podflow_kube_cache_restarts_total', 'Informers started again after an error.', (st) => st.restarts, 'counter');
   perResource('podflow_kube_cache_relists_total', 'Lists after the first one (each follows a 410 Gone: the watch version had expired).', (st) => st.relists, 'counter');
+  const leases = () => s.identity().leases;
   counter(r, 'podflow_lease_lookups_total', "IP lease lookups, by outcome: the remote end of every flow, and the observed end of a flow whose namespace is not tied to a pod.", ['outcome'], (set) => {
     for (const [outcome, v] of Object.entries(s.identity().leases.lookups)) set({ outcome }, v);
   });
   counter(r, 'podflow_lease_lookups_ambiguous_total', 'Lease lookups where leases of more than one holder matched (the one that started last answered).', [], (set) => set({}, s.identity().leases.lookupsAmbiguous));
+  counter(r, 'podflow_lease_pods_ended_early_total', "Terminating pods whose leases ended before their delete event: their address left their namespace on this node, or the namespace went.", [], (set) => set({}, leases().podsEndedEarly));
   counter(r, 'podflow_lease_superseded_total', 'Open leases closed because another holder of the same kind claimed the address.', [], (set) => set({}, s.identity().leases.superseded));
   counter(r, 'podflow_lease_stale_claims_ignored_total', 'Claims of an address ignored because its holder had lost it to another (stale status).', [], (set) => set({}, s.identity().leases.staleClaimsIgnored));
-  const leases = () => s.identity().leases;
   byLabel(r, 'counter', 'podflow_lease_closed_dropped_total', "Closed leases dropped: after their grace period (expired), or before it by the bound on closed leases (evicted: late flows of that address are then named by its next holder or 'unknown').", 'reason', () => ({
     expired: leases().closedExpired,
     evicted: leases().closedEvicted,
@@ -242,18 +243,20 @@ export function createMetrics(s: MetricSources): Registry {
     cgroup: s.identity().namespaces.byCgroup,
     address: s.identity().namespaces.byAddress,
   }));
-  counter(r, 'podflow_namespace_pod_ambiguous_total', "Address matches refused because more than one live pod of this node had the namespace's address.", [], (set) => set({}, s.identity().namespaces.ambiguous));
+  counter(r, 'podflow_namespace_pod_untied_total', 'Ties by address undone: the pod terminated, finished or was deleted, or another pod claimed the address (the namespace is tied again to a single live holder, if any).', [], (set) => set({}, s.identity().namespaces.untied));
+  counter(r, 'podflow_namespace_pod_ambiguous_total', "Times a namespace's addresses matched more than one live pod of this node (tied to none then).", [], (set) => set({}, s.identity().namespaces.ambiguous));
   counter(r, 'podflow_namespace_read_errors_total', "Reads of a namespace's processes or interfaces that failed (gone, or no permission).", [], (set) => set({}, s.identity().namespaces.readErrors));
-  gauge(r, 'podflow_namespaces_untied', 'Namespaces not tied to a pod yet.', [], (set) => set({}, s.identity().namespaces.pending));
+  gauge(r, 'podflow_namespaces_untied', 'Attached namespaces tied to no pod now (their flows are held).', [], (set) => set({}, s.identity().namespaces.pending));
   byLabel(r, 'gauge', 'podflow_leases', 'IP leases in the lease table, by state.', 'state', () => ({ open: leases().open, closed: leases().closed }));
   counter(r, 'podflow_enriched_flows_total', 'Flows named with identity and handed to export.', [], (set) => set({ }, s.identity().enricher.enriched));
-  gauge(r, 'podflow_enrich_held_flows', 'Flows held until the caches first sync.', [], (set) => set({}, s.identity().enricher.heldNow));
-  counter(r, 'podflow_enrich_held_total', 'Flows held because they finished before the caches first synced.', [], (set) => set({}, s.identity().enricher.held));
+  gauge(r, 'podflow_enrich_held_flows', "Flows held now, to be named once the caches have synced and their namespace is tied to a pod with an address known.", [], (set) => set({}, s.identity().enricher.heldNow));
+  counter(r, 'podflow_enrich_held_total', "Flows held: finished before the caches' first sync, or in a namespace tied to no pod (or with no address known) yet.", [], (set) => set({}, s.identity().enricher.held));
   const enricher = () => s.identity().enricher;
-  byLabel(r, 'counter', 'podflow_enrich_hold_releases_total', 'Held flows named, by why: the caches synced, the flow was held its longest (expired), or too many were held (overflow).', 'reason', () => ({
-    synced: enricher().released,
-    expired: enricher().expiredUnsynced,
-    overflow: enricher().overflowUnsynced,
+  byLabel(r, 'counter', 'podflow_enrich_hold_releases_total', "Held flows named, by why: what they waited for came (named), or with what was known because they were held their longest or the agent stopped (expired), too many were held (overflow), or their namespace went untied (namespace_gone).", 'reason', () => ({
+    named: enricher().released,
+    expired: enricher().expiredHeld,
+    overflow: enricher().overflowHeld,
+    namespace_gone: enricher().releasedGone,
   }));
   byLabel(r, 'counter', 'podflow_enrich_observed_fallbacks_total', "Flows whose observed namespace was not tied to a pod: its end named by the lease of its address (by_address), or left unknown.", 'outcome', () => ({
     by_address: enricher().observedByAddress,

@@ -32,7 +32,7 @@ import { CURRENT_NETNS, listCurrentInterfaces } from '../netns/interfaces.ts';
 import type { NodeCaptureEvent } from '../netns/node-capture.ts';
 import { Enricher } from '../enrich/enricher.ts';
 import type { IdentityStats } from '../enrich/identity.ts';
-import { type IpKey, ipKey } from '../enrich/ip-keys.ts';
+import { type IpKey, ipKey, ipKeyBytes } from '../enrich/ip-keys.ts';
 import { KubeCaches, type KubeChangeListener, type KubeResource, type KubeResourceStatus } from '../enrich/kube-caches.ts';
 import { LeaseTable } from '../enrich/leases.ts';
 import type { NamespacePod } from '../enrich/netns-pods.ts';
@@ -175,13 +175,13 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
   const addresses = new Set<IpKey>();
   for (const ip of identity.podIPs) addresses.add(ipKey(ip)!);
   const self = slimSelf(identity, config.labelKeys);
-  const selfPod: NamespacePod = { key: ns.key, uid: self.uid, pod: self, via: undefined, addresses };
+  const selfPod: NamespacePod = { key: ns.key, uid: self.uid, pod: self, via: undefined, addresses, gone: false };
   const [, rsOwner] = ownerFromLabels(identity.podName, identity.labels);
 
   return {
     logFields: { mode: 'sidecar' },
     namespaces: { on: () => undefined, off: () => undefined, namespaces: () => [ns], start: async () => undefined, close: () => undefined },
-    naming: ({ capture, onRecord }) => {
+    naming: ({ capture, onRecord, splitFlowsAt }) => {
       let handlerErrors = 0;
       const guard = (fn: () => void): void => {
         try {
@@ -190,7 +190,12 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
           handlerErrors++;
         }
       };
-      const leases = new LeaseTable({ graceMs: config.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: config.clusterCidrs });
+      const leases = new LeaseTable({
+        graceMs: config.kubernetes.leaseGraceSeconds * 1000,
+        clusterCidrs: config.clusterCidrs,
+        // A remote address passed to another holder: its open flows are split there (as Identity does for the DaemonSet); the pod's own are kept.
+        onClosed: (key, atMs) => splitFlowsAt(ipKeyBytes(key), atMs, () => addresses.has(key)),
+      });
       const owners: OwnerLookup = {
         replicaSet: (uid) => (uid === self.owner?.uid ? ({ uid, namespace: self.namespace, name: self.owner.name, owner: rsOwner } satisfies SlimOwnerLink) : caches?.replicaSet(uid)),
         job: (uid) => caches?.job(uid),
@@ -261,7 +266,7 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
         cacheStatus: () => (caches && cachesUsable ? caches.status() : ({} as Record<KubeResource, KubeResourceStatus>)),
         stats: (): IdentityStats => ({
           leases: { ...leases.stats, lookups: { ...leases.stats.lookups }, open: leases.openLeases, closed: leases.closedLeases },
-          namespaces: { byCgroup: 0, byAddress: 0, ambiguous: 0, readErrors: 0, pending: 0 },
+          namespaces: { byCgroup: 0, byAddress: 0, untied: 0, ambiguous: 0, readErrors: 0, pending: 0 },
           enricher: { ...e.stats, heldNow: e.heldFlows },
           handlerErrors,
         }),

@@ -12,9 +12,14 @@
 //   pod's (its IPs or its namespace's interface addresses), else ingress.
 // - A flow on lo is the pod talking to itself: both ends are the observed pod,
 //   and it is reported as egress (the first packet left a socket of the pod).
-// - Flows that finish before the caches' first sync are held (at most
-//   holdMaxFlows, each at most holdMaxAgeMs) and enriched at the sync or when
-//   the bound is hit, with what is known then.
+// - A flow is held rather than named by a guess: before the caches' first
+//   sync, and while its namespace is tied to no pod or none of its addresses
+//   is known yet (a new pod's namespace before its veth has an address or its
+//   pod is in the API; the IP-reuse case, where the namespace's address still
+//   names a terminating pod). It is named when what it waits for comes
+//   (markSynced, namespaceChanged), or with what is known then when it was
+//   held holdMaxAgeMs, when holdMaxFlows are held, or when its namespace goes
+//   (namespaceGone).
 import { PodflowError } from '../common/errors.ts';
 import type { FlowRecord } from '../flow/types.ts';
 import { type EndpointIdentity, type ExportRecord, FlowDirection, UNKNOWN_ENDPOINT } from '../ipfix/types.ts';
@@ -38,9 +43,9 @@ export interface EnricherOptions {
   /** The namespace→pod map (NetnsPods), by namespace key `${dev}:${inode}`. */
   namespaces: { get(key: string): NamespacePod | undefined };
   onRecord: (record: ExportRecord) => void;
-  /** Flows held before the first sync, at most. Default 10000; beyond it the oldest is released. */
+  /** Flows held, at most. Default 10000; beyond it the oldest is released. */
   holdMaxFlows?: number;
-  /** How long a flow is held before the first sync, at most. Default 30 s. */
+  /** How long a flow is held, at most. Default 30 s. */
   holdMaxAgeMs?: number;
   now?: () => number;
 }
@@ -48,14 +53,16 @@ export interface EnricherOptions {
 export interface EnricherStats {
   /** Records handed to onRecord. */
   enriched: number;
-  /** Flows held because they finished before the first sync. */
+  /** Flows held: finished before the caches' first sync, or in a namespace tied to no pod (or with no address known) yet. */
   held: number;
-  /** Held flows enriched at the first sync. */
+  /** Held flows named once what they waited for came (the sync; the namespace's pod and addresses). */
   released: number;
-  /** Held flows enriched before the sync because they were held holdMaxAgeMs (or at flush()). */
-  expiredUnsynced: number;
-  /** Held flows enriched before the sync because holdMaxFlows were held. */
-  overflowUnsynced: number;
+  /** Held flows named with what was known because they were held holdMaxAgeMs (or at flush()). */
+  expiredHeld: number;
+  /** Held flows named with what was known because holdMaxFlows were held. */
+  overflowHeld: number;
+  /** Held flows named with what was known because their namespace went from this node still untied. */
+  releasedGone: number;
   /** Flows of an observation point never registered: observed end unknown, direction guessed. */
   unknownPoint: number;
   /** Flows whose observed namespace was not tied to a pod and whose observed end was named by its address instead. */
@@ -68,6 +75,8 @@ export interface EnricherStats {
 
 interface Point {
   point: ObservationPoint | undefined;
+  /** `${dev}:${inode}` of the point's namespace; '' for an unknown point. */
+  key: string;
   namespace: NamespacePod | undefined;
 }
 
@@ -75,18 +84,21 @@ interface Held {
   flow: FlowRecord;
   point: Point;
   at: number;
+  /** Named already (out of order: its namespace was tied, or went). */
+  done: boolean;
 }
 
 const EXTERNAL_ENDPOINT: EndpointIdentity = Object.freeze({ ...UNKNOWN_ENDPOINT, type: 'external' });
-const NO_POINT: Point = Object.freeze({ point: undefined, namespace: undefined });
+const NO_POINT: Point = Object.freeze({ point: undefined, key: '', namespace: undefined });
 
 export class Enricher {
   readonly stats: EnricherStats = {
     enriched: 0,
     held: 0,
     released: 0,
-    expiredUnsynced: 0,
-    overflowUnsynced: 0,
+    expiredHeld: 0,
+    overflowHeld: 0,
+    releasedGone: 0,
     unknownPoint: 0,
     observedByAddress: 0,
     observedUnknown: 0,
@@ -98,9 +110,10 @@ export class Enricher {
   readonly #points = new Map<number, Point>();
   /** Identities by the object they were made from: a lease answer (node, service) or a pod whose owner chain is complete. */
   readonly #identities = new WeakMap<object, EndpointIdentity>();
-  /** Held flows in arrival order; #heldHead is the oldest still held. */
+  /** Held flows in arrival order from #heldHead on; some may be done already. */
   #held: Held[] = [];
   #heldHead = 0;
+  #heldNow = 0;
   #synced = false;
 
   constructor(options: EnricherOptions) {
@@ -125,12 +138,13 @@ export class Enricher {
 
   /** Flows held now. */
   get heldFlows(): number {
-    return this.#held.length - this.#heldHead;
+    return this.#heldNow;
   }
 
   /** Registers a capture's observation point (NodeCapture 'opened'). */
   addObservationPoint(point: ObservationPoint): void {
-    this.#points.set(point.id, { point, namespace: this.#o.namespaces.get(`${point.netnsDev}:${point.netnsInode}`) });
+    const key = `${point.netnsDev}:${point.netnsInode}`;
+    this.#points.set(point.id, { point, key, namespace: this.#o.namespaces.get(key) });
   }
 
   /** Forgets a point (NodeCapture 'closed', after its flows were flushed); flows of it still held keep what they need. */
@@ -138,66 +152,114 @@ export class Enricher {
     this.#points.delete(id);
   }
 
-  /** A finished flow (FlowMeter onFlow): enriched now, or held until the first sync. */
+  /** A finished flow (FlowMeter onFlow): enriched now, or held until it can be named. */
   enrich(flow: FlowRecord): void {
     let point = this.#points.get(flow.observationPointId);
     if (point === undefined) {
       this.stats.unknownPoint++;
       point = NO_POINT;
     }
-    if (this.#synced) {
+    if (!this.#waits(point)) {
       this.#emit(flow, point);
       return;
     }
     this.stats.held++;
-    this.#held.push({ flow, point, at: this.#o.now() });
-    if (this.heldFlows > this.#o.holdMaxFlows) {
-      this.stats.overflowUnsynced++;
+    this.#held.push({ flow, point, at: this.#o.now(), done: false });
+    this.#heldNow++;
+    if (this.#heldNow > this.#o.holdMaxFlows) {
+      this.stats.overflowHeld++;
       this.#releaseOldest();
     }
   }
 
-  /** The caches have synced: every held flow is enriched now, in order, and no more are held. Idempotent. */
+  /** The caches have synced: every held flow that waited only for that is enriched now, in order. Idempotent. */
   markSynced(): void {
     if (this.#synced) return;
     this.#synced = true;
-    this.stats.released += this.heldFlows;
-    while (this.heldFlows > 0) this.#releaseOldest();
+    this.#releaseWhere(() => true);
+  }
+
+  /** A namespace's pod or addresses changed (NetnsPods onChange): its held flows that can be named now are. */
+  namespaceChanged(key: string): void {
+    this.#releaseWhere((h) => h.point.key === key);
+  }
+
+  /** A namespace went from this node: its flows still held are named now with what is known (nothing more will be). */
+  namespaceGone(key: string): void {
+    this.#releaseWhere((h) => h.point.key === key, true);
   }
 
   /** Releases flows held holdMaxAgeMs or longer. Called periodically (one coarse timer for all). */
   expireHeld(): void {
     const due = this.#o.now() - this.#o.holdMaxAgeMs;
-    while (this.heldFlows > 0 && this.#held[this.#heldHead]!.at <= due) {
-      this.stats.expiredUnsynced++;
+    for (let h = this.#oldestHeld(); h !== undefined && h.at <= due; h = this.#oldestHeld()) {
+      this.stats.expiredHeld++;
       this.#releaseOldest();
     }
   }
 
-  /** Releases every held flow now with what is known (shutdown before the sync). */
+  /** Releases every held flow now with what is known (shutdown). */
   flush(): void {
-    this.stats.expiredUnsynced += this.heldFlows;
-    while (this.heldFlows > 0) this.#releaseOldest();
+    this.stats.expiredHeld += this.#heldNow;
+    while (this.#heldNow > 0) this.#releaseOldest();
+  }
+
+  /** Whether a flow at this point must wait to be named: before the first sync, or while its namespace has no pod or no address known. */
+  #waits(p: Point): boolean {
+    if (!this.#synced) return true;
+    const namespace = this.#namespaceOf(p);
+    if (namespace === undefined || namespace.gone) return false;
+    return namespace.pod === undefined || (p.point?.kind !== 'loopback' && namespace.addresses.size === 0);
+  }
+
+  #namespaceOf(p: Point): NamespacePod | undefined {
+    // The namespace may have been registered after the point.
+    if (p.point !== undefined && p.namespace === undefined) p.namespace = this.#o.namespaces.get(p.key);
+    return p.namespace;
+  }
+
+  /** Names the held flows that match and need not wait any more (or all that match, when gone), in order. */
+  #releaseWhere(match: (h: Held) => boolean, gone = false): void {
+    for (let i = this.#heldHead; i < this.#held.length; i++) {
+      const h = this.#held[i]!;
+      if (h.done || !match(h) || (!gone && this.#waits(h.point))) continue;
+      if (gone) this.stats.releasedGone++;
+      else this.stats.released++;
+      this.#release(h);
+    }
+    this.#compact();
+  }
+
+  #oldestHeld(): Held | undefined {
+    while (this.#heldHead < this.#held.length && this.#held[this.#heldHead]!.done) this.#heldHead++;
+    return this.#held[this.#heldHead];
   }
 
   #releaseOldest(): void {
-    const held = this.#held[this.#heldHead]!;
-    this.#heldHead++;
-    // Compact once half the array is released entries.
+    const held = this.#oldestHeld();
+    if (held === undefined) return;
+    this.#release(held);
+    this.#compact();
+  }
+
+  #release(held: Held): void {
+    held.done = true;
+    this.#heldNow--;
+    this.#emit(held.flow, held.point);
+  }
+
+  /** Drops released entries from the front, and compacts once half the array is behind the head. */
+  #compact(): void {
+    this.#oldestHeld();
     if (this.#heldHead * 2 >= this.#held.length) {
       this.#held = this.#held.slice(this.#heldHead);
       this.#heldHead = 0;
     }
-    this.#emit(held.flow, held.point);
   }
 
   #emit(flow: FlowRecord, p: Point): void {
     const point = p.point;
-    if (point !== undefined && p.namespace === undefined) {
-      // The namespace may have been registered after the point.
-      p.namespace = this.#o.namespaces.get(`${point.netnsDev}:${point.netnsInode}`);
-    }
-    const pod = p.namespace?.pod;
+    const pod = this.#namespaceOf(p)?.pod;
     let record: ExportRecord;
     if (point?.kind === 'loopback') {
       const self = pod !== undefined ? this.#podIdentity(pod) : this.#observedUnknown();

@@ -1,9 +1,17 @@
 // Wiring of the identity core: feeds the lease table and the namespace→pod
 // map from KubeCaches change events and NodeCapture events, and runs one
 // coarse timer for what has no event of its own (lease expiry, release of
-// flows held before the first sync, namespaces still to tie to a pod).
-// FlowMeter's onFlow goes to enrich(). Everything with logic lives in the
-// pure pieces; this file only subscribes and forwards.
+// flows held too long, namespaces still to tie to a pod). FlowMeter's onFlow
+// goes to enrich(). Everything with logic lives in the pure pieces; this
+// file only subscribes and forwards:
+// - a namespace's interface addresses (NodeCapture 'interfaces') go to the
+//   namespace→pod map, whose changes release the flows held for it;
+// - a terminating pod's address leaving its namespace, or the namespace
+//   going from the node, ends that pod's leases (the address is free now);
+//   a namespace gone releases its held flows;
+// - a lease that closes splits the flows still open on its address at its
+//   end (splitFlowsAt), except where the address is the observed pod's own,
+//   so each record names one remote holder.
 //
 // Start it before NodeCapture.start(), so it sees every namespace and
 // observation point; KubeCaches may start before or after (current objects
@@ -12,6 +20,7 @@ import type { ExportRecord } from '../ipfix/types.ts';
 import { type Clock, type ClockTimer, systemClock } from '../ipfix/clock.ts';
 import type { FlowRecord } from '../flow/types.ts';
 import type { NodeCaptureEvent } from '../netns/node-capture.ts';
+import { type IpKey, ipKeyBytes } from './ip-keys.ts';
 import { Enricher, type EnricherStats } from './enricher.ts';
 import type { KubeChangeListener } from './kube-caches.ts';
 import { LeaseTable, type LeaseStats, type LeaseTableOptions } from './leases.ts';
@@ -46,7 +55,13 @@ export interface IdentityOptions extends Omit<NetnsPodsOptions, 'nodeName'> {
   nodeName: string;
   clusterName: string;
   onRecord: (record: ExportRecord) => void;
-  leases?: LeaseTableOptions;
+  leases?: Omit<LeaseTableOptions, 'onClosed'>;
+  /**
+   * Splits the open flows with this address at either end at atMs, except
+   * at the observation points keep() spares (FlowMeter.splitFlowsAt): called
+   * when the address's lease closes, with its end. Default: none are split.
+   */
+  splitFlowsAt?: (address: Uint8Array, atMs: number, keep: (observationPointId: number) => boolean) => void;
   holdMaxFlows?: number;
   holdMaxAgeMs?: number;
   /** Period of the coarse timer. Default 1000 ms. */
@@ -68,6 +83,9 @@ export class Identity {
   readonly enricher: Enricher;
   readonly #caches: IdentityCaches;
   readonly #capture: IdentityCapture;
+  readonly #splitFlowsAt: NonNullable<IdentityOptions['splitFlowsAt']>;
+  /** The namespace key of every open observation point. */
+  readonly #pointNamespaces = new Map<number, string>();
   readonly #clock: Clock;
   readonly #tickMs: number;
   #timer: ClockTimer | undefined;
@@ -97,13 +115,19 @@ export class Identity {
         case 'attached':
           this.namespaces.addNamespace(event.ns).catch(() => this.#handlerErrors++);
           break;
+        case 'interfaces':
+          this.namespaces.setInterfaceAddresses(event.ns.key, event.interfaces.flatMap((i) => i.addresses.map((a) => a.address)));
+          break;
         case 'detached':
           this.namespaces.removeNamespace(event.ns.key);
+          this.enricher.namespaceGone(event.ns.key);
           break;
         case 'opened':
+          this.#pointNamespaces.set(event.handle.point.id, `${event.handle.point.netnsDev}:${event.handle.point.netnsInode}`);
           this.enricher.addObservationPoint(event.handle.point);
           break;
         case 'closed':
+          this.#pointNamespaces.delete(event.handle.point.id);
           this.enricher.removeObservationPoint(event.handle.point.id);
           break;
       }
@@ -114,8 +138,13 @@ export class Identity {
     this.#capture = options.capture;
     this.#clock = options.clock ?? systemClock;
     this.#tickMs = options.tickMs ?? 1000;
-    this.leases = new LeaseTable(options.leases);
-    this.namespaces = new NetnsPods(options);
+    this.#splitFlowsAt = options.splitFlowsAt ?? (() => {});
+    this.leases = new LeaseTable({ ...options.leases, onClosed: (key, atMs) => this.#addressReleased(key, atMs) });
+    this.namespaces = new NetnsPods({
+      ...options,
+      onChange: (key) => this.enricher.namespaceChanged(key),
+      onAddressFreed: (uid) => this.leases.endPod(uid, this.#clock.now()),
+    });
     this.enricher = new Enricher({
       clusterName: options.clusterName,
       leases: this.leases,
@@ -170,6 +199,11 @@ export class Identity {
       enricher: { ...this.enricher.stats, heldNow: this.enricher.heldFlows },
       handlerErrors: this.#handlerErrors,
     };
+  }
+
+  /** An address's lease closed at atMs: its flows still open are split there, but not where it is the observed pod's own address. */
+  #addressReleased(key: IpKey, atMs: number): void {
+    this.#splitFlowsAt(ipKeyBytes(key), atMs, (id) => this.namespaces.get(this.#pointNamespaces.get(id) ?? '')?.addresses.has(key) === true);
   }
 
   #checkSynced(): void {

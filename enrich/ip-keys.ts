@@ -25,6 +25,17 @@ export function ipKeyOf(a: Uint8Array): IpKey {
   );
 }
 
+/** The address of a key, 4 or 16 bytes in network order (ipKeyOf's inverse; an IPv4-mapped address comes back as IPv4). */
+export function ipKeyBytes(key: IpKey): Uint8Array {
+  if (typeof key === 'number') return Uint8Array.of(key >>> 24, (key >>> 16) & 0xff, (key >>> 8) & 0xff, key & 0xff);
+  const bytes = new Uint8Array(16);
+  for (let i = 0; i < 8; i++) {
+    bytes[2 * i] = key.charCodeAt(i) >> 8;
+    bytes[2 * i + 1] = key.charCodeAt(i) & 0xff;
+  }
+  return bytes;
+}
+
 /** The key of an address in any text form ("10.0.0.1", "FD00:0::1", "::ffff:10.0.0.1"); undefined if it is not one. */
 export function ipKey(text: string): IpKey | undefined {
   const bytes = parseIp(text);

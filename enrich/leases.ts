@@ -23,6 +23,10 @@
 //   while its own object still lists it (stale status).
 // - Where leases of different kinds overlap, a lookup takes the one that
 //   started last (then the one still open, then the newer), and counts it.
+// - A terminating pod's leases end when its namespace goes from this node
+//   (endPod), if that comes before its delete event: the address is free
+//   then, and the next pod's first flows (which precede its status event)
+//   start after it.
 // - Host-network pods have no lease: their addresses are their node's, named
 //   by the node's lease.
 //
@@ -49,6 +53,13 @@ export interface LeaseTableOptions {
    * without them every such address is 'unknown'.
    */
   clusterCidrs?: string[];
+  /**
+   * Told of every lease that closes (the address passes from its holder), at
+   * the time it closes: a flow still open on that address was the previous
+   * holder's until then (the agent ends such flows, so each record names one
+   * holder).
+   */
+  onClosed?: (key: IpKey, atMs: number) => void;
 }
 
 export interface PodAnswer {
@@ -93,12 +104,16 @@ export interface LeaseStats {
   closedExpired: number;
   /** Closed leases dropped by the maxClosedLeases bound before their grace period ended. */
   closedEvicted: number;
+  /** Pods whose leases ended before their delete event: terminating, and their namespace gone from this node (endPod). */
+  podsEndedEarly: number;
 }
 
 type HolderKind = 'pod' | 'node' | 'service';
 
 interface Holder {
   kind: HolderKind;
+  /** Ended before its delete event (endPod): its object's later states claim nothing. */
+  ended: boolean;
   /** Open leases by address. */
   open: Map<IpKey, Lease>;
   /** Addresses lost to another holder while this one's object still lists them. */
@@ -144,9 +159,11 @@ export class LeaseTable {
     invalidAddresses: 0,
     closedExpired: 0,
     closedEvicted: 0,
+    podsEndedEarly: 0,
   };
   readonly #graceMs: number;
   readonly #clusterCidrs: IpPrefix[];
+  readonly #onClosed: ((key: IpKey, atMs: number) => void) | undefined;
   /** Every lease, open and closed, by address. Arrays stay short: an address has few holders within a grace period. */
   readonly #byAddress = new Map<IpKey, Lease[]>();
   /** Closed leases in closing order, so expiry stops at the first one still in its grace period. */
@@ -159,6 +176,7 @@ export class LeaseTable {
 
   constructor(options: LeaseTableOptions = {}) {
     this.#graceMs = options.graceMs ?? DEFAULT_LEASE_GRACE_MS;
+    this.#onClosed = options.onClosed;
     const maxClosed = options.maxClosedLeases ?? DEFAULT_MAX_CLOSED_LEASES;
     if (!(this.#graceMs >= 0) || !Number.isInteger(maxClosed) || maxClosed < 1) {
       throw new PodflowError('PODFLOW_ERR_ENRICH_CONFIG', `lease graceMs must be >= 0 and maxClosedLeases a positive integer, got ${this.#graceMs} and ${maxClosed}`);
@@ -191,6 +209,21 @@ export class LeaseTable {
     const finished = pod.phase === 'Succeeded' || pod.phase === 'Failed';
     const addresses = pod.hostNetwork || finished ? [] : pod.podIPs;
     this.#apply(this.#pods, 'pod', pod.uid, type, addresses, () => ({ answer: Object.freeze({ type: 'pod', pod }), portAnswers: [] }), atMs);
+  }
+
+  /**
+   * Ends a pod's leases now, before its delete event: it is terminating and
+   * its namespace has gone from this node, so its address is free for the
+   * next pod. Its object's later states (still listing the address until it
+   * is deleted) claim nothing. Nothing happens for a pod not known.
+   */
+  endPod(uid: string, atMs: number): void {
+    const holder = this.#pods.get(uid);
+    if (holder === undefined || holder.ended) return;
+    this.expire(atMs);
+    holder.ended = true;
+    this.stats.podsEndedEarly++;
+    for (const lease of [...holder.open.values()]) this.#close(lease, atMs);
   }
 
   applyNode(type: WatchEventType, node: SlimNode, atMs: number): void {
@@ -266,7 +299,7 @@ export class LeaseTable {
     }
     if (holder === undefined) {
       if (type === 'update') this.stats.updatesForUnknown++;
-      holder = { kind, open: new Map(), lost: new Set(), ...answers() };
+      holder = { kind, ended: false, open: new Map(), lost: new Set(), ...answers() };
       holders.set(id, holder);
     } else {
       if (type === 'add') this.stats.addsForKnown++;
@@ -274,7 +307,7 @@ export class LeaseTable {
     }
 
     const wanted = new Set<IpKey>();
-    for (const text of addresses) {
+    for (const text of holder.ended ? [] : addresses) {
       const key = ipKey(text);
       if (key === undefined) this.stats.invalidAddresses++;
       else wanted.add(key);
@@ -330,6 +363,7 @@ export class LeaseTable {
     lease.holder.open.delete(lease.key);
     this.#open--;
     this.#closed.set(lease.id, lease);
+    this.#onClosed?.(lease.key, lease.validUntil);
   }
 
   #forget(lease: Lease): void {

@@ -6,15 +6,25 @@
 //     (cgroupfs driver) or ".../kubepods-burstable-pod<uid with _>.slice/..."
 //     (systemd driver), on cgroup v1 and v2 alike. The processes are those
 //     discovery found the namespace through (/proc/<pid>/ns/net), else those
-//     whose ns/net is the namespace (a scan of /proc; needs hostPID).
+//     whose ns/net is the namespace (a scan of /proc; needs hostPID). This is
+//     the pod's own word and is preferred: it replaces a tie by address, and
+//     it stays after the pod is deleted (the namespace's last flows are
+//     flushed when it goes, often after the pod object has).
 // (b) Else by the namespace's interface addresses matching the podIPs of
-//     exactly one pod on this node (NODE_NAME) that has not finished.
+//     exactly one live pod on this node (NODE_NAME): not finished, and not
+//     terminating, since a terminating pod never gets a new namespace, while
+//     the next pod given its address does (the IP-reuse case: pod A
+//     terminating with IP X, its namespace gone, a new namespace with X, pod
+//     B with X in the API only later). A tie by address is no promise: it is
+//     made again at every change of this node's pods and of the namespace's
+//     addresses, so it ends when its pod terminates, finishes or is deleted,
+//     or another pod claims the address, and moves to a new unique holder.
 //
-// A namespace not resolved yet (its pause process or its veth may come after
+// A namespace not tied to a pod (its pause process or its veth may come after
 // the namespace, the pod's IP after both) is tried again when a pod of this
-// node changes and on every resolvePending(). A resolved namespace keeps its
-// pod after the pod is deleted: the namespace's last flows are flushed when it
-// goes, often after the pod object has.
+// node changes, when its addresses change (setInterfaceAddresses, from the
+// capture's interface events) and on every resolvePending(). onChange says
+// when a namespace's pod or addresses changed.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PodflowError } from '../common/errors.ts';
@@ -30,6 +40,14 @@ export interface NetnsPodsOptions {
   procRoot?: string | null;
   /** The addresses of a namespace's interfaces. Default: read inside it with getifaddrs (netns/interfaces.ts). */
   listAddresses?: (nsPath: string) => string[];
+  /** Told when a namespace's pod or addresses changed (tied, untied, tied to another pod, an address came or went). */
+  onChange?: (key: string) => void;
+  /**
+   * Told when a terminating pod's address left its namespace (its veth went,
+   * as at a CNI DEL) or the namespace went from this node: the address is
+   * free from now on, for the next pod.
+   */
+  onAddressFreed?: (uid: string) => void;
 }
 
 /** One namespace and what is known of its pod. Updated in place as pods and addresses become known. */
@@ -37,18 +55,27 @@ export interface NamespacePod {
   readonly key: string;
   /** The pod's UID once known (from the cgroup path, or from the matched pod). */
   readonly uid: string | undefined;
-  /** The pod as last seen; kept after the pod is deleted. */
+  /** The pod as last seen; undefined while the namespace is tied to no pod. */
   readonly pod: SlimPod | undefined;
   readonly via: 'cgroup' | 'address' | undefined;
-  /** The pod's IPs and the namespace's interface addresses: an address here is the observed pod's side of a flow. */
+  /**
+   * The pod's IPs and every interface address the namespace has had: an
+   * address here is the observed pod's side of a flow. Kept after an address
+   * leaves (a CNI DEL removes the veth before the namespace), since the
+   * namespace's last flows are named after that.
+   */
   readonly addresses: ReadonlySet<IpKey>;
+  /** The namespace has gone from this node: nothing more will be learnt of it. */
+  readonly gone: boolean;
 }
 
 export interface NetnsPodsStats {
   /** Namespaces tied to a pod by a cgroup path / by their addresses. */
   byCgroup: number;
   byAddress: number;
-  /** Address matches refused because more than one live pod of this node has the address. */
+  /** Ties by address undone: the pod terminated, finished or was deleted, or another pod claimed the address. */
+  untied: number;
+  /** Times a namespace's addresses matched more than one live pod of this node (no tie then). */
   ambiguous: number;
   /** Reads of a namespace's processes or interfaces that failed (the namespace or process was gone, or no permission). */
   readErrors: number;
@@ -61,11 +88,15 @@ interface Entry extends NamespacePod {
   pod: SlimPod | undefined;
   via: 'cgroup' | 'address' | undefined;
   addresses: Set<IpKey>;
-  /** Interface addresses as last listed. */
+  /** Interface addresses as last listed: what ties it by address. */
   interfaceAddresses: IpKey[];
+  /** Every interface address listed since it was added. */
+  everListed: Set<IpKey>;
   /** Cgroup lookups done; they stop at MAX_CGROUP_TRIES. */
   cgroupTries: number;
-  removed: boolean;
+  /** Its addresses matched more than one live pod at the last try. */
+  ambiguous: boolean;
+  gone: boolean;
 }
 
 // A pod's pause process joins its namespace within seconds. Past that, a
@@ -83,10 +114,12 @@ export function podUidFromCgroup(text: string): string | undefined {
 }
 
 export class NetnsPods {
-  readonly stats: NetnsPodsStats = { byCgroup: 0, byAddress: 0, ambiguous: 0, readErrors: 0 };
+  readonly stats: NetnsPodsStats = { byCgroup: 0, byAddress: 0, untied: 0, ambiguous: 0, readErrors: 0 };
   readonly #nodeName: string;
   readonly #procRoot: string | null;
   readonly #listAddresses: (nsPath: string) => string[];
+  readonly #onChange: (key: string) => void;
+  readonly #onAddressFreed: (uid: string) => void;
   readonly #entries = new Map<string, Entry>();
   /** Pods of this node by uid. */
   readonly #pods = new Map<string, SlimPod>();
@@ -96,6 +129,8 @@ export class NetnsPods {
     this.#nodeName = options.nodeName;
     this.#procRoot = options.procRoot === undefined ? '/proc' : options.procRoot;
     this.#listAddresses = options.listAddresses ?? ((path) => listInterfaces(path).flatMap((i) => i.addresses.map((a) => a.address)));
+    this.#onChange = options.onChange ?? (() => {});
+    this.#onAddressFreed = options.onAddressFreed ?? (() => {});
   }
 
   get(key: string): NamespacePod | undefined {
@@ -112,15 +147,14 @@ export class NetnsPods {
   applyPod(type: WatchEventType, pod: SlimPod): void {
     if (pod.nodeName !== this.#nodeName || pod.hostNetwork) {
       // Moved away or never here: no namespace here is its.
-      this.#pods.delete(pod.uid);
-      return;
-    }
-    if (type === 'delete') this.#pods.delete(pod.uid);
+      if (!this.#pods.delete(pod.uid)) return;
+    } else if (type === 'delete') this.#pods.delete(pod.uid);
     else this.#pods.set(pod.uid, pod);
     for (const e of this.#entries.values()) {
-      if (e.uid === pod.uid) this.#setPod(e, pod);
-      // A new address may match; a deleted pod may leave one match where there were two.
-      else if (e.uid === undefined) this.#matchAddresses(e);
+      if (e.via === 'cgroup') {
+        // Kept after a delete: its last state names the namespace's last flows.
+        if (e.uid === pod.uid) this.#setPod(e, pod, 'cgroup');
+      } else this.#matchAddresses(e);
     }
   }
 
@@ -129,41 +163,62 @@ export class NetnsPods {
     if (this.#entries.has(ns.key)) return;
     const entry: Entry = {
       key: ns.key, ns, uid: undefined, pod: undefined, via: undefined,
-      addresses: new Set(), interfaceAddresses: [], cgroupTries: 0, removed: false,
+      addresses: new Set(), interfaceAddresses: [], everListed: new Set(), cgroupTries: 0, ambiguous: false, gone: false,
     };
     this.#entries.set(ns.key, entry);
     await this.#resolve(entry);
   }
 
-  /** Stops tracking a namespace; a NamespacePod already handed out keeps what it knew. */
+  /** The namespace's interface addresses as listed now (the capture's interface events): re-ties it if they changed. */
+  setInterfaceAddresses(key: string, addresses: readonly string[]): void {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return;
+    this.#setInterfaceAddresses(entry, keysOf(addresses));
+  }
+
+  /**
+   * Stops tracking a namespace (it has gone from this node); a NamespacePod
+   * already handed out keeps what it knew and says it is gone. The
+   * terminating pods it belonged to (its pod, or those with one of its
+   * addresses) have their address freed (onAddressFreed).
+   */
   removeNamespace(key: string): void {
     const entry = this.#entries.get(key);
     if (!entry) return;
-    entry.removed = true;
+    entry.gone = true;
     this.#entries.delete(key);
+    const owners = new Set(this.#terminatingHolders(entry.interfaceAddresses));
+    if (entry.pod?.deletingSinceMs !== undefined) owners.add(entry.pod.uid);
+    for (const uid of owners) this.#onAddressFreed(uid);
   }
 
-  /** Tries every namespace not tied to a pod yet again (new processes, interfaces, addresses). */
+  /** Tries every namespace not tied to a pod yet again, and those tied by address for their cgroup (new processes, interfaces, addresses). */
   async resolvePending(): Promise<void> {
-    await Promise.all([...this.#entries.values()].filter((e) => e.pod === undefined).map((e) => this.#resolve(e)));
+    const due = [...this.#entries.values()].filter((e) => e.pod === undefined || (e.via !== 'cgroup' && this.#cgroupDue(e)));
+    await Promise.all(due.map((e) => this.#resolve(e)));
+  }
+
+  #cgroupDue(entry: Entry): boolean {
+    return entry.via !== 'cgroup' && this.#procRoot !== null && entry.cgroupTries < MAX_CGROUP_TRIES;
   }
 
   async #resolve(entry: Entry): Promise<void> {
-    if (entry.uid === undefined && this.#procRoot !== null && entry.cgroupTries < MAX_CGROUP_TRIES) {
+    if (this.#procRoot !== null && this.#cgroupDue(entry)) {
       entry.cgroupTries++;
       const uid = await this.#uidFromProcesses(entry.ns, this.#procRoot);
-      if (uid !== undefined && !entry.removed && entry.uid === undefined) {
+      if (uid !== undefined && !entry.gone && entry.via !== 'cgroup') {
+        this.stats.byCgroup++;
         entry.uid = uid;
         entry.via = 'cgroup';
-        this.stats.byCgroup++;
+        entry.ambiguous = false;
         const pod = this.#pods.get(uid);
-        if (pod) this.#setPod(entry, pod);
+        entry.pod = pod;
+        this.#refreshAddresses(entry);
+        this.#onChange(entry.key);
       }
     }
-    if (entry.removed) return;
-    entry.interfaceAddresses = this.#readAddresses(entry.ns);
-    this.#refreshAddresses(entry);
-    if (entry.uid === undefined) this.#matchAddresses(entry);
+    if (entry.gone) return;
+    this.#setInterfaceAddresses(entry, this.#readAddresses(entry.ns));
   }
 
   async #uidFromProcesses(ns: DiscoveredNamespace, procRoot: string): Promise<string | undefined> {
@@ -200,12 +255,7 @@ export class NetnsPods {
   #readAddresses(ns: DiscoveredNamespace): IpKey[] {
     for (const path of ns.paths) {
       try {
-        const keys: IpKey[] = [];
-        for (const text of this.#listAddresses(path)) {
-          const key = ipKey(text);
-          if (key !== undefined) keys.push(key);
-        }
-        return keys;
+        return keysOf(this.#listAddresses(path));
       } catch {
         // This path is gone (a /proc path whose process exited): try the next.
         this.stats.readErrors++;
@@ -214,35 +264,75 @@ export class NetnsPods {
     return [];
   }
 
-  #matchAddresses(entry: Entry): void {
-    if (entry.interfaceAddresses.length === 0) return;
+  #setInterfaceAddresses(entry: Entry, keys: IpKey[]): void {
+    const left = entry.interfaceAddresses.filter((k) => !keys.includes(k));
+    if (left.length === 0 && keys.every((k) => entry.interfaceAddresses.includes(k))) return;
+    entry.interfaceAddresses = keys;
+    for (const key of keys) entry.everListed.add(key);
+    for (const uid of this.#terminatingHolders(left)) this.#onAddressFreed(uid);
+    this.#refreshAddresses(entry);
+    if (entry.via !== 'cgroup' && this.#matchAddresses(entry)) return;
+    this.#onChange(entry.key);
+  }
+
+  /** Ties an entry not tied by cgroup to the one live pod of this node with one of its addresses, or to none. Returns whether that changed (onChange told). */
+  #matchAddresses(entry: Entry): boolean {
     let match: SlimPod | undefined;
     let matches = 0;
     for (const pod of this.#pods.values()) {
-      if (pod.phase === 'Succeeded' || pod.phase === 'Failed') continue;
-      if (pod.podIPs.some((ip) => entry.interfaceAddresses.includes(ipKey(ip) ?? ''))) {
+      if (pod.phase === 'Succeeded' || pod.phase === 'Failed' || pod.deletingSinceMs !== undefined) continue;
+      if (this.#holdsOneOf(pod, entry.interfaceAddresses)) {
         match = pod;
         matches++;
       }
     }
-    if (matches > 1) this.stats.ambiguous++;
-    if (matches !== 1 || match === undefined) return;
-    entry.uid = match.uid;
-    entry.via = 'address';
-    this.stats.byAddress++;
-    this.#setPod(entry, match);
+    if (matches > 1 && !entry.ambiguous) this.stats.ambiguous++;
+    entry.ambiguous = matches > 1;
+    const next = matches === 1 ? match : undefined;
+    if (next === entry.pod) return false;
+    if (next !== undefined && next.uid === entry.uid) {
+      // The same pod, a newer state of it.
+      this.#setPod(entry, next, 'address');
+      return true;
+    }
+    if (entry.pod !== undefined) this.stats.untied++;
+    if (next !== undefined) this.stats.byAddress++;
+    this.#setPod(entry, next, next && 'address');
+    return true;
   }
 
-  #setPod(entry: Entry, pod: SlimPod): void {
+  /** The terminating pods of this node with one of these addresses. */
+  #terminatingHolders(keys: readonly IpKey[]): string[] {
+    if (keys.length === 0) return [];
+    return [...this.#pods.values()].filter((pod) => pod.deletingSinceMs !== undefined && this.#holdsOneOf(pod, keys)).map((pod) => pod.uid);
+  }
+
+  #holdsOneOf(pod: SlimPod, keys: readonly IpKey[]): boolean {
+    return keys.length > 0 && pod.podIPs.some((ip) => keys.includes(ipKey(ip) ?? ''));
+  }
+
+  #setPod(entry: Entry, pod: SlimPod | undefined, via: 'cgroup' | 'address' | undefined): void {
     entry.pod = pod;
+    entry.uid = via === 'cgroup' ? entry.uid : pod?.uid;
+    entry.via = via;
     this.#refreshAddresses(entry);
+    this.#onChange(entry.key);
   }
 
   #refreshAddresses(entry: Entry): void {
-    entry.addresses = new Set(entry.interfaceAddresses);
+    entry.addresses = new Set(entry.everListed);
     for (const ip of entry.pod?.podIPs ?? []) {
       const key = ipKey(ip);
       if (key !== undefined) entry.addresses.add(key);
     }
   }
+}
+
+function keysOf(addresses: readonly string[]): IpKey[] {
+  const keys: IpKey[] = [];
+  for (const text of addresses) {
+    const key = ipKey(text);
+    if (key !== undefined) keys.push(key);
+  }
+  return keys;
 }

@@ -136,6 +136,10 @@ export class FlowMeter {
   #idleTail = NONE;
   #ageHead = NONE;
   #ageTail = NONE;
+  /** Flows to end before their first packet from a time on (splitFlowsAt), by flow. Empty but for a moment after a handover. */
+  readonly #splitAt = new Map<number, number>();
+  /** Addresses handed over (splitFlowsAt) and when, until expire() passes that time: a flow made meanwhile by an older packet is split too. */
+  readonly #boundaries = new Map<number | string, number>();
   /** The second expire() last ran for: nothing more can time out until the clock reaches the next one. */
   #expiredSecond = -Infinity;
 
@@ -207,6 +211,11 @@ export class FlowMeter {
       }
     }
     const counts = this.#counts;
+    if (flow !== NONE && this.#splitAt.size !== 0 && timestampMs >= (this.#splitAt.get(flow) ?? Infinity)) {
+      // Its address has another holder from this packet on.
+      this.#end(flow, EndReason.FORCED_END);
+      flow = NONE;
+    }
     if (flow !== NONE) {
       const c = flow * COUNT_STRIDE;
       if ((p.tcpFlags & TCP_SYN) !== 0 && (counts[c + C_BITS + direction]! & (TCP_FIN | TCP_RST)) !== 0) {
@@ -249,6 +258,9 @@ export class FlowMeter {
       this.#end(flow, EndReason.ACTIVE_TIMEOUT);
       flow = this.#ageHead;
     }
+    // Every packet from before a handover has come: the flows it split end now.
+    for (const [split, atMs] of this.#splitAt) if (atMs <= nowMs) this.#end(split, EndReason.FORCED_END);
+    for (const [key, atMs] of this.#boundaries) if (atMs <= nowMs) this.#boundaries.delete(key);
   }
 
   /** Ends every open flow of one observation point (its namespace went away); returns how many. */
@@ -264,6 +276,42 @@ export class FlowMeter {
       flow = next;
     }
     return ended;
+  }
+
+  /**
+   * The address (4 or 16 bytes, network order) passed to another holder at
+   * atMs: every open flow with it at either end, except at the observation
+   * points keep() spares, ends before its first packet from atMs on, which
+   * starts a new flow; so each flow is one holder's. Packets from before
+   * atMs still on their way (queued in a capture ring) join the flow they
+   * belong to, also one they start. Such flows end at the latest when
+   * expire() passes atMs (every packet before it has come by then). A scan
+   * of every open flow: called per address handover, not per packet.
+   * Returns the flows marked.
+   */
+  splitFlowsAt(address: Uint8Array, atMs: number, keep: (observationPointId: number) => boolean = () => false): number {
+    const ipVersion = address.length === 4 ? 4 : 6;
+    const words = new Uint32Array(4);
+    for (let i = 0; i < address.length / 4; i++) {
+      words[i] = ((address[i * 4]! << 24) | (address[i * 4 + 1]! << 16) | (address[i * 4 + 2]! << 8) | address[i * 4 + 3]!) >>> 0;
+    }
+    const key = boundaryKey(ipVersion, words);
+    this.#boundaries.set(key, Math.max(atMs, this.#boundaries.get(key) ?? -Infinity));
+    const keys = this.#keys;
+    let marked = 0;
+    for (let flow = this.#ageHead; flow !== NONE; flow = this.#links[flow * LINK_STRIDE + L_AGE_NEXT]!) {
+      const k = flow * KEY_STRIDE;
+      if (
+        keys[k + K_META]! >>> 24 === ipVersion &&
+        (sameAddress(keys, k + K_SOURCE, words) || sameAddress(keys, k + K_DESTINATION, words)) &&
+        this.#counts[flow * COUNT_STRIDE + C_FIRST]! < atMs &&
+        !keep(keys[k + K_OBSERVATION_POINT]!)
+      ) {
+        this.#splitAt.set(flow, atMs);
+        marked++;
+      }
+    }
+    return marked;
   }
 
   /** Ends every open flow, oldest first. */
@@ -326,6 +374,14 @@ export class FlowMeter {
     else links[this.#ageTail * LINK_STRIDE + L_AGE_NEXT] = flow;
     this.#ageTail = flow;
 
+    if (this.#boundaries.size !== 0) {
+      // A packet from before a handover of one of its addresses, come late: the flow it starts is the previous holder's.
+      const at = Math.max(
+        this.#boundaries.get(boundaryKey(p.ipVersion, p.sourceAddress)) ?? -Infinity,
+        this.#boundaries.get(boundaryKey(p.ipVersion, p.destinationAddress)) ?? -Infinity,
+      );
+      if (timestampMs < at) this.#splitAt.set(flow, at);
+    }
     this.stats.active++;
     this.stats.created++;
     return flow;
@@ -349,6 +405,7 @@ export class FlowMeter {
 
   #end(flow: number, reason: EndReason): void {
     const record = this.#record(flow, reason);
+    if (this.#splitAt.size !== 0) this.#splitAt.delete(flow);
 
     // Unlink from both lists.
     const links = this.#links;
@@ -430,6 +487,11 @@ export class FlowMeter {
       flowEndReason: reason,
     };
   }
+}
+
+/** The key of an address in splitFlowsAt's boundaries: IPv4 its word, IPv6 its four words as text. */
+function boundaryKey(ipVersion: number, words: Uint32Array): number | string {
+  return ipVersion === 4 ? words[0]! : `${words[0]}:${words[1]}:${words[2]}:${words[3]}`;
 }
 
 function packetMeta(p: DecodedPacket): number {

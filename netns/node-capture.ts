@@ -95,6 +95,8 @@ export interface NodeCaptureCounters {
 export type NodeCaptureEvent =
   | { type: 'attached'; ns: DiscoveredNamespace }
   | { type: 'detached'; ns: DiscoveredNamespace }
+  /** A namespace's interfaces or their addresses as listed at attach, and again whenever that list changed. */
+  | { type: 'interfaces'; ns: DiscoveredNamespace; interfaces: NetnsInterface[] }
   | { type: 'opened'; handle: CaptureHandle }
   | { type: 'closed'; handle: CaptureHandle; reason: PodflowError | undefined }
   | { type: 'open-failed'; ns: DiscoveredNamespace; interfaceName: string; error: unknown };
@@ -107,6 +109,8 @@ interface Attached {
   opening: Set<string>;
   /** Failed opens by interface name, retried when the ifindex changes (a new interface) or openRetryMs has passed. */
   failures: Map<string, { index: number; at: number }>;
+  /** The interfaces and addresses last reported ('interfaces' event), as text to compare. */
+  reported: string | undefined;
 }
 
 export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
@@ -239,7 +243,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
 
   #attach(ns: DiscoveredNamespace): void {
     if (!this.#running || this.#attached.has(ns.key) || !this.#o.namespaceFilter(ns)) return;
-    const a: Attached = { ns, handles: new Map(), opening: new Set(), failures: new Map() };
+    const a: Attached = { ns, handles: new Map(), opening: new Set(), failures: new Map(), reported: undefined };
     this.#attached.set(ns.key, a);
     this.#report({ type: 'attached', ns });
     this.#syncInterfaces(a);
@@ -265,6 +269,12 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     }
     // No path opens it any more: discovery reports the removal on its next scan.
     if (!interfaces) return;
+    // Identity re-reads a namespace's addresses from this (a new pod's veth gets its address after the namespace appears).
+    const listed = JSON.stringify(interfaces.map((i) => [i.name, i.index, i.addresses.map((x) => x.address)]));
+    if (listed !== a.reported) {
+      a.reported = listed;
+      this.#report({ type: 'interfaces', ns: a.ns, interfaces });
+    }
     for (const ifc of interfaces) {
       const kind: ObservationKind = ifc.loopback ? 'loopback' : 'pod';
       const wanted = ifc.up && (kind === 'loopback' ? this.#o.captureLoopback : this.#o.podInterfaceFilter(ifc.name));

@@ -30,7 +30,8 @@ const name = (e: EndpointIdentity) =>
 
 async function setup(options: Partial<EnricherOptions> = {}, addresses = ['10.244.1.5']) {
   const leases = new LeaseTable({ clusterCidrs: ['10.244.0.0/16', '10.96.0.0/12'] });
-  const namespaces = new NetnsPods({ nodeName: 'node-1', procRoot: null, listAddresses: () => addresses });
+  let enricher: Enricher | undefined;
+  const namespaces = new NetnsPods({ nodeName: 'node-1', procRoot: null, listAddresses: () => addresses, onChange: (key) => enricher?.namespaceChanged(key) });
   const records: ExportRecord[] = [];
   for (const p of [WEB, DB]) {
     leases.applyPod('add', p, T0);
@@ -39,7 +40,7 @@ async function setup(options: Partial<EnricherOptions> = {}, addresses = ['10.24
   leases.applyService('add', service('db', ['10.96.0.20'], [{ name: 'postgres', port: 5432, protocol: 'TCP' }], 'data'), T0);
   leases.applyNode('add', node('node-2', ['192.168.5.11']), T0);
   await namespaces.addNamespace(NS);
-  const enricher = new Enricher({ clusterName: 'prod-eu', leases, owners, namespaces, onRecord: (r) => records.push(r), ...options });
+  enricher = new Enricher({ clusterName: 'prod-eu', leases, owners, namespaces, onRecord: (r) => records.push(r), ...options });
   enricher.addObservationPoint(ETH0);
   enricher.addObservationPoint(LO);
   return { enricher, records, leases, namespaces };
@@ -119,8 +120,8 @@ test('holds flows that finish before the first sync and enriches them, in order,
   assert.equal(name(records[0]!.destination), 'pod data/db-0 StatefulSet/db');
   enricher.enrich(flow('10.244.1.5', '10.244.2.9'));
   assert.equal(records.length, 3);
-  const { enriched, held, released, expiredUnsynced, overflowUnsynced } = enricher.stats;
-  assert.deepEqual({ enriched, held, released, expiredUnsynced, overflowUnsynced }, { enriched: 3, held: 2, released: 2, expiredUnsynced: 0, overflowUnsynced: 0 });
+  const { enriched, held, released, expiredHeld, overflowHeld } = enricher.stats;
+  assert.deepEqual({ enriched, held, released, expiredHeld, overflowHeld }, { enriched: 3, held: 2, released: 2, expiredHeld: 0, overflowHeld: 0 });
 });
 
 test('a held flow is enriched with what is known after holdMaxAgeMs, and the oldest when holdMaxFlows are held', async () => {
@@ -140,23 +141,60 @@ test('a held flow is enriched with what is known after holdMaxAgeMs, and the old
   enricher.flush();
   assert.deepEqual(records.map((r) => r.flow.sourceTransportPort), [1, 2, 3, 4, 5]);
   assert.equal(enricher.stats.held, 5);
-  assert.equal(enricher.stats.expiredUnsynced, 4);
-  assert.equal(enricher.stats.overflowUnsynced, 1);
+  assert.equal(enricher.stats.expiredHeld, 4);
+  assert.equal(enricher.stats.overflowHeld, 1);
   assert.equal(enricher.heldFlows, 0);
 });
 
-test('a namespace not tied to a pod names its end by address, counted; an unregistered point is counted', async () => {
-  const { enricher, records } = await setup({}, []);
+test('a flow of a namespace tied to no pod is held, then named by its address when held its longest or when its namespace goes, counted', async () => {
+  let now = T0;
+  const { enricher, records, namespaces } = await setup({ holdMaxAgeMs: 10_000, now: () => now }, []);
   enricher.markSynced();
   enricher.enrich(flow('10.244.2.9', '10.244.1.5'));
+  assert.equal(records.length, 0, 'held, not guessed');
+  now += 10_000;
+  enricher.expireHeld();
   assert.equal(name(records[0]!.destination), 'pod default/web-7d-a Deployment/web');
+  assert.equal(enricher.stats.expiredHeld, 1);
   assert.equal(enricher.stats.observedByAddress, 1);
   assert.equal(enricher.stats.directionGuessed, 1);
+  enricher.enrich(flow('10.244.2.9', '10.244.1.5', { sourceTransportPort: 2 }));
+  assert.equal(records.length, 1);
+  namespaces.removeNamespace(NS.key);
+  enricher.namespaceGone(NS.key);
+  assert.deepEqual(records.map((r) => r.flow.sourceTransportPort), [43512, 2]);
+  assert.equal(enricher.stats.releasedGone, 1);
+  // A flow of a namespace that has gone is not held.
+  enricher.enrich(flow('10.244.2.9', '10.244.1.5', { sourceTransportPort: 3 }));
+  assert.equal(records.length, 3);
+});
+
+test('a flow of an unregistered point is named at once, its observed end unknown, counted', async () => {
+  const { enricher, records } = await setup();
+  enricher.markSynced();
   enricher.enrich(flow('10.244.2.9', '10.244.7.7', { observationPointId: 99 }));
-  assert.equal(records[1]?.destination.type, 'unknown');
-  assert.equal(records[1].interfaceName, '');
+  assert.equal(records[0]?.destination.type, 'unknown');
+  assert.equal(records[0].interfaceName, '');
   assert.equal(enricher.stats.unknownPoint, 1);
   assert.equal(enricher.stats.observedUnknown, 1);
+});
+
+test('the flows of a namespace whose address comes after them wait for it: right direction and observed pod', async () => {
+  const { enricher, records, namespaces } = await setup({}, []);
+  enricher.markSynced();
+  // The pod is in the API, its veth has no address yet: the namespace is tied to nothing.
+  enricher.enrich(flow('10.244.1.5', '10.244.2.9'));
+  enricher.enrich(flow('10.244.2.9', '10.244.1.5', { sourceTransportPort: 5432 }));
+  enricher.enrich(flow('127.0.0.1', '127.0.0.1', { observationPointId: LO.id }));
+  assert.equal(records.length, 0);
+  namespaces.setInterfaceAddresses(NS.key, ['127.0.0.1', '10.244.1.5']);
+  assert.deepEqual(records.map((r) => [r.interfaceName, r.flowDirection, name(r.flowDirection === FlowDirection.EGRESS ? r.source : r.destination)]), [
+    ['eth0', FlowDirection.EGRESS, 'pod default/web-7d-a Deployment/web'],
+    ['eth0', FlowDirection.INGRESS, 'pod default/web-7d-a Deployment/web'],
+    ['lo', FlowDirection.EGRESS, 'pod default/web-7d-a Deployment/web'],
+  ]);
+  assert.equal(enricher.stats.directionGuessed, 0);
+  assert.equal(enricher.stats.released, 3);
 });
 
 test('a flow of a point registered before its namespace is tied once the namespace is known', async () => {

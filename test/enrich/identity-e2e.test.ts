@@ -19,14 +19,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Identity } from '../../enrich/identity.ts';
-import { KubeCaches } from '../../enrich/kube-caches.ts';
-import type { NodeCaptureEvent } from '../../netns/node-capture.ts';
 import { type EndpointIdentity, type ExportRecord, FlowDirection } from '../../ipfix/types.ts';
 import { canRunSimNode, capturedPackets, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { meteredCapture } from '../helpers/metered-capture.ts';
+import { identityPipeline } from '../helpers/identity-pipeline.ts';
 
 const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
@@ -90,21 +87,10 @@ test('names both ends of pod, service and node flows, and misattributes no flow 
   node.exec(frontend.netns, 'ip', ['neigh', 'replace', NODE_IP, 'lladdr', BRIDGE_MAC, 'dev', 'eth0', 'nud', 'permanent']);
 
   // --- The agent's pieces.
-  const caches = new KubeCaches({ kubeconfig: server.writeKubeconfig(join(dir, 'kubeconfig')), labelKeys: ['app'] });
-  const records: ExportRecord[] = [];
-  const { capture, discovery } = await meteredCapture(t, node, { onFlow: (r) => identity.enrich(r), discoveryRescanMs: 100 });
-  const identity = new Identity({ caches, capture, nodeName: NODE, clusterName: 'sim', onRecord: (r) => records.push(r), tickMs: 100 });
-  const events: NodeCaptureEvent[] = [];
-  capture.on('event', (e) => events.push(e));
-  t.after(async () => {
-    identity.close();
-    await caches.close();
-  });
-  identity.start();
-  caches.start();
+  const { caches, records, capture, identity, events, nsKeyOf: keyOfPath } = await identityPipeline(t, node, server, { dir, nodeName: NODE, labelKeys: ['app'] });
   capture.start();
 
-  const nsKeyOf = (pod: SimPod) => discovery.namespaces().find((ns) => ns.paths.includes(pod.nsPath))?.key;
+  const nsKeyOf = (pod: SimPod) => keyOfPath(pod.nsPath);
   const podOfNs = (pod: SimPod) => identity.namespaces.get(nsKeyOf(pod) ?? '')?.pod?.name;
   await waitFor(() => identity.enricher.synced, 10_000, 'caches synced');
   await waitFor(() => capture.handles().length === 6, 5000, 'eth0 and lo handles in three pods');

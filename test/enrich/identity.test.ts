@@ -11,6 +11,7 @@ import type { ExportRecord } from '../../ipfix/types.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { flowRecord } from '../helpers/ipfix-records.ts';
 import { link, owner, pod } from '../helpers/slim-objects.ts';
+import { ipKey } from '../../enrich/ip-keys.ts';
 
 class FakeCaches extends EventEmitter implements IdentityCaches {
   isSynced = false;
@@ -30,17 +31,21 @@ class FakeCaches extends EventEmitter implements IdentityCaches {
 const POINT: ObservationPoint = { id: 5, netnsInode: 9, netnsDev: 4, interfaceName: 'eth0', kind: 'pod' };
 const handle = { point: POINT } as CaptureHandle;
 
-function setup() {
+function setup(addresses = ['198.18.0.10']) {
   const clock = new FakeClock();
   const caches = new FakeCaches();
   const capture = new EventEmitter<{ event: [NodeCaptureEvent] }>();
   const records: ExportRecord[] = [];
+  const ended: Array<{ address: string; atMs: number; kept: number[] }> = [];
   const identity = new Identity({
     caches, capture, nodeName: 'node-1', clusterName: 'c1', onRecord: (r) => records.push(r), clock,
-    procRoot: null, listAddresses: () => ['198.18.0.10'], holdMaxAgeMs: 5000,
+    procRoot: null, listAddresses: () => addresses, holdMaxAgeMs: 5000,
+    splitFlowsAt: (address, atMs, keep) => ended.push({ address: address.join('.'), atMs, kept: [5, 6].filter(keep) }),
   });
-  return { clock, caches, capture, records, identity };
+  return { clock, caches, capture, records, identity, ended };
 }
+
+const NS_A = { key: '4:9', inode: 9, dev: 4, paths: ['/run/netns/a'], source: 'netns-dir' } as const;
 
 test('applies cached objects at start and change events after, and names flows from both', async () => {
   const { caches, capture, records, identity } = setup();
@@ -75,10 +80,49 @@ test('holds flows until the caches sync, found by the timer, and releases old on
   caches.isSynced = true;
   clock.advance(1000);
   assert.deepEqual(records.map((r) => r.flow.sourceTransportPort), [1, 2]);
-  const { held, released, expiredUnsynced } = identity.stats().enricher;
-  assert.deepEqual({ held, released, expiredUnsynced }, { held: 2, released: 1, expiredUnsynced: 1 });
+  const { held, released, expiredHeld } = identity.stats().enricher;
+  assert.deepEqual({ held, released, expiredHeld }, { held: 2, released: 1, expiredHeld: 1 });
   identity.close();
   assert.deepEqual(clock.pending(), []);
+});
+
+test("a closed lease ends the flows on its address, except at points where it is the observed pod's own", async () => {
+  const { clock, caches, capture, identity, ended } = setup();
+  caches.isSynced = true;
+  identity.start();
+  caches.change('add', pod('a', { podIPs: ['198.18.0.10'] }));
+  capture.emit('event', { type: 'attached', ns: { ...NS_A, paths: [...NS_A.paths] } });
+  capture.emit('event', { type: 'opened', handle });
+  capture.emit('event', { type: 'opened', handle: { point: { ...POINT, id: 6, netnsInode: 77 } } as CaptureHandle });
+  await identity.namespaces.resolvePending();
+  clock.advance(500);
+  caches.change('delete', pod('a', { podIPs: ['198.18.0.10'] }));
+  assert.deepEqual(ended, [{ address: '198.18.0.10', atMs: clock.now(), kept: [5] }]);
+  identity.close();
+});
+
+test("a terminating pod's namespace gone from the node ends its lease then; its held flows are named", async () => {
+  const listed: string[] = [];
+  const { clock, caches, capture, records, identity, ended } = setup(listed);
+  caches.isSynced = true;
+  identity.start();
+  caches.change('add', pod('a', { podIPs: ['198.18.0.10'] }));
+  capture.emit('event', { type: 'attached', ns: { ...NS_A, paths: [...NS_A.paths] } });
+  capture.emit('event', { type: 'opened', handle });
+  // The namespace's address comes with the capture's interface listing.
+  listed.push('198.18.0.10');
+  capture.emit('event', { type: 'interfaces', ns: { ...NS_A, paths: [...NS_A.paths] }, interfaces: [{ name: 'eth0', index: 2, mac: '', up: true, running: true, loopback: false, addresses: [{ family: 'inet', address: '198.18.0.10', prefixLength: 24 }] }] });
+  assert.equal(identity.namespaces.get(NS_A.key)?.pod?.name, 'a');
+  caches.change('update', pod('a', { podIPs: ['198.18.0.10'], deletingSinceMs: clock.now() + 30_000 }));
+  identity.enrich(flowRecord({ observationPointId: 5, sourceAddress: Uint8Array.of(198, 18, 0, 10) }));
+  assert.equal(records.length, 0, 'held: the namespace is tied to no pod while its pod terminates');
+  clock.advance(1000);
+  capture.emit('event', { type: 'detached', ns: { ...NS_A, paths: [] } });
+  assert.deepEqual(ended.map((e) => e.address), ['198.18.0.10']);
+  assert.equal(identity.stats().leases.podsEndedEarly, 1);
+  assert.equal(identity.leases.lookupKey(ipKey('198.18.0.10')!, clock.now() + 1).type, 'unknown', 'the address is free now');
+  assert.deepEqual(records.map((r) => r.source.podName), ['a'], 'named by its address, held no longer');
+  identity.close();
 });
 
 test('a handler that throws is counted and does not reach the caches', () => {

@@ -85,6 +85,39 @@ test('a Succeeded or Failed pod gives up its address although its status still l
   }
 });
 
+test('a terminating pod whose namespace went ends its leases then: its later states claim nothing, the next pod owns flows from then on', () => {
+  const closed: Array<[string, number]> = [];
+  const table = new LeaseTable({ onClosed: (key, ms) => closed.push([String(key), ms]) });
+  table.applyPod('add', pod('a', { podIPs: [X] }), T0);
+  table.applyPod('update', pod('a', { podIPs: [X], deletingSinceMs: T0 + 30_000 }), T0 + 1000);
+  table.endPod('uid-a', T0 + 2000);
+  table.endPod('uid-a', T0 + 2500);
+  table.endPod('uid-unknown', T0 + 2500);
+  assert.equal(table.stats.podsEndedEarly, 1);
+  assert.deepEqual(closed, [[String(ipKey(X)), T0 + 2000]]);
+  // Its status still lists the address until it is deleted: no claim.
+  table.applyPod('update', pod('a', { podIPs: [X], deletingSinceMs: T0 + 30_000 }), T0 + 2600);
+  assert.equal(table.openLeases, 0);
+  // The next pod's first flows began before its status event: named by it from the end of a's lease.
+  table.applyPod('add', pod('b', { podIPs: [X] }), T0 + 4000);
+  table.applyPod('delete', pod('a', { podIPs: [X] }), T0 + 5000);
+  assert.equal(at(table, X, T0 + 1500), 'pod a');
+  assert.equal(at(table, X, T0 + 2100), 'pod b');
+  assert.equal(closed.length, 1, 'the delete closed nothing more');
+});
+
+test('every lease that closes is told, at the time it closes: delete, supersede, finish, an address dropped', () => {
+  const closed: string[] = [];
+  const table = new LeaseTable({ onClosed: (key, ms) => closed.push(`${String(key) === String(ipKey(X)) ? 'X' : 'Y'} ${ms - T0}`) });
+  table.applyPod('add', pod('a', { podIPs: [X, '10.244.1.8'] }), T0);
+  table.applyPod('update', pod('a', { podIPs: [X] }), T0 + 1);
+  table.applyPod('add', pod('b', { podIPs: [X] }), T0 + 2);
+  table.applyPod('update', pod('b', { podIPs: [X], phase: 'Succeeded' }), T0 + 3);
+  table.applyPod('add', pod('c', { podIPs: [X] }), T0 + 4);
+  table.applyPod('delete', pod('c', { podIPs: [X] }), T0 + 5);
+  assert.deepEqual(closed, ['Y 1', 'X 2', 'X 3', 'X 5']);
+});
+
 test('a pod first seen already finished gets no lease', () => {
   const table = new LeaseTable();
   table.applyPod('add', pod('done', { podIPs: [X], phase: 'Succeeded' }), T0);

@@ -117,17 +117,98 @@ test('resolvePending lists interfaces again: a veth moved in after the namespace
   assert.equal(map.get(ns.key)?.pod?.name, 'late');
 });
 
-test('keeps a namespace\'s pod after the pod is deleted; a handed-out entry outlives the namespace', async () => {
-  const ns: DiscoveredNamespace = { key: '4:3', inode: 3, dev: 4, paths: ['/run/netns/z'], source: 'netns-dir' };
-  const map = new NetnsPods({ nodeName: 'node-1', procRoot: null, listAddresses: () => ['10.244.1.10'] });
-  map.applyPod('add', pod('gone', { podIPs: ['10.244.1.10'] }));
+test('a namespace tied by cgroup keeps its pod after the pod is deleted; a handed-out entry outlives the namespace', async (t) => {
+  const proc = fakeProc(t);
+  const ns = proc.process(4343, CGROUP_V1_CGROUPFS);
+  const freed: string[] = [];
+  const map = new NetnsPods({ nodeName: 'node-1', procRoot: proc.root, listAddresses: () => ['10.244.1.10'], onAddressFreed: (uid) => freed.push(uid) });
+  map.applyPod('add', pod('gone', { uid: UID, podIPs: ['10.244.1.10'] }));
   await map.addNamespace(ns);
   const entry = map.get(ns.key)!;
-  map.applyPod('delete', pod('gone', { podIPs: ['10.244.1.10'], deletingSinceMs: 1 }));
+  map.applyPod('delete', pod('gone', { uid: UID, podIPs: ['10.244.1.10'], deletingSinceMs: 1 }));
   assert.equal(entry.pod?.deletingSinceMs, 1);
   map.removeNamespace(ns.key);
+  assert.deepEqual(freed, [UID], 'a terminating pod whose namespace went');
   assert.equal(map.get(ns.key), undefined);
   assert.equal(entry.pod?.name, 'gone');
+  assert.equal(entry.gone, true);
+});
+
+const NS_X: DiscoveredNamespace = { key: '4:7', inode: 7, dev: 4, paths: ['/run/netns/n2'], source: 'netns-dir' };
+const X = '10.244.1.20';
+
+test('a terminating pod never takes a new namespace; the next pod given its address does', async () => {
+  const changes: string[] = [];
+  const map = new NetnsPods({ nodeName: 'node-1', procRoot: null, listAddresses: () => [X], onChange: (key) => changes.push(key) });
+  map.applyPod('add', pod('a', { podIPs: [X], deletingSinceMs: 1 }));
+  await map.addNamespace(NS_X);
+  assert.equal(map.get(NS_X.key)?.pod, undefined, 'pod a is terminating: the namespace is not its');
+  map.applyPod('add', pod('b', { podIPs: [X] }));
+  assert.equal(map.get(NS_X.key)?.pod?.name, 'b');
+  assert.ok(changes.includes(NS_X.key));
+  map.applyPod('delete', pod('a', { podIPs: [X], deletingSinceMs: 1 }));
+  assert.equal(map.get(NS_X.key)?.pod?.name, 'b');
+  assert.equal(map.stats.byAddress, 1);
+});
+
+test("a terminating pod's address is freed when it leaves the namespace (its veth goes), before the namespace does", async () => {
+  const freed: string[] = [];
+  const map = new NetnsPods({ nodeName: 'node-1', procRoot: null, listAddresses: () => [X], onAddressFreed: (uid) => freed.push(uid) });
+  map.applyPod('add', pod('a', { podIPs: [X] }));
+  await map.addNamespace(NS_X);
+  map.setInterfaceAddresses(NS_X.key, ['127.0.0.1']);
+  assert.deepEqual(freed, [], 'not terminating: a veth may come back');
+  map.setInterfaceAddresses(NS_X.key, ['127.0.0.1', X]);
+  map.applyPod('update', pod('a', { podIPs: [X], deletingSinceMs: 1 }));
+  map.setInterfaceAddresses(NS_X.key, ['127.0.0.1']);
+  assert.deepEqual(freed, ['uid-a']);
+});
+
+test('a tie by address ends when another pod claims the address and when its pod terminates, and moves to the one live holder', async () => {
+  const map = new NetnsPods({ nodeName: 'node-1', procRoot: null, listAddresses: () => [X] });
+  // Pod a's termination is not known yet when the new namespace with its address appears: tied to a.
+  map.applyPod('add', pod('a', { podIPs: [X] }));
+  await map.addNamespace(NS_X);
+  assert.equal(map.get(NS_X.key)?.pod?.name, 'a');
+  map.applyPod('add', pod('b', { podIPs: [X] }));
+  assert.equal(map.get(NS_X.key)?.pod, undefined, 'two live pods claim the address: tied to neither');
+  assert.equal(map.stats.ambiguous, 1);
+  map.applyPod('update', pod('a', { podIPs: [X], deletingSinceMs: 1 }));
+  assert.equal(map.get(NS_X.key)?.pod?.name, 'b');
+  assert.equal(map.stats.untied, 1);
+  // Its pod deleted with no other holder: the namespace is tied to nothing (its flows are then held, and named by address).
+  map.applyPod('delete', pod('b', { podIPs: [X] }));
+  assert.equal(map.get(NS_X.key)?.pod, undefined);
+  assert.equal(map.pending, 1);
+});
+
+test('a pod UID found in a cgroup replaces a tie by address', async (t) => {
+  const proc = fakeProc(t);
+  const ns = proc.process(5151, '0::/\n');
+  const map = new NetnsPods({ nodeName: 'node-1', procRoot: proc.root, listAddresses: () => [X] });
+  map.applyPod('add', pod('old', { podIPs: [X] }));
+  map.applyPod('add', pod('new', { uid: UID, podIPs: [] }));
+  await map.addNamespace(ns);
+  assert.equal(map.get(ns.key)?.pod?.name, 'old');
+  writeFileSync(join(proc.root, '5151', 'cgroup'), CGROUP_V1_CGROUPFS);
+  await map.resolvePending();
+  assert.deepEqual([map.get(ns.key)?.pod?.name, map.get(ns.key)?.via], ['new', 'cgroup']);
+  map.applyPod('update', pod('old', { podIPs: [X], phase: 'Running' }));
+  assert.equal(map.get(ns.key)?.pod?.name, 'new', 'a cgroup tie is not matched by address again');
+});
+
+test('interface addresses listed by the capture tie a namespace whose veth got its address after it was added', async () => {
+  const changes: string[] = [];
+  const map = new NetnsPods({ nodeName: 'node-1', procRoot: null, listAddresses: () => [], onChange: (key) => changes.push(key) });
+  map.applyPod('add', pod('late', { podIPs: [X] }));
+  await map.addNamespace(NS_X);
+  assert.equal(map.pending, 1);
+  map.setInterfaceAddresses(NS_X.key, ['127.0.0.1', X]);
+  assert.equal(map.get(NS_X.key)?.pod?.name, 'late');
+  assert.ok(map.get(NS_X.key)?.addresses.has(ipKey(X)!));
+  assert.deepEqual(changes, [NS_X.key]);
+  map.setInterfaceAddresses(NS_X.key, [X, '127.0.0.1']);
+  assert.deepEqual(changes, [NS_X.key], 'the same addresses are no change');
 });
 
 test('a namespace path that cannot be read is counted, the next path is tried', async () => {

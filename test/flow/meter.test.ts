@@ -229,6 +229,43 @@ test('ends every flow of an observation point with the given reason', () => {
   assert.equal(m.endObservationPoint(1, EndReason.FORCED_END), 0);
 });
 
+test('splits every flow with a handed-over address at the handover: packets before it stay, the first after it starts a new flow', () => {
+  const { m, flows } = meter({ expireOnAdd: false });
+  const X = Uint8Array.of(10, 0, 0, 9);
+  m.add(1, packet({ src: 0x0a000001, dst: 0x0a000009 }), T0); // 10.0.0.9 as destination
+  m.add(1, packet({ src: 0x0a000009, dst: 0x0a000003, sport: 5 }), T0); // as source
+  m.add(2, packet({ src: 0x0a000001, dst: 0x0a000009, sport: 6 }), T0); // at a spared point
+  m.add(1, packet({ src: 0x0a000001, dst: 0x0a000002, sport: 7 }), T0); // another address
+  m.add(1, packet({ src: 0x0a000009, v6: true }), T0); // an IPv6 address whose first word is the same
+  assert.equal(m.splitFlowsAt(X, T0 + 1000, (id) => id === 2), 2);
+  // A packet from before the handover, delivered late, joins its flow; the first after it starts a new one.
+  m.add(1, packet({ src: 0x0a000001, dst: 0x0a000009 }), T0 + 900);
+  m.add(1, packet({ src: 0x0a000001, dst: 0x0a000009 }), T0 + 1100);
+  assert.deepEqual(flows.map((r) => [r.packetDeltaCount, r.flowStartMilliseconds - T0, r.flowEndMilliseconds - T0, r.flowEndReason]), [[2, 0, 900, EndReason.FORCED_END]]);
+  // A flow started by a late packet from before the handover is split too; expire() past the handover ends what is left of the old holder's.
+  m.add(1, packet({ src: 0x0a000009, dst: 0x0a000004, sport: 8 }), T0 + 950);
+  m.expire(T0 + 1000);
+  assert.deepEqual(flows.slice(1).map((r) => [r.sourceTransportPort, r.flowEndReason]).sort(), [[5, EndReason.FORCED_END], [8, EndReason.FORCED_END]]);
+  // Spared, not split, and the new holder's flows go on.
+  m.add(2, packet({ src: 0x0a000001, dst: 0x0a000009, sport: 6 }), T0 + 1200);
+  m.add(1, packet({ src: 0x0a000009, dst: 0x0a000004, sport: 8 }), T0 + 1300);
+  m.flush();
+  const rest = flows.slice(3).map((r) => [r.observationPointId, r.sourceTransportPort, r.packetDeltaCount]).sort();
+  assert.deepEqual(rest, [[1, 40000, 1], [1, 40000, 1], [1, 7, 1], [1, 8, 1], [2, 6, 2]]);
+});
+
+test('splits IPv6 flows by their 16-byte address', () => {
+  const { m, flows } = meter();
+  m.add(1, packet({ src: 0x0a000009, v6: true }), T0);
+  m.add(1, packet({ src: 0x0a000009 }), T0);
+  const v6 = new Uint8Array(16);
+  v6.set([10, 0, 0, 9]);
+  v6[15] = 7;
+  assert.equal(m.splitFlowsAt(v6, T0 + 1), 1);
+  m.add(1, packet({ src: 0x0a000009, v6: true }), T0 + 2);
+  assert.deepEqual(flows.map((r) => r.ipVersion), [6]);
+});
+
 test('flushes every open flow, oldest first, with FORCED_END unless told otherwise', () => {
   const { m, flows } = meter();
   m.add(1, packet({ sport: 1 }), T0);

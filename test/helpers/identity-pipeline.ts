@@ -1,0 +1,64 @@
+// The identity path of the agent without the agent, for tests on a simulated
+// node: the test API server → KubeCaches (client-node) → Identity, and the
+// node's namespaces → meteredCapture (discovery, NodeCapture, decode,
+// FlowMeter) → Identity.enrich, with the meter's flows split where a lease
+// closes, as the agent wires it. Identity and the caches are started, the
+// capture is not (callers start it when the scene is set); all close after
+// the test.
+import type { TestContext } from 'node:test';
+import { join } from 'node:path';
+import { Identity, type IdentityOptions } from '../../enrich/identity.ts';
+import { KubeCaches } from '../../enrich/kube-caches.ts';
+import type { NodeCaptureEvent } from '../../netns/node-capture.ts';
+import type { ExportRecord } from '../../ipfix/types.ts';
+import type { SimNode } from '../../sim/simnode.ts';
+import type { KubeApiServer, KubeObject } from '../../sim/kube-apiserver.ts';
+import { meteredCapture, type MeteredCaptureOptions } from './metered-capture.ts';
+
+/** A running pod of a node in the API server's form, in namespace shop, with its uid `uid-NAME`. */
+export function podObject(name: string, ip: string, nodeName: string, metadata: object = {}): KubeObject {
+  return {
+    metadata: { name, namespace: 'shop', uid: `uid-${name}`, ...metadata },
+    spec: { nodeName, containers: [{ name: 'c', image: 'busybox' }] },
+    status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
+  };
+}
+
+export async function identityPipeline(
+  t: TestContext,
+  node: SimNode,
+  server: KubeApiServer,
+  options: {
+    /** Where the kubeconfig is written. */
+    dir: string;
+    nodeName: string;
+    labelKeys?: string[];
+    capture?: Omit<MeteredCaptureOptions, 'onFlow'>;
+    identity?: Pick<IdentityOptions, 'tickMs' | 'listAddresses'>;
+  },
+) {
+  const caches = new KubeCaches({ kubeconfig: server.writeKubeconfig(join(options.dir, 'kubeconfig')), labelKeys: options.labelKeys });
+  const records: ExportRecord[] = [];
+  const { capture, discovery, meter } = await meteredCapture(t, node, { discoveryRescanMs: 100, ...options.capture, onFlow: (r) => identity.enrich(r) });
+  const identity = new Identity({
+    caches,
+    capture,
+    nodeName: options.nodeName,
+    clusterName: 'sim',
+    onRecord: (r) => records.push(r),
+    splitFlowsAt: (address, atMs, keep) => void meter.splitFlowsAt(address, atMs, keep),
+    tickMs: 100,
+    ...options.identity,
+  });
+  const events: NodeCaptureEvent[] = [];
+  capture.on('event', (e) => events.push(e));
+  t.after(async () => {
+    identity.close();
+    await caches.close();
+  });
+  identity.start();
+  caches.start();
+  /** The discovered namespace key of a path, once discovery has it. */
+  const nsKeyOf = (nsPath: string) => discovery.namespaces().find((ns) => ns.paths.includes(nsPath))?.key;
+  return { caches, records, capture, discovery, meter, identity, events, nsKeyOf };
+}
