@@ -24,7 +24,7 @@ import { PodflowError } from '../common/errors.ts';
 import type { FlowRecord } from '../flow/types.ts';
 import { type EndpointIdentity, type ExportRecord, FlowDirection, UNKNOWN_ENDPOINT } from '../ipfix/types.ts';
 import type { ObservationPoint } from '../netns/capture.ts';
-import { ipKeyOf } from './ip-keys.ts';
+import { type IpKey, ipKey, ipKeyOf } from './ip-keys.ts';
 import type { LeaseAnswer } from './leases.ts';
 import type { NamespacePod } from './netns-pods.ts';
 import { type OwnerLookup, resolveOwner } from './owners.ts';
@@ -37,7 +37,7 @@ export interface EnricherOptions {
   /** k8sClusterName of every record. */
   clusterName: string;
   /** The lease table (LeaseTable). */
-  leases: { lookup(address: Uint8Array, atMs: number, port?: number, protocol?: number): LeaseAnswer };
+  leases: { lookup(address: Uint8Array, atMs: number, port?: number, protocol?: number): LeaseAnswer; lookupKey(key: IpKey, atMs: number): LeaseAnswer };
   /** ReplicaSets and Jobs by uid (KubeCaches). */
   owners: OwnerLookup;
   /** The namespace→pod map (NetnsPods), by namespace key `${dev}:${inode}`. */
@@ -65,7 +65,7 @@ export interface EnricherStats {
   releasedGone: number;
   /** Flows of an observation point never registered: observed end unknown, direction guessed. */
   unknownPoint: number;
-  /** Flows whose observed namespace was not tied to a pod and whose observed end was named by its address instead. */
+  /** Flows whose observed namespace was not tied to a pod and whose observed end was named by its address (on lo: the namespace's) instead. */
   observedByAddress: number;
   /** Flows whose observed end stayed unknown. */
   observedUnknown: number;
@@ -88,6 +88,7 @@ interface Held {
   done: boolean;
 }
 
+const LOOPBACK_V6: IpKey = ipKey('::1')!;
 const EXTERNAL_ENDPOINT: EndpointIdentity = Object.freeze({ ...UNKNOWN_ENDPOINT, type: 'external' });
 const NO_POINT: Point = Object.freeze({ point: undefined, key: '', namespace: undefined });
 
@@ -262,7 +263,7 @@ export class Enricher {
     const pod = this.#namespaceOf(p)?.pod;
     let record: ExportRecord;
     if (point?.kind === 'loopback') {
-      const self = pod !== undefined ? this.#podIdentity(pod) : this.#observedUnknown();
+      const self = pod !== undefined ? this.#podIdentity(pod) : this.#observedByNamespace(p.namespace, flow);
       record = { flow, interfaceName: point.interfaceName, flowDirection: FlowDirection.EGRESS, clusterName: this.#clusterName, source: self, destination: self };
     } else {
       const ours = p.namespace?.addresses;
@@ -292,6 +293,18 @@ export class Enricher {
     if (answer.type !== 'pod') return this.#observedUnknown();
     this.stats.observedByAddress++;
     return this.#podIdentity(answer.pod);
+  }
+
+  /** A flow on lo of a namespace tied to no pod: named by the lease of one of the namespace's own addresses at the flow's start. */
+  #observedByNamespace(namespace: NamespacePod | undefined, flow: FlowRecord): EndpointIdentity {
+    for (const key of namespace?.addresses ?? []) {
+      if (key === LOOPBACK_V6 || (typeof key === 'number' && key >>> 24 === 127)) continue;
+      const answer = this.#o.leases.lookupKey(key, flow.flowStartMilliseconds);
+      if (answer.type !== 'pod') continue;
+      this.stats.observedByAddress++;
+      return this.#podIdentity(answer.pod);
+    }
+    return this.#observedUnknown();
   }
 
   #observedUnknown(): EndpointIdentity {

@@ -169,6 +169,24 @@ test('a flow of a namespace tied to no pod is held, then named by its address wh
   assert.equal(records.length, 3);
 });
 
+test("the last flows of a namespace whose pod was deleted, on lo too, are named by its address's lease at their start", async () => {
+  const { enricher, records, leases, namespaces } = await setup();
+  enricher.markSynced();
+  leases.applyPod('delete', WEB, T0 + 5000);
+  namespaces.applyPod('delete', WEB);
+  assert.equal(namespaces.get(NS.key)?.pod, undefined, 'tied by address: untied at the delete');
+  enricher.enrich(flow('127.0.0.1', '127.0.0.1', { observationPointId: LO.id }));
+  enricher.enrich(flow('10.244.1.5', '10.244.2.9'));
+  assert.equal(records.length, 0);
+  namespaces.removeNamespace(NS.key);
+  enricher.namespaceGone(NS.key);
+  assert.deepEqual(records.map((r) => [r.interfaceName, name(r.source), r.flowDirection]), [
+    ['lo', 'pod default/web-7d-a Deployment/web', FlowDirection.EGRESS],
+    ['eth0', 'pod default/web-7d-a Deployment/web', FlowDirection.EGRESS],
+  ]);
+  assert.equal(enricher.stats.observedByAddress, 2);
+});
+
 test('a flow of an unregistered point is named at once, its observed end unknown, counted', async () => {
   const { enricher, records } = await setup();
   enricher.markSynced();
