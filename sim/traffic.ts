@@ -59,7 +59,12 @@ switch (mode) {
   }
   case 'udp-sink': {
     const [port, count] = [Number(args[0]), Number(args[1])];
-    const socket = createSocket({ type: 'udp6', ipv6Only: false });
+    // A sink the machine's other work keeps off the CPU must not drop what it
+    // is sent: the default 208 KiB buffer held 166 datagrams of 200 bytes
+    // (1280 bytes of truesize each, 8 ms of udp-send), and a ring-tiers run
+    // lost 632 of 6000 so. 4 MiB (the kernel doubles it, within
+    // net.core.rmem_max, 4 MiB here) holds 6000.
+    const socket = createSocket({ type: 'udp6', ipv6Only: false, recvBufferSize: 4 << 20 });
     let received = 0;
     const finish = () => {
       socket.close();
