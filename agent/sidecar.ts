@@ -214,8 +214,8 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
       const onNode: KubeChangeListener<'node'> = (type, n) => guard(() => leases.applyNode(type, n, Date.now()));
       const onCapture = (event: NodeCaptureEvent): void =>
         guard(() => {
-          if (event.type === 'opened') e.addObservationPoint(event.handle.point);
-          else if (event.type === 'closed') e.removeObservationPoint(event.handle.point.id);
+          if (event.type === 'opened') e.addObservationPoint(event.point);
+          else if (event.type === 'closed') e.removeObservationPoint(event.point.id);
         });
       let subscribed = false;
       return {

@@ -123,12 +123,12 @@ export class Identity {
           this.enricher.namespaceGone(event.ns.key);
           break;
         case 'opened':
-          this.#pointNamespaces.set(event.handle.point.id, `${event.handle.point.netnsDev}:${event.handle.point.netnsInode}`);
-          this.enricher.addObservationPoint(event.handle.point);
+          this.#pointNamespaces.set(event.point.id, `${event.point.netnsDev}:${event.point.netnsInode}`);
+          this.enricher.addObservationPoint(event.point);
           break;
         case 'closed':
-          this.#pointNamespaces.delete(event.handle.point.id);
-          this.enricher.removeObservationPoint(event.handle.point.id);
+          this.#pointNamespaces.delete(event.point.id);
+          this.enricher.removeObservationPoint(event.point.id);
           break;
       }
     });

@@ -5,7 +5,7 @@
 // byte reads at fixed offsets, no DataView, no allocation, no exceptions. Bad
 // or truncated bytes make decode() return false and bump one plain-number
 // counter for the reason.
-import { LinkType } from './types.ts';
+import { LinkType, VNET_HEADER, VNET_HEADER_BYTES } from './types.ts';
 
 const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_IPV6 = 0x86dd;
@@ -49,6 +49,29 @@ const IPV6_DESTINATION_OPTIONS = 60;
 const IPV4_HEADER_MIN = 20;
 const IPV6_HEADER = 40;
 
+// WIRE SEGMENTS. On a veth or lo the kernel hands capture GSO/GRO/TSO
+// super-packets: one buffer of up to 64 KiB (more with BIG TCP) where the
+// wire carried many segments. A live capture's records carry the kernel's
+// virtio_net_hdr (flow/types.ts VNET_HEADER): for such a buffer gso_type says
+// what was segmented and gso_size how much payload each segment carries.
+// With H the bytes of headers every segment repeats (link header through the
+// innermost TCP/UDP header, tunnels inside the pod included), the wire saw
+// ceil((wire length - H) / gso_size) segments, and (segments - 1) * H more
+// bytes than the buffer holds. hdr_len is not used for H: it is only the
+// linear part of the buffer, wrong when a tc program pulled data into it.
+const VIRTIO_GSO_TCPV4 = 1;
+const VIRTIO_GSO_UDP = 3; // UFO: IP fragments, each with the IP header only
+const VIRTIO_GSO_TCPV6 = 4;
+const VIRTIO_GSO_UDP_L4 = 5;
+const VIRTIO_GSO_ECN = 0x80;
+const IP_PROTOCOL_IPIP = 4;
+const IP_PROTOCOL_IPV6 = 41;
+const IP_PROTOCOL_GRE = 47;
+const ETHERTYPE_TEB = 0x6558; // Ethernet inside GRE or Geneve
+/** UDP destination ports of the tunnels whose inner headers each segment repeats: VXLAN (IANA, and Linux's default), Geneve. */
+const VXLAN_PORTS = new Set([4789, 8472]);
+const GENEVE_PORT = 6081;
+
 /**
  * Fragment reassembly of ports only: the first fragment's ports are kept in a
  * direct-mapped table keyed by (src, dst, protocol, IP id), so later fragments
@@ -75,8 +98,16 @@ export interface DecodedPacket {
   icmpTypeCode: number;
   /** Outer 802.1Q/802.1ad VLAN id; 0 when untagged. */
   vlanId: number;
-  /** IP total length (IPv6: payload length + 40), as ipfixprobe counts bytes. */
+  /**
+   * IP total length (IPv6: payload length + 40), as ipfixprobe counts bytes;
+   * for a super-packet, summed over its wire segments. A length field of 0
+   * (BIG TCP, an IPv6 jumbogram) counts the captured wire length instead.
+   */
   octets: number;
+  /** Packets the frame stands for on the wire: 1, or a super-packet's segments (WIRE SEGMENTS). */
+  packets: number;
+  /** Its bytes on the wire, link header included: the record's wire length, plus the headers each further segment repeats. */
+  wireBytes: number;
 }
 
 /** Packets skipped, by reason. Plain numbers: bumped on the hot path, read at scrape time. */
@@ -93,6 +124,14 @@ export interface DecodeErrors {
   badIpHeader: number;
   /** The frame ends inside the transport header (ports, TCP flags, ICMP type). */
   truncatedTransport: number;
+}
+
+/** Super-packets (WIRE SEGMENTS): metered either way. */
+export interface SegmentCounts {
+  /** Buffers counted as their wire segments. */
+  split: number;
+  /** Buffers with a gso_size whose headers could not be read to the segmented payload (cut by snaplen, an unknown tunnel): counted as one packet. */
+  unparsed: number;
 }
 
 /** Counts of fragment handling: metered, not skipped. */
@@ -115,6 +154,8 @@ export class PacketDecoder {
     icmpTypeCode: 0,
     vlanId: 0,
     octets: 0,
+    packets: 1,
+    wireBytes: 0,
   };
   readonly errors: DecodeErrors = {
     unknownLinkType: 0,
@@ -125,6 +166,14 @@ export class PacketDecoder {
     truncatedTransport: 0,
   };
   readonly fragments: FragmentCounts = { joined: 0, orphaned: 0 };
+  readonly segments: SegmentCounts = { split: 0, unparsed: 0 };
+  // Where the frame, its IP header and its transport header start, and its
+  // wire length, for lengths that come from the record rather than the
+  // headers. #l4 is -1 until a transport header was read.
+  #frameStart = 0;
+  #wirelen = 0;
+  #l3 = 0;
+  #l4 = -1;
 
   // Fragment table: per slot the key (version, protocol, id, 4+4 address
   // words) and the first fragment's ports.
@@ -133,11 +182,34 @@ export class PacketDecoder {
   readonly #fragmentPorts = new Uint32Array(FRAGMENT_SLOTS);
 
   /**
-   * Decodes the frame buf[offset, offset + caplen) of the given link type into
-   * `packet`. Returns false (and counts the reason) when it carries no
-   * meterable IP packet; never throws.
+   * Decodes the frame buf[offset, offset + caplen) of the given link type
+   * (with VNET_HEADER: preceded by its virtio_net_hdr) into `packet`;
+   * wirelen is the frame's length on the wire. Returns false (and counts the
+   * reason) when it carries no meterable IP packet; never throws.
    */
-  decode(linkType: number, buf: Uint8Array, offset: number, caplen: number): boolean {
+  decode(linkType: number, buf: Uint8Array, offset: number, caplen: number, wirelen: number = caplen): boolean {
+    let gsoType = 0;
+    let gsoSize = 0;
+    if (linkType >= VNET_HEADER) {
+      if (caplen < VNET_HEADER_BYTES) return this.#truncatedLink();
+      gsoType = buf[offset + 1]! & ~VIRTIO_GSO_ECN;
+      gsoSize = buf[offset + 4]! | (buf[offset + 5]! << 8);
+      offset += VNET_HEADER_BYTES;
+      caplen -= VNET_HEADER_BYTES;
+      linkType -= VNET_HEADER;
+    }
+    const p = this.packet;
+    p.packets = 1;
+    p.wireBytes = wirelen;
+    this.#frameStart = offset;
+    this.#wirelen = wirelen;
+    this.#l4 = -1;
+    if (!this.#decodeFrame(linkType, buf, offset, caplen)) return false;
+    if (gsoSize !== 0 && gsoType !== 0) this.#segment(buf, offset + caplen, gsoType, gsoSize);
+    return true;
+  }
+
+  #decodeFrame(linkType: number, buf: Uint8Array, offset: number, caplen: number): boolean {
     const end = offset + caplen;
     const p = this.packet;
     p.vlanId = 0;
@@ -236,7 +308,8 @@ export class PacketDecoder {
     }
     const p = this.packet;
     p.ipVersion = 4;
-    p.octets = (buf[at + 2]! << 8) | buf[at + 3]!;
+    this.#l3 = at;
+    p.octets = ((buf[at + 2]! << 8) | buf[at + 3]!) || this.#wirelen - (at - this.#frameStart);
     p.protocol = buf[at + 9]!;
     const src = p.sourceAddress;
     const dst = p.destinationAddress;
@@ -263,7 +336,9 @@ export class PacketDecoder {
     }
     const p = this.packet;
     p.ipVersion = 6;
-    p.octets = ((buf[at + 4]! << 8) | buf[at + 5]!) + IPV6_HEADER;
+    this.#l3 = at;
+    const payloadLength = (buf[at + 4]! << 8) | buf[at + 5]!;
+    p.octets = payloadLength !== 0 ? payloadLength + IPV6_HEADER : this.#wirelen - (at - this.#frameStart);
     const src = p.sourceAddress;
     const dst = p.destinationAddress;
     for (let i = 0; i < 4; i++) {
@@ -358,6 +433,7 @@ export class PacketDecoder {
   #transport(buf: Uint8Array, at: number, end: number): boolean {
     const p = this.packet;
     const protocol = p.protocol;
+    this.#l4 = at;
     p.tcpFlags = 0;
     p.icmpTypeCode = 0;
     if (protocol === IpProtocol.TCP) {
@@ -383,6 +459,82 @@ export class PacketDecoder {
     this.errors.truncatedTransport++;
     return false;
   }
+
+  /** Counts a super-packet as its wire segments (WIRE SEGMENTS); frames ends at `end`. Not on the path of ordinary packets. */
+  #segment(buf: Uint8Array, end: number, gsoType: number, gsoSize: number): void {
+    const p = this.packet;
+    const l4 = this.#l4;
+    const known = gsoType === VIRTIO_GSO_TCPV4 || gsoType === VIRTIO_GSO_TCPV6 || gsoType === VIRTIO_GSO_UDP_L4;
+    const payload = l4 < 0 ? -1 : gsoType === VIRTIO_GSO_UDP ? l4 : known ? segmentedPayload(buf, l4, end, p.protocol) : -1;
+    if (payload < 0 || payload > end) {
+      this.segments.unparsed++;
+      return;
+    }
+    const headers = payload - this.#frameStart;
+    const segments = Math.ceil((this.#wirelen - headers) / gsoSize);
+    if (segments <= 1) return;
+    this.segments.split++;
+    p.packets = segments;
+    p.octets += (segments - 1) * (payload - this.#l3);
+    p.wireBytes += (segments - 1) * headers;
+  }
+}
+
+/**
+ * Where the payload that GSO cut into segments starts, for a transport
+ * header of `protocol` at `at`: after TCP or UDP, or after the innermost TCP
+ * or UDP header of a tunnel inside the pod (VXLAN, Geneve, GRE, IP in IP),
+ * whose headers every segment repeats. -1 when the headers are cut short or
+ * not known.
+ */
+function segmentedPayload(buf: Uint8Array, at: number, end: number, protocol: number): number {
+  if (protocol === IpProtocol.TCP) return at + 13 <= end ? at + (buf[at + 12]! >> 4) * 4 : -1;
+  if (protocol === IP_PROTOCOL_IPIP || protocol === IP_PROTOCOL_IPV6) return innerIp(buf, at, end);
+  if (protocol === IP_PROTOCOL_GRE) {
+    if (at + 4 > end) return -1;
+    const flags = buf[at]!;
+    const inner = at + 4 + (flags & 0x80 ? 4 : 0) + (flags & 0x20 ? 4 : 0) + (flags & 0x10 ? 4 : 0);
+    const type = (buf[at + 2]! << 8) | buf[at + 3]!;
+    return type === ETHERTYPE_TEB ? innerEthernet(buf, inner, end) : type === ETHERTYPE_IPV4 || type === ETHERTYPE_IPV6 ? innerIp(buf, inner, end) : -1;
+  }
+  if (protocol !== IpProtocol.UDP || at + 8 > end) return -1;
+  const port = (buf[at + 2]! << 8) | buf[at + 3]!;
+  const udpPayload = at + 8;
+  if (VXLAN_PORTS.has(port)) return innerEthernet(buf, udpPayload + 8, end);
+  if (port === GENEVE_PORT) {
+    if (udpPayload + 8 > end) return -1;
+    const type = (buf[udpPayload + 2]! << 8) | buf[udpPayload + 3]!;
+    const inner = udpPayload + 8 + (buf[udpPayload]! & 0x3f) * 4;
+    return type === ETHERTYPE_TEB ? innerEthernet(buf, inner, end) : -1;
+  }
+  return udpPayload;
+}
+
+function innerEthernet(buf: Uint8Array, at: number, end: number): number {
+  let type = at + 14 <= end ? (buf[at + 12]! << 8) | buf[at + 13]! : 0;
+  let next = at + 14;
+  while ((type === ETHERTYPE_VLAN || type === ETHERTYPE_QINQ) && next + 4 <= end) {
+    type = (buf[next + 2]! << 8) | buf[next + 3]!;
+    next += 4;
+  }
+  return type === ETHERTYPE_IPV4 || type === ETHERTYPE_IPV6 ? innerIp(buf, next, end) : -1;
+}
+
+function innerIp(buf: Uint8Array, at: number, end: number): number {
+  if (at >= end) return -1;
+  const version = buf[at]! >> 4;
+  if (version === 4) {
+    if (at + IPV4_HEADER_MIN > end) return -1;
+    return segmentedPayload(buf, at + (buf[at]! & 0x0f) * 4, end, buf[at + 9]!);
+  }
+  if (version !== 6 || at + IPV6_HEADER > end) return -1;
+  let next = buf[at + 6]!;
+  let header = at + IPV6_HEADER;
+  while ((next === IPV6_HOP_BY_HOP || next === IPV6_ROUTING || next === IPV6_DESTINATION_OPTIONS) && header + 8 <= end) {
+    next = buf[header]!;
+    header += (buf[header + 1]! + 1) * 8;
+  }
+  return segmentedPayload(buf, header, end, next);
 }
 
 function readU32(buf: Uint8Array, at: number): number {

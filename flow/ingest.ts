@@ -13,18 +13,20 @@ import {
 import { RECORD_HEADER_BYTES } from './types.ts';
 
 export interface IngestStats {
-  /** Records seen, decodable or not. */
+  /** Records seen, decodable or not: the buffers capture handed over (a GSO/GRO super-packet is one). */
+  buffers: number;
+  /** Packets as on the wire: a metered buffer's wire segments (flow/decode.ts WIRE SEGMENTS), 1 for any other. */
   packets: number;
-  /** Sum of their on-the-wire lengths. */
+  /** Their bytes on the wire, link headers included, each segment's headers counted. */
   bytes: number;
-  /** Packets the decoder accepted and the meter counted. */
+  /** Buffers the decoder accepted and the meter counted. */
   metered: number;
   /** Batches that ended inside a record (header or data cut short). */
   truncatedRecords: number;
 }
 
 export class PacketIngest {
-  readonly stats: IngestStats = { packets: 0, bytes: 0, metered: 0, truncatedRecords: 0 };
+  readonly stats: IngestStats = { buffers: 0, packets: 0, bytes: 0, metered: 0, truncatedRecords: 0 };
   readonly #decoder: PacketDecoder;
   readonly #meter: FlowMeter;
 
@@ -40,9 +42,9 @@ export class PacketIngest {
    * cut short at the end is counted in stats.truncatedRecords and skipped.
    */
   ingest(observationPointId: number, linkType: number, buf: Uint8Array, start: number, end: number): number {
-    const before = this.stats.packets;
+    const before = this.stats.buffers;
     if (this.ingestWholeRecords(observationPointId, linkType, buf, start, end) < end) this.stats.truncatedRecords++;
-    return this.stats.packets - before;
+    return this.stats.buffers - before;
   }
 
   /**
@@ -74,11 +76,16 @@ export class PacketIngest {
     wirelen: number,
     timestampMs: number,
   ): void {
-    this.stats.packets++;
-    this.stats.bytes += wirelen;
-    if (this.#decoder.decode(linkType, buf, offset, caplen)) {
+    this.stats.buffers++;
+    if (this.#decoder.decode(linkType, buf, offset, caplen, wirelen)) {
+      const p = this.#decoder.packet;
       this.stats.metered++;
-      this.#meter.add(observationPointId, this.#decoder.packet, timestampMs);
+      this.stats.packets += p.packets;
+      this.stats.bytes += p.wireBytes;
+      this.#meter.add(observationPointId, p, timestampMs);
+    } else {
+      this.stats.packets++;
+      this.stats.bytes += wirelen;
     }
   }
 
@@ -126,9 +133,9 @@ export class CaptureFileIngest {
       }
     }
     if (this.#batchLinkType < 0) return this.#reader.read(buf, at, end);
-    const before = this.#ingest.stats.packets;
+    const before = this.#ingest.stats.buffers;
     const stop = this.#ingest.ingestWholeRecords(this.#observationPointId, this.#batchLinkType, buf, at, end);
-    this.#batchStats.packets += this.#ingest.stats.packets - before;
+    this.#batchStats.packets += this.#ingest.stats.buffers - before;
     return stop;
   }
 

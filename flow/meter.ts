@@ -237,7 +237,7 @@ export class FlowMeter {
     }
     const c = flow * COUNT_STRIDE;
     if (counts[c + C_PACKETS + direction] === 0) counts[c + C_BITS + direction] = p.icmpTypeCode << 8;
-    counts[c + C_PACKETS + direction]!++;
+    counts[c + C_PACKETS + direction]! += p.packets;
     counts[c + C_OCTETS + direction]! += p.octets;
     counts[c + C_BITS + direction] = counts[c + C_BITS + direction]! | p.tcpFlags;
     if (timestampMs > counts[c + C_LAST]!) counts[c + C_LAST] = timestampMs;

@@ -12,13 +12,25 @@ export const LinkType = {
 } as const;
 
 /**
- * A batch of captured packets, as the patched `cap` hands it to JavaScript and
+ * A batch of captured packets, as podflow's capture hands it to JavaScript and
  * as a classic pcap file stores it after its 24-byte file header: records of a
  * 16-byte header in host (little-endian) byte order, ts_sec u32, ts_usec u32,
  * caplen u32, wirelen u32, followed by caplen bytes, no padding. One record
  * iterator therefore serves live capture and pcap files alike.
  */
 export const RECORD_HEADER_BYTES = 16;
+
+/**
+ * A flag on a live capture's link type (never in a file: pcap link types are
+ * 16 bits): each record's data starts with the VNET_HEADER_BYTES of the
+ * kernel's struct virtio_net_hdr (PACKET_VNET_HDR; little-endian: flags u8,
+ * gso_type u8, hdr_len u16, gso_size u16, csum_start u16, csum_offset u16),
+ * then the frame. caplen counts those bytes, wirelen is the frame's own
+ * length. gso_size tells how many wire segments a GSO/GRO super-packet
+ * stands for (flow/decode.ts, WIRE SEGMENTS).
+ */
+export const VNET_HEADER = 0x1_0000;
+export const VNET_HEADER_BYTES = 10;
 
 /** flowEndReason values, IANA IPFIX element 136 (RFC 5102). */
 export const EndReason = {

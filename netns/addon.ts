@@ -8,7 +8,66 @@ export type InterfaceAddressEntry =
   | { name: string; flags: number; family: 'packet'; index: number; /** Link-layer address, e.g. "02:70:66:00:00:01"; '' if none. */ mac: string }
   | { name: string; flags: number; family: 'inet' | 'inet6'; address: string; prefixLength: number };
 
+/** What PacketSocket.openAsync sets a socket up with. */
+export interface PacketSocketOptions {
+  /** TPACKET_V3 ring bytes (rounded down to whole blocks). */
+  bufferBytes: number;
+  /** Bytes kept of each frame (the kernel filter truncates to it). */
+  snaplen: number;
+  /** A ring block is handed over when full or this long after its first packet. */
+  blockTimeoutMs: number;
+  /** Keep lo's packets (each once: the copy leaving lo is dropped). */
+  loopback: boolean;
+  /** Drop frames to another host's MAC (a bridge floods unicast to every port while it learns). */
+  ownFramesOnly: boolean;
+  /** The namespace (st_ino, st_dev) nsPath must still name, or the open fails (ESTALE, stage 'netns'); 0: not checked. */
+  expectInode: number;
+  expectDev: number;
+}
+
+/**
+ * An AF_PACKET socket bound to every interface of one network namespace,
+ * with a memory-mapped ring and PACKET_VNET_HDR (native/packet_socket.c),
+ * read by the addon's reader thread into the shared capture queue. Its
+ * records (flow/types.ts, VNET records) reach onBatch on the JS thread, in
+ * order, one interface per call.
+ */
+export interface PacketSocket {
+  /**
+   * Sets the socket up on a libuv pool thread inside the namespace at nsPath
+   * ('' = this thread's own), then hands it to the reader thread.
+   * callback(undefined) or callback(err) with err.stage 'netns' (cannot
+   * enter, or another namespace at nsPath), 'socket' or 'closed' (close()
+   * came first); nothing stays open after a failure. Once per socket.
+   */
+  openAsync(nsPath: string, options: PacketSocketOptions, callback: (err: (Error & { code?: string; stage?: 'netns' | 'socket' | 'closed' }) | undefined) => void): void;
+  /** Delivers, now, every packet the kernel has handed over (and the rest of the queue); returns this socket's count. */
+  drain(): number;
+  /**
+   * Kernel counters (packets passed to the socket after its filter, dropped
+   * ones included; dropped for lack of ring space), packets refused by the
+   * full queue, and delivered. Final after close.
+   */
+  stats(): { received: number; dropped: number; queueDropped: number; delivered: number };
+  /** Delivers what was handed over, then releases the socket and its ring. Idempotent; during openAsync the callback fails with stage 'closed'. */
+  close(): boolean;
+}
+
 export interface NetnsAddon {
+  /**
+   * onBatch(buffer, start, end, count, ifindex, hatype): count records of the
+   * interface ifindex (ARPHRD_* hatype) in buffer[start, end), valid only
+   * during the call. onError(err): the socket failed, after its queued
+   * records; what the kernel hands over later can still be drained.
+   */
+  PacketSocket: new (
+    onBatch: (buffer: Buffer, start: number, end: number, count: number, ifindex: number, hatype: number) => void,
+    onError: (err: Error & { code?: string }) => void,
+  ) => PacketSocket;
+  /** The shared capture queue's bound (at least 256 KiB) and the records delivered per event-loop turn. */
+  configureCapture(options: { queueBytes?: number; recordsPerTurn?: number }): void;
+  /** The shared capture queue now. */
+  captureQueue(): { allocatedBytes: number; maxBytes: number };
   /**
    * Runs fn synchronously with the calling (JS) thread in the network
    * namespace at nsPath, then switches back, also when fn throws. Throws an
@@ -20,14 +79,6 @@ export interface NetnsAddon {
   listInterfaceAddresses(): InterfaceAddressEntry[];
   /** Inode of the calling thread's network namespace. */
   threadNetnsInode(): number;
-  /**
-   * The bound packet socket fd joins PACKET_FANOUT_CBPF group groupId of its
-   * namespace, or with -1 creates one with an unused id. Returns the group id.
-   * Throws an Error with .code (errno name) on failure.
-   */
-  fanoutJoin(fd: number, groupId: number): number;
-  /** From now on, every packet of fd's fanout group goes to its member number `member` (0: the oldest). */
-  fanoutSelect(fd: number, member: number): void;
 }
 
 const addonPath = './native/build/Release/netns.node';

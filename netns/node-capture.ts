@@ -1,21 +1,22 @@
-// Ties namespace discovery to capture handles: for every discovered
-// namespace, a handle on each pod-facing interface that is up (observation
-// kind 'pod') and on its `lo` ('loopback'). Interfaces appear after the
-// namespace does (CNI moves the veth in later), so attached namespaces are
-// re-listed periodically. When a namespace vanishes or a handle fails, its
-// handles close and the meter ends their flows with FORCED_END.
+// Ties namespace discovery to capture: for every discovered namespace, one
+// capture handle bound to all its interfaces (netns/capture.ts), opened as
+// soon as the namespace is found, so the pod's interfaces, which the CNI
+// plugin moves in later, are captured from their first packet. Each
+// interface becomes an observation point (kind 'pod' for eth0-like
+// interfaces, 'loopback' for lo, if asked) at its first packet. When a
+// namespace vanishes or its handle fails, the handle finishes (the kernel's
+// last ring block is read first) and the meter ends its points' flows with
+// FORCED_END.
 //
 // Nothing here throws out of an event handler, and one namespace's failure
-// never touches another's handles.
+// never touches another's handle.
 import { EventEmitter } from 'node:events';
-import { type BatchSink, type CaptureHandle, type CaptureOptions, type CaptureStats, DEFAULT_CAPTURE_OPTIONS, type ObservationKind, openCaptureAsync, type RingTier } from './capture.ts';
+import { statSync } from 'node:fs';
+import { type BatchSink, type CaptureHandle, type CaptureOptions, type CaptureStats, kindOf, linkTypeOf, type ObservationPoint, openCaptureAsync } from './capture.ts';
 import type { DiscoveredNamespace } from './discovery.ts';
-import { listInterfaces, type NetnsInterface } from './interfaces.ts';
+import { CURRENT_NETNS, listInterfaces, type NetnsInterface } from './interfaces.ts';
 import { PodflowError } from '../common/errors.ts';
 import { EndReason } from '../flow/types.ts';
-
-/** Default kernel ring of a pod's lo handle (NodeCaptureOptions.loopbackBufferBytes). */
-export const DEFAULT_LOOPBACK_BUFFER_BYTES = 1 << 20;
 
 /** What NodeCapture needs from discovery (NetnsDiscovery provides it). */
 export interface NamespaceEvents {
@@ -34,37 +35,18 @@ export interface NodeCaptureOptions {
   /** Receives every batch, e.g. PacketIngest.ingest bound to its instance. */
   sink: BatchSink;
   meter: ObservationPointSink;
-  /** Which non-loopback interfaces to capture. Default: all. */
+  /** Which non-loopback interfaces to capture, by name. Default: all. Packets of the others are read and skipped (counted). */
   podInterfaceFilter?: (name: string) => boolean;
-  /** Capture each namespace's lo too (east-west inside the pod). Default true. */
+  /** Capture each namespace's lo too (east-west between the pod's containers). Default false. */
   captureLoopback?: boolean;
   /** Which namespaces to attach to. Default: all discovered. */
   namespaceFilter?: (ns: DiscoveredNamespace) => boolean;
+  /** Ring, snaplen and timeout of every handle (its loopback is captureLoopback's). */
   capture?: CaptureOptions;
-  /**
-   * Kernel ring bytes of a loopback handle: the smaller of this and
-   * capture.bufferBytes. Default 1 MiB (four 256 KiB TPACKET_V3 blocks).
-   * Every ring is mmapped whole into the process at open and counts in its
-   * RSS, and most pods' lo is quiet: with 100 pods, lo at 4 MiB would be
-   * 400 MiB. 512 KiB (two blocks) dropped packets of a TCP stream over lo
-   * (~23k GSO packets/s) with the agent's two cores busy
-   * (test/agent/agent-lifecycle.test.ts); four blocks did not.
-   */
-  loopbackBufferBytes?: number;
-  /**
-   * Capture on pod interfaces only frames to or from the interface's own MAC
-   * and multicast/broadcast (default true). A bridge floods unicast to every
-   * port until it learns where a MAC is; a veth delivers those frames to the
-   * pod and capture sees them, though the pod drops them. Without this filter
-   * such a flow is also reported at bystander pods (seen on the simulated node).
-   */
-  ownFramesOnly?: boolean;
-  /** How often attached namespaces are re-listed for new or vanished interfaces, and handles with ring tiers reconsider their ring. Default 1000 ms. */
-  interfaceRescanMs?: number;
-  /** After a failed open, the same interface is retried after this long. Default 30 s. */
+  /** After a failed open, the namespace is tried again after this long. Default 30 s. */
   openRetryMs?: number;
-  /** Clock for retry decisions; injectable for tests. */
-  now?: () => number;
+  /** How often attached namespaces' interfaces and addresses are listed again (the 'interfaces' event). Default 1000 ms. */
+  interfaceRescanMs?: number;
 }
 
 /** Every numeric field of CaptureStats. */
@@ -72,22 +54,29 @@ export type CaptureTotals = { [K in keyof CaptureStats as CaptureStats[K] extend
 
 export interface NodeCaptureCounters {
   namespacesAttached: number;
+  /** Capture handles open now: one per attached namespace. */
   handlesOpen: number;
   handlesOpened: number;
   openFailures: number;
-  /** Handles that stopped on their own (interface deleted or down). */
+  /** Handles that stopped on their own (the socket failed). */
   handlesLost: number;
+  /** Observation points (captured interfaces) of the open handles now, and seen so far. */
+  pointsOpen: number;
+  pointsOpened: number;
+  /** Packets of interfaces podInterfaceFilter leaves out: read, then skipped. */
+  excludedPackets: number;
   /** Every counter of the capture handles (CaptureStats), summed over open and closed handles; empty before the first handle opens. */
   handles: Partial<CaptureTotals>;
-  /** handles.dropped: kernel ring drops. */
-  kernelDrops: number;
-  /** handles.packets: packets delivered to the sink. */
+  /** handles.packets: packets delivered. */
   packets: number;
-  /** Open handles by the ring they read now (capture.idleBufferBytes: 'idle' and 'busy'; else all 'fixed'). */
-  handlesByTier: Record<RingTier, number>;
-  /** handles.ringSwitches and handles.ringSwitchFailures: moves between a handle's quiet and busy ring, and moves given up. */
-  ringSwitches: number;
-  ringSwitchFailures: number;
+  /**
+   * Packets the kernel received and podflow never metered, by reason:
+   * handles.dropped (the ring was full), handles.queueDropped (the capture
+   * queue was full), handles.unread (still in the ring when a handle closed).
+   */
+  kernelDrops: number;
+  queueDrops: number;
+  unreadAtClose: number;
   /** Unexpected exceptions caught in event handlers and timers (a bug; never propagated). */
   handlerErrors: number;
 }
@@ -95,20 +84,35 @@ export interface NodeCaptureCounters {
 export type NodeCaptureEvent =
   | { type: 'attached'; ns: DiscoveredNamespace }
   | { type: 'detached'; ns: DiscoveredNamespace }
-  /** A namespace's interfaces or their addresses as listed at attach, and again whenever that list changed. */
+  /** The namespace's capture is open: every packet of its interfaces from now on is captured. */
+  | { type: 'capturing'; ns: DiscoveredNamespace }
+  /**
+   * A namespace's interfaces and their addresses as listed at attach, and
+   * again whenever that list changed: found at an interface's first packet
+   * (a new pod's veth has its address by then) or by the periodic re-list.
+   */
   | { type: 'interfaces'; ns: DiscoveredNamespace; interfaces: NetnsInterface[] }
-  | { type: 'opened'; handle: CaptureHandle }
-  | { type: 'closed'; handle: CaptureHandle; reason: PodflowError | undefined }
-  | { type: 'open-failed'; ns: DiscoveredNamespace; interfaceName: string; error: unknown };
+  /** An interface's first packet: its observation point. */
+  | { type: 'opened'; point: ObservationPoint }
+  | { type: 'closed'; point: ObservationPoint; reason: PodflowError | undefined }
+  | { type: 'open-failed'; ns: DiscoveredNamespace; error: unknown };
+
+/** An interface of an attached namespace: its point and packets, or null when podInterfaceFilter leaves it out. */
+interface Point {
+  point: ObservationPoint;
+  linkType: number;
+  packets: number;
+}
 
 interface Attached {
   ns: DiscoveredNamespace;
-  /** Open handles by interface name. */
-  handles: Map<string, CaptureHandle>;
-  /** Interfaces whose handle is being opened (the kernel sets its ring up on a pool thread). */
-  opening: Set<string>;
-  /** Failed opens by interface name, retried when the ifindex changes (a new interface) or openRetryMs has passed. */
-  failures: Map<string, { index: number; at: number }>;
+  handle: CaptureHandle | undefined;
+  /** The path the handle opened at. */
+  path: string;
+  opening: boolean;
+  retry: NodeJS.Timeout | undefined;
+  /** Interfaces by ifindex, as their first packets came. */
+  points: Map<number, Point | null>;
   /** The interfaces and addresses last reported ('interfaces' event), as text to compare. */
   reported: string | undefined;
 }
@@ -116,27 +120,26 @@ interface Attached {
 export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   readonly #o: Required<Omit<NodeCaptureOptions, 'capture'>> & { capture: CaptureOptions };
   readonly #attached = new Map<string, Attached>();
+  /** Handles of detached namespaces, reading the kernel's last block before they close. */
+  readonly #finishing = new Set<Attached>();
   #nextPointId = 1;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
-  #counters = { handlesOpened: 0, openFailures: 0, handlesLost: 0, handlerErrors: 0 };
+  #counters = { handlesOpened: 0, openFailures: 0, handlesLost: 0, pointsOpened: 0, excludedPackets: 0, handlerErrors: 0 };
   /** CaptureTotals of the handles closed so far. */
   readonly #closedTotals: Record<string, number> = {};
   readonly #onAdded = (ns: DiscoveredNamespace) => this.#guard(() => this.#attach(ns));
-  readonly #onRemoved = (ns: DiscoveredNamespace) => this.#guard(() => this.#detach(ns.key));
+  readonly #onRemoved = (ns: DiscoveredNamespace) => this.#guard(() => this.#detach(ns.key, 'finish'));
 
   constructor(options: NodeCaptureOptions) {
     super();
     this.#o = {
       podInterfaceFilter: () => true,
-      captureLoopback: true,
+      captureLoopback: false,
       namespaceFilter: () => true,
       capture: {},
-      loopbackBufferBytes: DEFAULT_LOOPBACK_BUFFER_BYTES,
-      ownFramesOnly: true,
-      interfaceRescanMs: 1000,
       openRetryMs: 30_000,
-      now: Date.now,
+      interfaceRescanMs: 1000,
       ...options,
     };
     if (!(this.#o.interfaceRescanMs > 0)) {
@@ -151,86 +154,85 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     this.#o.discovery.on('added', this.#onAdded);
     this.#o.discovery.on('removed', this.#onRemoved);
     for (const ns of this.#o.discovery.namespaces()) this.#onAdded(ns);
-    this.#timer = setInterval(() => this.#guard(() => this.#tick()), this.#o.interfaceRescanMs);
+    this.#timer = setInterval(() => this.rescanInterfaces(), this.#o.interfaceRescanMs);
     this.#timer.unref();
   }
 
   /**
-   * Closes every handle at once (their flows end with FORCED_END) and stops
-   * following discovery. Packets still in the kernel rings are dropped; use
-   * stop() to deliver them first. Idempotent.
+   * Closes every handle at once (their points' flows end with FORCED_END) and
+   * stops following discovery. What the kernel has handed over is delivered;
+   * the ring blocks it is still filling are not (counted as unread): use
+   * stop() to keep them. Idempotent.
    */
   close(): void {
     this.#unfollow();
-    for (const key of [...this.#attached.keys()]) this.#detach(key);
+    for (const key of [...this.#attached.keys()]) this.#detach(key, 'now');
+    for (const a of [...this.#finishing]) a.handle?.close();
   }
 
   /**
    * The graceful end: stops following discovery (nothing new is attached),
    * keeps capturing until every packet that reached a ring before the call is
-   * readable (the longest settleMs of the open handles: two TPACKET_V3 block
-   * timeouts, 250 ms by default), reads every ring dry, then closes every
-   * handle (their flows end with FORCED_END). Packets arriving after the call
-   * are delivered if their block was retired by then. Idempotent; close()
-   * during the wait ends it at once.
+   * handed over (settleMs: two block timeouts, 250 ms by default), delivers
+   * everything, then closes every handle (their flows end with FORCED_END).
+   * Idempotent; close() during the wait ends it at once.
    */
   async stop(): Promise<void> {
     this.#unfollow();
-    const settleMs = this.settleMs();
-    if (settleMs > 0) await new Promise((resolve) => setTimeout(resolve, settleMs));
-    for (const h of this.handles()) this.#guard(() => void h.drain());
+    await Promise.all(this.handles().map((h) => h.finish()));
     this.close();
   }
 
   counters(): NodeCaptureCounters {
+    const c = this.#counters;
     let handlesOpen = 0;
+    let pointsOpen = 0;
     const totals = { ...this.#closedTotals };
-    const handlesByTier: Record<RingTier, number> = { fixed: 0, idle: 0, busy: 0 };
-    for (const a of this.#attached.values()) {
-      for (const h of a.handles.values()) {
-        handlesOpen++;
-        const s = h.stats();
-        addCounts(totals, s);
-        handlesByTier[s.tier]++;
-      }
+    for (const a of [...this.#attached.values(), ...this.#finishing]) {
+      if (!a.handle) continue;
+      handlesOpen++;
+      addCounts(totals, a.handle.stats());
+      for (const p of a.points.values()) if (p) pointsOpen++;
     }
     const handles: Partial<CaptureTotals> = totals;
     return {
       namespacesAttached: this.#attached.size,
       handlesOpen,
-      handlesOpened: this.#counters.handlesOpened,
-      openFailures: this.#counters.openFailures,
-      handlesLost: this.#counters.handlesLost,
+      handlesOpened: c.handlesOpened,
+      openFailures: c.openFailures,
+      handlesLost: c.handlesLost,
+      pointsOpen,
+      pointsOpened: c.pointsOpened,
+      excludedPackets: c.excludedPackets,
       handles,
-      kernelDrops: handles.dropped ?? 0,
       packets: handles.packets ?? 0,
-      handlesByTier,
-      ringSwitches: handles.ringSwitches ?? 0,
-      ringSwitchFailures: handles.ringSwitchFailures ?? 0,
-      handlerErrors: this.#counters.handlerErrors,
+      kernelDrops: handles.dropped ?? 0,
+      queueDrops: handles.queueDropped ?? 0,
+      unreadAtClose: handles.unread ?? 0,
+      handlerErrors: c.handlerErrors,
     };
   }
 
   /** The longest settleMs of the open handles: how long a packet may wait in a ring before it is readable. */
   settleMs(): number {
     let settle = 0;
-    for (const a of this.#attached.values()) for (const h of a.handles.values()) settle = Math.max(settle, h.settleMs);
+    for (const h of this.handles()) settle = Math.max(settle, h.settleMs);
     return settle;
   }
 
-  /** Open handles (one per observation point). */
+  /** Open handles: one per attached namespace, and those of detached namespaces still finishing. */
   handles(): CaptureHandle[] {
-    return [...this.#attached.values()].flatMap((a) => [...a.handles.values()]);
+    return [...this.#attached.values(), ...this.#finishing].flatMap((a) => (a.handle ? [a.handle] : []));
   }
 
-  /** Re-lists every attached namespace's interfaces and opens what is new. Runs periodically; callable by tests. */
+  /** Observation points of the open handles, with the packets delivered for each. */
+  points(): Array<{ point: ObservationPoint; packets: number }> {
+    return [...this.#attached.values(), ...this.#finishing].flatMap((a) => [...a.points.values()].flatMap((p) => (p ? [{ point: p.point, packets: p.packets }] : [])));
+  }
+
+  /** Lists every attached namespace's interfaces again and reports those whose list changed. Runs periodically; callable by tests. */
   rescanInterfaces(): void {
-    for (const a of this.#attached.values()) this.#guard(() => this.#syncInterfaces(a));
-  }
-
-  #tick(): void {
-    this.rescanInterfaces();
-    for (const h of this.handles()) h.adaptRing();
+    for (const a of this.#attached.values()) this.#guard(() => void this.#listInterfaces(a));
   }
 
   #unfollow(): void {
@@ -243,23 +245,103 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
 
   #attach(ns: DiscoveredNamespace): void {
     if (!this.#running || this.#attached.has(ns.key) || !this.#o.namespaceFilter(ns)) return;
-    const a: Attached = { ns, handles: new Map(), opening: new Set(), failures: new Map(), reported: undefined };
+    const a: Attached = { ns, handle: undefined, path: '', opening: false, retry: undefined, points: new Map(), reported: undefined };
     this.#attached.set(ns.key, a);
     this.#report({ type: 'attached', ns });
-    this.#syncInterfaces(a);
+    this.#listInterfaces(a);
+    this.#open(a);
   }
 
-  #detach(key: string): void {
+  /**
+   * 'finish': the namespace went away; its handle reads the kernel's last
+   * ring block before it closes. 'now': close at once. 'detached' is reported
+   * once the handle closed, after its points' flows ended and their 'closed'.
+   */
+  #detach(key: string, how: 'finish' | 'now'): void {
     const a = this.#attached.get(key);
     if (!a) return;
     this.#attached.delete(key);
-    for (const h of [...a.handles.values()]) h.close();
-    this.#report({ type: 'detached', ns: a.ns });
+    clearTimeout(a.retry);
+    if (!a.handle) this.#report({ type: 'detached', ns: a.ns });
+    else if (how === 'now') a.handle.close();
+    else {
+      this.#finishing.add(a);
+      void a.handle.finish();
+    }
   }
 
-  #syncInterfaces(a: Attached): void {
+  /**
+   * Opens the namespace's handle in the background: setting a ring up takes
+   * the kernel 8-30 ms (an RCU grace period), which on the JS thread would
+   * stall every other capture, 100 pods' worth at start. A handle that opens
+   * after its namespace was detached, or after stop, is closed at once; a
+   * failed open is tried again after openRetryMs.
+   */
+  #open(a: Attached): void {
+    a.opening = true;
+    const capture = { ...this.#o.capture, loopback: this.#o.captureLoopback };
+    void (async () => {
+      let handle: CaptureHandle | undefined;
+      let lastError: unknown;
+      for (const path of a.ns.paths) {
+        try {
+          handle = await openCaptureAsync(path, a.ns, (ifindex, hatype, buf, start, end, count) => this.#deliver(a, ifindex, hatype, buf, start, end, count), capture);
+          a.path = path;
+          break;
+        } catch (err) {
+          lastError = err;
+          // Only a namespace path that vanished (or names another namespace now) is worth another path.
+          if (!(err instanceof PodflowError && err.code === 'PODFLOW_ERR_NETNS_ENTER')) break;
+        }
+      }
+      a.opening = false;
+      this.#guard(() => this.#opened(a, handle, lastError));
+    })();
+  }
+
+  #opened(a: Attached, handle: CaptureHandle | undefined, error: unknown): void {
+    const current = this.#running && this.#attached.get(a.ns.key) === a;
+    if (!handle) {
+      this.#counters.openFailures++;
+      this.#report({ type: 'open-failed', ns: a.ns, error });
+      if (current) {
+        a.retry = setTimeout(() => this.#guard(() => this.#attached.get(a.ns.key) === a && !a.handle && !a.opening && this.#open(a)), this.#o.openRetryMs);
+        a.retry.unref();
+      }
+      return;
+    }
+    if (!current) {
+      // Detached or stopped while it opened: nothing of it was reported.
+      handle.close();
+      return;
+    }
+    a.handle = handle;
+    this.#counters.handlesOpened++;
+    handle.once('closed', (reason) => this.#guard(() => this.#onHandleClosed(a, handle, reason)));
+    this.#report({ type: 'capturing', ns: a.ns });
+  }
+
+  #deliver(a: Attached, ifindex: number, hatype: number, buf: Uint8Array, start: number, end: number, count: number): void {
+    let p = a.points.get(ifindex);
+    if (p === undefined) p = this.#newPoint(a, ifindex, hatype);
+    if (p === null) {
+      this.#counters.excludedPackets += count;
+      return;
+    }
+    p.packets += count;
+    this.#o.sink(p.point.id, p.linkType, buf, start, end);
+  }
+
+  /**
+   * The namespace's interfaces now (undefined when no path opens it any
+   * more: discovery reports the removal); reported when they changed.
+   * Identity re-reads a namespace's addresses from this.
+   */
+  #listInterfaces(a: Attached): NetnsInterface[] | undefined {
     let interfaces: NetnsInterface[] | undefined;
-    for (const path of a.ns.paths) {
+    for (const path of a.handle ? [a.path] : a.ns.paths) {
+      // A path a new namespace took over (a pod's name came back) lists someone else's interfaces.
+      if (!namesNamespace(path, a.ns)) continue;
       try {
         interfaces = listInterfaces(path);
         break;
@@ -267,80 +349,46 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
         // This path is gone (e.g. the process behind a /proc path exited); try the next.
       }
     }
-    // No path opens it any more: discovery reports the removal on its next scan.
-    if (!interfaces) return;
-    // Identity re-reads a namespace's addresses from this (a new pod's veth gets its address after the namespace appears).
+    if (!interfaces) return undefined;
     const listed = JSON.stringify(interfaces.map((i) => [i.name, i.index, i.addresses.map((x) => x.address)]));
     if (listed !== a.reported) {
       a.reported = listed;
       this.#report({ type: 'interfaces', ns: a.ns, interfaces });
     }
-    for (const ifc of interfaces) {
-      const kind: ObservationKind = ifc.loopback ? 'loopback' : 'pod';
-      const wanted = ifc.up && (kind === 'loopback' ? this.#o.captureLoopback : this.#o.podInterfaceFilter(ifc.name));
-      if (!wanted || a.handles.has(ifc.name) || a.opening.has(ifc.name)) continue;
-      const failed = a.failures.get(ifc.name);
-      if (failed && failed.index === ifc.index && this.#o.now() - failed.at < this.#o.openRetryMs) continue;
-      this.#open(a, ifc, kind);
-    }
+    return interfaces;
   }
 
-  /**
-   * Opens the interface's handle in the background: setting a ring up takes
-   * the kernel 8-30 ms (an RCU grace period), which on the JS thread would
-   * stall every other capture, 100 pods' worth at start. A handle that opens
-   * after its namespace was detached, or after stop, is closed at once.
-   */
-  #open(a: Attached, ifc: NetnsInterface, kind: ObservationKind): void {
-    const point = { id: this.#nextPointId++, netnsInode: a.ns.inode, netnsDev: a.ns.dev, interfaceName: ifc.name, kind };
-    const options =
-      kind === 'pod'
-        ? this.#o.ownFramesOnly && ifc.mac ? ownFramesOptions(this.#o.capture, ifc.mac) : this.#o.capture
-        : { ...this.#o.capture, bufferBytes: Math.min(this.#o.capture.bufferBytes ?? DEFAULT_CAPTURE_OPTIONS.bufferBytes, this.#o.loopbackBufferBytes) };
-    a.opening.add(ifc.name);
-    void (async () => {
-      let handle: CaptureHandle | undefined;
-      let lastError: unknown;
-      for (const path of a.ns.paths) {
-        try {
-          handle = await openCaptureAsync(path, point, this.#o.sink, options);
-          break;
-        } catch (err) {
-          lastError = err;
-          // Only a namespace path that vanished is worth another path.
-          if (!(err instanceof PodflowError && err.code === 'PODFLOW_ERR_NETNS_ENTER')) break;
-        }
-      }
-      a.opening.delete(ifc.name);
-      this.#guard(() => this.#opened(a, ifc, handle, lastError));
-    })();
-  }
-
-  #opened(a: Attached, ifc: NetnsInterface, handle: CaptureHandle | undefined, error: unknown): void {
-    if (!handle) {
-      this.#counters.openFailures++;
-      a.failures.set(ifc.name, { index: ifc.index, at: this.#o.now() });
-      this.#report({ type: 'open-failed', ns: a.ns, interfaceName: ifc.name, error });
-      return;
+  /** An interface's first packet: its point (named by listing the namespace's interfaces), or null when left out. */
+  #newPoint(a: Attached, ifindex: number, hatype: number): Point | null {
+    const kind = kindOf(hatype);
+    const name = this.#listInterfaces(a)?.find((i) => i.index === ifindex)?.name ?? `if${ifindex}`;
+    const wanted = kind === 'loopback' ? this.#o.captureLoopback : this.#o.podInterfaceFilter(name);
+    if (!wanted) {
+      a.points.set(ifindex, null);
+      return null;
     }
-    if (!this.#running || this.#attached.get(a.ns.key) !== a) {
-      // Detached or stopped while it opened: nothing of it was reported.
-      handle.close();
-      return;
-    }
-    a.failures.delete(ifc.name);
-    a.handles.set(ifc.name, handle);
-    this.#counters.handlesOpened++;
-    handle.once('closed', (reason) => this.#guard(() => this.#onHandleClosed(a, handle, reason)));
-    this.#report({ type: 'opened', handle });
+    const point: ObservationPoint = { id: this.#nextPointId++, netnsInode: a.ns.inode, netnsDev: a.ns.dev, interfaceName: name, kind };
+    const p: Point = { point, linkType: linkTypeOf(hatype), packets: 0 };
+    a.points.set(ifindex, p);
+    this.#counters.pointsOpened++;
+    this.#report({ type: 'opened', point });
+    return p;
   }
 
   #onHandleClosed(a: Attached, handle: CaptureHandle, reason: PodflowError | undefined): void {
-    if (a.handles.get(handle.point.interfaceName) === handle) a.handles.delete(handle.point.interfaceName);
+    if (a.handle === handle) a.handle = undefined;
+    this.#finishing.delete(a);
     if (reason) this.#counters.handlesLost++;
     addCounts(this.#closedTotals, handle.stats());
-    this.#o.meter.endObservationPoint(handle.point.id, EndReason.FORCED_END);
-    this.#report({ type: 'closed', handle, reason });
+    for (const p of a.points.values()) {
+      if (!p) continue;
+      this.#o.meter.endObservationPoint(p.point.id, EndReason.FORCED_END);
+      this.#report({ type: 'closed', point: p.point, reason });
+    }
+    a.points.clear();
+    if (this.#attached.get(a.ns.key) !== a) this.#report({ type: 'detached', ns: a.ns });
+    // A handle that failed while its namespace is still attached is opened again.
+    else if (reason && this.#running) this.#open(a);
   }
 
   #report(event: NodeCaptureEvent): void {
@@ -358,12 +406,17 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   }
 }
 
-/** Adds every numeric field of stats to totals (so a counter added to CaptureStats is summed, and published, without a change here). */
-function addCounts(totals: Record<string, number>, stats: CaptureStats): void {
-  for (const [key, value] of Object.entries(stats)) if (typeof value === 'number') totals[key] = (totals[key] ?? 0) + value;
+/** The namespace file at path is still ns (nsfs inodes identify a namespace while it lives); our own (CURRENT_NETNS) always is. */
+function namesNamespace(path: string, ns: DiscoveredNamespace): boolean {
+  if (path === CURRENT_NETNS) return true;
+  try {
+    const st = statSync(path);
+    return st.ino === ns.inode && st.dev === ns.dev;
+  } catch {
+    return false;
+  }
 }
 
-function ownFramesOptions(capture: CaptureOptions, mac: string): CaptureOptions {
-  const own = `(ether host ${mac} or ether multicast)`;
-  return { ...capture, filter: capture.filter ? `${own} and (${capture.filter})` : own };
+function addCounts(totals: Record<string, number>, stats: CaptureStats): void {
+  for (const [key, value] of Object.entries(stats)) if (typeof value === 'number') totals[key] = (totals[key] ?? 0) + value;
 }

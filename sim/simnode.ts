@@ -8,9 +8,12 @@
 //
 // Ground truth for captured octets is the interface counters read by
 // `ip -s -j link` (netlink, in the namespace), turned into the sum of IP total
-// lengths by ipOctets(). veth GSO/GRO and lo's TSO hand capture "super-packets",
-// so packet counts are kernel buffers, not wire packets; octets stay exact,
-// and the counters count the same buffers the capture sees.
+// lengths by ipOctets(). Those count the kernel's buffers: with segmentation
+// offloads on (the kernel's default, and the node's unless made with
+// `offloads: false`), veth GSO/GRO and lo's TSO make one buffer of many wire
+// segments, which podflow counts as the segments (flow/decode.ts WIRE
+// SEGMENTS) and the counters as one. With offloads off every buffer is one
+// wire packet, and the counters are the wire's truth.
 //
 // To keep that exact, pods make no traffic of their own: neighbours are
 // static (no ARP/ND), IPv6 has no link-local address, no DAD and no router
@@ -35,6 +38,16 @@ export interface SimPod {
   mac: string;
   /** The node-side veth end (in the node namespace). */
   nodeVeth: string;
+}
+
+export interface SimNodeOptions {
+  /**
+   * Segmentation offloads (TSO, GSO, GRO, UDP segmentation) on the pods'
+   * eth0 and lo and the node's veth ends. Default true, as the kernel makes
+   * them; false: every packet crosses as itself, so interface counters count
+   * wire packets (see ipOctets).
+   */
+  offloads?: boolean;
 }
 
 export interface InterfaceCounters {
@@ -78,12 +91,16 @@ export class SimNode {
   readonly nodeNetns: string;
   readonly bridge: string;
   readonly pods = new Map<number, SimPod>();
+  readonly offloads: boolean;
   readonly #children = new Set<ChildProcess>();
+  /** Pods with their veth (plugPod). */
+  readonly #plugged = new Set<number>();
   #destroyed = false;
   readonly #onExit = () => this.destroy();
 
   /** Creates the node namespace and bridge; with t, destroy() runs after the test even if it fails. */
-  constructor(t?: TestContext) {
+  constructor(t?: TestContext, options: SimNodeOptions = {}) {
+    this.offloads = options.offloads ?? true;
     this.tag = `pf${process.pid.toString(36)}-${(instances++).toString(36)}`;
     this.nodeNetns = `${this.tag}n`;
     this.bridge = `${this.tag}br`;
@@ -104,8 +121,13 @@ export class SimNode {
     ip(['-n', this.nodeNetns, '-b', '-'], [`link set lo up`, `link add ${this.bridge} address 02:70:66:00:00:fe type bridge mcast_snooping 0`, `link set ${this.bridge} multicast off up`, ''].join('\n'));
   }
 
-  /** Makes pod `index` (1..254): namespace, veth to the bridge, addresses, static neighbours both ways. */
-  addPod(index: number): SimPod {
+  /**
+   * Makes pod `index` (1..254): namespace, veth to the bridge, addresses,
+   * static neighbours both ways. With `plugged: false` only the namespace, as
+   * a container runtime makes it before the CNI plugin runs: plugPod() adds
+   * the rest later.
+   */
+  addPod(index: number, options: { plugged?: boolean } = {}): SimPod {
     const pod: SimPod = {
       index,
       netns: `${this.tag}p${index}`,
@@ -122,6 +144,18 @@ export class SimNode {
     execFileSync('ip', ['netns', 'exec', pod.netns, 'sysctl', '-qw',
       'net.ipv6.conf.default.addr_gen_mode=1', 'net.ipv6.conf.default.accept_dad=0',
       'net.ipv6.conf.default.router_solicitations=0', 'net.ipv6.conf.all.accept_dad=0'], { stdio: 'ignore' });
+    ip(['-n', pod.netns, 'link', 'set', 'lo', 'up']);
+    if (options.plugged ?? true) this.plugPod(index);
+    return pod;
+  }
+
+  /**
+   * The CNI plugin's part for pod `index`: its veth to the bridge (eth0),
+   * then the static neighbours, then its addresses last, so the pod can send
+   * from the moment its address (and with it its route) is there.
+   */
+  plugPod(index: number): void {
+    const pod = this.pods.get(index)!;
     ip(['-n', this.nodeNetns, '-b', '-'], [
       `link add ${pod.nodeVeth} type veth peer name eth0 netns ${pod.netns}`,
       `link set ${pod.nodeVeth} multicast off master ${this.bridge} up`,
@@ -131,16 +165,21 @@ export class SimNode {
     // other pods (it would while learning, as pods here send nothing unasked),
     // so each pod's interface counters hold only its own traffic.
     execFileSync('bridge', ['-n', this.nodeNetns, 'fdb', 'replace', pod.mac, 'dev', pod.nodeVeth, 'master', 'static'], { stdio: 'ignore' });
-    const neighbours = [...this.pods.values()].filter((p) => p !== pod);
+    if (!this.offloads) {
+      this.setOffloads(pod.netns, 'eth0', false);
+      this.setOffloads(pod.netns, 'lo', false);
+      this.setOffloads(this.nodeNetns, pod.nodeVeth, false);
+    }
+    const neighbours = [...this.pods.values()].filter((p) => p !== pod && this.#plugged.has(p.index));
+    this.#plugged.add(index);
     ip(['-n', pod.netns, '-b', '-'], [
-      'link set lo up',
       `link set eth0 address ${pod.mac} arp off up`,
-      `addr add ${pod.ipv4}/24 dev eth0`,
-      `addr add ${pod.ipv6}/64 dev eth0 nodad`,
       ...neighbours.flatMap((n) => [
         `neigh replace ${n.ipv4} lladdr ${n.mac} dev eth0 nud permanent`,
         `neigh replace ${n.ipv6} lladdr ${n.mac} dev eth0 nud permanent`,
       ]),
+      `addr add ${pod.ipv4}/24 dev eth0`,
+      `addr add ${pod.ipv6}/64 dev eth0 nodad`,
       '',
     ].join('\n'));
     for (const n of neighbours) {
@@ -150,7 +189,17 @@ export class SimNode {
         '',
       ].join('\n'));
     }
-    return pod;
+  }
+
+  /**
+   * Turns an interface's segmentation offloads (TSO, GSO, GRO, UDP
+   * segmentation) on or off. A bridge port with them off makes the kernel
+   * cut every super-packet it sends into wire segments in software, so its
+   * counters count what the wire carries.
+   */
+  setOffloads(netns: string, ifname: string, on: boolean): void {
+    const v = on ? 'on' : 'off';
+    execFileSync('ip', ['netns', 'exec', netns, 'ethtool', '-K', ifname, 'tso', v, 'gso', v, 'gro', v, 'tx-udp-segmentation', v], { stdio: 'ignore' });
   }
 
   /** Removes a pod like a CNI DEL: its veth first (eth0 vanishes under a capture), then its namespace. */
@@ -158,6 +207,7 @@ export class SimNode {
     const pod = this.pods.get(index);
     if (!pod) return;
     this.pods.delete(index);
+    this.#plugged.delete(index);
     tryRun('ip', ['-n', this.nodeNetns, 'link', 'del', pod.nodeVeth]);
     tryRun('ip', ['netns', 'del', pod.netns]);
   }
@@ -305,6 +355,8 @@ export class SimNode {
  * counts whole Ethernet frames (bytes - 14 * packets is IP); lo counts bytes
  * after loopback_xmit has pulled the Ethernet header (bytes is IP already:
  * measured on this kernel), and counts each packet once as tx and once as rx.
+ * The wire's octets only on a node made with `offloads: false` (the counters
+ * count buffers, without the headers each further segment repeats).
  */
 export function ipOctets(ifname: string, before: InterfaceCounters, after: InterfaceCounters): number {
   if (ifname === 'lo') return after.txBytes - before.txBytes;
@@ -315,7 +367,7 @@ export function ipOctets(ifname: string, before: InterfaceCounters, after: Inter
 /**
  * Packets a capture of the interface delivers for the traffic between two
  * counter readings: a veth's frames both ways; on lo each packet once (lo
- * counts it as sent and as received, and libpcap hides the outgoing copy).
+ * counts it as sent and as received, and the capture drops the leaving copy).
  */
 export function capturedPackets(ifname: string, before: InterfaceCounters, after: InterfaceCounters): number {
   if (ifname === 'lo') return after.txPackets - before.txPackets;

@@ -8,6 +8,10 @@
 //   udp-sink PORT COUNT              receive COUNT datagrams (or 10 s), exit
 //   udp-send HOST PORT COUNT SIZE    send COUNT datagrams of SIZE bytes
 //   udp-flood HOST PORT SIZE [BURST] send BURST (20) datagrams per ms until killed
+//   udp-send-asap HOST PORT COUNT SIZE  prints "ready", then tries to send
+//                                    the first datagram until the stack takes
+//                                    it (the pod's address and route exist),
+//                                    then sends the rest, one per ms
 //   lo-tcp BYTES                     TCP over 127.0.0.1 within this namespace
 //                                    (prints the sink's line and the sender's)
 import { createSocket } from 'node:dgram';
@@ -96,6 +100,25 @@ switch (mode) {
       else setTimeout(() => (socket.close(), done({ mode, sent, size: payload.length })), 50);
     };
     burst();
+    break;
+  }
+  case 'udp-send-asap': {
+    const [host, port, count] = [args[0]!, Number(args[1]), Number(args[2])];
+    const payload = Buffer.alloc(Number(args[3]), 0x63);
+    const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    let sent = 0;
+    let attempts = 0;
+    const next = () => {
+      if (sent === count) return void socket.close(() => done({ mode, sent, size: payload.length, attempts }));
+      attempts++;
+      socket.send(payload, port, host, (err) => {
+        if (err) return void setImmediate(next); // no route yet (ENETUNREACH): try again at once
+        sent++;
+        setTimeout(next, 1);
+      });
+    };
+    process.stdout.write('ready\n');
+    next();
     break;
   }
   case 'lo-tcp': {

@@ -40,9 +40,11 @@ export async function run(args: string[]): Promise<number> {
   }
   const mode = parsed.values.mode ?? (process.env.PODFLOW_MODE || 'daemonset');
   if (mode !== 'daemonset' && mode !== 'sidecar') throw new PodflowError('PODFLOW_ERR_CLI_USAGE', `--mode takes daemonset or sidecar, got '${mode}'`);
-  const config = loadConfig({ file: parsed.values.config, env: process.env, flags });
+  const notes: string[] = [];
+  const config = loadConfig({ file: parsed.values.config, env: process.env, flags }, notes);
 
   const log = pino({ level: config.log.level, base: { node: config.nodeName } });
+  for (const note of notes) log.warn(note);
   // Loaded after the configuration is valid: a bad config fails fast, before the native addon and the clients load.
   // Both modes are one Agent; sidecar mode injects the pod's own namespace only and its downward-API identity (agent/sidecar.ts).
   const { Agent, daemonsetMode } = await import('../agent.ts');

@@ -205,6 +205,8 @@ class Demo {
       // Only the demo's pods: on a real node the agent takes every pod namespace.
       `namespaces: {netnsDirs: [/run/netns], proc: false, pathFilter: '^/run/netns/${this.#sim.tag}p[0-9]+$', rescanSeconds: 0.2}`,
       "metrics: {listen: '127.0.0.1:0'}",
+      // lo too (off by default): the demo's database pod talks to its own sidecar over it.
+      'capture: {loopback: true}',
       `shutdown: {timeoutSeconds: ${SHUTDOWN_SECONDS}}`,
       '',
     ].join('\n'));

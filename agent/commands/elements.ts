@@ -133,6 +133,30 @@ the configuration they need: \`--format ipfixdump-xml\` (libfixbuf
 \`ipfixDump --element-file\`), \`--format nfacctd\` (pmacct
 \`aggregate_primitives\`), \`--format iespec\` (python-ipfix).
 
+## Counts: packets and octets as they crossed the wire
+
+\`packetDeltaCount\` and \`octetDeltaCount\` (and their reverse elements)
+count each direction of a flow as it crossed, or will cross, the wire, also
+where the kernel handed the capture one buffer for many packets (GSO/TSO on
+sending, GRO on receiving, on a pod's veth and on \`lo\`, UDP GSO, and
+tunnels inside the pod such as VXLAN and Geneve):
+
+- \`packetDeltaCount\`: packets; a super-packet counts as the segments it
+  stands for, ceil((length - H) / gso_size) with H its headers from the link
+  header to the innermost TCP or UDP header (gso_size from the kernel's
+  virtio_net_hdr, which the capture asks for);
+- \`octetDeltaCount\`: the sum of the IP total lengths (IPv6: payload length +
+  40) of those packets, so each further segment adds its repeated IP and
+  transport headers; where the length field is 0 (BIG TCP, an IPv6
+  jumbogram) the captured wire length stands in.
+
+Checked in the test suite against the senders' own TCP segment counters and
+against the counters of a bridge port that cuts the super-packets in
+software (\`test/netns/wire-exact.test.ts\`). The buffers the kernel handed
+over are counted too, per node, in \`podflow_capture_buffers_total\`.
+\`podflow replay\` of a capture file counts each record as one packet, as
+tshark does (a file has no gso_size).
+
 ## Enterprise elements
 
 | PEN/ID | name | type | description |

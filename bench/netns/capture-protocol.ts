@@ -12,8 +12,10 @@ export interface WorkerSample {
   systemMicros: number;
   /** CPU-seconds (user+sys, 10 ms ticks) so far per thread name, from /proc/self/task/<tid>/stat. */
   threads: Record<string, number>;
-  /** Records handed to the meter's ingest (decodable or not). */
+  /** Records (captured buffers) handed to the meter's ingest, decodable or not. */
   packets: number;
+  /** The wire packets they stand for (a GSO/GRO super-packet counts its segments). */
+  wirePackets: number;
   /** Packets decoded and metered. */
   metered: number;
 }

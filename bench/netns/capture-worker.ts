@@ -1,12 +1,12 @@
 // The capturing process of the live-capture bench: podflow's own path, a
-// netns capture handle (patched cap, batched delivery) inside the pod
+// netns capture handle (podflow's packet socket and reader thread) inside the pod
 // namespace feeding PacketIngest → PacketDecoder → FlowMeter, with the
 // capture options podflow uses by default. Driven by live-capture.bench.ts
 // over the IPC channel (capture-protocol.ts); its CPU time is its own
 // process.cpuUsage(), so nothing else on the machine is counted.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { openCaptureAsync, type CaptureHandle } from '../../netns/capture.ts';
+import { linkTypeOf, openCaptureAsync, type CaptureHandle } from '../../netns/capture.ts';
 import { PacketDecoder } from '../../flow/decode.ts';
 import { PacketIngest } from '../../flow/ingest.ts';
 import { FlowMeter } from '../../flow/meter.ts';
@@ -15,10 +15,9 @@ import type { WorkerReply, WorkerRequest } from './capture-protocol.ts';
 const { values } = parseArgs({
   options: {
     netns: { type: 'string' },
-    interface: { type: 'string' },
   },
 });
-if (!values.netns || !values.interface) throw new Error('usage: capture-worker.ts --netns NAME --interface IF');
+if (!values.netns) throw new Error('usage: capture-worker.ts --netns NAME');
 
 const send = (m: WorkerReply) => process.send!(m);
 const nsPath = values.netns.includes('/') ? values.netns : `/var/run/netns/${values.netns}`;
@@ -29,11 +28,8 @@ const ingest = new PacketIngest(new PacketDecoder(), meter);
 let handle: CaptureHandle;
 try {
   const ns = statSync(nsPath);
-  handle = await openCaptureAsync(
-    nsPath,
-    { id: 1, netnsInode: ns.ino, netnsDev: ns.dev, interfaceName: values.interface, kind: 'pod' },
-    (id, linkType, buf, start, end) => void ingest.ingest(id, linkType, buf, start, end),
-  );
+  // The whole namespace, as the agent captures it: the pod's interface is its only traffic.
+  handle = await openCaptureAsync(nsPath, { inode: ns.ino, dev: ns.dev }, (_ifindex, hatype, buf, start, end) => void ingest.ingest(1, linkTypeOf(hatype), buf, start, end));
 } catch (err) {
   send({ type: 'error', message: (err as Error).stack ?? String(err) });
   process.exit(1);
@@ -58,12 +54,12 @@ function threadCpu(): Record<string, number> {
 process.on('message', (req: WorkerRequest) => {
   if (req.type === 'sample') {
     const cpu = process.cpuUsage();
-    send({ type: 'sample', cpuMicros: cpu.user + cpu.system, userMicros: cpu.user, systemMicros: cpu.system, threads: threadCpu(), packets: ingest.stats.packets, metered: ingest.stats.metered });
+    send({ type: 'sample', cpuMicros: cpu.user + cpu.system, userMicros: cpu.user, systemMicros: cpu.system, threads: threadCpu(), packets: ingest.stats.buffers, wirePackets: ingest.stats.packets, metered: ingest.stats.metered });
   } else if (req.type === 'stop') {
     const s = handle.stats();
     handle.close();
     meter.flush();
-    send({ type: 'stopped', flows: flowsEnded, kernelDrops: s.dropped + s.ifDropped, received: s.received });
+    send({ type: 'stopped', flows: flowsEnded, kernelDrops: s.dropped, received: s.received });
     process.disconnect();
   }
 });

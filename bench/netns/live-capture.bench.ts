@@ -161,9 +161,9 @@ function ask(child: ChildProcess, req: WorkerRequest): Promise<WorkerReply> {
 const podflowCapture: Capture = {
   label: 'podflow (netns capture → meter)',
   ours: true,
-  command: 'node bench/netns/capture-worker.ts --netns POD --interface eth0  # forked by the bench, driven over IPC',
+  command: 'node bench/netns/capture-worker.ts --netns POD  # forked by the bench, driven over IPC',
   async run(veth, measureBin, pcap) {
-    const child = fork(workerScript, ['--netns', veth.podNs, '--interface', veth.podIf], {
+    const child = fork(workerScript, ['--netns', veth.podNs], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     started.add(child);

@@ -10,12 +10,10 @@
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <linux/if_link.h>
+#include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
-#include <linux/filter.h>
-#include <linux/if_packet.h>
-#include <sys/socket.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,22 +23,8 @@
 #include <node_api.h>
 #include <uv.h>
 
-#define CHECK_NAPI(env, call)                       \
-  do {                                              \
-    if ((call) != napi_ok) {                        \
-      throw_last_napi_error(env);                   \
-      return NULL;                                  \
-    }                                               \
-  } while (0)
-
-static void throw_last_napi_error(napi_env env) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) return;
-  const napi_extended_error_info *info = NULL;
-  napi_get_last_error_info(env, &info);
-  napi_throw_error(env, NULL, info && info->error_message ? info->error_message : "N-API call failed");
-}
+#include "napi_util.h"
+#include "packet_socket.h"
 
 // Throws an Error with .code = "ENOENT"-style name, .errno and .syscall, and
 // a message naming what failed, like Node's own system errors.
@@ -223,80 +207,6 @@ static napi_value thread_netns_inode(napi_env env, napi_callback_info info) {
   return v;
 }
 
-// Fanout groups hand a capture over from one packet socket (ring) to another
-// on the same interface without losing or repeating a packet. Every member of
-// a PACKET_FANOUT_CBPF group is bound to the same interface; each packet goes
-// to exactly one member, the one the group's classic BPF program returns
-// (modulo the member count). With the program "return 0" a member that joins
-// receives nothing; swapping the program for "return 1" (one RCU pointer
-// store in the kernel) moves every later packet to it at once.
-
-static bool get_int_arg(napi_env env, napi_value value, int32_t *out, const char *usage) {
-  napi_valuetype type;
-  if (napi_typeof(env, value, &type) != napi_ok || type != napi_number ||
-      napi_get_value_int32(env, value, out) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", usage);
-    return false;
-  }
-  return true;
-}
-
-static const char JOIN_USAGE[] = "usage: fanoutJoin(fd: number, groupId: number): number";
-
-// fanoutJoin(fd, groupId): the bound packet socket fd joins fanout group
-// groupId (0..65535) of type CBPF, or with groupId -1 creates a new group
-// with an id the kernel picks among those unused in the socket's namespace
-// (0 is a valid id). Returns the group id.
-static napi_value fanout_join(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  int32_t fd, group;
-  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2 || !get_int_arg(env, argv[0], &fd, JOIN_USAGE) || !get_int_arg(env, argv[1], &group, JOIN_USAGE)) return NULL;
-  if (group < -1 || group > 0xffff) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", JOIN_USAGE);
-    return NULL;
-  }
-  int type_flags = PACKET_FANOUT_CBPF | (group < 0 ? PACKET_FANOUT_FLAG_UNIQUEID : 0);
-  int arg = (group < 0 ? 0 : group) | (type_flags << 16);
-  if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) != 0) {
-    throw_errno(env, errno, "setsockopt", "PACKET_FANOUT");
-    return NULL;
-  }
-  int joined = 0;
-  socklen_t len = sizeof joined;
-  if (getsockopt(fd, SOL_PACKET, PACKET_FANOUT, &joined, &len) != 0) {
-    throw_errno(env, errno, "getsockopt", "PACKET_FANOUT");
-    return NULL;
-  }
-  napi_value v;
-  CHECK_NAPI(env, napi_create_int32(env, joined & 0xffff, &v));
-  return v;
-}
-
-static const char SELECT_USAGE[] = "usage: fanoutSelect(fd: number, member: number): void";
-
-// fanoutSelect(fd, member): the group fd belongs to sends every packet from
-// now on to its member number `member` (0: the oldest).
-static napi_value fanout_select(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  int32_t fd, member;
-  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2 || !get_int_arg(env, argv[0], &fd, SELECT_USAGE) || !get_int_arg(env, argv[1], &member, SELECT_USAGE)) return NULL;
-  if (member < 0) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", SELECT_USAGE);
-    return NULL;
-  }
-  struct sock_filter ret[] = {{BPF_RET | BPF_K, 0, 0, (uint32_t)member}};
-  struct sock_fprog prog = {.len = 1, .filter = ret};
-  if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT_DATA, &prog, sizeof prog) != 0) {
-    throw_errno(env, errno, "setsockopt", "PACKET_FANOUT_DATA");
-    return NULL;
-  }
-  return NULL;
-}
-
 static void warm_work(uv_work_t *req) { (void)req; }
 static void warm_done(uv_work_t *req, int status) {
   (void)status;
@@ -321,11 +231,9 @@ napi_value init(napi_env env, napi_value exports) {
     {"runInNetns", NULL, run_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
     {"listInterfaceAddresses", NULL, list_interface_addresses, NULL, NULL, NULL, napi_enumerable, NULL},
     {"threadNetnsInode", NULL, thread_netns_inode, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"fanoutJoin", NULL, fanout_join, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"fanoutSelect", NULL, fanout_select, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK_NAPI(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
-  return exports;
+  return packet_socket_init(env, exports);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

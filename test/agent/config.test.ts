@@ -53,9 +53,9 @@ const bad: Array<[what: string, text: string, message: RegExp, code?: string]> =
   ['negative timeout', `${base}shutdown: {timeoutSeconds: -5}\n`, /shutdown\.timeoutSeconds: must not be negative, got -5/],
   ['zero timeout', `${base}flow: {idleTimeoutSeconds: 0}\n`, /flow\.idleTimeoutSeconds: must be > 0, got 0/],
   ['wrong type', `${base}capture: {loopback: 'yes please'}\n`, /capture\.loopback: must be boolean/],
-  ['idle ring too small', `${base}capture: {idleBufferBytes: 100}\n`, /capture\.idleBufferBytes: must be 0 \(one fixed ring per handle\) or at least 16384, got 100/],
   ['lease grace shorter than the flows it must name', `${base}kubernetes: {leaseGraceSeconds: 300}\n`, /kubernetes\.leaseGraceSeconds: must be at least flow\.activeTimeoutSeconds \(300\) \+ the hold of unnamed flows \(30\) \+ a margin \(10\) = 340, got 300/],
   ['active timeout longer than the default lease grace allows', `${base}flow: {activeTimeoutSeconds: 600}\n`, /kubernetes\.leaseGraceSeconds: must be at least .* = 640, got 360/],
+  ['queue smaller than a chunk', `${base}capture: {queueBytes: 1000}\n`, /capture\.queueBytes: must be >= 262144, got 1000/],
   ['unreadable kubeconfig', `${base}kubernetes: {kubeconfig: ${dir}/missing}\n`, /kubernetes\.kubeconfig: unreadable file/],
   ['unreadable TLS CA', `nodeName: n\ncollectors: ['tls://c:4740?ca=${dir}/no-ca.pem']\n`, /collectors\[0\]: unreadable file ca=/],
   ['missing node name', 'collectors: [tcp://127.0.0.1:4739]\n', /nodeName: missing/],
@@ -92,4 +92,13 @@ test('`podflow agent` exits 1 at once on a bad configuration, printing the key a
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /flow\.activeTimeoutSeconds: must not be negative, got -1 .*\[PODFLOW_ERR_CONFIG_INVALID\]/);
   assert.ok(Date.now() - started < 10_000);
+});
+
+test('keys of an older podflow (ring tiers) are ignored with a note, so its ConfigMap still starts the agent', () => {
+  const path = file('retired.yaml', `${base}capture: {idleBufferBytes: 131072, busyAbovePacketsPerSecond: 1000, idleAfterSeconds: 60, bufferBytes: 1048576}\n`);
+  const notes: string[] = [];
+  const c = loadConfig({ file: path, env: {} }, notes);
+  assert.equal(c.capture.bufferBytes, 1 << 20);
+  assert.deepEqual(notes.map((n) => n.split(' ')[0]), ['capture.idleBufferBytes', 'capture.busyAbovePacketsPerSecond', 'capture.idleAfterSeconds']);
+  assert.match(notes[0]!, /is ignored: .*capture\.queueBytes/);
 });

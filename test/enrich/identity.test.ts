@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { Identity, type IdentityCaches } from '../../enrich/identity.ts';
 import type { SlimNode, SlimOwnerLink, SlimPod, SlimService, WatchEventType } from '../../enrich/types.ts';
 import type { NodeCaptureEvent } from '../../netns/node-capture.ts';
-import type { CaptureHandle, ObservationPoint } from '../../netns/capture.ts';
+import type { ObservationPoint } from '../../netns/capture.ts';
 import type { ExportRecord } from '../../ipfix/types.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { flowRecord } from '../helpers/ipfix-records.ts';
@@ -29,7 +29,6 @@ class FakeCaches extends EventEmitter implements IdentityCaches {
 }
 
 const POINT: ObservationPoint = { id: 5, netnsInode: 9, netnsDev: 4, interfaceName: 'eth0', kind: 'pod' };
-const handle = { point: POINT } as CaptureHandle;
 
 function setup(addresses = ['198.18.0.10']) {
   const clock = new FakeClock();
@@ -54,13 +53,13 @@ test('applies cached objects at start and change events after, and names flows f
   caches.isSynced = true;
   identity.start();
   capture.emit('event', { type: 'attached', ns: { key: '4:9', inode: 9, dev: 4, paths: ['/run/netns/a'], source: 'netns-dir' } });
-  capture.emit('event', { type: 'opened', handle });
+  capture.emit('event', { type: 'opened', point: POINT });
   caches.change('add', pod('db-1', { nodeName: 'node-2', podIPs: ['198.18.0.20'] }));
   await identity.namespaces.resolvePending();
   identity.enrich(flowRecord({ observationPointId: 5 }));
   assert.equal(records[0]?.source.workloadName, 'web');
   assert.equal(records[0].destination.podName, 'db-1');
-  capture.emit('event', { type: 'closed', handle, reason: undefined });
+  capture.emit('event', { type: 'closed', point: POINT, reason: undefined });
   capture.emit('event', { type: 'detached', ns: { key: '4:9', inode: 9, dev: 4, paths: [], source: 'netns-dir' } });
   identity.enrich(flowRecord({ observationPointId: 5 }));
   assert.equal(identity.stats().enricher.unknownPoint, 1);
@@ -72,7 +71,7 @@ test('applies cached objects at start and change events after, and names flows f
 test('holds flows until the caches sync, found by the timer, and releases old ones on the timer before that', async () => {
   const { clock, caches, capture, records, identity } = setup();
   identity.start();
-  capture.emit('event', { type: 'opened', handle });
+  capture.emit('event', { type: 'opened', point: POINT });
   identity.enrich(flowRecord({ observationPointId: 5, sourceTransportPort: 1 }));
   clock.advance(5000);
   assert.equal(records.length, 1, 'released after holdMaxAgeMs');
@@ -92,8 +91,8 @@ test("a closed lease ends the flows on its address, except at points where it is
   identity.start();
   caches.change('add', pod('a', { podIPs: ['198.18.0.10'] }));
   capture.emit('event', { type: 'attached', ns: { ...NS_A, paths: [...NS_A.paths] } });
-  capture.emit('event', { type: 'opened', handle });
-  capture.emit('event', { type: 'opened', handle: { point: { ...POINT, id: 6, netnsInode: 77 } } as CaptureHandle });
+  capture.emit('event', { type: 'opened', point: POINT });
+  capture.emit('event', { type: 'opened', point: { ...POINT, id: 6, netnsInode: 77 } });
   await identity.namespaces.resolvePending();
   clock.advance(500);
   caches.change('delete', pod('a', { podIPs: ['198.18.0.10'] }));
@@ -108,7 +107,7 @@ test("a terminating pod's namespace gone from the node ends its lease then; its 
   identity.start();
   caches.change('add', pod('a', { podIPs: ['198.18.0.10'] }));
   capture.emit('event', { type: 'attached', ns: { ...NS_A, paths: [...NS_A.paths] } });
-  capture.emit('event', { type: 'opened', handle });
+  capture.emit('event', { type: 'opened', point: POINT });
   // The namespace's address comes with the capture's interface listing.
   listed.push('198.18.0.10');
   capture.emit('event', { type: 'interfaces', ns: { ...NS_A, paths: [...NS_A.paths] }, interfaces: [{ name: 'eth0', index: 2, mac: '', up: true, running: true, loopback: false, addresses: [{ family: 'inet', address: '198.18.0.10', prefixLength: 24 }] }] });

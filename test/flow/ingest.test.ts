@@ -33,7 +33,7 @@ test('decodes and meters every record of a batch, with timestamps in millisecond
   const { flows, meter, ingest } = setup();
   const batch = concat(record(1_700_000_000, 1_500, query), record(1_700_000_000, 2_999, answer, 200), record(1_700_000_001, 0, arp));
   assert.equal(ingest.ingest(7, LinkType.ETHERNET, batch, 0, batch.length), 3);
-  assert.deepEqual(ingest.stats, { packets: 3, bytes: query.length + 200 + arp.length, metered: 2, truncatedRecords: 0 });
+  assert.deepEqual(ingest.stats, { buffers: 3, packets: 3, bytes: query.length + 200 + arp.length, metered: 2, truncatedRecords: 0 });
   meter.flush();
   assert.equal(flows.length, 1);
   const r = flows[0]!;

@@ -18,6 +18,7 @@ interface PacketFields {
   protocol?: number;
   flags?: number;
   octets?: number;
+  packets?: number;
   icmp?: number;
   vlan?: number;
   v6?: boolean;
@@ -43,6 +44,8 @@ function packet(f: PacketFields = {}): DecodedPacket {
     icmpTypeCode: f.icmp ?? 0,
     vlanId: f.vlan ?? 0,
     octets: f.octets ?? 100,
+    packets: f.packets ?? 1,
+    wireBytes: (f.octets ?? 100) + 14,
   };
 }
 

@@ -112,7 +112,7 @@ test('a real Prometheus scraping the agent answers every dashboard and alert que
   // exported to the collector.
   await waitReady(agent);
   await waitFor(() => (agent!.logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'two namespaces attached');
-  await metricReaches(agent, 'podflow_capture_handles', 4);
+  await metricReaches(agent, 'podflow_capture_handles', 2);
   const sink = (p: SimPod, args: string[]) => node.startSink(p.netns, args);
   const sinks = await Promise.all([sink(backend, ['tcp-sink', '5001']), sink(frontend, ['udp-sink', '7001', '50'])]);
   await Promise.all([
