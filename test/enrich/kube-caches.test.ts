@@ -203,9 +203,12 @@ async function outage(t: { after(fn: () => Promise<void>): void }, awayMs: numbe
     const ips = new Map([...caches.pods()].map((p) => [p.name, p.podIPs.join()]));
     return ips.size === 3 && ips.get('new') === '198.18.0.4' && ips.get('changes') === '198.18.0.20' && !ips.has('goes');
   };
+  // Time moves on only while the pod informer waits on the clock: once it
+  // watches again, the changes are on their way to it.
   let convergedMs = 0;
   for (;;) {
-    await waitFor(() => converged() || idle(), 5000, 'the caches to converge or wait for a timer');
+    await waitFor(() => converged() || (idle() && server.watchers('pod') === 0), 5000,
+      () => `the caches to converge or the pod informer to wait on the clock: ${clock.pending().length} timers, ${watching()} watches`);
     if (converged()) break;
     const next = clock.pending()[0]!;
     clock.advance(next);
