@@ -155,7 +155,8 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
   async finish(reason?: PodflowError): Promise<void> {
     if (!this.#socket || this.#finishing) return;
     this.#finishing = true;
-    await new Promise((resolve) => setTimeout(resolve, this.settleMs).unref());
+    // Not unref'd: the last block is work still to do.
+    await new Promise((resolve) => setTimeout(resolve, this.settleMs));
     this.#stop(reason);
   }
 
