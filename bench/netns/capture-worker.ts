@@ -29,7 +29,8 @@ let handle: CaptureHandle;
 try {
   const ns = statSync(nsPath);
   // The whole namespace, as the agent captures it: the pod's interface is its only traffic.
-  handle = await openCaptureAsync(nsPath, { inode: ns.ino, dev: ns.dev }, (_ifindex, hatype, buf, start, end) => void ingest.ingest(1, linkTypeOf(hatype), buf, start, end));
+  // ownFramesOnly off: the replayed frames carry the pcap's MACs, not the pod's.
+  handle = await openCaptureAsync(nsPath, { inode: ns.ino, dev: ns.dev }, (_ifindex, hatype, buf, start, end) => void ingest.ingest(1, linkTypeOf(hatype), buf, start, end), { ownFramesOnly: false });
 } catch (err) {
   send({ type: 'error', message: (err as Error).stack ?? String(err) });
   process.exit(1);
