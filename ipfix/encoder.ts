@@ -188,12 +188,16 @@ function buildTemplates(registry: InformationElementRegistry): Template[] {
       'exportedOctetTotalCount',
     ]),
     // RFC 5610 §3.9: scope = (informationElementId, privateEnterpriseNumber).
+    // The range is optional there, but libfixbuf takes an options template
+    // for type information only when it has every field of §3.9.
     t(TemplateId.TYPE_INFORMATION, 2, [
       'informationElementId',
       'privateEnterpriseNumber',
       'informationElementDataType',
       'informationElementSemantics',
       'informationElementUnits',
+      'informationElementRangeBegin',
+      'informationElementRangeEnd',
       'informationElementName',
       'informationElementDescription',
     ]),
@@ -289,6 +293,8 @@ export class IpfixEncoder {
   readonly #clock: () => number;
   /** Each template record encoded once, at construction. */
   readonly #templateItems: SetItem[];
+  /** The RFC 5610 type information options template among them. */
+  readonly #typeTemplateItem: SetItem;
   /** Reused buffer of #pack (templates, options records: not the hot path), copied out per message. */
   readonly #buf: Uint8Array;
   readonly #view: DataView;
@@ -326,6 +332,11 @@ export class IpfixEncoder {
     this.maxStringBytes = maxStringBytes;
     this.#clock = options.clock ?? Date.now;
     this.templates = buildTemplates(this.registry);
+    for (const t of this.templates) {
+      const ids = t.fields.filter((f) => f.element.enterprise !== 0).map((f) => f.element.id);
+      // nfacctd reads enterprise elements by id alone (registry.ts, DESTINATION_FIRST_ID).
+      if (new Set(ids).size !== ids.length) throw new Error(`template ${t.id} holds two enterprise elements with one id`);
+    }
     for (const [id, version] of [[TemplateId.FLOW_IPV4, 4], [TemplateId.FLOW_IPV6, 6]] as const) {
       const fields = this.#template(id).fields;
       const fixed = fields.reduce((n, f) => n + (f.length === VARIABLE_LENGTH ? 0 : f.length), 0);
@@ -338,6 +349,7 @@ export class IpfixEncoder {
       setId: t.scopeCount > 0 ? SetId.OPTIONS_TEMPLATE : SetId.TEMPLATE,
       bytes: templateRecordBytes(t),
     }));
+    this.#typeTemplateItem = this.#templateItems.find((_, i) => this.templates[i]!.id === TemplateId.TYPE_INFORMATION)!;
     const maxRecord = FLOW_FIXED_BYTES[6] + FLOW_STRING_FIELDS * (3 + maxStringBytes);
     this.#buf = new Uint8Array(maxMessageBytes + SET_HEADER_BYTES + maxRecord);
     this.#scratch = new Uint8Array(ENDPOINT_FIELDS.length * (3 + maxStringBytes));
@@ -350,12 +362,14 @@ export class IpfixEncoder {
   }
 
   /**
-   * Every template and options template, in as few messages as fit. Send them
-   * before any data: once per TCP/SCTP session, and periodically on UDP
-   * (RFC 7011 §8.4). Each call returns fresh messages with the current header.
+   * Every template and options template but the type information one
+   * (typeInformationMessages() carries that), in as few messages as fit. Send
+   * them before any data, after the type information: once per TCP/SCTP
+   * session, and periodically on UDP (RFC 7011 §8.4). Each call returns fresh
+   * messages with the current header.
    */
   templateMessages(): Uint8Array[] {
-    return this.#pack(this.#templateItems);
+    return this.#pack(this.#templateItems.filter((item) => item !== this.#typeTemplateItem));
   }
 
   /**
@@ -479,24 +493,31 @@ export class IpfixEncoder {
   }
 
   /**
-   * RFC 5610 type records for every podflow enterprise element, so a
-   * collector can name and type them without configuration. Send after the
-   * templates, like them once per TCP session or periodically on UDP.
+   * The RFC 5610 type information options template and a type record for
+   * every podflow enterprise element, so a collector can name and type them
+   * without configuration. Send them before templateMessages(): a collector
+   * may bind names when it receives a template (libfixbuf does), so an element
+   * described only after the data templates stays unnamed there. Like the
+   * templates, once per TCP session or periodically on UDP.
    */
   typeInformationMessages(): Uint8Array[] {
-    return this.#pack(
-      this.registry.enterpriseElements.map((e) =>
+    return this.#pack([
+      this.#typeTemplateItem,
+      ...this.registry.enterpriseElements.map((e) =>
         this.#optionsRecord(TemplateId.TYPE_INFORMATION, [
           e.id,
           e.enterprise,
           DataTypeCode[e.dataType],
           SemanticsCode[e.semantics],
           UnitsCode[e.units],
+          // No range: podflow's elements are strings.
+          0,
+          0,
           e.name,
           e.description,
         ]),
       ),
-    );
+    ]);
   }
 
   #template(id: number): Template {

@@ -133,7 +133,7 @@ export function naturalLength(type: DataType): number {
  * IANA elements that describe the exporting or metering process rather than a
  * flow direction; RFC 5103 §6.1 does not reverse such elements.
  */
-const NOT_REVERSIBLE = new Set([40, 41, 42, 138, 144, 149, 166, 167, 168, 303, 323, 339, 340, 341, 344, 345, 346]);
+const NOT_REVERSIBLE = new Set([40, 41, 42, 138, 144, 149, 166, 167, 168, 303, 323, 339, 340, 341, 342, 343, 344, 345, 346]);
 
 function deriveReverse(element: InformationElement): InformationElement {
   return Object.freeze({
@@ -152,7 +152,7 @@ export const REVERSE_ELEMENTS: readonly InformationElement[] = Object.freeze(
 /**
  * Identity fields of one end of a flow, in export order: [name suffix,
  * EndpointIdentity key, description]. Source elements are ids 10.., destination
- * elements the same field + 20 (30..), so the two ends line up in any listing.
+ * elements the same field + 50 (60..), so the two ends line up in any listing.
  */
 export const ENDPOINT_FIELDS = [
   ['EndpointType', 'type', 'What the end is: pod, node, service, external or unknown (no identity found at flow start).'],
@@ -168,12 +168,16 @@ export const ENDPOINT_FIELDS = [
   ['Labels', 'labels', 'The operator-chosen pod labels as "k1=v1,k2=v2" (bounded; truncated at the string limit).'],
 ] as const;
 
+// pmacct 1.7.7's nfacctd ignores the enterprise number among enterprise
+// elements: a podflow id equal to the id of an RFC 5103 reverse element in the
+// same template (PEN 29305: reverseOctetDeltaCount 1, reversePacketDeltaCount
+// 2, reverseTcpControlBits 6, reverseIcmpTypeCodeIPv4 32,
+// reverseIcmpTypeCodeIPv6 139) is read as that element, e.g. the destination
+// pod name (then id 32) was empty on every IPv4 flow. So no template holds two
+// enterprise elements with one id (the encoder checks it at construction;
+// test/ipfix/interop.test.ts reads every identity string back from nfacctd).
 export const SOURCE_FIRST_ID = 10;
-export const DESTINATION_FIRST_ID = 30;
-// Not 1: pmacct 1.7.7's nfacctd reads an empty string for an enterprise
-// string element with id 1 or 2 (it seems to take them for octet and packet
-// counts), while ids 10 and up print (measured with the generated
-// aggregate_primitives; test/ipfix/interop.test.ts checks the cluster name).
+export const DESTINATION_FIRST_ID = 60;
 export const CLUSTER_NAME_ID = 50;
 
 function enterpriseElements(pen: number): InformationElement[] {

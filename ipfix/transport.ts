@@ -99,16 +99,17 @@ export class TransportCounters {
   }
 
   /**
-   * The messages that open a transport session: templates first (a collector
-   * needs them to read anything else), then the RFC 5610 type information that
-   * names podflow's enterprise elements, then the reliability statistics
-   * (counted over the transport's life, across its sessions).
+   * The messages that open a transport session: the RFC 5610 type information
+   * that names podflow's enterprise elements first (libfixbuf names a
+   * template's fields when the template arrives), then the templates, then the
+   * reliability statistics (counted over the transport's life, across its
+   * sessions).
    */
   opening(encoder: IpfixEncoder): Uint8Array[] {
     this.templateSends++;
     return [
-      ...encoder.templateMessages(),
       ...encoder.typeInformationMessages(),
+      ...encoder.templateMessages(),
       encoder.reliabilityStatsMessage({
         exportingProcessId: this.#o.exportingProcessId,
         notSentFlowTotalCount: this.droppedRecords,

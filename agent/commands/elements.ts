@@ -128,10 +128,21 @@ Every enterprise element is a variable-length UTF-8 string; an empty string
 means the field does not apply to that end (see \`k8s*EndpointType\`).
 
 Collectors learn names and types from RFC 5610 type records the exporter
-sends with its templates; for those that do not, \`podflow elements\` prints
-the configuration they need: \`--format ipfixdump-xml\` (libfixbuf
-\`ipfixDump --element-file\`), \`--format nfacctd\` (pmacct
-\`aggregate_primitives\`), \`--format iespec\` (python-ipfix).
+sends before its templates (libfixbuf: \`ipfixDump --rfc5610\`); for those
+that do not, \`podflow elements\` prints the configuration they need:
+\`--format ipfixdump-xml\` (libfixbuf \`ipfixDump --element-file\`),
+\`--format nfacctd\` (pmacct \`aggregate_primitives\`), \`--format iespec\`
+(python-ipfix).
+
+No template holds two enterprise elements with the same id: pmacct's
+nfacctd 1.7.7 ignores the enterprise number among enterprise elements, so an
+id equal to that of an RFC 5103 reverse element in the template (29305/1, 2,
+6, 32, 139) would be read as that element. This is why the destination end
+is 60-70 (it was 30-40 before: \`k8sDestinationPodName\`, then 32, was empty
+in nfacctd on every IPv4 flow). Collectors configured by id with the
+earlier ids need their configuration made again with \`podflow elements\`
+(nfacctd \`aggregate_primitives\`, ipfixDump element files, iespec files);
+those that learn from the RFC 5610 records need nothing.
 
 ## Counts: packets and octets as they crossed the wire
 

@@ -29,7 +29,7 @@ test('the CLI prints a format with the given PEN', () => {
 test('nfacctd output is one aggregate_primitives line per element', () => {
   const lines = renderElements('nfacctd').trimEnd().split('\n');
   assert.equal(lines.length, 23);
-  assert.ok(lines.includes('name=k8s_destination_pod_name\tfield_type=32473:32\tlen=vlen\tsemantics=str'));
+  assert.ok(lines.includes('name=k8s_destination_pod_name\tfield_type=32473:62\tlen=vlen\tsemantics=str'));
 });
 
 test('the ipfixDump XML names each element with its cert:enterpriseId', () => {

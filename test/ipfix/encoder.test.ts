@@ -179,9 +179,11 @@ test('returned messages are copies that later encodes do not overwrite', () => {
   assert.deepEqual(first, copy);
 });
 
-test('templates are announced with ids from 256 and the same bytes every time', () => {
+test('templates are announced with ids from 256 and the same bytes every time; the type information template comes with its records', () => {
   const { encoder, session } = pair();
-  assert.deepEqual(session.templateIds(9), [256, 257, 258, 259, 260]);
+  assert.deepEqual(session.templateIds(9), [256, 257, 258, 259]);
+  for (const m of encoder.typeInformationMessages()) assert.equal(session.decodeMessage(m).status, 'ok');
+  assert.deepEqual(session.templateIds(9).sort(), [256, 257, 258, 259, 260]);
   const a = encoder.templateMessages();
   const b = encoder.templateMessages();
   assert.deepEqual(a.map((m) => m.subarray(16)), b.map((m) => m.subarray(16)));

@@ -9,7 +9,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InformationElementRegistry } from '../../ipfix/registry.ts';
+import { Exporter } from '../../ipfix/exporter.ts';
+import { ENDPOINT_FIELDS, InformationElementRegistry } from '../../ipfix/registry.ts';
+import type { EndpointIdentity } from '../../ipfix/types.ts';
+import { exportRecord, IPV6_FLOW } from '../helpers/ipfix-records.ts';
 import { corpusDir } from '../helpers/corpus.ts';
 import { concat, ethernet, ipv4, udp } from '../helpers/packets.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -82,10 +85,17 @@ test('ipfixDump reads an IPFIX file of IPv4 and IPv6 flows and names every enter
     assert.equal(run.status, 0, run.stderr);
     const xml = join(dir, 'elements.xml');
     writeFileSync(xml, podflow(['elements', '--format', 'ipfixdump-xml']).stdout);
+    // Named from the element file, and from the RFC 5610 type records in the file alone.
+    const fromRfc5610 = spawnSync('ipfixDump', ['--in', file, '--rfc5610'], { encoding: 'utf8' });
+    assert.equal(fromRfc5610.status, 0, fromRfc5610.stderr);
     const dump = spawnSync('ipfixDump', ['--in', file, '-e', xml], { encoding: 'utf8' });
     assert.equal(dump.status, 0, dump.stderr);
-    assert.doesNotMatch(dump.stdout, /_alienInformationElement/, 'every element has a name');
-    for (const { name } of new InformationElementRegistry().enterpriseElements) assert.match(dump.stdout, new RegExp(`\\b${name} :`), name);
+    for (const [how, out] of [['--rfc5610', fromRfc5610.stdout], ['element file', dump.stdout]]) {
+      assert.doesNotMatch(out, /_alienInformationElement/, `every element has a name (${how})`);
+      for (const { name } of new InformationElementRegistry().enterpriseElements) {
+        assert.equal((out.match(new RegExp(`\\) *${name} : `, 'g')) ?? []).length, expected.length, `${name} in every record (${how})`);
+      }
+    }
     assert.equal((dump.stdout.match(/k8sClusterName : \(len: 300\) c{300}/g) ?? []).length, expected.length);
     const v4 = expected.filter((f) => f.sourceIPv4Address !== undefined).length;
     assert.ok(v4 > 0 && v4 < expected.length, 'the capture has both IPv4 and IPv6 flows');
@@ -138,64 +148,125 @@ test('tshark decodes the UDP export with the same packet and octet counts', () =
     assert.equal(numbers(2).length + numbers(3).length, expected.length);
   }));
 
-test('nfacctd prints the identity strings and the same counts from the UDP export', () =>
+/**
+ * Runs nfacctd (pmacct) on a free UDP port with podflow's aggregate_primitives
+ * and the given aggregate, lets `send` export to it, and returns the rows it
+ * printed once `done` holds for them.
+ */
+async function nfacctd(dir: string, aggregate: string[], send: (port: number) => Promise<void>, done: (rows: Flow[]) => boolean): Promise<Flow[]> {
+  tool('nfacctd', 'pmacct');
+  const primitives = join(dir, 'primitives.lst');
+  writeFileSync(primitives, podflow(['elements', '--format', 'nfacctd']).stdout);
+  // A free port: bind, read, release (nfacctd cannot report the port it got).
+  const probe = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => probe.bind(0, '127.0.0.1', resolve));
+  const port = probe.address().port;
+  probe.close();
+  const out = join(dir, 'flows.json');
+  const config = join(dir, 'nfacctd.conf');
+  writeFileSync(
+    config,
+    [
+      'daemonize: false',
+      `nfacctd_ip: 127.0.0.1`,
+      `nfacctd_port: ${port}`,
+      `aggregate_primitives: ${primitives}`,
+      'plugins: print[j]',
+      `aggregate[j]: ${aggregate.join(', ')}`,
+      'print_output[j]: json',
+      `print_output_file[j]: ${out}`,
+      'print_refresh_time[j]: 1',
+      // Each refresh appends: an export that straddles two refreshes is all in the file (rewritten, only the second part was).
+      'print_output_file_append[j]: true',
+      '',
+    ].join('\n'),
+  );
+  const child: ChildProcess = spawn('nfacctd', ['-f', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout!.on('data', (c: Buffer) => (log += c));
+  child.stderr!.on('data', (c: Buffer) => (log += c));
+  try {
+    // Ready when its core listens and its print plugin is set up: what the
+    // core hands the plugin before that is lost (seen when the export came
+    // as soon as the socket was bound: 2 runs of 15 printed nothing).
+    const ready = () => log.includes(`waiting for NetFlow/IPFIX data on 127.0.0.1:${port}`) && log.includes('( j/print ): JSON: setting object handlers');
+    await waitFor(() => ready() || child.exitCode !== null, 10_000, () => `nfacctd ready:\n${log}`);
+    assert.equal(child.exitCode, null, `nfacctd exited:\n${log}`);
+    await send(port);
+    const read = () => {
+      try {
+        return readFileSync(out, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow);
+      } catch {
+        return [];
+      }
+    };
+    await waitFor(() => done(read()), 10_000, () => `nfacctd to print the flows (${JSON.stringify(read())}):\n${log}`);
+    return read();
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+test('nfacctd prints the same counts and the cluster name from the UDP export of a replay', () =>
   withTempDir(async (dir) => {
-    tool('nfacctd', 'pmacct');
     const expected = replayedFlows(MIXED);
-    const primitives = join(dir, 'primitives.lst');
-    writeFileSync(primitives, podflow(['elements', '--format', 'nfacctd']).stdout);
-    // A free port: bind, read, release (nfacctd cannot report the port it got).
-    const probe = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => probe.bind(0, '127.0.0.1', resolve));
-    const port = probe.address().port;
-    probe.close();
-    const out = join(dir, 'flows.json');
-    const config = join(dir, 'nfacctd.conf');
-    writeFileSync(
-      config,
-      [
-        'daemonize: false',
-        `nfacctd_ip: 127.0.0.1`,
-        `nfacctd_port: ${port}`,
-        `aggregate_primitives: ${primitives}`,
-        'plugins: print[j]',
-        'aggregate[j]: src_host, dst_host, src_port, dst_port, proto, k8s_cluster_name, k8s_source_endpoint_type, k8s_destination_endpoint_type',
-        'print_output[j]: json',
-        `print_output_file[j]: ${out}`,
-        'print_refresh_time[j]: 1',
-        // Each refresh appends: an export that straddles two refreshes is all in the file (rewritten, only the second part was).
-        'print_output_file_append[j]: true',
-        '',
-      ].join('\n'),
+    const rows = await nfacctd(
+      dir,
+      ['src_host', 'dst_host', 'src_port', 'dst_port', 'proto', 'k8s_cluster_name', 'k8s_source_endpoint_type', 'k8s_destination_endpoint_type'],
+      async (port) => {
+        const run = podflow(['replay', MIXED, '--output', `udp://127.0.0.1:${port}`, '--cluster', 'prod']);
+        assert.equal(run.status, 0, run.stderr);
+      },
+      (rows) => sum(rows, 'packets') >= sum(expected, 'packetDeltaCount'),
     );
-    const nfacctd: ChildProcess = spawn('nfacctd', ['-f', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    nfacctd.stdout!.on('data', (d: Buffer) => (log += d));
-    nfacctd.stderr!.on('data', (d: Buffer) => (log += d));
-    try {
-      // Ready when its core listens and its print plugin is set up: what the
-      // core hands the plugin before that is lost (seen when the export came
-      // as soon as the socket was bound: 2 runs of 15 printed nothing).
-      const ready = () => log.includes(`waiting for NetFlow/IPFIX data on 127.0.0.1:${port}`) && log.includes('( j/print ): JSON: setting object handlers');
-      await waitFor(() => ready() || nfacctd.exitCode !== null, 10_000, () => `nfacctd ready:\n${log}`);
-      assert.equal(nfacctd.exitCode, null, `nfacctd exited:\n${log}`);
-      const run = podflow(['replay', MIXED, '--output', `udp://127.0.0.1:${port}`, '--cluster', 'prod']);
-      assert.equal(run.status, 0, run.stderr);
-      const read = () => {
-        try {
-          return readFileSync(out, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow);
-        } catch {
-          return [];
+    assert.equal(sum(rows, 'packets'), sum(expected, 'packetDeltaCount'));
+    assert.equal(sum(rows, 'bytes'), sum(expected, 'octetDeltaCount'));
+    assert.ok(rows.every((r) => r.k8s_source_endpoint_type === 'unknown' && r.k8s_destination_endpoint_type === 'unknown'));
+    assert.ok(rows.every((r) => r.k8s_cluster_name === 'prod'), 'the cluster name string');
+  }));
+
+test('nfacctd prints every identity string of both ends, on IPv4 and on IPv6 flows', () =>
+  withTempDir(async (dir) => {
+    const elements = new InformationElementRegistry().enterpriseElements;
+    // A value of its own for every identity field of both ends, so a field read as another shows.
+    const end = (side: string): EndpointIdentity => ({
+      type: 'pod',
+      namespace: `${side}-namespace`,
+      podName: `${side}-pod-name`,
+      podUid: `${side}-pod-uid`,
+      workloadKind: `${side}-workload-kind`,
+      workloadName: `${side}-workload-name`,
+      nodeName: `${side}-node-name`,
+      serviceNamespace: `${side}-service-namespace`,
+      serviceName: `${side}-service-name`,
+      servicePortName: `${side}-service-port-name`,
+      labels: [['app', `${side}-label`]],
+    });
+    const records = [exportRecord({}), exportRecord({}, IPV6_FLOW)].map((r) => ({ ...r, clusterName: 'cluster-name', source: end('source'), destination: end('destination') }));
+    const rows = await nfacctd(
+      dir,
+      ['src_host', 'dst_host', ...elements.map((e) => e.name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`))],
+      async (port) => {
+        const exporter = new Exporter({ targets: [`udp://127.0.0.1:${port}`], observationDomainId: 1 });
+        exporter.export(records);
+        await exporter.close();
+      },
+      (rows) => rows.length >= 2,
+    );
+    assert.equal(rows.length, 2, JSON.stringify(rows));
+    for (const [version, source] of [['IPv4', '198.18.0.10'], ['IPv6', 'fd00::a']]) {
+      const row = rows.find((r) => r.ip_src === source);
+      assert.ok(row, `${version} flow in ${JSON.stringify(rows)}`);
+      const want: Record<string, string> = { k8s_cluster_name: 'cluster-name' };
+      for (const side of ['source', 'destination']) {
+        const identity = end(side);
+        for (const [suffix, field] of ENDPOINT_FIELDS) {
+          const value = identity[field];
+          want[`k8s_${side}_${suffix.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`).slice(1)}`] = typeof value === 'string' ? value : `app=${side}-label`;
         }
-      };
-      await waitFor(() => sum(read(), 'packets') >= sum(expected, 'packetDeltaCount'), 10_000, () => `nfacctd to print the flows:\n${log}`);
-      const rows = read();
-      assert.equal(sum(rows, 'packets'), sum(expected, 'packetDeltaCount'));
-      assert.equal(sum(rows, 'bytes'), sum(expected, 'octetDeltaCount'));
-      assert.ok(rows.every((r) => r.k8s_source_endpoint_type === 'unknown' && r.k8s_destination_endpoint_type === 'unknown'));
-      assert.ok(rows.every((r) => r.k8s_cluster_name === 'prod'), 'the cluster name string');
-    } finally {
-      nfacctd.kill('SIGKILL');
+      }
+      assert.equal(Object.keys(want).length, elements.length);
+      for (const [primitive, value] of Object.entries(want)) assert.equal(row[primitive], value, `${version} ${primitive}`);
     }
   }));
 

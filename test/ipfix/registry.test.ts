@@ -40,11 +40,11 @@ test('reverse elements are derived under PEN 29305 with the same id and type', (
   for (const e of REVERSE_ELEMENTS) assert.equal(r.byId(0, e.id)?.dataType, e.dataType);
 });
 
-test('enterprise elements follow the configured PEN, source ids 10.. and destination ids 30..', () => {
+test('enterprise elements follow the configured PEN, source ids 10.. and destination ids 60..', () => {
   const r = new InformationElementRegistry(4242);
   assert.equal(r.byId(4242, 50)?.name, 'k8sClusterName');
   assert.equal(r.byId(4242, 12)?.name, 'k8sSourcePodName');
-  assert.equal(r.byId(4242, 32)?.name, 'k8sDestinationPodName');
+  assert.equal(r.byId(4242, 62)?.name, 'k8sDestinationPodName');
   assert.equal(r.byId(32473, 12), undefined);
   assert.equal(r.enterpriseElements.length, 23);
   assert.ok(r.enterpriseElements.every((e) => e.dataType === 'string' && e.enterprise === 4242));

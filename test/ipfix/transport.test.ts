@@ -40,9 +40,9 @@ function fakeUdp(): UdpSocket & { sent: Uint8Array[] } {
   };
 }
 
-/** Template sets (set id 2 or 3) among messages. */
+/** Messages that open with the data templates (set id 2): one per template send. */
 function templateMessages(messages: Uint8Array[]): number {
-  return messages.filter((m) => m[16] === 0 && (m[17] === 2 || m[17] === 3)).length;
+  return messages.filter((m) => m[16] === 0 && m[17] === 2).length;
 }
 
 test('parses export targets and listen addresses, with defaults for the IANA ports', () => {
@@ -154,11 +154,13 @@ test('TCP queues records while disconnected, drops and counts beyond the bound, 
   attempts[0]!.ours.emit('test-ready');
   await tick();
   const first = attempts[0]!.received();
-  assert.equal(templateMessages(first.slice(0, 1)), 1, 'templates first');
   const session = new IpfixSession();
   const records = first.flatMap((m) => session.decodeMessage(m).records);
-  const types = records.filter((r) => r.templateId === TemplateId.TYPE_INFORMATION).length;
-  assert.ok(types > 0, 'RFC 5610 type information after the templates');
+  assert.equal(session.stats.problems['unknown-template'], 0, 'templates before the records they describe');
+  const firstFlow = records.findIndex((r) => !r.options);
+  const types = records.filter((r, i) => r.templateId === TemplateId.TYPE_INFORMATION && i < firstFlow).length;
+  assert.equal(types, 23, 'RFC 5610 type information first');
+  assert.equal(first.findIndex((m) => templateMessages([m]) === 1), 1, 'then the data templates (the type information is one message on a stream)');
   const reliability = records.find((r) => r.templateId === TemplateId.EXPORTING_RELIABILITY)!;
   assert.equal(reliability.fields.notSentFlowTotalCount, 2, 'reliability statistics report the dropped records');
   assert.equal(records.filter((r) => !r.options).length, 5);
