@@ -36,6 +36,7 @@ import { captureQueue, configureCaptureQueue } from '../netns/capture.ts';
 import { Identity, type IdentityCapture, type IdentityStats } from '../enrich/identity.ts';
 import { KubeCaches, type KubeResource, type KubeResourceStatus } from '../enrich/kube-caches.ts';
 import { Exporter } from '../ipfix/exporter.ts';
+import { notSentTotal } from '../ipfix/transport.ts';
 import type { ExportRecord } from '../ipfix/types.ts';
 import type { Registry } from 'prom-client';
 
@@ -206,6 +207,7 @@ export class Agent {
   #batch: ExportRecord[] = [];
   #timer: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
+  #started = false;
 
   /** log: the root logger; each component gets its child. mode: the DaemonSet's by default. */
   constructor(config: AgentConfig, log: Logger, mode: AgentModeFactory = daemonsetMode) {
@@ -289,16 +291,24 @@ export class Agent {
     await this.#mode.namespaces.start();
     this.#capture.start();
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
+    this.#started = true;
     this.#log.info({ metrics, collectors: this.#c.collectors, ...this.#mode.startedFields() }, 'agent started');
     return { metrics };
   }
 
-  /** Why the agent is not ready, or undefined: ready = caches synced (when in use) and every collector working. */
+  /**
+   * Why the agent is not ready, or undefined: ready = capture started and the
+   * caches synced (when in use), i.e. the agent itself works. Collectors are
+   * not part of it: a collector that is down would stall every DaemonSet
+   * rollout at its first node, while the agent queues and counts what it
+   * cannot send; that shows in podflow_export_connected and the
+   * PodflowCollectorDown alert instead.
+   */
   notReady(): string | undefined {
     if (this.#stopping) return 'stopping';
+    if (!this.#started) return 'starting';
     if (!this.#naming.synced()) return 'Kubernetes caches not synced';
-    const down = this.#exporter.stats().filter((t) => !t.connected).map((t) => t.target);
-    return down.length > 0 ? `not connected to ${down.join(', ')}` : undefined;
+    return undefined;
   }
 
   /** Graceful stop within shutdown.timeoutSeconds: nothing open is lost. Idempotent. */
@@ -323,7 +333,7 @@ export class Agent {
     const bounded = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<void>((r) => setTimeout(r, Math.max(ms, 0)).unref())]);
     await bounded(this.#exporter.close(), budgetMs * 0.8);
     this.#exporter.destroy();
-    const exported = this.#exporter.stats().map((t) => ({ collector: t.target, records: t.records, dropped: t.droppedRecords, queued: t.queuedRecords }));
+    const exported = this.#exporter.stats().map((t) => ({ collector: t.target, records: t.records, notSent: notSentTotal(t), queued: t.queuedRecords }));
     await bounded(Promise.all([this.#naming.closeCaches(), this.#http.close()]), budgetMs - (Date.now() - started));
     this.#log.info({ forcedEnd: this.#meter.stats.ended[EndReason.FORCED_END], leftInMeter: forced, exported, ms: Date.now() - started }, 'agent stopped');
   }

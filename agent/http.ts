@@ -1,5 +1,6 @@
-// The agent's HTTP endpoints: /healthz (the process runs), /readyz (caches
-// synced and the exporter working) and /metrics (Prometheus text format).
+// The agent's HTTP endpoints: /healthz (the process runs), /readyz (the
+// agent itself works: capture started, caches synced; collectors are not part
+// of it, see Agent.notReady) and /metrics (Prometheus text format).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';

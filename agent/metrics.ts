@@ -5,7 +5,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { FlowMeterStats } from '../flow/meter.ts';
 import type { DecodeErrors, FragmentCounts, SegmentCounts } from '../flow/decode.ts';
 import type { IngestStats } from '../flow/ingest.ts';
-import type { TransportStats } from '../ipfix/transport.ts';
+import { NOT_SENT_REASONS, type TransportStats } from '../ipfix/transport.ts';
 import type { KubeResource, KubeResourceStatus } from '../enrich/kube-caches.ts';
 import type { IdentityStats } from '../enrich/identity.ts';
 import type { NodeCaptureCounters } from '../netns/node-capture.ts';
@@ -216,15 +216,18 @@ export function createMetrics(s: MetricSources): Registry {
     (type === 'counter' ? counter : gauge)(r, name, help, ['collector'], (set) => {
       for (const t of s.exporter()) set({ collector: t.target }, pick(t));
     });
-  perCollector('podflow_export_records_total', 'IPFIX flow data records sent, per collector.', (t) => t.records);
+  perCollector('podflow_export_records_total', 'IPFIX flow data records handed to the socket or file, per collector (TCP/TLS: written; what a lost connection may have taken is also in podflow_export_not_sent_records_total).', (t) => t.records);
   perCollector('podflow_export_messages_total', 'IPFIX messages sent, per collector.', (t) => t.messages);
   perCollector('podflow_export_bytes_total', 'IPFIX message bytes sent, per collector.', (t) => t.bytes);
   perCollector('podflow_export_errors_total', 'Export errors (connect, send, TLS, file), per collector.', (t) => t.errors);
   perCollector('podflow_export_template_sends_total', 'Times the templates (with type information and reliability statistics) were sent, per collector.', (t) => t.templateSends);
   perCollector('podflow_export_reconnects_total', 'Reconnections to the collector after the first connection.', (t) => t.reconnects);
-  perCollector('podflow_export_queue_dropped_records_total', 'Records dropped because the export queue was full or the close ran out of time.', (t) => t.droppedRecords);
+  counter(r, 'podflow_export_not_sent_records_total', 'Flow records not sent to the collector, by reason: queue_full, too_large (one record exceeds a message), send_failed, connection_lost (written to a TCP/TLS connection that ended before they were known read: conservative), closed (still queued at stop).', ['collector', 'reason'], (set) => {
+    for (const t of s.exporter()) for (const reason of NOT_SENT_REASONS) set({ collector: t.target, reason: snake(reason) }, t.notSent[reason]);
+  });
+  perCollector('podflow_export_strings_truncated_total', 'Identity strings cut at the longest string exported, per collector (counted per record).', (t) => t.stringsTruncated);
   perCollector('podflow_export_queued_records', 'Records waiting for the collector now.', (t) => t.queuedRecords, 'gauge');
-  perCollector('podflow_export_connected', '1 when the transport to the collector is up and has sent its templates.', (t) => (t.connected ? 1 : 0), 'gauge');
+  perCollector('podflow_export_connected', '1 when the transport to the collector is up and has sent its templates: UDP, the name resolved; TCP/TLS, connected and the collector reading (0 from a stall until a new session has run the stall timeout without one).', (t) => (t.connected ? 1 : 0), 'gauge');
   const perResource = (name: string, help: string, pick: (st: KubeResourceStatus) => number, type: 'counter' | 'gauge') =>
     (type === 'counter' ? counter : gauge)(r, name, help, ['resource'], (set) => {
       for (const [resource, st] of Object.entries(s.caches())) set({ resource }, pick(st));

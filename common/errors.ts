@@ -26,6 +26,8 @@ export const errorCatalog = {
   PODFLOW_ERR_EXPORT_TLS_FILES: 'cannot read a TLS file of the export target',
   PODFLOW_ERR_EXPORT_CONNECT: 'cannot connect to the collector',
   PODFLOW_ERR_EXPORT_TLS: 'TLS handshake with the collector failed',
+  PODFLOW_ERR_EXPORT_RESOLVE: 'cannot resolve the collector name',
+  PODFLOW_ERR_EXPORT_STALLED: 'the collector stopped reading',
   PODFLOW_ERR_EXPORT_SEND: 'sending to the collector failed',
   PODFLOW_ERR_EXPORT_FILE: 'cannot write the IPFIX file',
   PODFLOW_ERR_EXPORT_CLOSED: 'the exporter is closed',

@@ -388,8 +388,8 @@ export class IpfixEncoder {
   /**
    * The flow records as data messages, each at most maxMessageBytes, records
    * in order (IPv4 and IPv6 records share messages, one set per run of a
-   * version). A record that alone does not fit a message is dropped and
-   * counted in stats.recordsTooLarge. Each returned message is the caller's to
+   * version). A record that alone does not fit a message is dropped, counted
+   * in stats.recordsTooLarge and handed to onTooLarge. Each returned message is the caller's to
    * keep or queue: a view (byteOffset may be > 0) of a slab that no later call
    * writes to.
    *
@@ -398,7 +398,7 @@ export class IpfixEncoder {
    * enricher does; its labels array included). A frozen identity is trusted
    * as is; for any other a reassigned field is noticed and re-encoded.
    */
-  encode(records: readonly ExportRecord[]): Uint8Array[] {
+  encode(records: readonly ExportRecord[], onTooLarge?: (record: ExportRecord) => void): Uint8Array[] {
     const out: Uint8Array[] = [];
     const limit = this.maxMessageBytes;
     let buf = this.#slab;
@@ -426,6 +426,7 @@ export class IpfixEncoder {
       const size = (v6 ? FLOW_FIXED_BYTES[6] : FLOW_FIXED_BYTES[4]) + head.bytes.length + src.bytes.length + dst.bytes.length;
       if (size + MESSAGE_HEADER_BYTES + SET_HEADER_BYTES > limit) {
         this.stats.recordsTooLarge++;
+        onTooLarge?.(record);
         continue;
       }
       let newSet = id !== setId;

@@ -29,8 +29,8 @@ export interface ExporterOptions {
   onError?: (err: PodflowError, target: string) => void;
   /** Default DEFAULT_CLOSE_TIMEOUT_MS: how long close() waits for queued records to go out. */
   closeTimeoutMs?: number;
-  udp?: Pick<UdpTransportOptions, 'templateRefreshMs' | 'templateRefreshMessages' | 'maxMessageBytes' | 'createSocket'>;
-  tcp?: Pick<StreamTransportOptions, 'maxQueuedRecords' | 'backoffInitialMs' | 'backoffMaxMs' | 'connectTimeoutMs' | 'maxMessageBytes'> & {
+  udp?: Pick<UdpTransportOptions, 'templateRefreshMs' | 'templateRefreshMessages' | 'maxMessageBytes' | 'maxQueuedRecords' | 'backoffInitialMs' | 'backoffMaxMs' | 'lookup' | 'createSocket'>;
+  tcp?: Pick<StreamTransportOptions, 'maxQueuedRecords' | 'backoffInitialMs' | 'backoffMaxMs' | 'connectTimeoutMs' | 'maxMessageBytes' | 'stallTimeoutMs' | 'inDoubtBytes'> & {
     /** Replaces the network connection, e.g. to run over an in-memory duplex in tests. */
     connect?: Connector;
   };

@@ -2,11 +2,31 @@
 // templates are resent periodically: by time and by message count, whichever
 // comes first, and messages are kept below the path MTU (no IP fragmentation,
 // whose loss of one fragment loses the whole message).
+//
+// The collector's name is resolved by the transport, not by the socket: at
+// node boot with hostNetwork, before cluster DNS answers, a name that does
+// not resolve is the normal case, so resolution is retried with backoff
+// (counted, never thrown) while records wait in a bounded queue, and the
+// socket's family follows the address found (an AAAA-only name gets udp6).
 import dgram from 'node:dgram';
+import { lookup as dnsLookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { PodflowError } from '../common/errors.ts';
+import type { ClockTimer } from './clock.ts';
 import type { IpfixEncoder } from './encoder.ts';
 import type { ExportRecord } from './types.ts';
-import { type ExportTransport, TransportCounters, type TransportOptions, type TransportStats } from './transport.ts';
+import {
+  Backoff,
+  DEFAULT_BACKOFF_INITIAL_MS,
+  DEFAULT_BACKOFF_MAX_MS,
+  DEFAULT_MAX_QUEUED_RECORDS,
+  type EncodedMessage,
+  type ExportTransport,
+  RecordQueue,
+  TransportCounters,
+  type TransportOptions,
+  type TransportStats,
+} from './transport.ts';
 
 /**
  * RFC 7011 §8.4 asks for a configurable template refresh on UDP; RFC 6728
@@ -22,11 +42,14 @@ export const DEFAULT_UDP_MAX_MESSAGE_BYTES = 1452;
 
 /** The part of a dgram socket the transport uses; tests pass a fake. */
 export interface UdpSocket {
-  connect(port: number, address: string, callback: () => void): void;
+  connect(port: number, address: string, callback: (err?: Error) => void): void;
   send(message: Uint8Array, callback: (err: Error | null) => void): void;
   on(event: 'error', listener: (err: Error) => void): unknown;
   close(): void;
 }
+
+/** Resolves a host name to one address; dns.lookup by default (the resolver the system is configured with). */
+export type Lookup = (host: string) => Promise<{ address: string; family: number }>;
 
 export interface UdpTransportOptions extends TransportOptions {
   host: string;
@@ -37,23 +60,35 @@ export interface UdpTransportOptions extends TransportOptions {
   templateRefreshMessages?: number;
   /** Default DEFAULT_UDP_MAX_MESSAGE_BYTES. */
   maxMessageBytes?: number;
-  /** Default: a dgram socket of the host's family ('udp6' for an IPv6 literal). */
+  /** Records kept while the name does not resolve; default DEFAULT_MAX_QUEUED_RECORDS. */
+  maxQueuedRecords?: number;
+  /** First retry delay after a failed resolution; doubles per failure up to backoffMaxMs. */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** Default: dns.lookup. */
+  lookup?: Lookup;
+  /** Default: a dgram socket of the address's family. */
   createSocket?: (type: 'udp4' | 'udp6') => UdpSocket;
 }
+
+type State = 'resolving' | 'backoff' | 'ready' | 'closed';
 
 export class UdpTransport implements ExportTransport {
   readonly target: string;
   readonly #counters: TransportCounters;
   readonly #o: UdpTransportOptions & Required<Pick<UdpTransportOptions, 'templateRefreshMs' | 'templateRefreshMessages'>>;
   readonly #encoder: IpfixEncoder;
-  readonly #socket: UdpSocket;
-  /** Messages made before the socket's connect() completed (a DNS lookup at most). */
-  #pending: Uint8Array[] | undefined = [];
+  readonly #queue: RecordQueue;
+  readonly #backoff: Backoff;
+  #state: State = 'resolving';
+  #socket: UdpSocket | undefined;
+  #timer: ClockTimer | undefined;
   #inFlight = 0;
+  /** Resolves close(): everything sent, or the transport destroyed. */
   #drained: (() => void) | undefined;
   #lastTemplatesMs = -Infinity;
   #messagesSinceTemplates = 0;
-  #closed = false;
+  #closing = false;
 
   constructor(target: string, options: UdpTransportOptions) {
     this.target = target;
@@ -62,84 +97,146 @@ export class UdpTransport implements ExportTransport {
       templateRefreshMessages: DEFAULT_TEMPLATE_REFRESH_MESSAGES,
       ...options,
     };
-    for (const name of ['templateRefreshMs', 'templateRefreshMessages'] as const) {
-      if (!(this.#o[name] > 0)) throw new PodflowError('PODFLOW_ERR_EXPORT_CONFIG', `${name} must be positive, got ${this.#o[name]}`);
+    const maxQueued = options.maxQueuedRecords ?? DEFAULT_MAX_QUEUED_RECORDS;
+    const backoffInitialMs = options.backoffInitialMs ?? DEFAULT_BACKOFF_INITIAL_MS;
+    const backoffMaxMs = options.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS;
+    for (const [name, value] of Object.entries({ templateRefreshMs: this.#o.templateRefreshMs, templateRefreshMessages: this.#o.templateRefreshMessages, maxQueuedRecords: maxQueued, backoffInitialMs, backoffMaxMs })) {
+      if (!(value > 0)) throw new PodflowError('PODFLOW_ERR_EXPORT_CONFIG', `${name} must be positive, got ${value}`);
     }
     this.#counters = new TransportCounters(target, options);
+    this.#queue = new RecordQueue(maxQueued, this.#counters);
+    this.#backoff = new Backoff(backoffInitialMs, backoffMaxMs);
     this.#encoder = options.newEncoder(options.maxMessageBytes ?? DEFAULT_UDP_MAX_MESSAGE_BYTES);
-    const type = options.host.includes(':') ? 'udp6' : 'udp4';
-    this.#socket = (options.createSocket ?? ((t) => dgram.createSocket(t)))(type);
-    // An ICMP port unreachable from an earlier datagram surfaces here or in a send callback.
-    this.#socket.on('error', (err) => this.#sendFailed(err));
-    // A connected socket reports ECONNREFUSED (nothing listens) instead of losing datagrams silently.
-    this.#socket.connect(options.port, options.host, () => {
-      const pending = this.#pending;
-      this.#pending = undefined;
-      for (const message of pending ?? []) this.#send(message);
-      if (this.#inFlight === 0) this.#drained?.();
-    });
+    this.#resolve();
   }
 
   export(records: readonly ExportRecord[]): void {
-    if (this.#closed) throw new PodflowError('PODFLOW_ERR_EXPORT_CLOSED', this.target);
+    if (this.#state === 'closed' || this.#closing) throw new PodflowError('PODFLOW_ERR_EXPORT_CLOSED', this.target);
     if (records.length === 0) return;
-    const now = this.#o.clock.now();
-    if (now - this.#lastTemplatesMs >= this.#o.templateRefreshMs || this.#messagesSinceTemplates >= this.#o.templateRefreshMessages) {
-      for (const message of this.#counters.opening(this.#encoder)) this.#send(message);
-      this.#lastTemplatesMs = now;
-      this.#messagesSinceTemplates = 0;
-    }
-    const messages = this.#encoder.encode(records as ExportRecord[]);
-    this.#counters.records += records.length;
-    this.#messagesSinceTemplates += messages.length;
-    for (const message of messages) this.#send(message);
+    if (this.#state === 'ready') this.#send(records);
+    else this.#queue.push(records);
   }
 
   stats(): TransportStats {
-    return this.#counters.snapshot(!this.#closed, 0);
+    return this.#counters.snapshot(this.#state === 'ready', this.#queue.size);
   }
 
-  /** Waits (at most `timeoutMs`) for the datagrams handed to the kernel, then closes the socket. */
+  /** Waits (at most `timeoutMs`) for queued records and the datagrams handed to the kernel, then closes the socket. */
   async close(timeoutMs: number): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#inFlight > 0 || this.#pending !== undefined) {
+    if (this.#state === 'closed' || this.#closing) return;
+    this.#closing = true;
+    if (this.#inFlight > 0 || this.#queue.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = this.#o.clock.setTimeout(resolve, timeoutMs);
         this.#drained = () => {
           this.#o.clock.clearTimeout(timer);
           resolve();
         };
+        if (this.#state === 'backoff') {
+          // Records wait for the name: one more lookup now, not at the end of the backoff (it gives up if it fails).
+          this.#o.clock.clearTimeout(this.#timer!);
+          this.#resolve();
+        }
       });
     }
     this.destroy();
   }
 
   destroy(): void {
-    this.#closed = true;
-    this.#pending = undefined;
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
+    this.#queue.discard('closed');
     try {
-      this.#socket.close();
+      this.#socket?.close();
     } catch {
       // Already closed: destroy is idempotent.
     }
+    this.#drained?.();
   }
 
-  #send(message: Uint8Array): void {
-    if (this.#pending !== undefined) {
-      this.#pending.push(message);
+  /** Looks the host up (an address as given needs none), then opens a socket of its family. */
+  #resolve(): void {
+    this.#state = 'resolving';
+    this.#timer = undefined;
+    const { host } = this.#o;
+    const family = isIP(host);
+    const found = family !== 0 ? Promise.resolve({ address: host, family }) : (this.#o.lookup ?? dnsLookup)(host);
+    found.then(
+      ({ address, family }) => this.#open(address, family === 6 ? 'udp6' : 'udp4'),
+      (err: NodeJS.ErrnoException) => this.#retry(new PodflowError('PODFLOW_ERR_EXPORT_RESOLVE', `${this.target}: cannot resolve '${host}': ${err.code ?? err.message}`, { cause: err })),
+    );
+  }
+
+  #open(address: string, type: 'udp4' | 'udp6'): void {
+    if (this.#state === 'closed') return;
+    let socket: UdpSocket;
+    try {
+      socket = (this.#o.createSocket ?? ((t) => dgram.createSocket(t)))(type);
+    } catch (err) {
+      this.#retry(new PodflowError('PODFLOW_ERR_EXPORT_SEND', `${this.target}: ${(err as Error).message}`, { cause: err }));
       return;
     }
-    this.#inFlight++;
-    this.#socket.send(message, (err) => {
-      if (err) this.#sendFailed(err);
-      else this.#counters.sent(message);
-      if (--this.#inFlight === 0 && this.#pending === undefined) this.#drained?.();
+    this.#socket = socket;
+    // An ICMP port unreachable from an earlier datagram surfaces here or in a send callback.
+    socket.on('error', (err) => this.#counters.error(sendError(this.target, err)));
+    // A connected socket reports ECONNREFUSED (nothing listens) instead of losing datagrams silently.
+    socket.connect(this.#o.port, address, (err) => {
+      if (this.#state === 'closed') return;
+      if (err) {
+        this.#socket = undefined;
+        socket.close();
+        this.#retry(sendError(this.target, err));
+        return;
+      }
+      this.#state = 'ready';
+      this.#backoff.reset();
+      for (let batch = this.#queue.shift(); batch; batch = this.#queue.shift()) this.#send(batch);
+      this.#whenDrained();
     });
   }
 
-  #sendFailed(err: Error): void {
-    const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    this.#counters.error(new PodflowError('PODFLOW_ERR_EXPORT_SEND', `${this.target}: ${code}: ${err.message}`, { cause: err }));
+  #retry(err: PodflowError): void {
+    if (this.#state === 'closed') return;
+    this.#counters.error(err);
+    if (this.#closing) {
+      this.destroy();
+      return;
+    }
+    this.#state = 'backoff';
+    this.#timer = this.#o.clock.setTimeout(() => this.#resolve(), this.#backoff.next());
   }
+
+  #send(records: readonly ExportRecord[]): void {
+    const now = this.#o.clock.now();
+    if (now - this.#lastTemplatesMs >= this.#o.templateRefreshMs || this.#messagesSinceTemplates >= this.#o.templateRefreshMessages) {
+      for (const message of this.#counters.opening(this.#encoder)) this.#datagram(message);
+      this.#lastTemplatesMs = now;
+      this.#messagesSinceTemplates = 0;
+    }
+    const messages = this.#counters.encode(this.#encoder, records);
+    this.#messagesSinceTemplates += messages.length;
+    for (const message of messages) this.#datagram(message);
+  }
+
+  #datagram(message: EncodedMessage): void {
+    this.#inFlight++;
+    this.#socket!.send(message.bytes, (err) => {
+      if (err) {
+        this.#counters.error(sendError(this.target, err));
+        this.#counters.notSentRecords('sendFailed', message.records);
+      } else this.#counters.sent(message.bytes, message.records.flows);
+      this.#inFlight--;
+      this.#whenDrained();
+    });
+  }
+
+  #whenDrained(): void {
+    if (this.#inFlight === 0 && this.#queue.size === 0) this.#drained?.();
+  }
+}
+
+function sendError(target: string, err: Error): PodflowError {
+  const code = (err as NodeJS.ErrnoException).code ?? 'error';
+  return new PodflowError('PODFLOW_ERR_EXPORT_SEND', `${target}: ${code}: ${err.message}`, { cause: err });
 }

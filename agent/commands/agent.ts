@@ -2,7 +2,7 @@
 // PODFLOW_CONFIG), environment and flags (see docs/configuration.md); runs
 // until SIGTERM or SIGINT, then stops gracefully within shutdown.timeoutSeconds.
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
+import { rootLogger } from '../log.ts';
 import { PodflowError } from '../../common/errors.ts';
 import { FLAGS, loadConfig } from '../config.ts';
 
@@ -43,7 +43,7 @@ export async function run(args: string[]): Promise<number> {
   const notes: string[] = [];
   const config = loadConfig({ file: parsed.values.config, env: process.env, flags }, notes);
 
-  const log = pino({ level: config.log.level, base: { node: config.nodeName } });
+  const log = rootLogger(config.log.level, { node: config.nodeName });
   for (const note of notes) log.warn(note);
   // Loaded after the configuration is valid: a bad config fails fast, before the native addon and the clients load.
   // Both modes are one Agent; sidecar mode injects the pod's own namespace only and its downward-API identity (agent/sidecar.ts).

@@ -19,6 +19,7 @@ import {
 import { CAPTURE_HEADER_BYTES, type CaptureReadStats, readCaptureHeader } from '../../flow/pcap-file.ts';
 import type { FlowRecord } from '../../flow/types.ts';
 import type { Exporter } from '../../ipfix/exporter.ts';
+import { notSentTotal } from '../../ipfix/transport.ts';
 import type { EndpointIdentity, ExportRecord } from '../../ipfix/types.ts';
 
 /** A replayed file is one observation point. */
@@ -160,10 +161,10 @@ class FileExport {
     const lines = stats.map(
       (t) =>
         `  export ${t.target}: ${t.records} flows in ${t.messages} messages (${t.bytes} bytes)` +
-        (t.droppedRecords > 0 ? `, ${t.droppedRecords} not sent` : '') +
+        (notSentTotal(t) > 0 ? `, ${notSentTotal(t)} not sent (${Object.entries(t.notSent).filter(([, n]) => n > 0).map(([reason, n]) => `${reason} ${n}`).join(', ')})` : '') +
         (t.errors > 0 ? `, ${t.errors} errors (last: ${t.lastError!.message})` : ''),
     );
-    return { lines, complete: stats.every((t) => t.droppedRecords === 0) };
+    return { lines, complete: stats.every((t) => notSentTotal(t) === 0) };
   }
 
   #send(): void {

@@ -2,7 +2,7 @@
 // sidecar into selected pods (agent/webhook.ts). HTTPS only. Runs until
 // SIGTERM or SIGINT; every review is logged at debug, every injection at info.
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
+import { rootLogger } from '../log.ts';
 import { PodflowError } from '../../common/errors.ts';
 import { loadWebhookConfig, WebhookServer } from '../webhook.ts';
 
@@ -25,7 +25,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   const config = loadWebhookConfig(parsed.values.config ?? process.env.PODFLOW_WEBHOOK_CONFIG, process.env);
-  const log = pino({ level: config.log.level });
+  const log = rootLogger(config.log.level);
   const server = new WebhookServer({
     config,
     onReview: (result, request) => {

@@ -36,6 +36,7 @@ import {
   tempDir,
   writeResult,
 } from '../lib/harness.ts';
+import { notSentTotal } from '../../ipfix/transport.ts';
 import type { EndpointIdentity, ExportRecord } from '../../ipfix/types.ts';
 
 const { values: opts } = parseArgs({
@@ -393,7 +394,7 @@ async function runUdp(batches: ExportRecord[][], receiverBin: string): Promise<C
     const sent = w.sent();
     const s = exporter.stats()[0]!;
     const got = await udpSettled(receiver, s.messages);
-    return networkResult(w, sent, { records: s.records, messages: s.messages, bytes: s.bytes, sendErrors: s.errors, droppedRecords: s.droppedRecords }, got, {
+    return networkResult(w, sent, { records: s.records, messages: s.messages, bytes: s.bytes, sendErrors: s.errors, droppedRecords: notSentTotal(s) }, got, {
       messages: got.datagrams!,
       kernelDrops: udpDrops(receiver.port),
     });
@@ -404,7 +405,7 @@ async function runUdp(batches: ExportRecord[][], receiverBin: string): Promise<C
 
 async function runTcp(batches: ExportRecord[][], receiverBin: string): Promise<CaseResult> {
   const { Exporter } = await import('../../ipfix/exporter.ts');
-  const { DEFAULT_MAX_QUEUED_RECORDS } = await import('../../ipfix/transport-tcp.ts');
+  const { DEFAULT_MAX_QUEUED_RECORDS } = await import('../../ipfix/transport.ts');
   const receiver = await startReceiver(receiverBin, 'tcp');
   try {
     const exporter = new Exporter({
@@ -435,7 +436,7 @@ async function runTcp(batches: ExportRecord[][], receiverBin: string): Promise<C
       await sleep(1);
       got = await receiver.query();
     }
-    return networkResult(w, sent, { records: s.records, messages: s.messages, bytes: s.bytes, sendErrors: s.errors, droppedRecords: s.droppedRecords }, got, {
+    return networkResult(w, sent, { records: s.records, messages: s.messages, bytes: s.bytes, sendErrors: s.errors, droppedRecords: notSentTotal(s) }, got, {
       messages: got.messages!,
       kernelDrops: 0,
     });

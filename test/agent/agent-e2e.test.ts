@@ -85,7 +85,7 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
   assert.equal(sample(scrape, 'podflow_export_records_total', collectorLabel), phase1);
   assert.equal(sample(scrape, 'podflow_export_messages_total', collectorLabel), collector.stats().messages);
   assert.equal(sample(scrape, 'podflow_export_connected', collectorLabel), 1);
-  assert.equal(sample(scrape, 'podflow_export_queue_dropped_records_total'), 0);
+  assert.equal(sample(scrape, 'podflow_export_not_sent_records_total'), 0);
   const exportedBytes = records.reduce((s, r) => s + octets(r), 0);
   assert.equal(sample(scrape, 'podflow_workload_traffic_bytes_total'), exportedBytes);
   const frontendBytes = records.filter((r) => r.fields.k8sSourcePodName === 'frontend-5d8f-a' && r.fields.flowDirection === 1 && r.fields.interfaceName !== 'lo').reduce((s, r) => s + octets(r), 0);
@@ -138,6 +138,17 @@ test('the agent process names, meters and exports pod traffic, publishes matchin
   assert.equal(records.reduce((s, r) => s + octets(r), 0), truth, 'bytes of every record = interface counters of every eth0 and lo');
   assert.match(agent.logs, /"msg":"agent stopped"/);
   assert.doesNotMatch(agent.logs, /"level":50/, 'no error logged');
+});
+
+test('ready while the collector is down: readiness is the agent\'s own (capture, caches), the collector shows in podflow_export_connected', { skip, timeout: 60_000 }, async (t) => {
+  const h = await agentHarness(t, { nodeName: NODE, idleTimeoutSeconds: 2, shutdownSeconds: 5 });
+  await h.collector.close();
+  h.node.addPod(1);
+  h.agent = await startAgent(['--config', h.config, '--kubeconfig', h.kubeconfig, '--node-name', NODE]);
+  await waitReady(h.agent);
+  const scrape = await scrapeUntil(h.agent, (text) => sample(text, 'podflow_export_errors_total') >= 1, 'a connect error counted');
+  assert.equal(sample(scrape, 'podflow_export_connected'), 0);
+  assert.equal((await h.agent.get('/readyz')).status, 200);
 });
 
 test('an unreachable collector and API server at start do not stop capture: not ready, flows held then exported on reconnect', { skip, timeout: 60_000 }, async (t) => {

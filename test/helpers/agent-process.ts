@@ -124,7 +124,7 @@ export function metricReaches(agent: AgentProcess, name: string, value: number, 
   return scrapeUntil(agent, (text) => sample(text, name) === value, `${name} = ${value}`, timeoutMs);
 }
 
-/** Waits until /readyz answers 200 (caches synced, collector connected). */
+/** Waits until /readyz answers 200 (capture started, caches synced). */
 export async function waitReady(agent: AgentProcess, timeoutMs = 15_000): Promise<void> {
   let readyz = { status: 0, text: '' };
   await waitForAsync(async () => (readyz = await agent.get('/readyz')).status === 200, timeoutMs, () => `the agent ready: ${readyz.text}`, 100);

@@ -2,7 +2,7 @@
 // restart in the middle of a TCP export, fuzzed input, TLS with a test CA.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -12,8 +12,11 @@ import type { PodflowError } from '../../common/errors.ts';
 import { type CollectedRecord, Collector } from '../../ipfix/collector.ts';
 import { IpfixEncoder } from '../../ipfix/encoder.ts';
 import { Exporter } from '../../ipfix/exporter.ts';
+import { notSentTotal } from '../../ipfix/transport.ts';
 import { exportRecord } from '../helpers/ipfix-records.ts';
 import { waitFor } from '../helpers/wait.ts';
+
+const CLI = new URL('../../agent/cli.ts', import.meta.url).pathname;
 
 async function collector(listen: string) {
   const records: CollectedRecord[] = [];
@@ -35,7 +38,7 @@ test('a TCP export survives a collector restart: reconnects, resends templates, 
   assert.equal(second.records[0]!.fields.k8sClusterName, 'after-restart');
   assert.equal(second.c.stats().problems['unknown-template'], 0, 'templates came first on the new connection');
   const s = exporter.stats()[0]!;
-  assert.deepEqual([s.reconnects, s.templateSends, s.droppedRecords], [1, 2, 0]);
+  assert.deepEqual([s.reconnects, s.templateSends, notSentTotal(s)], [1, 2, 0], 'the first collector read every record before it closed');
   await exporter.close();
   await second.c.close();
 });
@@ -113,9 +116,49 @@ test('TLS export reaches the collector with a test CA, and a collector certifica
     assert.equal(errors[0]!.code, 'PODFLOW_ERR_EXPORT_TLS');
     assert.match(errors[0]!.message, /not signed by a trusted CA \(check ca=\)/);
     refused.destroy();
-    assert.equal(refused.stats()[0]!.droppedRecords, 1);
+    assert.equal(refused.stats()[0]!.notSent.closed, 1);
     await tls.c.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a collector that hangs, then dies: every record is received or counted as not sent, and the stall shows as not connected', async (t) => {
+  const child = spawn(process.execPath, [CLI, 'collect', '--json', '--listen', 'tcp://127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const closed = new Promise((resolve) => child.once('close', resolve));
+  t.after(() => child.kill('SIGKILL'));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c));
+  child.stderr.on('data', (c: Buffer) => (stderr += c));
+  await waitFor(() => /listening on (\S+)/.test(stderr), 10_000, () => `podflow collect to listen: ${stderr}`);
+  const url = /listening on (\S+)/.exec(stderr)![1]!;
+  const received = () => stdout.slice(0, stdout.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => Number((JSON.parse(l) as { flowStartMilliseconds: number }).flowStartMilliseconds));
+  const errors: PodflowError[] = [];
+  // A short stall timeout: the condition under test, not a timing (the default is 30 s).
+  const exporter = new Exporter({ targets: [url], observationDomainId: 1, tcp: { stallTimeoutMs: 1000, backoffInitialMs: 50 }, onError: (e) => errors.push(e) });
+  const BASE = 1_750_000_000_000;
+  let exported = 0;
+  const exportSome = () => {
+    exporter.export(Array.from({ length: 200 }, () => exportRecord({}, { flowStartMilliseconds: BASE + exported++ })));
+  };
+  const pump = setInterval(exportSome, 5);
+  try {
+    await waitFor(() => received().length > 1000, 10_000, 'the collector reading');
+    child.kill('SIGSTOP');
+    await waitFor(() => errors.some((e) => e.code === 'PODFLOW_ERR_EXPORT_STALLED'), 20_000, () => `the stall noticed (${JSON.stringify(exporter.stats()[0])})`);
+    assert.equal(exporter.stats()[0]!.connected, false, 'a stalled collector is not connected');
+    child.kill('SIGKILL');
+    await closed;
+  } finally {
+    clearInterval(pump);
+  }
+  await exporter.close();
+  const s = exporter.stats()[0]!;
+  const ids = received();
+  assert.equal(new Set(ids).size, ids.length, 'no record twice');
+  assert.ok(ids.every((id) => id >= BASE && id < BASE + exported));
+  assert.ok(s.notSent.connectionLost > 0, 'what the dead collector held is counted');
+  assert.ok(ids.length + notSentTotal(s) >= exported, `${exported} exported: ${ids.length} received, ${notSentTotal(s)} not sent (${JSON.stringify(s.notSent)})`);
+  t.diagnostic(`${exported} exported: ${ids.length} received, not sent ${JSON.stringify(s.notSent)}`);
 });

@@ -52,7 +52,7 @@ test('promtool check rules passes on the PrometheusRule', { skip: problem }, () 
     assert.ok(!r.error, `promtool not found: install the Debian package prometheus (${r.error?.message})`);
     assert.equal(r.status, 0, r.stdout + r.stderr);
     const names = rules().flatMap((g) => g.rules.map((x) => x.alert));
-    for (const wanted of ['PodflowPacketsNotMetered', 'PodflowExportErrors', 'PodflowExportQueueDrops', 'PodflowKubeCachesNotSynced', 'PodflowLeaseLookupsMostlyUnknown', 'PodflowAgentRestarting']) {
+    for (const wanted of ['PodflowPacketsNotMetered', 'PodflowExportErrors', 'PodflowExportRecordsNotSent', 'PodflowKubeCachesNotSynced', 'PodflowLeaseLookupsMostlyUnknown', 'PodflowAgentRestarting']) {
       assert.ok(names.includes(wanted), wanted);
     }
   } finally {
