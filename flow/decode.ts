@@ -12,6 +12,21 @@ const ETHERTYPE_IPV6 = 0x86dd;
 const ETHERTYPE_VLAN = 0x8100;
 const ETHERTYPE_QINQ = 0x88a8;
 const ETHERTYPE_QINQ_OLD = 0x9100;
+const ETHERTYPE_MPLS = 0x8847;
+const ETHERTYPE_MPLS_MULTICAST = 0x8848;
+const ETHERTYPE_PPPOE_SESSION = 0x8864;
+/** 802.1ah provider backbone bridging: an I-tag, then the customer's Ethernet frame. */
+const ETHERTYPE_PBB = 0x88e7;
+/** Cisco FabricPath: FTag and TTL, then the original Ethernet frame. */
+const ETHERTYPE_FABRICPATH = 0x8903;
+
+// PPP protocol numbers (RFC 1661 and the IANA registry).
+const PPP_IPV4 = 0x0021;
+const PPP_IPV6 = 0x0057;
+const PPP_MPLS = 0x0281;
+const PPP_MPLS_MULTICAST = 0x0283;
+/** The DLT a PPI header names for an 802.11 frame (LINKTYPE_IEEE802_11). */
+const PPI_DLT_IEEE802_11 = 105;
 
 // DLT_RAW as some BSDs number it; libpcap maps both to LINKTYPE_RAW in files,
 // but captures written by other tools keep them.
@@ -243,6 +258,36 @@ export class PacketDecoder {
         return this.#ipv4(buf, offset, end);
       case LinkType.IPV6:
         return this.#ipv6(buf, offset, end);
+      case LinkType.PPP:
+      case LinkType.PPP_HDLC:
+        return this.#ppp(buf, offset, end);
+      case LinkType.PPP_WITH_DIR:
+        // A direction byte (sent or received), then PPP.
+        return this.#ppp(buf, offset + 1, end);
+      case LinkType.C_HDLC:
+        // Address, control, then an EtherType.
+        if (caplen < 4) return this.#truncatedLink();
+        return this.#ethertypeAt(buf, (buf[offset + 2]! << 8) | buf[offset + 3]!, offset + 4, end);
+      case LinkType.IEEE802_11:
+        return this.#ieee80211(buf, offset, end);
+      case LinkType.IEEE802_11_RADIOTAP: {
+        // Version, pad, then the radiotap header's own length (little-endian).
+        if (caplen < 4) return this.#truncatedLink();
+        const length = buf[offset + 2]! | (buf[offset + 3]! << 8);
+        if (length < 8 || length > caplen) return this.#truncatedLink();
+        return this.#ieee80211(buf, offset + length, end);
+      }
+      case LinkType.PPI: {
+        // Version, flags, length, then the DLT of what follows (all little-endian).
+        if (caplen < 8) return this.#truncatedLink();
+        const length = buf[offset + 2]! | (buf[offset + 3]! << 8);
+        const dlt = buf[offset + 4]! | (buf[offset + 5]! << 8);
+        if (length < 8 || length > caplen) return this.#truncatedLink();
+        if (dlt === PPI_DLT_IEEE802_11) return this.#ieee80211(buf, offset + length, end);
+        if (dlt === LinkType.ETHERNET) return this.#ethertype(buf, offset + length + 12, end);
+        this.errors.unknownLinkType++;
+        return false;
+      }
       default:
         this.errors.unknownLinkType++;
         return false;
@@ -260,23 +305,125 @@ export class PacketDecoder {
     return this.#ethertypeAt(buf, (buf[at]! << 8) | buf[at + 1]!, at + 2, end);
   }
 
+  /**
+   * The payload of EtherType `firstType` at `payload`: IP, or through VLAN
+   * tags (the outer one is the flow's), MPLS, a PPPoE session, an 802.1ah
+   * I-tag or a FabricPath header to the IP packet inside. IP comes first:
+   * it is nearly every frame.
+   */
   #ethertypeAt(buf: Uint8Array, firstType: number, payload: number, end: number): boolean {
     let type = firstType;
     let at = payload;
     let outer = true;
-    while (type === ETHERTYPE_VLAN || type === ETHERTYPE_QINQ || type === ETHERTYPE_QINQ_OLD) {
-      if (at + 4 > end) return this.#truncatedLink();
-      if (outer) {
-        this.packet.vlanId = ((buf[at]! << 8) | buf[at + 1]!) & 0x0fff;
-        outer = false;
+    for (;;) {
+      if (type === ETHERTYPE_IPV4) return this.#ipv4(buf, at, end);
+      if (type === ETHERTYPE_IPV6) return this.#ipv6(buf, at, end);
+      if (type === ETHERTYPE_VLAN || type === ETHERTYPE_QINQ || type === ETHERTYPE_QINQ_OLD) {
+        if (at + 4 > end) return this.#truncatedLink();
+        if (outer) {
+          this.packet.vlanId = ((buf[at]! << 8) | buf[at + 1]!) & 0x0fff;
+          outer = false;
+        }
+        type = (buf[at + 2]! << 8) | buf[at + 3]!;
+        at += 4;
+      } else if (type === ETHERTYPE_PBB || type === ETHERTYPE_FABRICPATH) {
+        // I-tag (4 bytes) or FTag and TTL (2), then the inner frame's MACs and EtherType.
+        const inner = at + (type === ETHERTYPE_PBB ? 4 : 2);
+        if (inner + 14 > end) return this.#truncatedLink();
+        type = (buf[inner + 12]! << 8) | buf[inner + 13]!;
+        at = inner + 14;
+      } else if (type === ETHERTYPE_MPLS || type === ETHERTYPE_MPLS_MULTICAST) {
+        return this.#mpls(buf, at, end);
+      } else if (type === ETHERTYPE_PPPOE_SESSION) {
+        // Version/type, code, session id, length; then the PPP protocol.
+        if (at + 8 > end) return this.#truncatedLink();
+        return this.#pppPayload(buf, (buf[at + 6]! << 8) | buf[at + 7]!, at + 8, end);
+      } else {
+        this.errors.notIp++;
+        return false;
       }
-      type = (buf[at + 2]! << 8) | buf[at + 3]!;
-      at += 4;
     }
-    if (type === ETHERTYPE_IPV4) return this.#ipv4(buf, at, end);
-    if (type === ETHERTYPE_IPV6) return this.#ipv6(buf, at, end);
+  }
+
+  /**
+   * An MPLS label stack to its bottom entry, then IPv4 or IPv6 by the first
+   * nibble, or, for 0, an Ethernet frame.
+   */
+  #mpls(buf: Uint8Array, at: number, end: number): boolean {
+    for (;;) {
+      if (at + 4 > end) return this.#truncatedLink();
+      const bottom = (buf[at + 2]! & 1) !== 0;
+      at += 4;
+      if (bottom) break;
+    }
+    if (at >= end) return this.#truncatedLink();
+    const nibble = buf[at]! >> 4;
+    if (nibble === 4) return this.#ipv4(buf, at, end);
+    if (nibble === 6) return this.#ipv6(buf, at, end);
+    if (nibble === 0) {
+      // An Ethernet pseudowire (RFC 4448), its control word optional. Like
+      // tshark, read the frame without one if its EtherType is one to
+      // follow there, else after a 4-byte control word.
+      if (at + 14 > end) return this.#truncatedLink();
+      const type = (buf[at + 12]! << 8) | buf[at + 13]!;
+      if (followedEtherType(type)) return this.#ethertypeAt(buf, type, at + 14, end);
+      if (at + 4 + 14 > end) return this.#truncatedLink();
+      return this.#ethertype(buf, at + 4 + 12, end);
+    }
     this.errors.notIp++;
     return false;
+  }
+
+  /** A PPP frame: HDLC address and control (0xff 0x03) if present, then the protocol (one byte when compressed: odd). */
+  #ppp(buf: Uint8Array, at: number, end: number): boolean {
+    // Routers' serial links in LINKTYPE_PPP files may carry Cisco HDLC
+    // instead (unicast or broadcast address, then an EtherType), as tshark
+    // and libpcap's own filters allow.
+    if (at + 4 <= end && (buf[at] === 0x0f || buf[at] === 0x8f) && buf[at + 1] === 0x00) {
+      return this.#ethertypeAt(buf, (buf[at + 2]! << 8) | buf[at + 3]!, at + 4, end);
+    }
+    if (at + 2 <= end && buf[at] === 0xff && buf[at + 1] === 0x03) at += 2;
+    if (at >= end) return this.#truncatedLink();
+    if ((buf[at]! & 1) !== 0) return this.#pppPayload(buf, buf[at]!, at + 1, end);
+    if (at + 2 > end) return this.#truncatedLink();
+    return this.#pppPayload(buf, (buf[at]! << 8) | buf[at + 1]!, at + 2, end);
+  }
+
+  #pppPayload(buf: Uint8Array, protocol: number, at: number, end: number): boolean {
+    if (protocol === PPP_IPV4) return this.#ipv4(buf, at, end);
+    if (protocol === PPP_IPV6) return this.#ipv6(buf, at, end);
+    if (protocol === PPP_MPLS || protocol === PPP_MPLS_MULTICAST) return this.#mpls(buf, at, end);
+    // LCP, IPCP, CHAP...: control traffic of the link, no IP packet.
+    this.errors.notIp++;
+    return false;
+  }
+
+  /**
+   * An 802.11 frame: data frames with a body (not null data), unprotected,
+   * three or four addresses, QoS and HT control fields, then LLC/SNAP and the
+   * EtherType. Management, control, null and protected frames carry no IP
+   * packet podflow can read: not IP.
+   */
+  #ieee80211(buf: Uint8Array, at: number, end: number): boolean {
+    if (at + 24 > end) return this.#truncatedLink();
+    const control = buf[at]!;
+    const flags = buf[at + 1]!;
+    const type = (control >> 2) & 3;
+    const subtype = control >> 4;
+    if (type !== 2 || (subtype & 0x4) !== 0 || (flags & 0x40) !== 0) {
+      this.errors.notIp++;
+      return false;
+    }
+    let header = 24;
+    if ((flags & 0x3) === 0x3) header += 6; // to and from the distribution system: a fourth address
+    if ((subtype & 0x8) !== 0) header += (flags & 0x80) !== 0 ? 6 : 2; // QoS control, and HT control with the order bit
+    const llc = at + header;
+    if (llc + 8 > end) return this.#truncatedLink();
+    if (buf[llc] !== 0xaa || buf[llc + 1] !== 0xaa || buf[llc + 2] !== 0x03) {
+      this.errors.notIp++;
+      return false;
+    }
+    return this.#ethertypeAt(buf, (buf[llc + 6]! << 8) | buf[llc + 7]!, llc + 8, end);
   }
 
   #ipByVersion(buf: Uint8Array, at: number, end: number): boolean {
@@ -535,6 +682,25 @@ function innerIp(buf: Uint8Array, at: number, end: number): number {
     header += (buf[header + 1]! + 1) * 8;
   }
   return segmentedPayload(buf, header, end, next);
+}
+
+/** EtherTypes #ethertypeAt reads on from. */
+function followedEtherType(type: number): boolean {
+  switch (type) {
+    case ETHERTYPE_IPV4:
+    case ETHERTYPE_IPV6:
+    case ETHERTYPE_VLAN:
+    case ETHERTYPE_QINQ:
+    case ETHERTYPE_QINQ_OLD:
+    case ETHERTYPE_MPLS:
+    case ETHERTYPE_MPLS_MULTICAST:
+    case ETHERTYPE_PPPOE_SESSION:
+    case ETHERTYPE_PBB:
+    case ETHERTYPE_FABRICPATH:
+      return true;
+    default:
+      return false;
+  }
 }
 
 function readU32(buf: Uint8Array, at: number): number {

@@ -9,6 +9,13 @@ export const LinkType = {
   LINUX_SLL2: 276,
   IPV4: 228,
   IPV6: 229,
+  PPP: 9,
+  PPP_HDLC: 50,
+  C_HDLC: 104, // Cisco HDLC
+  IEEE802_11: 105,
+  IEEE802_11_RADIOTAP: 127,
+  PPI: 192, // Per-Packet Information header, then the DLT it names
+  PPP_WITH_DIR: 204,
 } as const;
 
 /**
