@@ -8,7 +8,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
 import { PodflowError } from '../common/errors.ts';
-import { type DecodedRecord, type DecodeProblem, IpfixSession, IpfixStreamSplitter } from './decoder.ts';
+import { type DecodedRecord, type DecodeProblem, IpfixSession, type IpfixSessionOptions, IpfixStreamSplitter } from './decoder.ts';
 import { type NetworkTarget, parseListenAddress } from './target.ts';
 import { readTlsFiles } from './transport-tls.ts';
 
@@ -29,6 +29,9 @@ export interface CollectorOptions {
   onRecord: (record: CollectedRecord) => void;
   /** Told of transport trouble that was counted (a refused TLS client, a reset connection). */
   onWarning?: (message: string) => void;
+  /** Bounds of each transport session's template state (IpfixSessionOptions). */
+  maxDomains?: number;
+  maxTemplateFields?: number;
 }
 
 export interface CollectorStats {
@@ -46,6 +49,8 @@ export interface CollectorStats {
   sequenceMismatches: number;
   tlsHandshakeFailures: number;
   connectionErrors: number;
+  /** UDP datagrams dropped unread while the collector was paused (its output full). */
+  pausedDatagramsDropped: number;
 }
 
 export class Collector {
@@ -57,6 +62,7 @@ export class Collector {
   #udp: dgram.Socket | undefined;
   #server: net.Server | undefined;
   #closed: Promise<void> | undefined;
+  #paused = false;
 
   constructor(options: CollectorOptions) {
     this.listen = typeof options.listen === 'string' ? parseListenAddress(options.listen) : options.listen;
@@ -75,6 +81,7 @@ export class Collector {
       sequenceMismatches: 0,
       tlsHandshakeFailures: 0,
       connectionErrors: 0,
+      pausedDatagramsDropped: 0,
     };
   }
 
@@ -111,6 +118,21 @@ export class Collector {
     return { ...this.#stats, problems: { ...this.#stats.problems } };
   }
 
+  /**
+   * Stops taking input while whoever consumes the records cannot keep up:
+   * TCP/TLS connections stop reading (the exporters' queues take the wait),
+   * UDP datagrams are counted and dropped (UDP cannot be slowed down).
+   */
+  pause(): void {
+    this.#paused = true;
+    for (const socket of this.#connections) socket.pause();
+  }
+
+  resume(): void {
+    this.#paused = false;
+    for (const socket of this.#connections) socket.resume();
+  }
+
   /** Stops listening and ends every connection. Idempotent. */
   close(): Promise<void> {
     this.#closed ??= new Promise<void>((resolve) => {
@@ -123,13 +145,17 @@ export class Collector {
   }
 
   #datagram(message: Buffer, from: dgram.RemoteInfo): void {
+    if (this.#paused) {
+      this.#stats.pausedDatagramsDropped++;
+      return;
+    }
     const name = `udp ${peer(from.address, from.port)}`;
     let session = this.#udpSessions.get(name);
     if (session) {
       // Map order is insertion order: re-inserting keeps the most recently heard last.
       this.#udpSessions.delete(name);
     } else {
-      session = new IpfixSession({ enterpriseNumber: this.#o.enterpriseNumber });
+      session = new IpfixSession(this.#sessionOptions());
       this.#stats.sessions++;
       if (this.#udpSessions.size >= MAX_UDP_SESSIONS) this.#udpSessions.delete(this.#udpSessions.keys().next().value!);
     }
@@ -139,8 +165,9 @@ export class Collector {
 
   #connection(socket: net.Socket, kind: 'tcp' | 'tls'): void {
     const name = `${kind} ${peer(socket.remoteAddress, socket.remotePort)}`;
-    const session = new IpfixSession({ enterpriseNumber: this.#o.enterpriseNumber });
+    const session = new IpfixSession(this.#sessionOptions());
     const splitter = new IpfixStreamSplitter();
+    if (this.#paused) socket.pause();
     this.#stats.sessions++;
     this.#stats.openConnections++;
     this.#connections.add(socket);
@@ -157,6 +184,10 @@ export class Collector {
       this.#stats.openConnections--;
       this.#connections.delete(socket);
     });
+  }
+
+  #sessionOptions(): IpfixSessionOptions {
+    return { enterpriseNumber: this.#o.enterpriseNumber, maxDomains: this.#o.maxDomains, maxTemplateFields: this.#o.maxTemplateFields };
   }
 
   #decode(session: IpfixSession, name: string, message: Uint8Array): void {

@@ -3,7 +3,10 @@
 // session and observation domain) and shows the flows either as a live table
 // of conversations with the Kubernetes identity of both ends, or as JSON lines
 // (--json: one object per flow record, keys are element names). Bad messages
-// are counted and skipped; the counters are printed on exit.
+// are counted and skipped; the counters are printed on exit. Each transport
+// session keeps at most DEFAULT_MAX_DOMAINS observation domains and
+// DEFAULT_MAX_TEMPLATE_FIELDS template fields (ipfix/decoder.ts); what it
+// refuses is counted (domain-limit, template-limit).
 import { parseArgs } from 'node:util';
 import pc from 'picocolors';
 import { PodflowError } from '../../common/errors.ts';
@@ -14,7 +17,11 @@ const USAGE = `usage: podflow collect --listen URL [--json] [--seconds N] [--ent
 
 Receives IPFIX and shows the flows: a live table of conversations (both ends
 named by namespace/pod and workload, bytes, packets, rate), or with --json one
-JSON object per flow record on stdout (keys are IPFIX element names).
+JSON object per flow record on stdout (keys are IPFIX element names). With
+--json, a full stdout pauses TCP/TLS input and drops (and counts) UDP
+datagrams. Each transport session keeps at most 16 observation domains and
+4096 template fields; what is refused is counted (domain-limit,
+template-limit in the summary).
 
   --listen URL       udp://HOST:PORT, tcp://HOST:PORT or
                      tls://HOST:PORT?cert=FILE&key=FILE[&ca=FILE] (ca: require client certificates)
@@ -53,8 +60,8 @@ export async function run(args: string[]): Promise<number> {
     throw new PodflowError('PODFLOW_ERR_CLI_USAGE', `--enterprise wants an integer, got '${values.enterprise}'`);
   }
 
-  const view = values.json ? new JsonLines() : new TableView(process.stdout.isTTY === true);
-  const collector = new Collector({
+  let view: View;
+  const collector: Collector = new Collector({
     listen: values.listen,
     enterpriseNumber: enterprise,
     onRecord: (r) => {
@@ -62,6 +69,7 @@ export async function run(args: string[]): Promise<number> {
     },
     onWarning: (message) => process.stderr.write(`podflow collect: ${message}\n`),
   });
+  view = values.json ? new JsonLines(collector) : new TableView(process.stdout.isTTY === true);
   const { host, port } = await collector.start();
   const where = `${collector.listen.protocol}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   process.stderr.write(`podflow collect: listening on ${where}\n`);
@@ -85,7 +93,8 @@ function summary(s: CollectorStats): string {
   return (
     `podflow collect: ${s.sessions} sessions, ${s.messages} messages, ${s.flowRecords} flow records, ${s.optionsRecords} options records\n` +
     `  bad messages: ${s.badMessages}${problems.length > 0 ? ` (${problems.join(', ')})` : ''}, garbage stream bytes ${s.garbageBytes}\n` +
-    `  sequence mismatches ${s.sequenceMismatches}, TLS handshake failures ${s.tlsHandshakeFailures}, connection errors ${s.connectionErrors}\n`
+    `  sequence mismatches ${s.sequenceMismatches}, TLS handshake failures ${s.tlsHandshakeFailures}, connection errors ${s.connectionErrors}\n` +
+    (s.pausedDatagramsDropped > 0 ? `  UDP datagrams dropped while the output was full: ${s.pausedDatagramsDropped}\n` : '')
   );
 }
 
@@ -98,9 +107,29 @@ interface View {
 /** Numbers above 2^53 arrive as bigint, which JSON cannot carry: written as decimal strings. */
 const jsonValue = (_key: string, value: unknown) => (typeof value === 'bigint' ? value.toString() : value);
 
+/**
+ * One JSON object per line on stdout. stdout to a pipe is asynchronous on
+ * Node 24: a reader slower than the collector grew the process without bound
+ * (300k flows: 76 to 900 MiB). When stdout is full the collector pauses:
+ * TCP/TLS connections stop being read (the exporters wait), UDP datagrams are
+ * counted and dropped; it resumes on 'drain'.
+ */
 class JsonLines implements View {
+  readonly #collector: Collector;
+  #paused = false;
+
+  constructor(collector: Collector) {
+    this.#collector = collector;
+  }
+
   add(record: CollectedRecord): void {
-    process.stdout.write(JSON.stringify(record.fields, jsonValue) + '\n');
+    if (process.stdout.write(JSON.stringify(record.fields, jsonValue) + '\n') || this.#paused) return;
+    this.#paused = true;
+    this.#collector.pause();
+    process.stdout.once('drain', () => {
+      this.#paused = false;
+      this.#collector.resume();
+    });
   }
   redraw(): void {}
   end(): void {}

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatIPv6 } from '../../flow/address.ts';
-import { IpfixSession, IpfixStreamSplitter, splitMessages } from '../../ipfix/decoder.ts';
+import { DEFAULT_MAX_DOMAINS, IpfixSession, IpfixStreamSplitter, splitMessages } from '../../ipfix/decoder.ts';
 import { IpfixEncoder } from '../../ipfix/encoder.ts';
 import { exportRecord, IPV6_FLOW } from '../helpers/ipfix-records.ts';
 
@@ -75,7 +75,7 @@ test('wrong version, short, truncated and mislabelled messages are counted by re
   assert.equal(session.decodeMessage(m!.subarray(0, 40)).status, 'truncated');
   assert.equal(session.decodeMessage(longer).status, 'bad-length');
   assert.deepEqual(session.stats.problems, {
-    truncated: 2, 'wrong-version': 1, 'bad-length': 1, 'bad-set-length': 0, 'reserved-set-id': 0, 'bad-template': 0, 'unknown-template': 0, 'bad-record': 0,
+    truncated: 2, 'wrong-version': 1, 'bad-length': 1, 'bad-set-length': 0, 'reserved-set-id': 0, 'bad-template': 0, 'unknown-template': 0, 'bad-record': 0, 'domain-limit': 0, 'template-limit': 0,
   });
 });
 
@@ -142,4 +142,39 @@ test('IPv6 addresses are printed in RFC 5952 form', () => {
   assert.equal(formatIPv6(a('20010db8000000010000000000000001')), '2001:db8:0:1::1');
   assert.equal(formatIPv6(a('20010db8000100010001000100010001')), '2001:db8:1:1:1:1:1:1');
   assert.equal(formatIPv6(a('20010000000000010000000000000000')), '2001:0:0:1::');
+});
+
+test('a session keeps at most maxDomains observation domains: messages of more are counted and skipped', () => {
+  const session = new IpfixSession({ maxDomains: 2 });
+  for (const domain of [1, 2, 3, 4]) for (const m of encoder(domain).templateMessages()) session.decodeMessage(m);
+  assert.deepEqual([session.templateIds(1).length, session.templateIds(2).length, session.templateIds(3).length], [4, 4, 0]);
+  assert.equal(session.stats.problems['domain-limit'], 2);
+  assert.equal(session.decodeMessage(encoder(3).encode([exportRecord()])[0]!).status, 'domain-limit');
+  // The domains it keeps still decode.
+  assert.equal(session.decodeMessage(encoder(2).encode([exportRecord()])[0]!).records.length, 1);
+});
+
+test('a session keeps at most maxTemplateFields template fields: templates beyond are refused and counted, a withdrawal frees room', () => {
+  const e = encoder(1);
+  const fields = e.templates.filter((t) => t.id !== 260).reduce((n, t) => n + t.fields.length, 0);
+  const session = new IpfixSession({ maxTemplateFields: fields + 10 });
+  for (const m of e.templateMessages()) session.decodeMessage(m);
+  assert.equal(session.stats.problems['template-limit'], 0, 'one domain of podflow templates fits');
+  for (const m of e.templateMessages()) session.decodeMessage(m);
+  assert.equal(session.stats.problems['template-limit'], 0, 'a refresh replaces, it does not add');
+  const other = encoder(2);
+  for (const m of other.templateMessages()) session.decodeMessage(m);
+  assert.ok(session.stats.problems['template-limit'] >= 2, 'the second domain\'s flow templates do not fit');
+  assert.equal(session.decodeMessage(other.encode([exportRecord()])[0]!).status, 'unknown-template');
+  session.decodeMessage(e.withdrawalMessage());
+  for (const m of other.templateMessages()) session.decodeMessage(m);
+  assert.equal(session.decodeMessage(other.encode([exportRecord()])[0]!).records.length, 1, 'room again after the first domain withdrew its templates');
+});
+
+test('template sets for ever-new domains (the memory flood) keep the default bound of domains', () => {
+  const session = new IpfixSession();
+  for (let domain = 1; domain <= 361; domain++) for (const m of encoder(domain).templateMessages()) session.decodeMessage(m);
+  const kept = Array.from({ length: 361 }, (_, i) => session.templateIds(i + 1).length).filter((n) => n > 0).length;
+  assert.equal(kept, DEFAULT_MAX_DOMAINS);
+  assert.equal(session.stats.problems['domain-limit'], 361 - DEFAULT_MAX_DOMAINS);
 });
