@@ -13,7 +13,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Collector, type CollectedRecord } from '../../ipfix/collector.ts';
@@ -149,6 +149,26 @@ test('ready while the collector is down: readiness is the agent\'s own (capture,
   const scrape = await scrapeUntil(h.agent, (text) => sample(text, 'podflow_export_errors_total') >= 1, 'a connect error counted');
   assert.equal(sample(scrape, 'podflow_export_connected'), 0);
   assert.equal((await h.agent.get('/readyz')).status, 200);
+});
+
+test('a collector name that does not resolve (node boot before cluster DNS) stops nothing: ready, capturing, exporting to the others, counted and retried', { skip, timeout: 60_000 }, async (t) => {
+  const h = await agentHarness(t, { nodeName: NODE, idleTimeoutSeconds: 1, shutdownSeconds: 5 });
+  const unresolved = 'udp://no-such-host.invalid:4739';
+  writeFileSync(h.config, readFileSync(h.config, 'utf8').replace(`collectors: ['${h.collectorUrl}']`, `collectors: ['${unresolved}', '${h.collectorUrl}']`));
+  const { frontend, backend } = addTwoDeployments(h, NODE);
+  h.agent = await startAgent(['--config', h.config, '--kubeconfig', h.kubeconfig, '--node-name', NODE]);
+  await waitReady(h.agent);
+  await metricReaches(h.agent, 'podflow_capture_handles', 2);
+  await h.node.run(frontend.netns, 'ping', ['-q', '-c', '3', '-i', '0.05', backend.ipv4]);
+  await waitFor(() => h.records.some((r) => r.fields.protocolIdentifier === 1), 10_000, 'the ping exported to the collector that resolves');
+  const unresolvedLabel = { collector: unresolved };
+  const scrape = await scrapeUntil(h.agent, (text) => sample(text, 'podflow_export_queued_records', unresolvedLabel) >= 1 && sample(text, 'podflow_export_errors_total', unresolvedLabel) >= 1,
+    'the records waiting for the name, the failed lookups counted');
+  assert.equal(sample(scrape, 'podflow_export_connected', unresolvedLabel), 0);
+  assert.equal(sample(scrape, 'podflow_export_connected', { collector: h.collectorUrl }), 1);
+  assert.match(h.agent.logs, /PODFLOW_ERR_EXPORT_RESOLVE/);
+  h.agent.child.kill('SIGTERM');
+  assert.equal(await h.agent.exited, 0, 'a clean stop');
 });
 
 test('an unreachable collector and API server at start do not stop capture: not ready, flows held then exported on reconnect', { skip, timeout: 60_000 }, async (t) => {
