@@ -59,10 +59,14 @@ export interface NetnsAddon {
    * interface ifindex (ARPHRD_* hatype) in buffer[start, end), valid only
    * during the call. onError(err): the socket failed, after its queued
    * records; what the kernel hands over later can still be drained.
+   * onLinks(): given, a netlink socket in the namespace follows its link and
+   * address changes, and onLinks is called (once per burst of them) after a
+   * change: list the interfaces again.
    */
   PacketSocket: new (
     onBatch: (buffer: Buffer, start: number, end: number, count: number, ifindex: number, hatype: number) => void,
     onError: (err: Error & { code?: string }) => void,
+    onLinks?: () => void,
   ) => PacketSocket;
   /** The shared capture queue's bound (at least 256 KiB) and the records delivered per event-loop turn. */
   configureCapture(options: { queueBytes?: number; recordsPerTurn?: number }): void;

@@ -230,13 +230,16 @@ export function captureQueue(): { allocatedBytes: number; maxBytes: number } {
  * thread reads every other capture meanwhile. Rejects with
  * PODFLOW_ERR_NETNS_ENTER if the namespace cannot be entered (or another one
  * is at nsPath now), and PODFLOW_ERR_NETNS_CAPTURE_OPEN if the socket cannot
- * be set up; in every case nothing stays open.
+ * be set up; in every case nothing stays open. With onLinksChanged, the
+ * namespace's link and address changes are followed (netlink, from before
+ * the packet socket exists): it is called after each burst of them.
  */
 export async function openCaptureAsync(
   nsPath: string,
   expect: { inode: number; dev: number },
   sink: InterfaceBatchSink,
   options: CaptureOptions = {},
+  onLinksChanged?: () => void,
 ): Promise<CaptureHandle> {
   const o: Required<CaptureOptions> = { ...DEFAULT_CAPTURE_OPTIONS, ...options };
   if (!Number.isInteger(o.snaplen) || o.snaplen <= 0 || o.snaplen > 65535) {
@@ -246,6 +249,7 @@ export async function openCaptureAsync(
   const socket = new addon.PacketSocket(
     (buf, start, end, count, ifindex, hatype) => handle?.deliver(ifindex, hatype, buf, start, end, count),
     (err) => handle?.lost(err),
+    onLinksChanged && (() => void (handle && !handle.closed && onLinksChanged())),
   );
   const socketOptions = {
     bufferBytes: o.bufferBytes,

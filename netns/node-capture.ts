@@ -3,7 +3,9 @@
 // soon as the namespace is found, so the pod's interfaces, which the CNI
 // plugin moves in later, are captured from their first packet. Each
 // interface becomes an observation point (kind 'pod' for eth0-like
-// interfaces, 'loopback' for lo, if asked) at its first packet. When a
+// interfaces, 'loopback' for lo, if asked) at its first packet. The
+// namespace's interfaces and addresses are listed again when its netlink
+// notifications say they changed: no namespace is polled. When a
 // namespace vanishes or its handle fails, the handle finishes (the kernel's
 // last ring block is read first) and the meter ends its points' flows with
 // FORCED_END.
@@ -45,8 +47,6 @@ export interface NodeCaptureOptions {
   capture?: CaptureOptions;
   /** After a failed open, the namespace is tried again after this long. Default 30 s. */
   openRetryMs?: number;
-  /** How often attached namespaces' interfaces and addresses are listed again (the 'interfaces' event). Default 1000 ms. */
-  interfaceRescanMs?: number;
 }
 
 /** Every numeric field of CaptureStats. */
@@ -88,8 +88,9 @@ export type NodeCaptureEvent =
   | { type: 'capturing'; ns: DiscoveredNamespace }
   /**
    * A namespace's interfaces and their addresses as listed at attach, and
-   * again whenever that list changed: found at an interface's first packet
-   * (a new pod's veth has its address by then) or by the periodic re-list.
+   * again whenever that list changed: announced by the namespace's netlink
+   * link and address notifications (an address the CNI plugin set arrives
+   * within a reader wake-up), or found at an interface's first packet.
    */
   | { type: 'interfaces'; ns: DiscoveredNamespace; interfaces: NetnsInterface[] }
   /** An interface's first packet: its observation point. */
@@ -123,7 +124,6 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   /** Handles of detached namespaces, reading the kernel's last block before they close. */
   readonly #finishing = new Set<Attached>();
   #nextPointId = 1;
-  #timer: NodeJS.Timeout | undefined;
   #running = false;
   #counters = { handlesOpened: 0, openFailures: 0, handlesLost: 0, pointsOpened: 0, excludedPackets: 0, handlerErrors: 0 };
   /** CaptureTotals of the handles closed so far. */
@@ -139,12 +139,8 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
       namespaceFilter: () => true,
       capture: {},
       openRetryMs: 30_000,
-      interfaceRescanMs: 1000,
       ...options,
     };
-    if (!(this.#o.interfaceRescanMs > 0)) {
-      throw new PodflowError('PODFLOW_ERR_NETNS_CONFIG', `interfaceRescanMs must be positive, got ${this.#o.interfaceRescanMs}`);
-    }
   }
 
   /** Attaches to the namespaces known now and to every one discovered later. Idempotent. */
@@ -154,8 +150,6 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     this.#o.discovery.on('added', this.#onAdded);
     this.#o.discovery.on('removed', this.#onRemoved);
     for (const ns of this.#o.discovery.namespaces()) this.#onAdded(ns);
-    this.#timer = setInterval(() => this.rescanInterfaces(), this.#o.interfaceRescanMs);
-    this.#timer.unref();
   }
 
   /**
@@ -230,15 +224,9 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     return [...this.#attached.values(), ...this.#finishing].flatMap((a) => [...a.points.values()].flatMap((p) => (p ? [{ point: p.point, packets: p.packets }] : [])));
   }
 
-  /** Lists every attached namespace's interfaces again and reports those whose list changed. Runs periodically; callable by tests. */
-  rescanInterfaces(): void {
-    for (const a of this.#attached.values()) this.#guard(() => void this.#listInterfaces(a));
-  }
-
   #unfollow(): void {
     if (!this.#running) return;
     this.#running = false;
-    clearInterval(this.#timer);
     this.#o.discovery.off('added', this.#onAdded);
     this.#o.discovery.off('removed', this.#onRemoved);
   }
@@ -285,7 +273,13 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
       let lastError: unknown;
       for (const path of a.ns.paths) {
         try {
-          handle = await openCaptureAsync(path, a.ns, (ifindex, hatype, buf, start, end, count) => this.#deliver(a, ifindex, hatype, buf, start, end, count), capture);
+          handle = await openCaptureAsync(
+            path,
+            a.ns,
+            (ifindex, hatype, buf, start, end, count) => this.#deliver(a, ifindex, hatype, buf, start, end, count),
+            capture,
+            () => this.#guard(() => a.handle && void this.#listInterfaces(a)),
+          );
           a.path = path;
           break;
         } catch (err) {
@@ -319,6 +313,8 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     this.#counters.handlesOpened++;
     handle.once('closed', (reason) => this.#guard(() => this.#onHandleClosed(a, handle, reason)));
     this.#report({ type: 'capturing', ns: a.ns });
+    // From here on every change is announced; one made between the listing at attach and the open is found now.
+    this.#listInterfaces(a);
   }
 
   #deliver(a: Attached, ifindex: number, hatype: number, buf: Uint8Array, start: number, end: number, count: number): void {

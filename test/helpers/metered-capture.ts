@@ -18,8 +18,6 @@ export interface MeteredCaptureOptions {
   onFlow: (record: FlowRecord) => void;
   capture?: CaptureOptions;
   discoveryRescanMs?: number;
-  /** NodeCapture's re-list of interfaces and addresses; default 100 ms. */
-  interfaceRescanMs?: number;
   /** Which of the node's namespaces to capture; default all its pods'. */
   namespaceFilter?: (ns: DiscoveredNamespace) => boolean;
 }
@@ -44,7 +42,6 @@ export async function meteredCapture(t: TestContext, node: SimNode, options: Met
     meter,
     sink: failOnThrow((id, linkType, buf, start, end) => void ingest.ingest(id, linkType, buf, start, end)),
     namespaceFilter: options.namespaceFilter ?? ((ns) => ns.paths.some((p) => p.startsWith(`/run/netns/${node.tag}p`))),
-    interfaceRescanMs: options.interfaceRescanMs ?? 100,
     // The agent's default is eth0 only; these tests hold lo's traffic to account too.
     captureLoopback: true,
     // 4 MiB rings: with offloads off (the tests' ground truth) a full-speed

@@ -47,6 +47,31 @@ test('a pod that sends the moment its address is up: every packet from the first
   assert.equal(octets(atPod), ipOctets('eth0', { rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0, rxDropped: 0, txDropped: 0 }, counters));
 });
 
+test("a pod's interfaces and addresses are reported as they change, told by the namespace's netlink notifications (nothing polls)", { skip }, async (t) => {
+  const node = new SimNode(t);
+  const { capture, pointOf } = await meteredCapture(t, node, { onFlow: () => {} });
+  const listings: Array<{ at: number; eth0: string[] | undefined }> = [];
+  capture.on('event', (e) => e.type === 'interfaces' && listings.push({ at: performance.now(), eth0: e.interfaces.find((i) => i.name === 'eth0')?.addresses.map((a) => a.address) }));
+  capture.start();
+  const pod = node.addPod(1, { plugged: false });
+  await waitFor(() => capture.counters().handlesOpen === 1, 5000, 'the new namespace captured');
+  assert.deepEqual(listings.map((l) => l.eth0), [undefined], 'listed once at attach: no eth0 yet');
+  // The CNI step: the veth moves in and gets its addresses.
+  const plugged = performance.now();
+  node.plugPod(1);
+  await waitFor(() => listings.at(-1)?.eth0?.includes(pod.ipv4) === true, 5000, 'eth0 and its address listed');
+  t.diagnostic(`eth0's address listed ${(listings.at(-1)!.at - plugged).toFixed(1)} ms after the CNI step began`);
+  // Once eth0 has its observation point, a listing comes only from a netlink notification
+  // (the capture lists a namespace at attach, at its open and at a new interface's first packet).
+  await node.runTraffic(pod.netns, ['udp-send', '198.18.0.99', '9', '1', '10']);
+  await waitFor(() => pointOf(pod, 'eth0') !== undefined, 5000, "eth0's first packet");
+  const second = '198.18.0.201';
+  node.exec(pod.netns, 'ip', ['addr', 'add', `${second}/24`, 'dev', 'eth0']);
+  await waitFor(() => listings.at(-1)?.eth0?.includes(second) === true, 5000, 'an address added later listed');
+  node.exec(pod.netns, 'ip', ['addr', 'del', `${second}/24`, 'dev', 'eth0']);
+  await waitFor(() => listings.at(-1)?.eth0?.includes(second) === false, 5000, 'the address gone from the listing');
+});
+
 test(`a pod deleted under traffic, ${ROUNDS} times: its exported bytes are its interface's at the deletion, with no wait before it`, { skip, timeout: 120_000 }, async (t) => {
   const node = new SimNode(t, { offloads: false });
   const peer = node.addPod(1);
