@@ -27,6 +27,14 @@ const PPP_MPLS = 0x0281;
 const PPP_MPLS_MULTICAST = 0x0283;
 /** The DLT a PPI header names for an 802.11 frame (LINKTYPE_IEEE802_11). */
 const PPI_DLT_IEEE802_11 = 105;
+// Radiotap: the present bits of the TSFT and Flags fields, and the flags that
+// change where the 802.11 frame's parts are.
+const RADIOTAP_PRESENT_TSFT = 1 << 0;
+const RADIOTAP_PRESENT_FLAGS = 1 << 1;
+/** The frame ends with its 4-byte FCS. */
+const RADIOTAP_FCS = 0x10;
+/** The 802.11 header is padded to a multiple of 4 bytes. */
+const RADIOTAP_DATA_PAD = 0x20;
 
 // DLT_RAW as some BSDs number it; libpcap maps both to LINKTYPE_RAW in files,
 // but captures written by other tools keep them.
@@ -189,6 +197,12 @@ export class PacketDecoder {
   #wirelen = 0;
   #l3 = 0;
   #l4 = -1;
+  // The next subframe of an 802.11 A-MSDU (-1: none), in #subframeBuf up to
+  // #subframeEnd, and where the A-MSDU starts.
+  #subframeAt = -1;
+  #aggregateStart = 0;
+  #subframeEnd = 0;
+  #subframeBuf: Uint8Array = new Uint8Array(0);
 
   // Fragment table: per slot the key (version, protocol, id, 4+4 address
   // words) and the first fragment's ports.
@@ -219,9 +233,29 @@ export class PacketDecoder {
     this.#frameStart = offset;
     this.#wirelen = wirelen;
     this.#l4 = -1;
+    this.#subframeAt = -1;
     if (!this.#decodeFrame(linkType, buf, offset, caplen)) return false;
     if (gsoSize !== 0 && gsoType !== 0) this.#segment(buf, offset + caplen, gsoType, gsoSize);
     return true;
+  }
+
+  /** Whether the frame last decoded holds another packet (an 802.11 A-MSDU carries several): read it with decodeNext(). */
+  get hasNext(): boolean {
+    return this.#subframeAt >= 0;
+  }
+
+  /**
+   * Decodes the next packet of the frame last decoded into `packet` (when
+   * hasNext), as decode() does the first; its wire bytes are the first's.
+   */
+  decodeNext(): boolean {
+    if (this.#subframeAt < 0) return false;
+    const p = this.packet;
+    p.packets = 1;
+    p.wireBytes = 0;
+    p.vlanId = 0;
+    this.#l4 = -1;
+    return this.#subframe();
   }
 
   #decodeFrame(linkType: number, buf: Uint8Array, offset: number, caplen: number): boolean {
@@ -275,7 +309,8 @@ export class PacketDecoder {
         if (caplen < 4) return this.#truncatedLink();
         const length = buf[offset + 2]! | (buf[offset + 3]! << 8);
         if (length < 8 || length > caplen) return this.#truncatedLink();
-        return this.#ieee80211(buf, offset + length, end);
+        const flags = radiotapFlags(buf, offset, offset + length);
+        return this.#ieee80211(buf, offset + length, flags & RADIOTAP_FCS ? end - 4 : end, (flags & RADIOTAP_DATA_PAD) !== 0);
       }
       case LinkType.PPI: {
         // Version, flags, length, then the DLT of what follows (all little-endian).
@@ -299,7 +334,7 @@ export class PacketDecoder {
     return false;
   }
 
-  /** Reads the EtherType at `at` (the two bytes before the payload) and follows VLAN tags. */
+  /** Reads the EtherType at `at` (the two bytes before the payload) and follows it. */
   #ethertype(buf: Uint8Array, at: number, end: number): boolean {
     if (at + 2 > end) return this.#truncatedLink();
     return this.#ethertypeAt(buf, (buf[at]! << 8) | buf[at + 1]!, at + 2, end);
@@ -307,9 +342,11 @@ export class PacketDecoder {
 
   /**
    * The payload of EtherType `firstType` at `payload`: IP, or through VLAN
-   * tags (the outer one is the flow's), MPLS, a PPPoE session, an 802.1ah
-   * I-tag or a FabricPath header to the IP packet inside. IP comes first:
-   * it is nearly every frame.
+   * tags (the outer one is the flow's), MPLS label stacks, PPPoE sessions,
+   * 802.1ah I-tags, FabricPath headers and Ethernet pseudowires to the IP
+   * packet inside. One loop, not calls nested per layer: every step moves
+   * forward, so a frame of pseudowires inside pseudowires ends with the
+   * frame, whatever its depth. IP comes first: it is nearly every frame.
    */
   #ethertypeAt(buf: Uint8Array, firstType: number, payload: number, end: number): boolean {
     let type = firstType;
@@ -333,45 +370,43 @@ export class PacketDecoder {
         type = (buf[inner + 12]! << 8) | buf[inner + 13]!;
         at = inner + 14;
       } else if (type === ETHERTYPE_MPLS || type === ETHERTYPE_MPLS_MULTICAST) {
-        return this.#mpls(buf, at, end);
+        // The label stack to its bottom entry; then IPv4 or IPv6 by the first nibble, or (0) an Ethernet pseudowire.
+        let bottom = false;
+        while (!bottom) {
+          if (at + 4 > end) return this.#truncatedLink();
+          bottom = (buf[at + 2]! & 1) !== 0;
+          at += 4;
+        }
+        if (at >= end) return this.#truncatedLink();
+        const nibble = buf[at]! >> 4;
+        if (nibble === 4) return this.#ipv4(buf, at, end);
+        if (nibble === 6) return this.#ipv6(buf, at, end);
+        if (nibble !== 0) {
+          this.errors.notIp++;
+          return false;
+        }
+        // An Ethernet pseudowire (RFC 4448), its control word optional. Like
+        // tshark, read the frame without one if its EtherType is one to
+        // follow there, else after a 4-byte control word.
+        if (at + 14 > end) return this.#truncatedLink();
+        type = (buf[at + 12]! << 8) | buf[at + 13]!;
+        if (followedEtherType(type)) {
+          at += 14;
+        } else {
+          if (at + 4 + 14 > end) return this.#truncatedLink();
+          type = (buf[at + 16]! << 8) | buf[at + 17]!;
+          at += 18;
+        }
       } else if (type === ETHERTYPE_PPPOE_SESSION) {
         // Version/type, code, session id, length; then the PPP protocol.
         if (at + 8 > end) return this.#truncatedLink();
-        return this.#pppPayload(buf, (buf[at + 6]! << 8) | buf[at + 7]!, at + 8, end);
+        type = etherTypeOfPpp((buf[at + 6]! << 8) | buf[at + 7]!);
+        at += 8;
       } else {
         this.errors.notIp++;
         return false;
       }
     }
-  }
-
-  /**
-   * An MPLS label stack to its bottom entry, then IPv4 or IPv6 by the first
-   * nibble, or, for 0, an Ethernet frame.
-   */
-  #mpls(buf: Uint8Array, at: number, end: number): boolean {
-    for (;;) {
-      if (at + 4 > end) return this.#truncatedLink();
-      const bottom = (buf[at + 2]! & 1) !== 0;
-      at += 4;
-      if (bottom) break;
-    }
-    if (at >= end) return this.#truncatedLink();
-    const nibble = buf[at]! >> 4;
-    if (nibble === 4) return this.#ipv4(buf, at, end);
-    if (nibble === 6) return this.#ipv6(buf, at, end);
-    if (nibble === 0) {
-      // An Ethernet pseudowire (RFC 4448), its control word optional. Like
-      // tshark, read the frame without one if its EtherType is one to
-      // follow there, else after a 4-byte control word.
-      if (at + 14 > end) return this.#truncatedLink();
-      const type = (buf[at + 12]! << 8) | buf[at + 13]!;
-      if (followedEtherType(type)) return this.#ethertypeAt(buf, type, at + 14, end);
-      if (at + 4 + 14 > end) return this.#truncatedLink();
-      return this.#ethertype(buf, at + 4 + 12, end);
-    }
-    this.errors.notIp++;
-    return false;
   }
 
   /** A PPP frame: HDLC address and control (0xff 0x03) if present, then the protocol (one byte when compressed: odd). */
@@ -384,27 +419,20 @@ export class PacketDecoder {
     }
     if (at + 2 <= end && buf[at] === 0xff && buf[at + 1] === 0x03) at += 2;
     if (at >= end) return this.#truncatedLink();
-    if ((buf[at]! & 1) !== 0) return this.#pppPayload(buf, buf[at]!, at + 1, end);
+    if ((buf[at]! & 1) !== 0) return this.#ethertypeAt(buf, etherTypeOfPpp(buf[at]!), at + 1, end);
     if (at + 2 > end) return this.#truncatedLink();
-    return this.#pppPayload(buf, (buf[at]! << 8) | buf[at + 1]!, at + 2, end);
-  }
-
-  #pppPayload(buf: Uint8Array, protocol: number, at: number, end: number): boolean {
-    if (protocol === PPP_IPV4) return this.#ipv4(buf, at, end);
-    if (protocol === PPP_IPV6) return this.#ipv6(buf, at, end);
-    if (protocol === PPP_MPLS || protocol === PPP_MPLS_MULTICAST) return this.#mpls(buf, at, end);
-    // LCP, IPCP, CHAP...: control traffic of the link, no IP packet.
-    this.errors.notIp++;
-    return false;
+    return this.#ethertypeAt(buf, etherTypeOfPpp((buf[at]! << 8) | buf[at + 1]!), at + 2, end);
   }
 
   /**
    * An 802.11 frame: data frames with a body (not null data), unprotected,
-   * three or four addresses, QoS and HT control fields, then LLC/SNAP and the
-   * EtherType. Management, control, null and protected frames carry no IP
+   * three or four addresses, QoS and HT control fields (the header padded
+   * to 4 bytes when radiotap says so), then LLC/SNAP and the EtherType, or
+   * an A-MSDU of several such packets (the first here, the rest by
+   * decodeNext). Management, control, null and protected frames carry no IP
    * packet podflow can read: not IP.
    */
-  #ieee80211(buf: Uint8Array, at: number, end: number): boolean {
+  #ieee80211(buf: Uint8Array, at: number, end: number, padded = false): boolean {
     if (at + 24 > end) return this.#truncatedLink();
     const control = buf[at]!;
     const flags = buf[at + 1]!;
@@ -416,14 +444,45 @@ export class PacketDecoder {
     }
     let header = 24;
     if ((flags & 0x3) === 0x3) header += 6; // to and from the distribution system: a fourth address
-    if ((subtype & 0x8) !== 0) header += (flags & 0x80) !== 0 ? 6 : 2; // QoS control, and HT control with the order bit
-    const llc = at + header;
+    let aggregate = false;
+    if ((subtype & 0x8) !== 0) {
+      if (at + header + 2 > end) return this.#truncatedLink();
+      aggregate = (buf[at + header]! & 0x80) !== 0; // the QoS control's A-MSDU present bit
+      header += (flags & 0x80) !== 0 ? 6 : 2; // QoS control, and HT control with the order bit
+    }
+    if (padded) header = (header + 3) & ~3;
+    if (aggregate) {
+      this.#subframeAt = this.#aggregateStart = at + header;
+      this.#subframeEnd = end;
+      this.#subframeBuf = buf;
+      return this.#subframe();
+    }
+    return this.#snap(buf, at + header, end);
+  }
+
+  /** LLC/SNAP, then the EtherType it names. */
+  #snap(buf: Uint8Array, llc: number, end: number): boolean {
     if (llc + 8 > end) return this.#truncatedLink();
     if (buf[llc] !== 0xaa || buf[llc + 1] !== 0xaa || buf[llc + 2] !== 0x03) {
       this.errors.notIp++;
       return false;
     }
     return this.#ethertypeAt(buf, (buf[llc + 6]! << 8) | buf[llc + 7]!, llc + 8, end);
+  }
+
+  /** The A-MSDU subframe at #subframeAt: destination, source, length, then its LLC/SNAP packet, padded to 4 bytes before the next. */
+  #subframe(): boolean {
+    const buf = this.#subframeBuf;
+    const at = this.#subframeAt;
+    const end = this.#subframeEnd;
+    this.#subframeAt = -1;
+    if (at + 14 > end) return this.#truncatedLink();
+    const next = at + 14 + ((buf[at + 12]! << 8) | buf[at + 13]!);
+    if (next > end) return this.#truncatedLink();
+    // Subframes start at multiples of 4 bytes from the A-MSDU's start.
+    const following = this.#aggregateStart + ((next - this.#aggregateStart + 3) & ~3);
+    if (following + 14 <= end) this.#subframeAt = following;
+    return this.#snap(buf, at + 14, next);
   }
 
   #ipByVersion(buf: Uint8Array, at: number, end: number): boolean {
@@ -682,6 +741,42 @@ function innerIp(buf: Uint8Array, at: number, end: number): number {
     header += (buf[header + 1]! + 1) * 8;
   }
   return segmentedPayload(buf, header, end, next);
+}
+
+/** The EtherType of what a PPP protocol number carries (0: nothing #ethertypeAt follows: LCP, IPCP, CHAP...). */
+function etherTypeOfPpp(protocol: number): number {
+  switch (protocol) {
+    case PPP_IPV4:
+      return ETHERTYPE_IPV4;
+    case PPP_IPV6:
+      return ETHERTYPE_IPV6;
+    case PPP_MPLS:
+      return ETHERTYPE_MPLS;
+    case PPP_MPLS_MULTICAST:
+      return ETHERTYPE_MPLS_MULTICAST;
+    default:
+      return 0;
+  }
+}
+
+/**
+ * The radiotap Flags field (0 when absent): after the present bitmaps
+ * (extended while bit 31 is set), a TSFT field (8 bytes, 8-aligned from the
+ * header's start) if present, then Flags.
+ */
+function radiotapFlags(buf: Uint8Array, start: number, end: number): number {
+  let at = start + 4;
+  let present = 0;
+  for (let word = 0; ; word++) {
+    if (at + 4 > end) return 0;
+    // Little-endian words: TSFT and Flags are bits 0 and 1 of the first byte, the extension bit 7 of the last.
+    if (word === 0) present = buf[at]!;
+    at += 4;
+    if ((buf[at - 1]! & 0x80) === 0) break;
+  }
+  if ((present & RADIOTAP_PRESENT_FLAGS) === 0) return 0;
+  if (present & RADIOTAP_PRESENT_TSFT) at = start + ((at - start + 7) & ~7) + 8;
+  return at < end ? buf[at]! : 0;
 }
 
 /** EtherTypes #ethertypeAt reads on from. */

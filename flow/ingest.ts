@@ -15,11 +15,14 @@ import { RECORD_HEADER_BYTES } from './types.ts';
 export interface IngestStats {
   /** Records seen, decodable or not: the buffers capture handed over (a GSO/GRO super-packet is one). */
   buffers: number;
-  /** Packets as on the wire: a metered buffer's wire segments (flow/decode.ts WIRE SEGMENTS), 1 for any other. */
+  /**
+   * Packets as on the wire: a metered buffer's wire segments (flow/decode.ts
+   * WIRE SEGMENTS), each packet of an 802.11 A-MSDU, 1 for any other.
+   */
   packets: number;
   /** Their bytes on the wire, link headers included, each segment's headers counted. */
   bytes: number;
-  /** Buffers the decoder accepted and the meter counted. */
+  /** Packets the decoder accepted and the meter counted (a buffer, or one of an A-MSDU's). */
   metered: number;
   /** Batches that ended inside a record (header or data cut short). */
   truncatedRecords: number;
@@ -77,7 +80,14 @@ export class PacketIngest {
     timestampMs: number,
   ): void {
     this.stats.buffers++;
-    if (this.#decoder.decode(linkType, buf, offset, caplen, wirelen)) {
+    const decoder = this.#decoder;
+    this.#count(decoder.decode(linkType, buf, offset, caplen, wirelen), observationPointId, wirelen, timestampMs);
+    // An 802.11 A-MSDU holds several packets; everything else one.
+    while (decoder.hasNext) this.#count(decoder.decodeNext(), observationPointId, 0, timestampMs);
+  }
+
+  #count(decoded: boolean, observationPointId: number, wirelen: number, timestampMs: number): void {
+    if (decoded) {
       const p = this.#decoder.packet;
       this.stats.metered++;
       this.stats.packets += p.packets;

@@ -49,10 +49,16 @@ function podflowConversations(capture: Uint8Array): { conversations: Conversatio
   return { conversations, decoder };
 }
 
-/** What tshark dissects in the file: the outermost IP header of each frame that has one. */
-function tsharkConversations(path: string): Conversations {
+/**
+ * What tshark dissects in the file: the outermost IP header of each frame
+ * that has one; with `everyPacket`, every IP header of the frame (for frames
+ * that carry several packets side by side, as an 802.11 A-MSDU does, and no
+ * tunnel).
+ */
+function tsharkConversations(path: string, everyPacket = false): Conversations {
   const fields = ['frame.protocols', 'ip.src', 'ip.dst', 'ip.len', 'ipv6.src', 'ipv6.dst', 'ipv6.plen'];
-  const run = spawnSync('tshark', ['-r', path, '-T', 'fields', '-E', 'occurrence=f', '-E', 'separator=\t', ...fields.flatMap((f) => ['-e', f])], {
+  const occurrence = everyPacket ? 'a' : 'f';
+  const run = spawnSync('tshark', ['-r', path, '-T', 'fields', '-E', `occurrence=${occurrence}`, '-E', 'separator=\t', ...fields.flatMap((f) => ['-e', f])], {
     encoding: 'utf8',
   });
   if (run.error) throw new Error(`tshark could not run (./run installs it): ${run.error.message}`);
@@ -65,8 +71,9 @@ function tsharkConversations(path: string): Conversations {
     const v4At = layers.indexOf('ip');
     const v6At = layers.indexOf('ipv6');
     if (v4At < 0 && v6At < 0) continue;
-    if (v4At >= 0 && (v6At < 0 || v4At < v6At)) add(conversations, pair(src4!, dst4!), 1, Number(len4));
-    else add(conversations, pair(src6!, dst6!), 1, Number(plen6) + 40);
+    const v4 = v4At >= 0 && (v6At < 0 || v4At < v6At);
+    const [sources, destinations, lengths] = (v4 ? [src4!, dst4!, len4!] : [src6!, dst6!, plen6!]).map((f) => f.split(','));
+    sources!.forEach((source, i) => add(conversations, pair(source, destinations![i]!), 1, Number(lengths![i]) + (v4 ? 0 : 40)));
   }
   return conversations;
 }
@@ -75,12 +82,12 @@ const work = mkdtempSync(join(tmpdir(), 'podflow-encapsulations-'));
 test.after(() => rmSync(work, { recursive: true, force: true }));
 
 /** Asserts both readings agree on the capture; returns podflow's decoder for its counters. */
-function assertSameAsTshark(name: string, capture: Uint8Array): PacketDecoder {
+function assertSameAsTshark(name: string, capture: Uint8Array, everyPacket = false): PacketDecoder {
   const path = join(work, name.replace(/[^a-z0-9]+/gi, '-') + '.pcap');
   writeFileSync(path, capture);
   const { conversations, decoder } = podflowConversations(capture);
   assert.ok(conversations.size > 0, 'the capture holds IP packets');
-  assert.deepEqual(Object.fromEntries(conversations), Object.fromEntries(tsharkConversations(path)));
+  assert.deepEqual(Object.fromEntries(conversations), Object.fromEntries(tsharkConversations(path, everyPacket)));
   return decoder;
 }
 
@@ -94,6 +101,8 @@ const corpusCaptures: [string, string][] = [
   ['PPPoE sessions inside VLAN', 'dns.pcap'],
   ['PPPoE, VLAN and IP in IP', 'syslog.pcap'],
   ['PPPoE and IPsec', 'custom_categories.pcapng'],
+  ['PPPoE inside VLAN', 'discord_mid_flow.pcap'],
+  ['PPP inside GRE inside VLAN', 'gre.pcapng'],
   ['PPI headers', 'someip_sd_sample.pcap'],
 ];
 const missing = corpusMissing();
@@ -158,6 +167,16 @@ function snap(etherType: number, payload: Uint8Array): Uint8Array {
 }
 
 const radiotap = (frame: Uint8Array): Uint8Array => concat(new Uint8Array([0, 0, 8, 0, 0, 0, 0, 0]), frame);
+/**
+ * A radiotap header with a TSFT and a Flags field: the frame ends with its
+ * FCS (0x10), and the 802.11 header is padded to 4 bytes (0x20), as some
+ * drivers deliver QoS frames (a 26-byte header, 2 bytes of padding).
+ */
+function radiotapPaddedWithFcs(frame: Uint8Array): Uint8Array {
+  const header = [0, 0, 17, 0, 0x03, 0, 0, 0, ...new Array<number>(8).fill(7), 0x30];
+  const qosHeader = 26;
+  return concat(new Uint8Array(header), frame.subarray(0, qosHeader), new Uint8Array(2), frame.subarray(qosHeader), new Uint8Array([1, 2, 3, 4]));
+}
 const ppi = (dlt: number, frame: Uint8Array): Uint8Array => concat(new Uint8Array([0, 0, 8, 0, dlt, 0, 0, 0]), frame);
 
 const wifiFrames = [
@@ -220,6 +239,10 @@ const built: [string, number, Uint8Array[]][] = [
   ]],
   ['802.11', LinkType.IEEE802_11, wifiFrames],
   ['802.11 with radiotap headers', LinkType.IEEE802_11_RADIOTAP, wifiFrames.map(radiotap)],
+  ['802.11 QoS data with radiotap flags: padded header, FCS at the end', LinkType.IEEE802_11_RADIOTAP, [
+    radiotapPaddedWithFcs(wifi(8, 0x01, snap(0x0800, tcpV4()))),
+    radiotapPaddedWithFcs(wifi(8, 0x02, snap(0x86dd, udpV6()))),
+  ]],
   ['802.11 with PPI headers', LinkType.PPI, wifiFrames.map((f) => ppi(LinkType.IEEE802_11, f))],
 ];
 
@@ -234,4 +257,29 @@ for (const [what, linkType, frames] of built) {
 test('every frame without an IP packet inside is counted, not metered', () => {
   const { decoder } = podflowConversations(pcapFile(LinkType.IEEE802_11, wifiFrames));
   assert.equal(decoder.errors.notIp, 3, 'the protected, null and management frames');
+});
+
+/** An A-MSDU subframe: destination, source, length, the LLC/SNAP packet, padding to 4 bytes unless last. */
+function subframe(packet: Uint8Array, last: boolean): Uint8Array {
+  const body = snap(0x0800, packet);
+  const header = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, ...u16(body.length)];
+  const padding = last ? 0 : (4 - ((14 + body.length) % 4)) % 4;
+  return concat(new Uint8Array(header), body, new Uint8Array(padding));
+}
+
+test('built: an 802.11 A-MSDU, several packets in one frame, each metered', () => {
+  const amsdu = wifi(8, 0x01, concat(subframe(tcpV4(), false), subframe(tcpV4Reply(3), false), subframe(tcpV4(4), true)));
+  // The QoS control's A-MSDU present bit.
+  amsdu[24] = 0x80;
+  const decoder = assertSameAsTshark('802.11 A-MSDU', pcapFile(LinkType.IEEE802_11, [amsdu, wifi(0, 0x01, snap(0x0800, tcpV4Reply()))]), true);
+  assert.equal(decoder.errors.notIp + decoder.errors.truncatedLink, 0);
+});
+
+test('pseudowires nested as deep as a 64 KiB frame allows: counted as cut short, no crash', () => {
+  const layer = [0, 0, 0x01, 0x40, ...new Array<number>(12).fill(0), 0x88, 0x47];
+  const frame = new Uint8Array(65535);
+  frame.set([...new Array<number>(12).fill(0), 0x88, 0x47]);
+  for (let at = 14; at + layer.length <= frame.length; at += layer.length) frame.set(layer, at);
+  const { decoder } = podflowConversations(pcapFile(LinkType.ETHERNET, [frame]));
+  assert.equal(decoder.errors.truncatedLink, 1);
 });
