@@ -564,9 +564,12 @@ export class IpfixEncoder {
       dataRecords = 0;
     };
     for (const item of items) {
-      const newSet = item.setId !== setId;
-      if (pos + (newSet ? SET_HEADER_BYTES : 0) + item.bytes.length > this.maxMessageBytes && pos > MESSAGE_HEADER_BYTES) flush();
-      if (item.setId !== setId) {
+      // One options template per set: pmacct's nfacctd (1.7.7) misreads the
+      // second options template of a set ("unable to read Options Template
+      // Flowset (malformed)") and drops it, and with it the records it describes.
+      const newSet = () => item.setId !== setId || item.setId === SetId.OPTIONS_TEMPLATE;
+      if (pos + (newSet() ? SET_HEADER_BYTES : 0) + item.bytes.length > this.maxMessageBytes && pos > MESSAGE_HEADER_BYTES) flush();
+      if (newSet()) {
         if (setStart >= 0) writeU16(buf, setStart + 2, pos - setStart);
         setStart = pos;
         setId = item.setId;

@@ -201,6 +201,8 @@ async function nfacctd(dir: string, aggregate: string[], send: (port: number) =>
       }
     };
     await waitFor(() => done(read()), 10_000, () => `nfacctd to print the flows (${JSON.stringify(read())}):\n${log}`);
+    // Every template it was sent, options templates included, read as such.
+    assert.doesNotMatch(log, /malformed|unknown template/i);
     return read();
   } finally {
     child.kill('SIGKILL');
