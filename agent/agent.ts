@@ -11,7 +11,9 @@
 //
 // Start order: Kubernetes caches start syncing (not awaited: an unreachable
 // API server must not stop capture; flows are held, then named 'unknown'
-// after the hold time) → the naming (Identity) subscribes → namespaces are
+// after kubernetes.holdUnnamedSeconds; with no usable Kubernetes
+// configuration at all there are no caches, and flows are named 'unknown'
+// at once) → the naming (Identity) subscribes → namespaces are
 // found and capture attaches to them as they appear → records go to the
 // exporter (which connects and retries on its own) in batches on one coarse
 // timer.
@@ -34,7 +36,9 @@ import { type DiscoveredNamespace, type DiscoveryStats, NetnsDiscovery } from '.
 import { type NamespaceEvents, NodeCapture, type NodeCaptureEvent } from '../netns/node-capture.ts';
 import { captureQueue, configureCaptureQueue } from '../netns/capture.ts';
 import { Identity, type IdentityCapture, type IdentityStats } from '../enrich/identity.ts';
-import { KubeCaches, type KubeResource, type KubeResourceStatus } from '../enrich/kube-caches.ts';
+import { KubeCaches, type KubeResource, type KubeResourceStatus, kubeResources } from '../enrich/kube-caches.ts';
+import type { IdentityCaches } from '../enrich/identity.ts';
+import { PodflowError } from '../common/errors.ts';
 import { Exporter } from '../ipfix/exporter.ts';
 import { notSentTotal } from '../ipfix/transport.ts';
 import type { ExportRecord } from '../ipfix/types.ts';
@@ -87,8 +91,8 @@ export interface ObservedNaming {
   close(): void;
   /** Ends the Kubernetes clients. */
   closeCaches(): Promise<unknown>;
-  /** Ready as far as naming goes: the caches synced, or not in use. */
-  synced(): boolean;
+  /** Why naming is not ready (the caches have not synced, or cannot be used), or undefined. */
+  notReady(): string | undefined;
   cacheStatus(): Record<KubeResource, KubeResourceStatus>;
   stats(): IdentityStats;
 }
@@ -119,9 +123,11 @@ export type AgentModeFactory = (config: AgentConfig, log: Logger) => AgentMode;
 
 /** The DaemonSet: every pod namespace of the node (NetnsDiscovery), pods named through NetnsPods (Identity). */
 export const daemonsetMode: AgentModeFactory = (config, log) => {
-  const kubeWarn = new RateLimitedWarn(log.child({ component: 'kube' }));
-  const caches = new KubeCaches({ kubeconfig: config.kubernetes.kubeconfig || undefined, labelKeys: config.labelKeys });
-  caches.onError((resource, err) => kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'informer stopped; restarting with backoff'));
+  const kubeLog = log.child({ component: 'kube' });
+  const kubeWarn = new RateLimitedWarn(kubeLog);
+  const kube = kubeCachesOrWhyNot(config, kubeLog);
+  if (kube.caches) kube.caches.onError((resource, err) => kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'informer stopped; restarting with backoff'));
+  const caches: IdentityCaches & { start(): void; close(): Promise<unknown> } = kube.caches ?? NO_CACHES;
   const discovery = new NetnsDiscovery({
     netnsDirs: config.namespaces.netnsDirs,
     procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
@@ -140,6 +146,8 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
         clusterName: config.clusterName,
         procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
         leases: { graceMs: config.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: config.clusterCidrs },
+        // Without caches nothing will ever name a held flow better: it goes at Identity's next tick.
+        holdMaxAgeMs: kube.caches ? config.kubernetes.holdUnnamedSeconds * 1000 : 1,
         onRecord,
       });
       return {
@@ -150,14 +158,60 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
         },
         close: () => identity.close(), // flows held for the first sync are enriched now
         closeCaches: () => caches.close(),
-        synced: () => caches.synced(),
-        cacheStatus: () => caches.status(),
+        notReady: () => (kube.caches ? cachesNotSynced(kube.caches.status()) : `Kubernetes identity off: ${kube.whyNot}; flows are exported with identity unknown`),
+        cacheStatus: () => (kube.caches ? kube.caches.status() : unusableCachesStatus(kube.whyNot)),
         stats: () => identity.stats(),
       };
     },
     startedFields: () => ({ nodeName: config.nodeName }),
   };
 };
+
+/**
+ * The Kubernetes caches, or why there are none: a configuration that cannot
+ * be used (no kubeconfig and not in a cluster, a kubeconfig or service
+ * account that cannot be read) must not stop capture and export, as an API
+ * server that cannot be reached does not. The problem is logged once as an
+ * error and /readyz names it; flows go out with identity unknown (counted in
+ * podflow_lease_lookups_total and podflow_enrich_observed_fallbacks_total).
+ */
+function kubeCachesOrWhyNot(config: AgentConfig, log: Logger): { caches: KubeCaches; whyNot?: undefined } | { caches?: undefined; whyNot: string } {
+  try {
+    return { caches: new KubeCaches({ kubeconfig: config.kubernetes.kubeconfig || undefined, labelKeys: config.labelKeys }) };
+  } catch (err) {
+    if (!(err instanceof PodflowError) || err.code !== 'PODFLOW_ERR_KUBE_CONFIG') throw err;
+    log.error({ err }, 'no usable Kubernetes configuration: capturing and exporting with identity unknown');
+    return { whyNot: err.message };
+  }
+}
+
+/** The caches when there are none: nothing cached, nothing to wait for. */
+const NO_CACHES: IdentityCaches & { start(): void; close(): Promise<unknown> } = {
+  on: () => undefined,
+  off: () => undefined,
+  synced: () => true,
+  pods: () => [],
+  services: () => [],
+  nodes: () => [],
+  replicaSet: () => undefined,
+  job: () => undefined,
+  start: () => undefined,
+  close: async () => undefined,
+};
+
+/** Every resource not synced, with why: the caches' metrics and alert show an agent that has none. */
+function unusableCachesStatus(why: string): Record<KubeResource, KubeResourceStatus> {
+  const status = { synced: false, objects: 0, events: 0, errors: 0, restarts: 0, relists: 0, lastError: why };
+  return Object.fromEntries(kubeResources.map((r) => [r, { ...status }])) as Record<KubeResource, KubeResourceStatus>;
+}
+
+/** Why the caches are not ready yet, naming the first resource that has not synced and its last error; undefined once all have. */
+export function cachesNotSynced(status: Record<KubeResource, KubeResourceStatus>): string | undefined {
+  const pending = kubeResources.filter((r) => !status[r].synced);
+  if (pending.length === 0) return undefined;
+  const failing = pending.find((r) => status[r].lastError !== undefined);
+  return `Kubernetes caches not synced (${pending.join(', ')})${failing ? `: ${status[failing].lastError}` : ''}`;
+}
 
 /**
  * namespaces.pathFilter: a namespace is attached when any of its paths (as
@@ -307,8 +361,7 @@ export class Agent {
   notReady(): string | undefined {
     if (this.#stopping) return 'stopping';
     if (!this.#started) return 'starting';
-    if (!this.#naming.synced()) return 'Kubernetes caches not synced';
-    return undefined;
+    return this.#naming.notReady();
   }
 
   /** Graceful stop within shutdown.timeoutSeconds: nothing open is lost. Idempotent. */

@@ -21,7 +21,7 @@ export interface AgentConfig {
   flow: { idleTimeoutSeconds: number; activeTimeoutSeconds: number; maxFlows: number };
   capture: { interfaces: string; loopback: boolean; snaplen: number; bufferBytes: number; queueBytes: number };
   namespaces: { netnsDirs: string[]; proc: boolean; procRoot: string; pathFilter: string; rescanSeconds: number };
-  kubernetes: { kubeconfig: string; leaseGraceSeconds: number };
+  kubernetes: { kubeconfig: string; leaseGraceSeconds: number; holdUnnamedSeconds: number };
   metrics: { listen: string; maxWorkloadSeries: number };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   shutdown: { timeoutSeconds: number };
@@ -37,7 +37,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   flow: { idleTimeoutSeconds: 30, activeTimeoutSeconds: 300, maxFlows: 131_072 },
   capture: { interfaces: '', loopback: false, snaplen: 256, bufferBytes: 512 << 10, queueBytes: 64 << 20 },
   namespaces: { netnsDirs: ['/var/run/netns', '/run/netns'], proc: true, procRoot: '/proc', pathFilter: '', rescanSeconds: 1 },
-  kubernetes: { kubeconfig: '', leaseGraceSeconds: 360 },
+  kubernetes: { kubeconfig: '', leaseGraceSeconds: 360, holdUnnamedSeconds: DEFAULT_HOLD_MAX_AGE_MS / 1000 },
   metrics: { listen: '0.0.0.0:9464', maxWorkloadSeries: 2000 },
   log: { level: 'info' },
   shutdown: { timeoutSeconds: 10 },
@@ -88,7 +88,7 @@ export const configSchema = {
       queueBytes: { type: 'integer', minimum: 262144, maximum: 4294967295 },
     }),
     namespaces: obj({ netnsDirs: strings, proc: { type: 'boolean' }, procRoot: { type: 'string', minLength: 1 }, pathFilter: { type: 'string' }, rescanSeconds: positive }),
-    kubernetes: obj({ kubeconfig: { type: 'string' }, leaseGraceSeconds: positive }),
+    kubernetes: obj({ kubeconfig: { type: 'string' }, leaseGraceSeconds: positive, holdUnnamedSeconds: positive }),
     metrics: obj({ listen: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):[0-9]{1,5}$' }, maxWorkloadSeries: { type: 'integer', minimum: 7 } }),
     log: obj({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] } }),
     shutdown: obj({ timeoutSeconds: positive }),
@@ -231,10 +231,10 @@ function semanticChecks(c: AgentConfig): void {
     }
   });
   if (c.flow.activeTimeoutSeconds < c.flow.idleTimeoutSeconds) problems.push(`flow.activeTimeoutSeconds: must be at least flow.idleTimeoutSeconds (${c.flow.idleTimeoutSeconds})`);
-  const leaseGraceMin = c.flow.activeTimeoutSeconds + DEFAULT_HOLD_MAX_AGE_MS / 1000 + LEASE_GRACE_MARGIN_SECONDS;
+  const leaseGraceMin = c.flow.activeTimeoutSeconds + c.kubernetes.holdUnnamedSeconds + LEASE_GRACE_MARGIN_SECONDS;
   if (c.kubernetes.leaseGraceSeconds < leaseGraceMin) {
     problems.push(
-      `kubernetes.leaseGraceSeconds: must be at least flow.activeTimeoutSeconds (${c.flow.activeTimeoutSeconds}) + the hold of unnamed flows (${DEFAULT_HOLD_MAX_AGE_MS / 1000}) + a margin (${LEASE_GRACE_MARGIN_SECONDS}) = ${leaseGraceMin}, got ${c.kubernetes.leaseGraceSeconds}: a closed lease dropped sooner lets the address's next holder own flows that started before it`,
+      `kubernetes.leaseGraceSeconds: must be at least flow.activeTimeoutSeconds (${c.flow.activeTimeoutSeconds}) + the hold of unnamed flows (kubernetes.holdUnnamedSeconds, ${c.kubernetes.holdUnnamedSeconds}) + a margin (${LEASE_GRACE_MARGIN_SECONDS}) = ${leaseGraceMin}, got ${c.kubernetes.leaseGraceSeconds}: a closed lease dropped sooner lets the address's next holder own flows that started before it`,
     );
   }
   if (c.kubernetes.kubeconfig && !readable(c.kubernetes.kubeconfig)) problems.push(`kubernetes.kubeconfig: unreadable file ${c.kubernetes.kubeconfig}`);

@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PodflowError } from '../common/errors.ts';
 import type { AgentConfig } from './config.ts';
-import { type AgentMode, RateLimitedWarn } from './agent.ts';
+import { type AgentMode, cachesNotSynced, RateLimitedWarn } from './agent.ts';
 import type { DiscoveredNamespace } from '../netns/discovery.ts';
 import { CURRENT_NETNS, listCurrentInterfaces } from '../netns/interfaces.ts';
 import type { NodeCaptureEvent } from '../netns/node-capture.ts';
@@ -205,6 +205,7 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
         leases,
         owners,
         namespaces: { get: (key) => (key === ns.key ? selfPod : undefined) },
+        holdMaxAgeMs: config.kubernetes.holdUnnamedSeconds * 1000,
         onRecord,
       });
       enricher = e;
@@ -262,7 +263,7 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
           e.flush();
         },
         closeCaches: async () => caches?.close(),
-        synced: () => !(caches && cachesUsable) || caches.synced(),
+        notReady: () => (caches && cachesUsable ? cachesNotSynced(caches.status()) : undefined),
         cacheStatus: () => (caches && cachesUsable ? caches.status() : ({} as Record<KubeResource, KubeResourceStatus>)),
         stats: (): IdentityStats => ({
           leases: { ...leases.stats, lookups: { ...leases.stats.lookups }, open: leases.openLeases, closed: leases.closedLeases },
