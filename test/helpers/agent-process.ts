@@ -54,8 +54,17 @@ export interface AgentProcess {
  * dist/agent/cli.js) with env (PATH added) and waits for "agent started". If it exits or never starts, it is killed and this throws with
  * its output.
  */
-export async function startAgent(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 20_000, cli = CLI): Promise<AgentProcess> {
+export function startAgent(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 20_000, cli = CLI): Promise<AgentProcess> {
   const child = spawn(NODE_BIN, [...NODE_FLAGS, cli, 'agent', ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return watchAgent(child, timeoutMs);
+}
+
+/**
+ * Follows a spawned agent (its own process, or `podman run` of the image,
+ * whose output is the agent's) until it logs "agent started". If it exits or
+ * never starts, it is killed and this throws with its output.
+ */
+export async function watchAgent(child: ChildProcess, timeoutMs = 20_000): Promise<AgentProcess> {
   let logs = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (logs += d));
