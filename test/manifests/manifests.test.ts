@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ENVIRONMENT, FLAGS, configSchema, loadConfig } from '../../agent/config.ts';
+import { parse } from 'yaml';
+import { DEFAULT_CONFIG, ENVIRONMENT, FLAGS, configSchema, loadConfig } from '../../agent/config.ts';
 import { COMPONENTS, find, kubectlProblem, kustomize, kustomizeWith, MANIFESTS, schemaProblems, type KubeObject } from './kustomize.ts';
 
 const problem = kubectlProblem();
@@ -219,6 +220,20 @@ test("the ConfigMap's configuration loads with the agent's own loader, and every
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** Every key path of a configuration tree down to its leaves (lists are leaves). */
+function leafKeys(tree: Record<string, unknown>, prefix = ''): string[] {
+  return Object.entries(tree).flatMap(([k, v]) => (v && typeof v === 'object' && !Array.isArray(v) ? leafKeys(v as Record<string, unknown>, `${prefix}${k}.`) : [`${prefix}${k}`]));
+}
+
+test("the ConfigMap shows every key of the agent's configuration schema, so a new key ships with its value", { skip: problem }, () => {
+  const { text } = agentInputs(base);
+  const shown = leafKeys(parse(text) as Record<string, unknown>);
+  // nodeName is per node: the DaemonSet sets it from the downward API (NODE_NAME).
+  const expected = leafKeys(DEFAULT_CONFIG as unknown as Record<string, unknown>).filter((k) => k !== 'nodeName');
+  assert.deepEqual(shown.sort(), expected.sort());
+  for (const key of expected) assert.ok(keyInSchema(key), `${key} is in the schema`);
 });
 
 test('a wrong key in the ConfigMap would be caught', { skip: problem }, () => {
