@@ -1,12 +1,18 @@
-// A small Kubernetes API server for tests and `podflow demo` (never used by the agent): list
-// and watch of pods, services, nodes, replica sets and jobs with the real
-// resourceVersion semantics client-node relies on. One global, increasing
-// resourceVersion; a list answers items plus the version they are as of; a
-// watch from version N streams (chunked, one JSON object per line) every
-// change after N, BOOKMARKs when asked, and 410 Gone when N is older than the
-// retained event window. The test drives changes with create/update/delete,
-// can forbid a resource (RBAC 403), and can stop the server and start it again
-// on the same port with its state kept.
+// A small Kubernetes API server for tests, benchmarks and `podflow demo` (never
+// used by the agent): list and watch of pods, services, nodes, replica sets and
+// jobs with the real resourceVersion semantics client-node relies on. One
+// global, increasing resourceVersion; a list answers items plus the version
+// they are as of; a watch from version N streams (chunked, one JSON object per
+// line) every change after N, BOOKMARKs when asked, and 410 Gone when N is
+// older than the retained event window. The test drives changes with
+// create/update/delete, can forbid a resource (RBAC 403), and can stop the
+// server and start it again on the same port with its state kept.
+//
+// At cluster scale (bench/enrich/identity-scale.bench.ts: 100k pods of ~7 KiB
+// JSON each): objects are kept as their JSON text, not as object graphs (a
+// tenth of the memory, and nothing for the collector to walk), and a list is
+// written item by item as the socket drains, never built as one string (a
+// whole list of 100k pods is longer than V8's longest string).
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,6 +47,14 @@ export interface KubeApiServerOptions {
   goneAs?: 'event' | 'http';
   /** Interval of BOOKMARK events on watches that allow them. Default 1000 ms. */
   bookmarkIntervalMs?: number;
+  /**
+   * A list at resourceVersion=0 with a limit: 'honoured' answers in pages (the
+   * default here), 'ignored' answers every item at once, as kube-apiserver
+   * does: such a list is served from its watch cache, which cannot paginate
+   * (k8s.io/apiserver cacher.go: "limits are ignored when resource version is
+   * zero").
+   */
+  limitAtVersionZero?: 'honoured' | 'ignored';
 }
 
 export interface KubeRequest {
@@ -66,11 +80,18 @@ const kinds: Record<KubeKind, KindInfo> = {
   job: { plural: 'jobs', group: 'batch', version: 'v1', kind: 'Job', namespaced: true },
 };
 
+/** An object as stored: its JSON text, and the namespace lists and watches filter on. */
+interface StoredObject {
+  namespace: string | undefined;
+  json: string;
+}
+
 interface ChangeEvent {
   rv: number;
   kind: KubeKind;
-  type: 'ADDED' | 'MODIFIED' | 'DELETED';
-  object: KubeObject;
+  namespace: string | undefined;
+  /** The whole watch event line, as written to every watcher. */
+  line: string;
 }
 
 interface Watcher {
@@ -89,7 +110,8 @@ export class KubeApiServer {
   readonly #eventWindow: number;
   readonly #goneAs: 'event' | 'http';
   readonly #bookmarkIntervalMs: number;
-  readonly #objects = new Map<KubeKind, Map<string, KubeObject>>();
+  readonly #limitAtVersionZero: 'honoured' | 'ignored';
+  readonly #objects = new Map<KubeKind, Map<string, StoredObject>>();
   #events: ChangeEvent[] = [];
   /** Watches from a version below this have lost events: 410 Gone. */
   #oldestResumable = 0;
@@ -98,7 +120,7 @@ export class KubeApiServer {
   readonly #watchers = new Set<Watcher>();
   readonly #sockets = new Set<Socket>();
   /** Snapshots of paginated lists, by continue token prefix. */
-  readonly #snapshots = new Map<string, { rv: number; items: KubeObject[] }>();
+  readonly #snapshots = new Map<string, { rv: number; items: StoredObject[] }>();
   #server: Server | undefined;
   #port = 0;
 
@@ -108,6 +130,7 @@ export class KubeApiServer {
     this.#eventWindow = options.eventWindow ?? 1000;
     this.#goneAs = options.goneAs ?? 'event';
     this.#bookmarkIntervalMs = options.bookmarkIntervalMs ?? 1000;
+    this.#limitAtVersionZero = options.limitAtVersionZero ?? 'honoured';
     for (const kind of Object.keys(kinds) as KubeKind[]) this.#objects.set(kind, new Map());
   }
 
@@ -170,6 +193,20 @@ export class KubeApiServer {
     this.#oldestResumable = this.#resourceVersion;
   }
 
+  /**
+   * Ends every open watch stream, as an API server does at a watch's timeout:
+   * clients watch again from the last version they saw (after compact(), they
+   * are refused with 410 Gone and relist).
+   */
+  endWatches(): void {
+    for (const watcher of [...this.#watchers]) this.#endWatch(watcher);
+  }
+
+  /** Objects of a kind now. */
+  count(kind: KubeKind): number {
+    return this.#objects.get(kind)!.size;
+  }
+
   /** Open watch streams of a kind. */
   watchers(kind: KubeKind): number {
     let count = 0;
@@ -177,8 +214,10 @@ export class KubeApiServer {
     return count;
   }
 
+  /** The object as stored (a copy: changing it changes nothing on the server). */
   get(kind: KubeKind, name: string, namespace?: string): KubeObject | undefined {
-    return this.#objects.get(kind)!.get(keyOf(kind, name, namespace));
+    const stored = this.#objects.get(kind)!.get(keyOf(kind, name, namespace));
+    return stored && (JSON.parse(stored.json) as KubeObject);
   }
 
   create(kind: KubeKind, object: KubeObject): KubeObject {
@@ -186,36 +225,38 @@ export class KubeApiServer {
     if (this.#objects.get(kind)!.has(key)) throw new Error(`${kind} ${key} already exists`);
     const stored = this.#stamp(kind, object, object.metadata.uid ?? randomUUID());
     stored.metadata.creationTimestamp = new Date().toISOString();
-    this.#objects.get(kind)!.set(key, stored);
-    this.#record(kind, 'ADDED', stored);
+    this.#store(kind, key, 'ADDED', stored);
     return stored;
   }
 
   /** Replaces an existing object (found by namespace and name); its uid and creation time are kept. */
   update(kind: KubeKind, object: KubeObject): KubeObject {
     const key = keyOf(kind, object.metadata.name, object.metadata.namespace);
-    const current = this.#objects.get(kind)!.get(key);
+    const current = this.get(kind, object.metadata.name, object.metadata.namespace);
     if (!current) throw new Error(`${kind} ${key} does not exist`);
     const stored = this.#stamp(kind, object, current.metadata.uid!);
     stored.metadata.creationTimestamp = current.metadata.creationTimestamp;
-    this.#objects.get(kind)!.set(key, stored);
-    this.#record(kind, 'MODIFIED', stored);
+    this.#store(kind, key, 'MODIFIED', stored);
     return stored;
   }
 
   delete(kind: KubeKind, name: string, namespace?: string): void {
     const key = keyOf(kind, name, namespace);
-    const current = this.#objects.get(kind)!.get(key);
+    const current = this.get(kind, name, namespace);
     if (!current) throw new Error(`${kind} ${key} does not exist`);
     this.#objects.get(kind)!.delete(key);
     // The DELETED event carries the object at the version of its deletion, as the real server's does.
-    const final = { ...current, metadata: { ...current.metadata, resourceVersion: String(++this.#resourceVersion) } };
-    this.#record(kind, 'DELETED', final);
+    current.metadata.resourceVersion = String(++this.#resourceVersion);
+    this.#record(kind, 'DELETED', current.metadata.namespace, JSON.stringify(current));
   }
 
   /** The objects and version now, for restore(). */
   backup(): KubeServerBackup {
-    return { resourceVersion: this.#resourceVersion, objects: structuredClone(this.#objects) };
+    const objects = new Map<KubeKind, Map<string, KubeObject>>();
+    for (const [kind, stored] of this.#objects) {
+      objects.set(kind, new Map([...stored].map(([key, s]) => [key, JSON.parse(s.json) as KubeObject])));
+    }
+    return { resourceVersion: this.#resourceVersion, objects };
   }
 
   /**
@@ -228,7 +269,9 @@ export class KubeApiServer {
    */
   restore(backup: KubeServerBackup): void {
     for (const watcher of [...this.#watchers]) this.#endWatch(watcher);
-    for (const [kind, objects] of backup.objects) this.#objects.set(kind, structuredClone(new Map(objects)));
+    for (const [kind, objects] of backup.objects) {
+      this.#objects.set(kind, new Map([...objects].map(([key, o]) => [key, { namespace: o.metadata.namespace, json: JSON.stringify(o) }])));
+    }
     this.#resourceVersion = backup.resourceVersion;
     this.#events = [];
     this.#oldestResumable = backup.resourceVersion;
@@ -263,14 +306,20 @@ export class KubeApiServer {
     return copy;
   }
 
-  #record(kind: KubeKind, type: ChangeEvent['type'], object: KubeObject): void {
-    const event: ChangeEvent = { rv: this.#resourceVersion, kind, type, object };
+  #store(kind: KubeKind, key: string, type: 'ADDED' | 'MODIFIED', object: KubeObject): void {
+    const stored: StoredObject = { namespace: object.metadata.namespace, json: JSON.stringify(object) };
+    this.#objects.get(kind)!.set(key, stored);
+    this.#record(kind, type, stored.namespace, stored.json);
+  }
+
+  #record(kind: KubeKind, type: 'ADDED' | 'MODIFIED' | 'DELETED', namespace: string | undefined, json: string): void {
+    const event: ChangeEvent = { rv: this.#resourceVersion, kind, namespace, line: eventLine(type, json) };
     this.#events.push(event);
     if (this.#events.length > this.#eventWindow) {
       const dropped = this.#events.shift()!;
       this.#oldestResumable = dropped.rv;
     }
-    for (const watcher of this.#watchers) if (matches(watcher, event)) writeEvent(watcher.response, type, object);
+    for (const watcher of this.#watchers) if (matches(watcher, event)) watcher.response.write(event.line);
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
@@ -296,13 +345,14 @@ export class KubeApiServer {
         statusObject(403, 'Forbidden', `${plural} is forbidden: User "system:serviceaccount:podflow:podflow" cannot ${verb} resource "${plural}" in API group "${group}" ${scope}`),
       );
     }
-    if (!watch) return this.#list(route.kind, route.namespace, url.searchParams, answer);
+    if (!watch) return this.#list(route.kind, route.namespace, url.searchParams, res, answer);
     this.#watch(route.kind, route.namespace, url.searchParams, res, answer);
   }
 
-  #list(kind: KubeKind, namespace: string | undefined, query: URLSearchParams, answer: (status: number, body: unknown) => void): void {
-    const limit = Number(query.get('limit') ?? 0);
+  #list(kind: KubeKind, namespace: string | undefined, query: URLSearchParams, res: ServerResponse, answer: (status: number, body: unknown) => void): void {
     const token = query.get('continue');
+    const atZero = !token && query.get('resourceVersion') === '0';
+    const limit = atZero && this.#limitAtVersionZero === 'ignored' ? 0 : Number(query.get('limit') ?? 0);
     // resourceVersion: unset or "" is the most recent (a consistent read), "0"
     // any version, "N" at least as new as N, or exactly N when paginated. The
     // sim keeps no history: an exact list at an older version is refused as
@@ -321,7 +371,7 @@ export class KubeApiServer {
         return answer(410, statusObject(410, 'Expired', `The resourceVersion for the provided list is too old.`));
       }
     }
-    let snapshot: { rv: number; items: KubeObject[] };
+    let snapshot: { rv: number; items: StoredObject[] };
     let offset = 0;
     let id: string;
     if (token) {
@@ -334,7 +384,7 @@ export class KubeApiServer {
       offset = Number(tokenOffset);
       id = tokenId!;
     } else {
-      const items = [...this.#objects.get(kind)!.values()].filter((o) => namespace === undefined || o.metadata.namespace === namespace);
+      const items = [...this.#objects.get(kind)!.values()].filter((o) => namespace === undefined || o.namespace === namespace);
       snapshot = { rv: this.#resourceVersion, items };
       id = randomUUID();
     }
@@ -347,12 +397,10 @@ export class KubeApiServer {
       this.#snapshots.delete(id);
     }
     const info = kinds[kind];
-    answer(200, {
-      kind: `${info.kind}List`,
-      apiVersion: info.group ? `${info.group}/${info.version}` : info.version,
-      metadata,
-      items: snapshot.items.slice(offset, end),
-    });
+    this.requests.push({ kind, watch: false, query, status: 200 });
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const head = JSON.stringify({ kind: `${info.kind}List`, apiVersion: info.group ? `${info.group}/${info.version}` : info.version, metadata });
+    writeItems(res, `${head.slice(0, -1)},"items":[`, snapshot.items, offset, end, ']}');
   }
 
   #watch(kind: KubeKind, namespace: string | undefined, query: URLSearchParams, res: ServerResponse, answer: (status: number, body: unknown) => void): void {
@@ -363,7 +411,7 @@ export class KubeApiServer {
       if (this.#goneAs === 'http') return answer(410, gone);
       this.requests.push({ kind, watch: true, query, status: 200 });
       res.writeHead(200, { 'content-type': 'application/json' });
-      writeEvent(res, 'ERROR', gone);
+      res.write(eventLine('ERROR', JSON.stringify(gone)));
       res.end();
       return;
     }
@@ -374,18 +422,15 @@ export class KubeApiServer {
     // Version "" or "0" means "from any version": the stream starts with the current objects as ADDED.
     if (from === '' || from === '0') {
       for (const object of this.#objects.get(kind)!.values()) {
-        if (namespace === undefined || object.metadata.namespace === namespace) writeEvent(res, 'ADDED', object);
+        if (namespace === undefined || object.namespace === namespace) res.write(eventLine('ADDED', object.json));
       }
     } else {
-      for (const event of this.#events) if (event.rv > fromVersion && matches(watcher, event)) writeEvent(res, event.type, event.object);
+      for (const event of this.#events) if (event.rv > fromVersion && matches(watcher, event)) res.write(event.line);
     }
     const info = kinds[kind];
     const bookmark = (): void => {
-      writeEvent(res, 'BOOKMARK', {
-        kind: info.kind,
-        apiVersion: info.group ? `${info.group}/${info.version}` : info.version,
-        metadata: { resourceVersion: String(this.#resourceVersion) },
-      });
+      const object = { kind: info.kind, apiVersion: info.group ? `${info.group}/${info.version}` : info.version, metadata: { resourceVersion: String(this.#resourceVersion) } };
+      res.write(eventLine('BOOKMARK', JSON.stringify(object)));
     };
     if (watcher.bookmarks) watcher.timers.push(setInterval(bookmark, this.#bookmarkIntervalMs));
     const timeoutSeconds = Number(query.get('timeoutSeconds') ?? 0);
@@ -414,11 +459,32 @@ function keyOf(kind: KubeKind, name: string, namespace: string | undefined): str
 }
 
 function matches(watcher: Watcher, event: ChangeEvent): boolean {
-  return watcher.kind === event.kind && (watcher.namespace === undefined || watcher.namespace === event.object.metadata.namespace);
+  return watcher.kind === event.kind && (watcher.namespace === undefined || watcher.namespace === event.namespace);
 }
 
-function writeEvent(res: ServerResponse, type: string, object: unknown): void {
-  res.write(`${JSON.stringify({ type, object })}\n`);
+/** One watch event line; the object is JSON already. */
+function eventLine(type: string, json: string): string {
+  return `{"type":"${type}","object":${json}}\n`;
+}
+
+/** Writes head, items[from..to) joined by commas, and tail, waiting for the socket to drain whenever it asks to. */
+function writeItems(res: ServerResponse, head: string, items: readonly StoredObject[], from: number, to: number, tail: string): void {
+  res.write(head);
+  let i = from;
+  const more = (): void => {
+    while (i < to) {
+      const ok = res.write(i === from ? items[i]!.json : `,${items[i]!.json}`);
+      i++;
+      if (!ok) {
+        res.once('drain', more);
+        return;
+      }
+    }
+    res.end(tail);
+  };
+  // A client that goes away mid-list leaves nothing waiting.
+  res.once('close', () => (i = to));
+  more();
 }
 
 function statusObject(code: number, reason: string, message: string): object {

