@@ -121,6 +121,10 @@ export interface DecodedPacket {
   icmpTypeCode: number;
   /** Outer 802.1Q/802.1ad VLAN id; 0 when untagged. */
   vlanId: number;
+  /** Time to live (IPv4) or hop limit (IPv6) of the outer IP header. */
+  ttl: number;
+  /** A super-packet counted as its segments (packets > 1): the payload bytes of each but the last (gso_size); 0 otherwise. */
+  segmentSize: number;
   /**
    * IP total length (IPv6: payload length + 40), as ipfixprobe counts bytes;
    * for a super-packet, summed over its wire segments. A length field of 0
@@ -131,6 +135,23 @@ export interface DecodedPacket {
   packets: number;
   /** Its bytes on the wire, link header included: the record's wire length, plus the headers each further segment repeats. */
   wireBytes: number;
+  /**
+   * For readers of more than the meter keys on (flow/features/): the buffer
+   * the packet was decoded from, where its transport header starts (-1 when
+   * none was read: another protocol, a later fragment) and where the
+   * captured bytes end (snaplen may cut the packet short).
+   */
+  buffer: Uint8Array;
+  transportOffset: number;
+  capturedEnd: number;
+  /**
+   * Bytes from the transport header to the end of the IP packet, as its
+   * length fields say (a super-packet: all its segments' payload behind one
+   * header), whatever the capture kept of them.
+   */
+  transportBytes: number;
+  /** When it was captured, microseconds since the epoch (set by flow/ingest.ts; the meter gets milliseconds). */
+  timestampMicros: number;
 }
 
 /** Packets skipped, by reason. Plain numbers: bumped on the hot path, read at scrape time. */
@@ -176,9 +197,16 @@ export class PacketDecoder {
     tcpFlags: 0,
     icmpTypeCode: 0,
     vlanId: 0,
+    ttl: 0,
+    segmentSize: 0,
     octets: 0,
     packets: 1,
     wireBytes: 0,
+    buffer: new Uint8Array(0),
+    transportOffset: -1,
+    capturedEnd: 0,
+    transportBytes: 0,
+    timestampMicros: 0,
   };
   readonly errors: DecodeErrors = {
     unknownLinkType: 0,
@@ -228,8 +256,12 @@ export class PacketDecoder {
       linkType -= VNET_HEADER;
     }
     const p = this.packet;
+    p.segmentSize = 0;
     p.packets = 1;
     p.wireBytes = wirelen;
+    p.buffer = buf;
+    p.transportOffset = -1;
+    p.capturedEnd = offset + caplen;
     this.#frameStart = offset;
     this.#wirelen = wirelen;
     this.#l4 = -1;
@@ -254,6 +286,8 @@ export class PacketDecoder {
     p.packets = 1;
     p.wireBytes = 0;
     p.vlanId = 0;
+    p.transportOffset = -1;
+    p.capturedEnd = this.#subframeEnd;
     this.#l4 = -1;
     return this.#subframe();
   }
@@ -516,6 +550,7 @@ export class PacketDecoder {
     p.ipVersion = 4;
     this.#l3 = at;
     p.octets = ((buf[at + 2]! << 8) | buf[at + 3]!) || this.#wirelen - (at - this.#frameStart);
+    p.ttl = buf[at + 8]!;
     p.protocol = buf[at + 9]!;
     const src = p.sourceAddress;
     const dst = p.destinationAddress;
@@ -545,6 +580,7 @@ export class PacketDecoder {
     this.#l3 = at;
     const payloadLength = (buf[at + 4]! << 8) | buf[at + 5]!;
     p.octets = payloadLength !== 0 ? payloadLength + IPV6_HEADER : this.#wirelen - (at - this.#frameStart);
+    p.ttl = buf[at + 7]!;
     const src = p.sourceAddress;
     const dst = p.destinationAddress;
     for (let i = 0; i < 4; i++) {
@@ -640,6 +676,8 @@ export class PacketDecoder {
     const p = this.packet;
     const protocol = p.protocol;
     this.#l4 = at;
+    p.transportOffset = at;
+    p.transportBytes = p.octets - (at - this.#l3);
     p.tcpFlags = 0;
     p.icmpTypeCode = 0;
     if (protocol === IpProtocol.TCP) {
@@ -681,6 +719,7 @@ export class PacketDecoder {
     if (segments <= 1) return;
     this.segments.split++;
     p.packets = segments;
+    p.segmentSize = gsoSize;
     p.octets += (segments - 1) * (payload - this.#l3);
     p.wireBytes += (segments - 1) * headers;
   }

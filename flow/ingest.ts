@@ -63,13 +63,13 @@ export class PacketIngest {
       const seconds = readU32LE(buf, at);
       const microseconds = readU32LE(buf, at + 4);
       const wirelen = readU32LE(buf, at + 12);
-      this.packet(observationPointId, linkType, buf, data, caplen, wirelen, seconds * 1000 + Math.floor(microseconds / 1000));
+      this.packet(observationPointId, linkType, buf, data, caplen, wirelen, seconds * 1000 + Math.floor(microseconds / 1000), seconds * 1e6 + microseconds);
       at = data + caplen;
     }
     return at;
   }
 
-  /** Decodes and meters one frame buf[offset, offset + caplen) captured at `timestampMs`. */
+  /** Decodes and meters one frame buf[offset, offset + caplen) captured at `timestampMs` (`timestampMicros` where the capture has that precision). */
   packet(
     observationPointId: number,
     linkType: number,
@@ -78,17 +78,19 @@ export class PacketIngest {
     caplen: number,
     wirelen: number,
     timestampMs: number,
+    timestampMicros: number = timestampMs * 1000,
   ): void {
     this.stats.buffers++;
     const decoder = this.#decoder;
-    this.#count(decoder.decode(linkType, buf, offset, caplen, wirelen), observationPointId, wirelen, timestampMs);
+    this.#count(decoder.decode(linkType, buf, offset, caplen, wirelen), observationPointId, wirelen, timestampMs, timestampMicros);
     // An 802.11 A-MSDU holds several packets; everything else one.
-    while (decoder.hasNext) this.#count(decoder.decodeNext(), observationPointId, 0, timestampMs);
+    while (decoder.hasNext) this.#count(decoder.decodeNext(), observationPointId, 0, timestampMs, timestampMicros);
   }
 
-  #count(decoded: boolean, observationPointId: number, wirelen: number, timestampMs: number): void {
+  #count(decoded: boolean, observationPointId: number, wirelen: number, timestampMs: number, timestampMicros: number): void {
     if (decoded) {
       const p = this.#decoder.packet;
+      p.timestampMicros = timestampMicros;
       this.stats.metered++;
       this.stats.packets += p.packets;
       this.stats.bytes += p.wireBytes;

@@ -59,6 +59,17 @@ test('decodes a TCP/IPv4 Ethernet frame: addresses, ports, flags and IP total le
   });
 });
 
+test('gives the TTL or hop limit of the outer IP header', () => {
+  const d = new PacketDecoder();
+  const four = ethernet(0x0800, ipv4({ protocol: TCP, source: '198.18.0.1', destination: '198.18.0.2', ttl: 37, payload: tcp(1, 2, TCP_ACK) }));
+  assert.ok(d.decode(LinkType.ETHERNET, four, 0, four.length));
+  assert.equal(d.packet.ttl, 37);
+  const six = ipv6({ next: TCP, source: 'fd00::1', destination: 'fd00::2', payload: tcp(1, 2, TCP_ACK) });
+  six[7] = 250;
+  assert.ok(d.decode(LinkType.RAW, six, 0, six.length));
+  assert.equal(d.packet.ttl, 250);
+});
+
 test('keeps the outer VLAN id of 802.1Q and QinQ tags (0x8100, 0x88a8, 0x9100)', () => {
   assert.equal(decode(LinkType.ETHERNET, ethernet(0x0800, tcpV4, [[0x8100, 42]])).packet.vlanId, 42);
   for (const outer of [0x88a8, 0x9100]) {

@@ -46,6 +46,14 @@ function packet(f: PacketFields = {}): DecodedPacket {
     octets: f.octets ?? 100,
     packets: f.packets ?? 1,
     wireBytes: (f.octets ?? 100) + 14,
+    ttl: 64,
+    segmentSize: 0,
+    // No bytes behind it: per-flow features see a header they cannot read.
+    buffer: new Uint8Array(0),
+    transportOffset: -1,
+    capturedEnd: 0,
+    transportBytes: 0,
+    timestampMicros: 0,
   };
 }
 

@@ -40,10 +40,11 @@ test('a TCP super-packet counts its segments, each with its own IP and TCP heade
   assert.equal(p.octets, 40 + 10 * 1448 + 9 * 40);
   assert.equal(p.wireBytes, 14 + 40 + 10 * 1448 + 9 * (14 + 40));
   assert.deepEqual(p.segments, { split: 1, unparsed: 0 });
+  assert.equal(p.segmentSize, 1448);
   // A last segment shorter than gso_size is a segment too; the ECN flag changes nothing.
   assert.equal(decode(tcp4(10_000), GSO_TCPV4 | GSO_ECN, 1448).packets, 7);
-  // One segment's worth is one packet.
-  assert.equal(decode(tcp4(1000), GSO_TCPV4, 1448).packets, 1);
+  // One segment's worth is one packet, with no segment size.
+  assert.deepEqual([decode(tcp4(1000), GSO_TCPV4, 1448).packets, decode(tcp4(1000), GSO_TCPV4, 1448).segmentSize], [1, 0]);
 });
 
 test('IPv6 TCP and UDP GSO count the same way', () => {

@@ -46,6 +46,29 @@ export function tcp(sourcePort: number, destinationPort: number, flags: number, 
   ]);
 }
 
+export interface TcpSegmentOptions {
+  sourcePort?: number;
+  destinationPort?: number;
+  flags: number;
+  seq?: number;
+  ack?: number;
+  window?: number;
+  /** Option bytes, padded here to a multiple of 4 with end-of-list. */
+  options?: number[];
+  payloadBytes?: number;
+}
+
+/** A TCP header with the given sequence numbers, window and options, then payloadBytes zero bytes. */
+export function tcpSegment(o: TcpSegmentOptions): Uint8Array {
+  const options = [...(o.options ?? [])];
+  while (options.length % 4 !== 0) options.push(0);
+  return new Uint8Array([
+    ...u16(o.sourcePort ?? 40000), ...u16(o.destinationPort ?? 80), ...u32(o.seq ?? 0), ...u32(o.ack ?? 0),
+    (5 + options.length / 4) << 4, o.flags, ...u16(o.window ?? 65535), 0, 0, 0, 0, ...options,
+    ...new Array<number>(o.payloadBytes ?? 0).fill(0),
+  ]);
+}
+
 export function udp(sourcePort: number, destinationPort: number, payloadBytes = 0): Uint8Array {
   return new Uint8Array([...u16(sourcePort), ...u16(destinationPort), ...u16(8 + payloadBytes), 0, 0, ...new Array<number>(payloadBytes).fill(0)]);
 }
@@ -71,6 +94,8 @@ export interface Ipv4Options {
   fragmentOffset?: number;
   /** Defaults to the real length. */
   totalLength?: number;
+  /** Defaults to 64. */
+  ttl?: number;
 }
 
 export function ipv4(o: Ipv4Options): Uint8Array {
@@ -79,7 +104,7 @@ export function ipv4(o: Ipv4Options): Uint8Array {
   const total = o.totalLength ?? headerLength + o.payload.length;
   const flagsAndOffset = (o.moreFragments ? 0x2000 : 0) | (o.fragmentOffset ?? 0);
   const header = [
-    0x40 | (headerLength / 4), 0, ...u16(total), ...u16(o.id ?? 1), ...u16(flagsAndOffset), 64, o.protocol, 0, 0,
+    0x40 | (headerLength / 4), 0, ...u16(total), ...u16(o.id ?? 1), ...u16(flagsAndOffset), o.ttl ?? 64, o.protocol, 0, 0,
     ...v4(o.source), ...v4(o.destination), ...options,
   ];
   return concat(new Uint8Array(header), o.payload);
