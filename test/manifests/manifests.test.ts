@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { DEFAULT_CONFIG, ENVIRONMENT, FLAGS, configSchema, loadConfig } from '../../agent/config.ts';
-import { COMPONENTS, find, kubectlProblem, kustomize, kustomizeWith, MANIFESTS, schemaProblems, type KubeObject } from './kustomize.ts';
+import { COMPONENTS, consistencyProblems, find, kubectlProblem, kustomize, kustomizeWith, MANIFESTS, schemaProblems, type KubeObject } from './kustomize.ts';
 
 const problem = kubectlProblem();
 test('kubectl is installed and new enough to build the install offline', () => {
@@ -58,10 +58,21 @@ test('the install builds with kubectl kustomize, alone and with each component',
   assert.ok(kustomizeWith(COMPONENTS).length >= base.length + 3, 'all components together');
 });
 
-test('every object, with all components, validates against the Kubernetes API schemas', { skip: problem }, async () => {
+test('every object, with all components, validates against the Kubernetes API schemas, and every reference between them resolves', { skip: problem }, async () => {
   const objects = kustomizeWith(COMPONENTS);
   const problems = (await Promise.all(objects.map(schemaProblems))).flat();
   assert.deepEqual(problems, []);
+  assert.deepEqual(consistencyProblems(objects), []);
+});
+
+test('the consistency check catches references that lead nowhere', { skip: problem }, () => {
+  const objects = structuredClone(base);
+  const spec = podSpec(objects);
+  spec.volumes!.find((v) => v.configMap)!.configMap!.name = 'podflow-config';
+  spec.containers[0].readinessProbe!.httpGet!.port = 'metric';
+  (find(objects, 'Service', 'podflow').spec as { ports: Array<{ targetPort: string }> }).ports[0].targetPort = 'metric';
+  (find(objects, 'ClusterRoleBinding', 'podflow') as KubeObject & { subjects: Array<{ name: string }> }).subjects[0].name = 'podflow-agent';
+  assert.deepEqual(consistencyProblems(objects).map((p) => p.replace(/:.*/, '')).sort(), ['ClusterRoleBinding/podflow', 'DaemonSet/podflow', 'DaemonSet/podflow', 'Service/podflow']);
 });
 
 test('the schema check catches what the API server would reject', { skip: problem }, async () => {
