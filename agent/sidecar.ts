@@ -5,7 +5,8 @@
 // - Capture: only the pod's own network namespace, opened where the process
 //   already is (CURRENT_NETNS: no setns, so no CAP_SYS_ADMIN, no hostPID, no
 //   host paths; CAP_NET_RAW for the packet sockets is all it needs). Its
-//   interfaces (eth0 and lo) are captured as the DaemonSet captures a pod's.
+//   interfaces are captured as the DaemonSet captures a pod's (eth0; lo only
+//   with capture.loopback).
 // - The observed end is this pod, from the downward API (POD_NAME,
 //   POD_NAMESPACE, POD_UID, NODE_NAME, POD_IPS and the labels file in
 //   PODFLOW_PODINFO_DIR), not from a namespace→pod map. Its workload comes
