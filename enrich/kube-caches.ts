@@ -196,7 +196,7 @@ export class KubeCaches {
       ],
       middlewareMergeStrategy: 'append',
     };
-    type Page = { _continue?: string; limit?: number; resourceVersion?: string };
+    type Page = { _continue?: string; limit?: number; resourceVersion?: string; resourceVersionMatch?: string };
     type PageLister = (page: Page) => Promise<{ metadata?: { resourceVersion?: string; _continue?: string }; items: object[] }>;
     const listers: Record<KubeResource, [plural: string, path: string, list: PageLister, slim: (o: RawObject) => unknown]> = {
       pod: ['pods', '/api/v1/pods', (p) => core.listPodForAllNamespaces(p, requestOptions), (o) => slimPod(o, this.#labelKeys)],
@@ -227,16 +227,20 @@ export class KubeCaches {
       // etcd read, however many agents start at once). A relist (after 410
       // Gone): at least the last version seen, unpaginated, from the watch
       // cache too (a paginated list at a version is an exact read from
-      // etcd), and never older than what the cache already holds. If the
-      // server cannot serve that version (410 Expired, or 504 "too large":
-      // e.g. etcd restored from a backup), a consistent list, in pages.
+      // etcd), and never older than what the cache already holds. Both say
+      // resourceVersionMatch=NotOlderThan, so no server reads the version as
+      // an exact one. If the server cannot serve that version (410 Expired,
+      // or 504 "too large": e.g. etcd restored from a backup), a consistent
+      // list, in pages.
       const listAt = async (resourceVersion: string | undefined, limit: number | undefined): Promise<KubernetesListObject<CachedObject<unknown>>> => {
         const items: CachedObject<unknown>[] = [];
         let listedAt = '';
         let next: string | undefined;
         do {
-          // A continued page carries no version: the token holds it.
-          const page = await listPage(next === undefined ? { limit, resourceVersion } : { limit, _continue: next });
+          // A continued page carries no version: the token holds it (and the server refuses a match with it).
+          const page = await listPage(
+            next !== undefined ? { limit, _continue: next } : resourceVersion === undefined ? { limit } : { limit, resourceVersion, resourceVersionMatch: 'NotOlderThan' },
+          );
           // A paginated list has one resourceVersion: the first page's.
           if (next === undefined) listedAt = page.metadata?.resourceVersion ?? '';
           for (const raw of page.items) items.push(cached(raw as RawObject, slim));

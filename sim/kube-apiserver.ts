@@ -354,11 +354,18 @@ export class KubeApiServer {
     const atZero = !token && query.get('resourceVersion') === '0';
     const limit = atZero && this.#limitAtVersionZero === 'ignored' ? 0 : Number(query.get('limit') ?? 0);
     // resourceVersion: unset or "" is the most recent (a consistent read), "0"
-    // any version, "N" at least as new as N, or exactly N when paginated. The
-    // sim keeps no history: an exact list at an older version is refused as
-    // expired. A version it has not reached is refused as kube-apiserver does
-    // (504, "Too large resource version").
+    // any version, "N" at least as new as N, or exactly N when paginated;
+    // resourceVersionMatch says which of the last two explicitly
+    // (NotOlderThan, Exact), checked as kube-apiserver checks ListOptions.
+    // The sim keeps no history: an exact list at an older version is refused
+    // as expired. A version it has not reached is refused as kube-apiserver
+    // does (504, "Too large resource version").
     const version = token ? '' : (query.get('resourceVersion') ?? '');
+    const match = query.get('resourceVersionMatch') ?? '';
+    const invalid = listOptionsProblem(query.get('resourceVersion') ?? '', match, token ?? '');
+    if (invalid) {
+      return answer(422, { ...statusObject(422, 'Invalid', `ListOptions.meta.k8s.io "" is invalid: ${invalid}`), details: { group: 'meta.k8s.io', kind: 'ListOptions' } });
+    }
     if (version !== '' && version !== '0') {
       const wanted = Number(version);
       if (wanted > this.#resourceVersion) {
@@ -367,7 +374,8 @@ export class KubeApiServer {
           details: { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }], retryAfterSeconds: 1 },
         });
       }
-      if (limit > 0 && wanted !== this.#resourceVersion) {
+      const exact = match === 'Exact' || (match === '' && limit > 0);
+      if (exact && wanted !== this.#resourceVersion) {
         return answer(410, statusObject(410, 'Expired', `The resourceVersion for the provided list is too old.`));
       }
     }
@@ -452,6 +460,16 @@ export class KubeApiServer {
     this.#watchers.delete(watcher);
     watcher.response.end();
   }
+}
+
+/** What kube-apiserver's ValidateListOptions refuses about resourceVersionMatch (HTTP 422), or undefined. */
+function listOptionsProblem(version: string, match: string, token: string): string | undefined {
+  if (match === '') return undefined;
+  if (match !== 'NotOlderThan' && match !== 'Exact') return `resourceVersionMatch: Unsupported value: "${match}": supported values: "Exact", "NotOlderThan", ""`;
+  if (token !== '') return 'resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided';
+  if (version === '') return 'resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided';
+  if (match === 'Exact' && version === '0') return 'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"';
+  return undefined;
 }
 
 function keyOf(kind: KubeKind, name: string, namespace: string | undefined): string {

@@ -150,3 +150,33 @@ test('endWatches() ends every watch stream; the client resumes from its version'
   assert.deepEqual((await watch).lines.map((l) => [l.type, l.object?.metadata?.name]), [['ADDED', 'n1']]);
   assert.equal(server.watchers('node'), 0);
 });
+
+test('honours resourceVersionMatch as kube-apiserver does: NotOlderThan paginated is the current state, Exact an exact read; misuse is 422', async (t) => {
+  const server = new KubeApiServer({ tls: false });
+  await server.start();
+  t.after(() => server.stop());
+  server.create('node', { metadata: { name: 'n1' } });
+  const old = server.resourceVersion;
+  server.create('node', { metadata: { name: 'n2' } });
+  const listed = (reply: Reply) => reply.lines[0] as { metadata: { resourceVersion: string; continue?: string }; items: Array<{ metadata: { name: string } }> };
+  const notOlder = await request(server, `/api/v1/nodes?resourceVersion=${old}&resourceVersionMatch=NotOlderThan&limit=1`);
+  assert.equal(notOlder.status, 200);
+  assert.deepEqual(listed(notOlder).items.map((i) => i.metadata.name), ['n1']);
+  assert.equal(listed(notOlder).metadata.resourceVersion, String(server.resourceVersion), 'the current state, not the one at N');
+  const next = await request(server, `/api/v1/nodes?limit=1&continue=${encodeURIComponent(listed(notOlder).metadata.continue!)}`);
+  assert.deepEqual(listed(next).items.map((i) => i.metadata.name), ['n2']);
+  assert.equal((await request(server, `/api/v1/nodes?resourceVersion=0&resourceVersionMatch=NotOlderThan&limit=1`)).status, 200);
+  assert.equal((await request(server, `/api/v1/nodes?resourceVersion=${old}&resourceVersionMatch=Exact`)).status, 410, 'exactly N, unpaginated: gone');
+  assert.deepEqual(listed(await request(server, `/api/v1/nodes?resourceVersion=${server.resourceVersion}&resourceVersionMatch=Exact`)).items.length, 2);
+  assert.equal((await request(server, `/api/v1/nodes?resourceVersion=${server.resourceVersion + 1}&resourceVersionMatch=NotOlderThan`)).status, 504);
+  for (const [query, problem] of [
+    ['resourceVersionMatch=NotOlderThan', /forbidden unless resourceVersion is provided/],
+    ['resourceVersion=0&resourceVersionMatch=Exact', /"exact" is forbidden for resourceVersion "0"/],
+    [`resourceVersionMatch=NotOlderThan&limit=1&continue=${encodeURIComponent(listed(notOlder).metadata.continue!)}`, /forbidden when continue is provided/],
+    ['resourceVersion=1&resourceVersionMatch=Newest', /Unsupported value: "Newest"/],
+  ] as const) {
+    const refused = await request(server, `/api/v1/nodes?${query}`);
+    assert.equal(refused.status, 422, query);
+    assert.match(String(refused.lines[0]!.message), problem);
+  }
+});

@@ -158,6 +158,9 @@ test('lists in pages of listPageSize', async (t) => {
   assert.equal(podNames(caches).length, 5);
   const podLists = server.requests.filter((r) => r.kind === 'pod' && !r.watch);
   assert.deepEqual(podLists.map((r) => r.query.get('limit')), ['2', '2', '2']);
+  // A continued page names no version or match (the server refuses a match with a continue token).
+  assert.deepEqual(podLists.map((r) => r.query.get('resourceVersionMatch')), ['NotOlderThan', null, null]);
+  assert.deepEqual(podLists.map((r) => r.status), [200, 200, 200]);
 });
 
 const RESOURCES = ['pod', 'service', 'node', 'replicaset', 'job'] as const;
@@ -253,11 +256,11 @@ for (const goneAs of ['event', 'http'] as const) {
   });
 }
 
-test('lists as client-go does: first from the watch cache (resourceVersion=0), after 410 Gone at the last version seen, unpaginated', async (t) => {
+test('lists as client-go does: first from the watch cache (resourceVersion=0), after 410 Gone at the last version seen, unpaginated, both not older than their version', async (t) => {
   const { server, caches } = await setUp(t, {}, { restartBackoff: fastRetry }, (s) => s.create('pod', pod('stays', 'ns', '198.18.0.1')));
   await waitFor(() => caches.synced(), 5000, 'synced');
   const podLists = () => server.requests.filter((r) => r.kind === 'pod' && !r.watch);
-  assert.deepEqual(podLists().map((r) => [r.query.get('resourceVersion'), r.query.get('limit')]), [['0', '500']]);
+  assert.deepEqual(podLists().map((r) => [r.query.get('resourceVersion'), r.query.get('resourceVersionMatch'), r.query.get('limit')]), [['0', 'NotOlderThan', '500']]);
   server.create('pod', pod('seen', 'ns', '198.18.0.2'));
   await waitFor(() => podNames(caches).includes('ns/seen'), 5000, 'the add');
   const seenAt = server.resourceVersion;
@@ -270,6 +273,7 @@ test('lists as client-go does: first from the watch cache (resourceVersion=0), a
   // The last version the pod watch saw (an event or a bookmark): not older than the add it saw.
   assert.ok(Number(relist.query.get('resourceVersion')) >= seenAt, `relist at ${relist.query.get('resourceVersion')}, the add was at ${seenAt}`);
   assert.equal(relist.query.get('limit'), null, 'a relist at a version is not paginated (it would be an exact read from etcd)');
+  assert.equal(relist.query.get('resourceVersionMatch'), 'NotOlderThan');
   assert.equal(relist.status, 200);
   assert.equal(podLists().length, 2);
 });
@@ -288,9 +292,9 @@ test('after the API server is restored from an older backup, the relist falls ba
   await waitFor(() => podNames(caches).join() === 'ns/a,ns/b', 5000, 'the caches at the restored state');
   const lists = server.requests.filter((r) => r.kind === 'pod' && !r.watch).slice(1);
   // At the last version seen, which the restored server has not reached; then a consistent list, in pages.
-  assert.deepEqual(lists.map((r) => [r.status, r.query.has('resourceVersion') ? 'at a version' : 'consistent', r.query.get('limit')]), [
-    [504, 'at a version', null],
-    [200, 'consistent', '500'],
+  assert.deepEqual(lists.map((r) => [r.status, r.query.has('resourceVersion') ? 'at a version' : 'consistent', r.query.get('resourceVersionMatch'), r.query.get('limit')]), [
+    [504, 'at a version', 'NotOlderThan', null],
+    [200, 'consistent', null, '500'],
   ]);
   assert.equal(caches.status().pod.relists, 1);
 });
