@@ -3,10 +3,9 @@
 // Same timeouts as the reference run (idle 30 s, active 300 s: the defaults).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { formatIPv4, formatIPv6 } from '../../flow/address.ts';
 import type { FlowRecord } from '../../flow/types.ts';
-import { corpusDir, replayCorpusFile, splitCsvLine } from '../helpers/corpus.ts';
+import { readIpfixprobeOutput, replayCorpusFile } from '../helpers/corpus.ts';
 
 const base = 'ipfixprobe/tests/functional/';
 
@@ -58,35 +57,23 @@ interface ReferenceFlow extends Counts {
   startMs: number;
 }
 
-/** Reads an ipfixprobe CSV; the column names are on the row starting "ipaddr DST_IP" (upstream sorted it among the data). */
+/** Reads an ipfixprobe CSV into the fields compared here. */
 function readReference(name: string): ReferenceFlow[] {
-  const lines = readFileSync(`${corpusDir}${base}outputs/${name}`, 'utf8').split('\n').filter((l) => l !== '');
-  const headerLine = lines.find((l) => l.startsWith('ipaddr DST_IP,'));
-  assert.ok(headerLine, `${name}: no column header line`);
-  const columns = headerLine.split(',').map((c) => c.split(' ')[1]!);
-  const at = (name: string) => columns.indexOf(name);
-  return lines
-    .filter((l) => l !== headerLine)
-    .map((line) => {
-      const f = splitCsvLine(line);
-      assert.equal(f.length, columns.length, `${name}: row has ${f.length} fields, header ${columns.length}: ${line}`);
-      const get = (column: string) => f[at(column)]!;
-      return {
-        src: get('SRC_IP'),
-        dst: get('DST_IP'),
-        srcPort: Number(get('SRC_PORT')),
-        dstPort: Number(get('DST_PORT')),
-        protocol: Number(get('PROTOCOL')),
-        vlan: at('VLAN_ID') >= 0 ? Number(get('VLAN_ID')) : undefined,
-        startMs: Math.floor(Date.parse(get('TIME_FIRST').slice(0, 23) + 'Z')),
-        packets: Number(get('PACKETS')),
-        bytes: Number(get('BYTES')),
-        flags: Number(get('TCP_FLAGS')),
-        packetsRev: Number(get('PACKETS_REV')),
-        bytesRev: Number(get('BYTES_REV')),
-        flagsRev: Number(get('TCP_FLAGS_REV')),
-      };
-    });
+  return readIpfixprobeOutput(name).map((get) => ({
+    src: get.SRC_IP!,
+    dst: get.DST_IP!,
+    srcPort: Number(get.SRC_PORT),
+    dstPort: Number(get.DST_PORT),
+    protocol: Number(get.PROTOCOL),
+    vlan: get.VLAN_ID !== undefined ? Number(get.VLAN_ID) : undefined,
+    startMs: Math.floor(Date.parse(get.TIME_FIRST!.slice(0, 23) + 'Z')),
+    packets: Number(get.PACKETS),
+    bytes: Number(get.BYTES),
+    flags: Number(get.TCP_FLAGS),
+    packetsRev: Number(get.PACKETS_REV),
+    bytesRev: Number(get.BYTES_REV),
+    flagsRev: Number(get.TCP_FLAGS_REV),
+  }));
 }
 
 function text(address: Uint8Array): string {

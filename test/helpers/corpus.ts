@@ -36,6 +36,25 @@ export function replayCorpusFile(relativePath: string, options: Omit<FlowMeterOp
   return { flows, decoder, meter, ingest, file };
 }
 
+/**
+ * The rows of one ipfixprobe reference output (ipfixprobe/tests/functional/outputs/<name>),
+ * each as column name → text (quotes removed). The column names are on the
+ * line starting "ipaddr DST_IP" (upstream sorted it among the data).
+ */
+export function readIpfixprobeOutput(name: string): Record<string, string>[] {
+  const lines = readFileSync(`${corpusDir}ipfixprobe/tests/functional/outputs/${name}`, 'utf8').split('\n').filter((l) => l !== '');
+  const headerLine = lines.find((l) => l.startsWith('ipaddr DST_IP,'));
+  if (headerLine === undefined) throw new Error(`${name}: no column header line`);
+  const columns = headerLine.split(',').map((c) => c.split(' ')[1]!);
+  return lines
+    .filter((l) => l !== headerLine)
+    .map((line) => {
+      const fields = splitCsvLine(line);
+      if (fields.length !== columns.length) throw new Error(`${name}: row has ${fields.length} fields, header ${columns.length}: ${line}`);
+      return Object.fromEntries(columns.map((c, i) => [c, fields[i]!]));
+    });
+}
+
 /** Splits one CSV line on commas outside double quotes. */
 export function splitCsvLine(line: string): string[] {
   const fields: string[] = [];
