@@ -30,6 +30,7 @@ import { AgentHttp } from './http.ts';
 import { PacketDecoder } from '../flow/decode.ts';
 import { PacketIngest } from '../flow/ingest.ts';
 import { FlowMeter } from '../flow/meter.ts';
+import { enabledFeatures, FlowFeatures } from '../flow/features/flow-features.ts';
 import { EndReason } from '../flow/types.ts';
 import type { FlowRecord } from '../flow/types.ts';
 import { type DiscoveredNamespace, type DiscoveryStats, NetnsDiscovery } from '../netns/discovery.ts';
@@ -250,6 +251,7 @@ export class Agent {
   readonly #mode: AgentMode;
   readonly #decoder = new PacketDecoder();
   readonly #meter: FlowMeter;
+  readonly #features: FlowFeatures | undefined;
   readonly #ingest: PacketIngest;
   readonly #capture: NodeCapture;
   readonly #naming: ObservedNaming;
@@ -278,15 +280,18 @@ export class Agent {
       targets: config.collectors,
       observationDomainId: observationDomainOf(config.nodeName),
       enterpriseNumber: config.enterpriseNumber,
+      features: enabledFeatures(config.features),
       closeTimeoutMs: config.shutdown.timeoutSeconds * 1000 * 0.8,
       onError: (err, target) => exportWarn.warn(`${target}:${err.code}`, { collector: target, err }, 'export error (records are queued and retried)'),
     });
+    this.#features = FlowFeatures.hooks(config.features);
     this.#meter = new FlowMeter({
       idleTimeoutMs: config.flow.idleTimeoutSeconds * 1000,
       activeTimeoutMs: config.flow.activeTimeoutSeconds * 1000,
       maxFlows: config.flow.maxFlows,
       // Timed out on the agent's tick, behind every ring (#tick).
       expireOnAdd: false,
+      ...(this.#features && { features: this.#features }),
       onFlow: (flow) => this.#naming.enrich(flow),
     });
     this.#ingest = new PacketIngest(this.#decoder, this.#meter);
@@ -321,6 +326,7 @@ export class Agent {
       fragments: () => this.#decoder.fragments,
       segments: () => this.#decoder.segments,
       meter: () => this.#meter.stats,
+      features: () => this.#features?.stats,
       exporter: () => this.#exporter.stats(),
       caches: () => this.#naming.cacheStatus(),
       identity: () => this.#naming.stats(),

@@ -7,6 +7,8 @@ import pc from 'picocolors';
 import { protocolName } from '../flow/decode.ts';
 import type { CollectedRecord, CollectorStats } from '../ipfix/collector.ts';
 import type { FieldValue } from '../ipfix/decoder.ts';
+import { DNS_NO_RESPONSE } from '../ipfix/feature-elements.ts';
+import { DnsRcodeName } from '../flow/features/dns.ts';
 
 /** Rate window of the table: bytes of the last RATE_WINDOW_MS, per second. */
 const RATE_WINDOW_MS = 10_000;
@@ -17,6 +19,8 @@ interface Conversation {
   destination: string;
   destinationWorkload: string;
   protocol: number;
+  /** The service name its last flow asked for (flowName), '' when none said. */
+  name: string;
   flows: number;
   packets: number;
   bytes: number;
@@ -36,9 +40,10 @@ export class ConversationTable {
     const key = `${source.name}|${destination.name}|${protocol}`;
     let c = this.#conversations.get(key);
     if (!c) {
-      c = { source: source.name, sourceWorkload: source.workload, destination: destination.name, destinationWorkload: destination.workload, protocol, flows: 0, packets: 0, bytes: 0, recent: [] };
+      c = { source: source.name, sourceWorkload: source.workload, destination: destination.name, destinationWorkload: destination.workload, protocol, name: '', flows: 0, packets: 0, bytes: 0, recent: [] };
       this.#conversations.set(key, c);
     }
+    c.name = flowName(f) || c.name;
     const bytes = num(f.octetDeltaCount) + num(f.reverseOctetDeltaCount);
     c.flows++;
     c.packets += num(f.packetDeltaCount) + num(f.reversePacketDeltaCount);
@@ -55,13 +60,13 @@ export class ConversationTable {
     });
     shown.sort((a, b) => b.rate - a.rate || b.c.bytes - a.c.bytes);
     const table = new Table({
-      head: ['source', 'workload', 'destination', 'workload', 'proto', 'flows', 'packets', 'bytes', 'rate'].map((h) => pc.bold(h)),
+      head: ['source', 'workload', 'destination', 'workload', 'proto', 'name', 'flows', 'packets', 'bytes', 'rate'].map((h) => pc.bold(h)),
       style: { head: [], border: [] },
       // One line per conversation: no rule between rows.
       chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
     });
     for (const { c, rate } of shown.slice(0, Math.max(1, rows))) {
-      table.push([c.source, pc.dim(c.sourceWorkload), c.destination, pc.dim(c.destinationWorkload), protocolName(c.protocol), c.flows, c.packets, formatBytes(c.bytes), `${formatBytes(rate)}/s`]);
+      table.push([c.source, pc.dim(c.sourceWorkload), c.destination, pc.dim(c.destinationWorkload), protocolName(c.protocol), c.name, c.flows, c.packets, formatBytes(c.bytes), `${formatBytes(rate)}/s`]);
     }
     return table.toString();
   }
@@ -79,8 +84,10 @@ export function flowLine(record: CollectedRecord): string {
   const source = endpoint(f, 'Source', 'source');
   const destination = endpoint(f, 'Destination', 'destination');
   const side = (e: { name: string; workload: string }) => (e.workload ? `${e.name} (${e.workload})` : e.name);
+  const name = flowName(f);
   return (
     `${side(source)} → ${side(destination)}  ${protocolName(num(f.protocolIdentifier))}  ` +
+    (name ? `${name}  ` : '') +
     `packets ${num(f.packetDeltaCount)} / ${num(f.reversePacketDeltaCount)}  ` +
     `bytes ${formatBytes(num(f.octetDeltaCount))} / ${formatBytes(num(f.reverseOctetDeltaCount))}`
   );
@@ -105,6 +112,20 @@ function endpoint(f: Record<string, FieldValue>, prefix: 'Source' | 'Destination
     default:
       return { name: ip, workload: '' };
   }
+}
+
+/**
+ * The name a flow's per-flow features read from it (ipfix/feature-elements.ts):
+ * a DNS query's name with its answer code when that is not NOERROR or no
+ * answer came; '' when the record carries none.
+ */
+export function flowName(f: Record<string, FieldValue>): string {
+  if (typeof f.dnsQueryName === 'string' && f.dnsQueryName !== '') {
+    const rcode = num(f.dnsResponseCode);
+    if (rcode === 0) return f.dnsQueryName;
+    return `${f.dnsQueryName} ${rcode === DNS_NO_RESPONSE ? 'no answer' : (DnsRcodeName[rcode] ?? `rcode ${rcode}`)}`;
+  }
+  return '';
 }
 
 function num(v: FieldValue | undefined): number {

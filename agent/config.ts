@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { PodflowError } from '../common/errors.ts';
 import { parseExportTarget } from '../ipfix/target.ts';
 import { DEFAULT_HOLD_MAX_AGE_MS } from '../enrich/enricher.ts';
+import { DEFAULT_FEATURES, type FeatureSwitches } from '../flow/features/flow-features.ts';
 
 export interface AgentConfig {
   clusterName: string;
@@ -19,6 +20,8 @@ export interface AgentConfig {
   labelKeys: string[];
   clusterCidrs: string[];
   flow: { idleTimeoutSeconds: number; activeTimeoutSeconds: number; maxFlows: number };
+  /** Per-flow features, each on or off (flow/features/flow-features.ts). */
+  features: FeatureSwitches;
   capture: { interfaces: string; loopback: boolean; snaplen: number; bufferBytes: number; queueBytes: number };
   namespaces: { netnsDirs: string[]; proc: boolean; procRoot: string; pathFilter: string; rescanSeconds: number };
   kubernetes: { kubeconfig: string; leaseGraceSeconds: number; holdUnnamedSeconds: number };
@@ -35,6 +38,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   labelKeys: ['app', 'app.kubernetes.io/name'],
   clusterCidrs: [],
   flow: { idleTimeoutSeconds: 30, activeTimeoutSeconds: 300, maxFlows: 131_072 },
+  features: { ...DEFAULT_FEATURES },
   capture: { interfaces: '', loopback: false, snaplen: 256, bufferBytes: 512 << 10, queueBytes: 64 << 20 },
   namespaces: { netnsDirs: ['/var/run/netns', '/run/netns'], proc: true, procRoot: '/proc', pathFilter: '', rescanSeconds: 1 },
   kubernetes: { kubeconfig: '', leaseGraceSeconds: 360, holdUnnamedSeconds: DEFAULT_HOLD_MAX_AGE_MS / 1000 },
@@ -80,6 +84,7 @@ export const configSchema = {
     labelKeys: { ...strings, maxItems: 16 },
     clusterCidrs: strings,
     flow: obj({ idleTimeoutSeconds: positive, activeTimeoutSeconds: positive, maxFlows: { ...positiveInt, maximum: 1 << 26 } }),
+    features: obj({ dns: { type: 'boolean' } }),
     capture: obj({
       interfaces: { type: 'string' },
       loopback: { type: 'boolean' },

@@ -5,6 +5,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { FlowMeterStats } from '../flow/meter.ts';
 import type { DecodeErrors, FragmentCounts, SegmentCounts } from '../flow/decode.ts';
 import type { IngestStats } from '../flow/ingest.ts';
+import type { FlowFeatureStats } from '../flow/features/flow-features.ts';
 import { NOT_SENT_REASONS, type TransportStats } from '../ipfix/transport.ts';
 import type { KubeResource, KubeResourceStatus } from '../enrich/kube-caches.ts';
 import type { IdentityStats } from '../enrich/identity.ts';
@@ -31,6 +32,8 @@ export interface MetricSources {
   fragments: () => FragmentCounts;
   segments: () => SegmentCounts;
   meter: () => FlowMeterStats;
+  /** The per-flow features; undefined when every feature is off. */
+  features: () => FlowFeatureStats | undefined;
   exporter: () => TransportStats[];
   caches: () => Record<KubeResource, KubeResourceStatus>;
   identity: () => IdentityStats;
@@ -210,6 +213,21 @@ export function createMetrics(s: MetricSources): Registry {
   counter(r, 'podflow_flows_ended_total', 'Flows ended, by IPFIX flowEndReason.', ['reason'], (set) => {
     const ended = s.meter().ended;
     for (const [i, reason] of Object.entries(END_REASONS)) set({ reason }, ended[Number(i)] ?? 0);
+  });
+  counter(r, 'podflow_dns_flows_total', 'Flows on port 53 (UDP or TCP) the DNS feature read.', [], (set) => {
+    const f = s.features();
+    if (f) set({}, f.dnsFlows);
+  });
+  counter(r, 'podflow_dns_messages_total', 'DNS messages read, by kind (query, response).', ['kind'], (set) => {
+    const f = s.features();
+    if (!f) return;
+    set({ kind: 'query' }, f.dns.queries);
+    set({ kind: 'response' }, f.dns.responses);
+  });
+  counter(r, 'podflow_dns_problems_total', "DNS messages or transactions not read whole, by reason: truncated (cut by the snaplen, a fragment or a TCP segment not read), malformed, unmatched_response (its query not seen), pending_overflow (a query pushed out of a flow's 16 waiting before its answer), latencies_not_kept (past 32 per flow).", ['reason'], (set) => {
+    const f = s.features();
+    if (!f) return;
+    for (const [reason, v] of Object.entries(f.dns)) if (reason !== 'queries' && reason !== 'responses') set({ reason: snake(reason) }, v);
   });
   counter(r, 'podflow_flow_table_evictions_total', 'Flows ended early because the flow table was full.', [], (set) => set({}, s.meter().evictions));
   const perCollector = (name: string, help: string, pick: (t: TransportStats) => number, type: 'counter' | 'gauge' = 'counter') =>

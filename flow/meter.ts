@@ -37,6 +37,7 @@
 // little after its timeout, never before.
 import { PodflowError } from '../common/errors.ts';
 import type { DecodedPacket } from './decode.ts';
+import type { FlowFeatureHooks } from './features/flow-features.ts';
 import { EndReason, type FlowRecord } from './types.ts';
 
 /** ipfixprobe's default inactive timeout. */
@@ -92,6 +93,13 @@ export interface FlowMeterOptions {
    * out by them would split a flow whose next packet is waiting.
    */
   expireOnAdd?: boolean;
+  /**
+   * Per-flow features (flow/features/flow-features.ts): told every packet
+   * with its flow's slot and direction, and every flow's end, where they put
+   * their fields on the record and drop the flow's state. Undefined (every
+   * feature off): no feature work per packet at all.
+   */
+  features?: FlowFeatureHooks;
 }
 
 export interface FlowMeterStats {
@@ -118,6 +126,7 @@ export class FlowMeter {
   readonly #activeSeconds: number;
   readonly #onFlow: (record: FlowRecord) => void;
   readonly #expireOnAdd: boolean;
+  readonly #features: FlowFeatureHooks | undefined;
 
   // Hash index: slot → flow + 1 (0 = empty). Twice the flows, so probes stay short.
   readonly #slots: Int32Array;
@@ -157,6 +166,7 @@ export class FlowMeter {
     this.#activeSeconds = active / 1000;
     this.#onFlow = options.onFlow;
     this.#expireOnAdd = options.expireOnAdd ?? true;
+    this.#features = options.features;
 
     let slotCount = 2;
     while (slotCount < maxFlows * 2) slotCount *= 2;
@@ -241,6 +251,7 @@ export class FlowMeter {
     counts[c + C_OCTETS + direction]! += p.octets;
     counts[c + C_BITS + direction] = counts[c + C_BITS + direction]! | p.tcpFlags;
     if (timestampMs > counts[c + C_LAST]!) counts[c + C_LAST] = timestampMs;
+    if (this.#features !== undefined) this.#features.packet(flow, direction, p);
   }
 
   /** Ends flows idle or active for too long at `nowMs`. Call it periodically; add() also calls it with packet time. */
@@ -405,6 +416,8 @@ export class FlowMeter {
 
   #end(flow: number, reason: EndReason): void {
     const record = this.#record(flow, reason);
+    // Before the slot is freed: a feature's state for it must go with it.
+    if (this.#features !== undefined) this.#features.end(flow, record);
     if (this.#splitAt.size !== 0) this.#splitAt.delete(flow);
 
     // Unlink from both lists.

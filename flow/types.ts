@@ -1,4 +1,5 @@
 // Shared shapes of the capture → decode → meter path. Pure data, no I/O.
+import type { DnsFields } from './features/dns-flow.ts';
 
 /** libpcap link-layer header types (LINKTYPE_* values, as in pcap files). */
 export const LinkType = {
@@ -80,4 +81,8 @@ export interface FlowRecord {
   flowEndMilliseconds: number;
   /** flowEndReason (IANA 136). */
   flowEndReason: EndReason;
+  // Per-flow features (flow/features/flow-features.ts): each present only
+  // when the feature is on and the flow had it.
+  /** DNS (UDP or TCP port 53): the first transaction, counts, response codes and latencies. */
+  dns?: DnsFields;
 }

@@ -32,6 +32,7 @@
 // fixed length and the round-trip tests check every field.
 import { PodflowError } from '../common/errors.ts';
 import type { FlowRecord } from '../flow/types.ts';
+import { FEATURE_ENCODINGS, type FeatureEncoding, type FeatureName, type FieldWriter } from './feature-elements.ts';
 import {
   DataTypeCode,
   DEFAULT_ENTERPRISE_NUMBER,
@@ -61,6 +62,13 @@ export const TemplateId = {
   DOMAIN_STATISTICS: 259,
   /** RFC 5610 Information Element Type Records. */
   TYPE_INFORMATION: 260,
+  /**
+   * The first template of a flow with per-flow features: from here on one id
+   * per IP version and set of features a record can carry, in the order
+   * buildTemplates() makes them (each the flow template, then the features'
+   * fields).
+   */
+  FIRST_FEATURE: 261,
 } as const;
 
 /** 1500-byte MTU minus IPv4 (20) and UDP (8) headers. */
@@ -82,6 +90,12 @@ export interface IpfixEncoderOptions {
   maxStringBytes?: number;
   /** Milliseconds since the epoch, for the export time; default Date.now. */
   clock?: () => number;
+  /**
+   * Per-flow features whose fields are exported (templates are made for
+   * them); a record's feature not listed here is not encoded. Default: every
+   * feature podflow has.
+   */
+  features?: readonly FeatureName[];
 }
 
 /** Counts since construction; plain numbers, read them at scrape time. */
@@ -122,6 +136,8 @@ export interface TemplateField {
 
 export interface Template {
   readonly id: number;
+  /** What it is for, as docs/ipfix-elements.md lists it: FLOW_IPV4, FLOW_IPV6 + dns, ... */
+  readonly name: string;
   /** Scope fields first; 0 for a data template. */
   readonly scopeCount: number;
   readonly fields: readonly TemplateField[];
@@ -163,12 +179,38 @@ const FLOW_FIXED_BYTES = { 4: 81, 6: 105 } as const;
 /** interfaceName, k8sClusterName, and the identity of both ends. */
 const FLOW_STRING_FIELDS = 2 + 2 * ENDPOINT_FIELDS.length;
 
-function buildTemplates(registry: InformationElementRegistry): Template[] {
+/**
+ * The sets of features one record can carry, as bit masks over `features`:
+ * every non-empty subset (no features: the plain flow templates). Once
+ * there are more features than a record can combine (one application
+ * protocol per flow), this is where the sets are narrowed.
+ */
+function featureSets(features: readonly FeatureEncoding[]): number[] {
+  const sets: number[] = [];
+  for (let mask = 1; mask < 1 << features.length; mask++) sets.push(mask);
+  return sets;
+}
+
+function buildTemplates(registry: InformationElementRegistry, features: readonly FeatureEncoding[]): Template[] {
   const field = (name: string): TemplateField => {
     const element = registry.get(name);
     return { element, length: naturalLength(element.dataType) };
   };
-  const t = (id: number, scopeCount: number, names: string[]): Template => ({ id, scopeCount, fields: names.map(field) });
+  const name = (id: number) => Object.entries(TemplateId).find(([, v]) => v === id)![0];
+  const t = (id: number, scopeCount: number, names: string[]): Template => ({ id, name: name(id), scopeCount, fields: names.map(field) });
+  const withFeatures: Template[] = [];
+  let id: number = TemplateId.FIRST_FEATURE;
+  for (const mask of featureSets(features)) {
+    const chosen = features.filter((_, i) => (mask & (1 << i)) !== 0);
+    for (const v6 of [false, true]) {
+      withFeatures.push({
+        id: id++,
+        name: `${v6 ? 'FLOW_IPV6' : 'FLOW_IPV4'} + ${chosen.map((f) => f.name).join(' + ')}`,
+        scopeCount: 0,
+        fields: [...flowFieldNames(v6), ...chosen.flatMap((f) => f.fields)].map(field),
+      });
+    }
+  }
   return [
     t(TemplateId.FLOW_IPV4, 0, flowFieldNames(false)),
     t(TemplateId.FLOW_IPV6, 0, flowFieldNames(true)),
@@ -201,6 +243,7 @@ function buildTemplates(registry: InformationElementRegistry): Template[] {
       'informationElementName',
       'informationElementDescription',
     ]),
+    ...withFeatures,
   ];
 }
 
@@ -311,6 +354,12 @@ export class IpfixEncoder {
   #slab: Uint8Array = new Uint8Array(0);
   #slabPos = 0;
   #slabView: DataView = new DataView(new ArrayBuffer(0));
+  /** The features exported, in template field order; bit i of a record's feature mask is features[i]. */
+  readonly #features: readonly FeatureEncoding[];
+  /** Template id by feature mask * 2 + (IPv6 ? 1 : 0). */
+  readonly #featureTemplateIds: number[] = [];
+  /** Writes a record's feature fields (only records that carry a feature pass through it). */
+  readonly #featureWriter: FeatureFieldWriter;
 
   constructor(options: IpfixEncoderOptions) {
     const { observationDomainId, enterpriseNumber = DEFAULT_ENTERPRISE_NUMBER } = options;
@@ -331,7 +380,14 @@ export class IpfixEncoder {
     this.maxMessageBytes = maxMessageBytes;
     this.maxStringBytes = maxStringBytes;
     this.#clock = options.clock ?? Date.now;
-    this.templates = buildTemplates(this.registry);
+    const features = options.features ?? FEATURE_ENCODINGS.map((f) => f.name);
+    this.#features = FEATURE_ENCODINGS.filter((f) => features.includes(f.name));
+    this.templates = buildTemplates(this.registry, this.#features);
+    let featureTemplate: number = TemplateId.FIRST_FEATURE;
+    for (const mask of featureSets(this.#features)) {
+      this.#featureTemplateIds[mask * 2] = featureTemplate++;
+      this.#featureTemplateIds[mask * 2 + 1] = featureTemplate++;
+    }
     for (const t of this.templates) {
       const ids = t.fields.filter((f) => f.element.enterprise !== 0).map((f) => f.element.id);
       // nfacctd reads enterprise elements by id alone (registry.ts, DESTINATION_FIRST_ID).
@@ -353,6 +409,11 @@ export class IpfixEncoder {
     const maxRecord = FLOW_FIXED_BYTES[6] + FLOW_STRING_FIELDS * (3 + maxStringBytes);
     this.#buf = new Uint8Array(maxMessageBytes + SET_HEADER_BYTES + maxRecord);
     this.#scratch = new Uint8Array(ENDPOINT_FIELDS.length * (3 + maxStringBytes));
+    const featureFields = this.#features.flatMap((f) => f.fields).map((name) => naturalLength(this.registry.get(name).dataType));
+    this.#featureWriter = new FeatureFieldWriter(
+      featureFields.reduce((n, length) => n + (length === VARIABLE_LENGTH ? 3 + maxStringBytes : length), 0),
+      maxStringBytes,
+    );
     this.#view = new DataView(this.#buf.buffer);
   }
 
@@ -418,12 +479,21 @@ export class IpfixEncoder {
     for (let i = 0; i < records.length; i++) {
       const record = records[i]!;
       const v6 = record.flow.ipVersion === 6;
-      const id = v6 ? TemplateId.FLOW_IPV6 : TemplateId.FLOW_IPV4;
+      let id: number = v6 ? TemplateId.FLOW_IPV6 : TemplateId.FLOW_IPV4;
       const head = this.#head(record.interfaceName, record.clusterName);
       const src = this.#identity(record.source);
       const dst = this.#identity(record.destination);
       cuts += head.cuts + src.cuts + dst.cuts;
-      const size = (v6 ? FLOW_FIXED_BYTES[6] : FLOW_FIXED_BYTES[4]) + head.bytes.length + src.bytes.length + dst.bytes.length;
+      let size = (v6 ? FLOW_FIXED_BYTES[6] : FLOW_FIXED_BYTES[4]) + head.bytes.length + src.bytes.length + dst.bytes.length;
+      let tail = 0;
+      if (this.#features.length !== 0) {
+        tail = this.#writeFeatures(record.flow);
+        if (tail !== 0) {
+          id = this.#featureTemplateIds[this.#featureMask * 2 + (v6 ? 1 : 0)]!;
+          size += tail;
+          cuts += this.#featureWriter.cuts;
+        }
+      }
       if (size + MESSAGE_HEADER_BYTES + SET_HEADER_BYTES > limit) {
         this.stats.recordsTooLarge++;
         onTooLarge?.(record);
@@ -456,6 +526,10 @@ export class IpfixEncoder {
       pos = copyBlock(buf, pos, head.bytes);
       pos = copyBlock(buf, pos, src.bytes);
       pos = copyBlock(buf, pos, dst.bytes);
+      if (tail !== 0) {
+        buf.set(this.#featureWriter.bytes.subarray(0, tail), pos);
+        pos += tail;
+      }
       inMessage++;
       encoded++;
     }
@@ -519,6 +593,24 @@ export class IpfixEncoder {
         ]),
       ),
     ]);
+  }
+
+  /** Set by #writeFeatures: the features the record carries, as a mask over #features. */
+  #featureMask = 0;
+
+  /** Writes the fields of the features `flow` carries into the feature writer; returns their bytes (0: none). */
+  #writeFeatures(flow: FlowRecord): number {
+    const features = this.#features;
+    const w = this.#featureWriter;
+    w.reset();
+    let mask = 0;
+    for (let i = 0; i < features.length; i++) {
+      if (!features[i]!.present(flow)) continue;
+      mask |= 1 << i;
+      features[i]!.write(flow, w);
+    }
+    this.#featureMask = mask;
+    return w.length;
   }
 
   #template(id: number): Template {
@@ -766,6 +858,48 @@ export class IpfixEncoder {
     b[o + 1] = length >> 8;
     b[o + 2] = length;
     return end + 2;
+  }
+}
+
+/** The feature fields of one record, in order, into a reused buffer sized for the longest. */
+class FeatureFieldWriter implements FieldWriter {
+  readonly bytes: Uint8Array;
+  length = 0;
+  /** Strings cut at maxStringBytes in this record. */
+  cuts = 0;
+  readonly #maxStringBytes: number;
+
+  constructor(capacity: number, maxStringBytes: number) {
+    this.bytes = new Uint8Array(capacity);
+    this.#maxStringBytes = maxStringBytes;
+  }
+
+  reset(): void {
+    this.length = 0;
+    this.cuts = 0;
+  }
+
+  unsigned(length: 1 | 2 | 4 | 8, value: number): void {
+    writeUnsigned(this.bytes, this.length, length, value);
+    this.length += length;
+  }
+
+  /** A variable-length string (RFC 7011 §7): 1-byte length below 255, else 255 and a u16. */
+  string(text: string): void {
+    const b = this.bytes;
+    const o = this.length;
+    const { read, written } = utf8.encodeInto(text, b.subarray(o + 3, o + 3 + this.#maxStringBytes));
+    if (read < text.length) this.cuts++;
+    if (written < 255) {
+      b.copyWithin(o + 1, o + 3, o + 3 + written);
+      b[o] = written;
+      this.length = o + 1 + written;
+    } else {
+      b[o] = 255;
+      b[o + 1] = written >> 8;
+      b[o + 2] = written;
+      this.length = o + 3 + written;
+    }
   }
 }
 

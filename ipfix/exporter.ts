@@ -5,6 +5,7 @@
 import { PodflowError } from '../common/errors.ts';
 import { type Clock, systemClock } from './clock.ts';
 import { IpfixEncoder } from './encoder.ts';
+import type { FeatureName } from './feature-elements.ts';
 import { type ExportTarget, parseExportTarget } from './target.ts';
 import { FileTransport } from './transport-file.ts';
 import { type Connector, type StreamTransportOptions, StreamTransport, tcpConnector } from './transport-tcp.ts';
@@ -23,6 +24,8 @@ export interface ExporterOptions {
   enterpriseNumber?: number;
   /** Longest identity string in UTF-8 bytes (the encoder's maxStringBytes). */
   maxStringBytes?: number;
+  /** The per-flow features exported (the encoder's features); default every one. */
+  features?: readonly FeatureName[];
   /** Default: the system clock. */
   clock?: Clock;
   /** Told of every counted error, e.g. to log it. Default: nothing. */
@@ -91,6 +94,7 @@ export class Exporter {
           observationDomainId: o.observationDomainId,
           enterpriseNumber: o.enterpriseNumber,
           maxStringBytes: o.maxStringBytes,
+          ...(o.features && { features: o.features }),
           maxMessageBytes,
           clock: () => this.#clock.now(),
         }),

@@ -5,13 +5,15 @@
 //   (ipfix/iana-csv.ts writes ipfix/iana-elements.ts; a test fails when they differ);
 // - RFC 5103 reverse elements: derived from the IANA ones (PEN 29305, same id,
 //   name "reverse" + Name), never typed by hand;
-// - podflow's enterprise elements (Kubernetes identity of both ends), under a
+// - podflow's enterprise elements (Kubernetes identity of both ends, and the
+//   per-flow features' fields: ipfix/feature-elements.ts), under a
 //   configurable Private Enterprise Number. The default 32473 is reserved for
 //   documentation (RFC 5612): set your own PEN in production.
 //
 // IPFIX is hand-written here: it sits on the hot path, and no maintained
 // TypeScript library encodes RFC 7011 with enterprise elements.
 import { PodflowError } from '../common/errors.ts';
+import { FEATURE_ELEMENTS } from './feature-elements.ts';
 import { IANA_ELEMENTS } from './iana-elements.ts';
 
 /** Abstract data types (RFC 7012 §3.1) with their RFC 5610 informationElementDataType codes. */
@@ -189,6 +191,7 @@ function enterpriseElements(pen: number): InformationElement[] {
       out.push(str(first + i, `k8s${end}${suffix}`, `${end} end: ${description}`));
     });
   }
+  for (const e of FEATURE_ELEMENTS) out.push(Object.freeze({ ...e, enterprise: pen }));
   return out;
 }
 

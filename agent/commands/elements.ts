@@ -10,7 +10,7 @@ import {
   naturalLength,
   VARIABLE_LENGTH,
 } from '../../ipfix/registry.ts';
-import { IpfixEncoder, TemplateId } from '../../ipfix/encoder.ts';
+import { IpfixEncoder } from '../../ipfix/encoder.ts';
 
 export const FORMATS = ['ipfixdump-xml', 'nfacctd', 'iespec', 'markdown'] as const;
 export type ElementsFormat = (typeof FORMATS)[number];
@@ -64,7 +64,7 @@ export function renderElements(format: ElementsFormat, pen: number = DEFAULT_ENT
     case 'ipfixdump-xml':
       return ipfixDumpXml(elements, pen);
     case 'nfacctd':
-      return elements.map((e) => `name=${pmacctName(e)}\tfield_type=${pen}:${e.id}\tlen=vlen\tsemantics=str\n`).join('');
+      return elements.map((e) => `name=${pmacctName(e)}\tfield_type=${pen}:${e.id}\t${pmacctType(e)}\n`).join('');
     case 'iespec':
       return elements.map((e) => `${e.name}(${pen}/${e.id})<${e.dataType}>[${naturalLength(e.dataType)}]\n`).join('');
     case 'markdown':
@@ -102,6 +102,12 @@ ${records.join('\n')}  </registry>
 `;
 }
 
+/** pmacct's length and semantics of an element: strings vlen/str, numbers their length as u_int. */
+function pmacctType(e: InformationElement): string {
+  const length = naturalLength(e.dataType);
+  return length === VARIABLE_LENGTH ? 'len=vlen\tsemantics=str' : `len=${length}\tsemantics=u_int`;
+}
+
 /** pmacct primitive names: lower case with underscores, e.g. k8s_source_pod_name. */
 function pmacctName(e: InformationElement): string {
   return e.name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -109,12 +115,11 @@ function pmacctName(e: InformationElement): string {
 
 function markdown(elements: readonly InformationElement[], pen: number): string {
   const rows = elements.map((e) => `| ${pen}/${e.id} | \`${e.name}\` | ${e.dataType} | ${e.description} |`);
-  const names = new Map<number, string>(Object.entries(TemplateId).map(([name, id]) => [id, name]));
   const templateRows = new IpfixEncoder({ observationDomainId: 0, enterpriseNumber: pen }).templates.map((t) => {
     const fields = t.fields.map(
       (f, i) => `${i < t.scopeCount ? '(scope) ' : ''}\`${f.element.name}\`${f.length === VARIABLE_LENGTH ? '' : ` [${f.length}]`}`,
     );
-    return `| ${t.id} | ${names.get(t.id)} | ${fields.join(', ')} |`;
+    return `| ${t.id} | ${t.name} | ${fields.join(', ')} |`;
   });
   return `# IPFIX elements
 
@@ -122,10 +127,19 @@ function markdown(elements: readonly InformationElement[], pen: number): string 
 
 podflow exports flows as IPFIX (RFC 7011) with IANA elements wherever one
 exists, RFC 5103 reverse elements (PEN 29305) for the reverse direction of a
-biflow, and the Kubernetes identity of both ends as enterprise elements. The
+biflow, the Kubernetes identity of both ends as enterprise elements, and
+the fields of the per-flow features (DNS) as enterprise elements where
+IANA has none. The
 enterprise number below is ${pen}${pen === DEFAULT_ENTERPRISE_NUMBER ? ', reserved for documentation by RFC 5612: set your own PEN in the agent configuration and pass it as `--pen`' : ''}.
-Every enterprise element is a variable-length UTF-8 string; an empty string
+Every identity element is a variable-length UTF-8 string; an empty string
 means the field does not apply to that end (see \`k8s*EndpointType\`).
+
+A record carries a feature's fields only when the feature is on
+(\`features.*\` in the configuration) and the flow had it (DNS: UDP or TCP
+port 53 with a DNS message read): such a record uses the template of its IP
+version and features (261 on), the flow template with the feature's fields
+after it. DNS fields describe the flow's first transaction (its query, and
+the response with the same ID), and count every message of the flow.
 
 Collectors learn names and types from RFC 5610 type records the exporter
 sends before its templates (libfixbuf: \`ipfixDump --rfc5610\`); for those

@@ -18,6 +18,8 @@ import {
 } from '../../flow/meter.ts';
 import { CAPTURE_HEADER_BYTES, type CaptureReadStats, readCaptureHeader } from '../../flow/pcap-file.ts';
 import type { FlowRecord } from '../../flow/types.ts';
+import { DEFAULT_FEATURES, enabledFeatures, type FeatureSwitches, FlowFeatures } from '../../flow/features/flow-features.ts';
+import { FEATURE_ENCODINGS, type FieldWriter } from '../../ipfix/feature-elements.ts';
 import type { Exporter } from '../../ipfix/exporter.ts';
 import { notSentTotal } from '../../ipfix/transport.ts';
 import type { EndpointIdentity, ExportRecord } from '../../ipfix/types.ts';
@@ -31,7 +33,7 @@ const MAX_RECORD_BYTES = 256 << 20;
 /** Output is written in chunks of this many bytes: one write per flow would dominate the run time. */
 const OUTPUT_CHUNK_BYTES = 1 << 20;
 
-const USAGE = `usage: podflow replay FILE [--idle-timeout S] [--active-timeout S] [--max-flows N] [--output URL]... [--cluster NAME]
+const USAGE = `usage: podflow replay FILE [--idle-timeout S] [--active-timeout S] [--max-flows N] [--features LIST] [--output URL]... [--cluster NAME]
 
 Meters a pcap or pcapng capture into bidirectional flows and prints one JSON
 object per flow on stdout (keys are IANA IPFIX element names); a summary goes
@@ -40,6 +42,8 @@ to stderr. Flows still open at the end of the file end with flowEndReason 4.
   --idle-timeout S     end a flow after S seconds without packets (default ${DEFAULT_IDLE_TIMEOUT_MS / 1000})
   --active-timeout S   end a flow S seconds after its first packet (default ${DEFAULT_ACTIVE_TIMEOUT_MS / 1000})
   --max-flows N        open flows kept at most; more evict the idlest (default ${DEFAULT_MAX_FLOWS})
+  --features LIST      per-flow features, comma-separated (${Object.keys(DEFAULT_FEATURES).join(', ')}), or none
+                       (default: those the agent runs by default, ${enabledFeatures(DEFAULT_FEATURES).join(', ')})
   --output URL         export the flows as IPFIX instead of printing them (repeatable):
                        udp://HOST:PORT, tcp://HOST:PORT, file:PATH,
                        tls://HOST:PORT?ca=FILE&cert=FILE&key=FILE&servername=NAME
@@ -56,6 +60,7 @@ export async function run(args: string[]): Promise<number> {
         'idle-timeout': { type: 'string' },
         'active-timeout': { type: 'string' },
         'max-flows': { type: 'string' },
+        features: { type: 'string' },
         output: { type: 'string', multiple: true },
         cluster: { type: 'string', default: '' },
         help: { type: 'boolean', short: 'h' },
@@ -76,14 +81,17 @@ export async function run(args: string[]): Promise<number> {
   const idleTimeoutMs = seconds(values['idle-timeout'], '--idle-timeout', DEFAULT_IDLE_TIMEOUT_MS);
   const activeTimeoutMs = seconds(values['active-timeout'], '--active-timeout', DEFAULT_ACTIVE_TIMEOUT_MS);
   const maxFlows = count(values['max-flows'], '--max-flows', DEFAULT_MAX_FLOWS);
+  const switches = featureSwitches(values.features);
 
   const output = new ChunkedOutput();
-  const exporter = values.output ? await FileExport.open(values.output, basename(path), values.cluster) : undefined;
+  const exporter = values.output ? await FileExport.open(values.output, basename(path), values.cluster, switches) : undefined;
   const decoder = new PacketDecoder();
+  const features = FlowFeatures.hooks(switches);
   const meter = new FlowMeter({
     idleTimeoutMs,
     activeTimeoutMs,
     maxFlows,
+    ...(features && { features }),
     onFlow: exporter ? (record) => exporter.add(record) : (record) => output.write(formatFlow(record)),
   });
   const ingest = new PacketIngest(decoder, meter);
@@ -103,6 +111,11 @@ export async function run(args: string[]): Promise<number> {
     lines.push(`  fragments: ${decoder.fragments.joined} joined their first fragment, ${decoder.fragments.orphaned} without one (ports 0)`);
   }
   if (meter.stats.evictions > 0) lines.push(`  flow table full: ${meter.stats.evictions} flows ended early (--max-flows)`);
+  if (features && features.stats.dnsFlows > 0) {
+    const { dns, dnsFlows } = features.stats;
+    const problems = Object.entries(dns).filter(([reason, n]) => n > 0 && reason !== 'queries' && reason !== 'responses');
+    lines.push(`  dns: ${dnsFlows} flows, ${dns.queries} queries, ${dns.responses} responses${problems.map(([reason, n]) => `, ${reason} ${n}`).join('')}`);
+  }
   if (file.truncated > 0) lines.push('  file: the last record is cut off (or impossibly long); it was not read');
   if (file.corruptBlocks > 0) lines.push('  file: a corrupt pcapng block, the rest was not read');
   if (file.unknownInterface > 0) lines.push(`  file: ${file.unknownInterface} packets of undescribed interfaces skipped`);
@@ -126,11 +139,12 @@ class FileExport {
   readonly #unknown: EndpointIdentity;
   #batch: ExportRecord[] = [];
 
-  static async open(targets: string[], interfaceName: string, clusterName: string): Promise<FileExport> {
+  static async open(targets: string[], interfaceName: string, clusterName: string, features: FeatureSwitches): Promise<FileExport> {
     const [{ Exporter }, { UNKNOWN_ENDPOINT }] = await Promise.all([import('../../ipfix/exporter.ts'), import('../../ipfix/types.ts')]);
     const exporter = new Exporter({
       targets,
       observationDomainId: OBSERVATION_POINT,
+      features: enabledFeatures(features),
       onError: (err) => process.stderr.write(`podflow replay: ${err.message}\n`),
       // The whole file is metered before the event loop turns, so a TCP connection
       // cannot come up until then: queue every flow (the file bounds them) rather than drop.
@@ -222,6 +236,20 @@ function meterFile(path: string, file: CaptureFileIngest): CaptureReadStats {
   }
 }
 
+/** --features: a comma-separated list of feature names, or "none". */
+function featureSwitches(value: string | undefined): FeatureSwitches {
+  if (value === undefined) return { ...DEFAULT_FEATURES };
+  const switches = Object.fromEntries(Object.keys(DEFAULT_FEATURES).map((name) => [name, false])) as unknown as FeatureSwitches;
+  if (value.trim() === 'none') return switches;
+  for (const name of value.split(',').map((n) => n.trim())) {
+    if (!Object.hasOwn(switches, name)) {
+      throw new PodflowError('PODFLOW_ERR_CLI_USAGE', `--features: unknown feature '${name}' (known: ${Object.keys(switches).join(', ')}, or none)`);
+    }
+    switches[name as keyof FeatureSwitches] = true;
+  }
+  return switches;
+}
+
 function seconds(value: string | undefined, option: string, fallbackMs: number): number {
   if (value === undefined) return fallbackMs;
   const n = Number(value);
@@ -311,9 +339,35 @@ export function formatFlow(r: FlowRecord): string {
   if (r.protocolIdentifier === IpProtocol.ICMP || r.protocolIdentifier === IpProtocol.ICMPV6) {
     s += `,"icmpTypeCode${v}":${r.icmpTypeCode},"reverseIcmpTypeCode${v}":${r.reverseIcmpTypeCode}`;
   }
-  return (
-    s +
+  s +=
     `,"flowStartMilliseconds":${r.flowStartMilliseconds},"flowEndMilliseconds":${r.flowEndMilliseconds}` +
-    `,"flowEndReason":${r.flowEndReason}}\n`
-  );
+    `,"flowEndReason":${r.flowEndReason}`;
+  for (const feature of FEATURE_ENCODINGS) {
+    if (!feature.present(r)) continue;
+    const w = new JsonFields(feature.fields);
+    feature.write(r, w);
+    s += w.text;
+  }
+  return s + '}\n';
+}
+
+/** A feature's fields as JSON members, written by the same code as its IPFIX fields (ipfix/feature-elements.ts), named by its elements. */
+class JsonFields implements FieldWriter {
+  text = '';
+  readonly #names: readonly string[];
+  #next = 0;
+
+  constructor(names: readonly string[]) {
+    this.#names = names;
+  }
+
+  unsigned(_length: number, value: number): void {
+    this.text += `,"${this.#names[this.#next++]}":${value}`;
+  }
+
+  /** The output is ASCII (ChunkedOutput): other characters as JSON escapes. */
+  string(text: string): void {
+    const json = JSON.stringify(text).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    this.text += `,"${this.#names[this.#next++]}":${json}`;
+  }
 }

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatIPv4, formatIPv6 } from '../../flow/address.ts';
 import type { FlowRecord } from '../../flow/types.ts';
+import { DEFAULT_FEATURES, FlowFeatures } from '../../flow/features/flow-features.ts';
 import { readIpfixprobeOutput, replayCorpusFile } from '../helpers/corpus.ts';
 
 const base = 'ipfixprobe/tests/functional/';
@@ -175,3 +176,38 @@ for (const [output, input] of Object.entries(exactOutputs)) {
     if (!splitByPlugin.has(output)) assert.equal(flows.length, reference.length);
   });
 }
+
+// Per-flow features through the meter (not only the readers: test/flow/features/).
+// ipfixprobe's DNS plugin ends a flow at every DNS message, so each of its
+// rows is one message; podflow keeps one flow per 5-tuple and reports its
+// first transaction. So per tuple: the query's id, name, type and class
+// equal those of every row of the tuple, and the response's code, answer
+// count, first TTL and data those of the row the server sent.
+test('dns: the DNS fields of each flow through the meter equal those of ipfixprobe\'s rows for its query and its response', () => {
+  const { flows } = replayCorpusFile(`${base}inputs/dns.pcap`, { features: new FlowFeatures(DEFAULT_FEATURES) });
+  const rows = readIpfixprobeOutput('dns');
+  const differences: string[] = [];
+  let compared = 0;
+  for (const flow of flows) {
+    const client = text(flow.sourceAddress);
+    const tuple = rows.filter((r) => Number(r.PROTOCOL) === flow.protocolIdentifier && ((r.SRC_IP === client && Number(r.SRC_PORT) === flow.sourceTransportPort) || (r.DST_IP === client && Number(r.DST_PORT) === flow.sourceTransportPort)));
+    const response = tuple.find((r) => Number(r.SRC_PORT) === 53);
+    const d = flow.dns;
+    if (d === undefined || response === undefined) {
+      differences.push(`${client}/${flow.sourceTransportPort}: podflow ${d ? 'has' : 'lacks'} DNS fields, ipfixprobe ${tuple.length} rows`);
+      continue;
+    }
+    for (const row of tuple) {
+      const want = { id: Number(row.DNS_ID), name: row.DNS_NAME, type: Number(row.DNS_QTYPE), class: Number(row.DNS_CLASS) };
+      const got = { id: d.id, name: d.queryName, type: d.queryType, class: d.queryClass };
+      if (JSON.stringify(got) !== JSON.stringify(want)) differences.push(`${client}/${flow.sourceTransportPort}: podflow ${JSON.stringify(got)} ipfixprobe ${JSON.stringify(want)}`);
+    }
+    const r = d.response;
+    const got = { rcode: r?.rcode, answers: r?.answerCount, ttl: r?.answerTtl, data: Buffer.from(r?.answerData ?? '', 'latin1').toString('hex') };
+    const want = { rcode: Number(response.DNS_RCODE), answers: Number(response.DNS_ANSWERS), ttl: Number(response.DNS_RR_TTL), data: response.DNS_RDATA };
+    if (JSON.stringify(got) !== JSON.stringify(want)) differences.push(`${client}/${flow.sourceTransportPort} response: podflow ${JSON.stringify(got)} ipfixprobe ${JSON.stringify(want)}`);
+    compared++;
+  }
+  assert.deepEqual(differences, []);
+  assert.equal(compared, rows.length / 2, 'one flow per query and response pair');
+});

@@ -39,9 +39,36 @@ test('prints one JSON object per flow with IANA IPFIX element names', () => {
     flowStartMilliseconds: 946712870501,
     flowEndMilliseconds: 946712871333,
     flowEndReason: 4,
+    // The DNS feature, on by default; the pcapng file has millisecond timestamps.
+    dnsTransactionId: 63343,
+    dnsQueryName: 'google.com',
+    dnsQueryType: 15,
+    dnsQueryClass: 1,
+    dnsResponseCode: 0,
+    dnsAnswerCount: 6,
+    dnsAnswerType: 15,
+    dnsAnswerTtl: 552,
+    dnsAnswerData: '40 smtp4.google.com',
+    dnsLatencyMicroseconds: 832000,
+    dnsQueryCount: 1,
+    dnsResponseCount: 1,
+    dnsErrorResponseCount: 0,
   });
   assert.equal(flows[1]!.vlanId, undefined, 'untagged flows carry no vlanId');
   assert.match(stderr, /pcapng, 6 packets, 6 metered into 3 flows/);
+  assert.match(stderr, /dns: 3 flows, 3 queries, 3 responses\n/);
+});
+
+test('--features none prints the flows without feature fields; an unknown feature is a usage error', () => {
+  const on = replay(inputs + 'vlan.pcap');
+  const off = replay(inputs + 'vlan.pcap', '--features', 'none');
+  assert.equal(off.status, 0, off.stderr);
+  const strip = (line: string) => Object.fromEntries(Object.entries(JSON.parse(line) as Record<string, unknown>).filter(([key]) => !key.startsWith('dns')));
+  assert.deepEqual(off.stdout.trim().split('\n').map((l) => JSON.parse(l)), on.stdout.trim().split('\n').map(strip));
+  assert.doesNotMatch(off.stdout, /dns/);
+  const bad = replay(inputs + 'vlan.pcap', '--features', 'dns,gopher');
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /unknown feature 'gopher'/);
 });
 
 test('names IPv6 addresses and ICMP type/code with the IPv6 elements', () => {

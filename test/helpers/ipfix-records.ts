@@ -56,6 +56,27 @@ export function exportRecord(overrides: Partial<ExportRecord> = {}, flow: Partia
   };
 }
 
+/** A UDP DNS flow whose first query got NXDOMAIN after 1.5 ms; a second query on the flow was answered NOERROR. */
+export const DNS_FLOW: Partial<FlowRecord> = {
+  protocolIdentifier: 17,
+  sourceTransportPort: 51515,
+  destinationTransportPort: 53,
+  tcpControlBits: 0,
+  reverseTcpControlBits: 0,
+  dns: {
+    id: 0x1234,
+    queryName: 'cart.shop.svc.cluster.local',
+    queryType: 1,
+    queryClass: 1,
+    response: { rcode: 3, answerCount: 0, answerType: 0, answerTtl: 0, answerData: '' },
+    latencyMicros: 1500,
+    queries: 2,
+    responses: 2,
+    responseCodes: [1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    latenciesMicros: [1500, 700],
+  },
+};
+
 export const IPV6_FLOW: Partial<FlowRecord> = {
   ipVersion: 6,
   sourceAddress: Uint8Array.of(0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a),

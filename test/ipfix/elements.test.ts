@@ -6,7 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderElements } from '../../agent/commands/elements.ts';
 import { IpfixEncoder } from '../../ipfix/encoder.ts';
-import { exportRecord, IPV6_FLOW } from '../helpers/ipfix-records.ts';
+import { InformationElementRegistry } from '../../ipfix/registry.ts';
+import { DNS_FLOW, exportRecord, IPV6_FLOW } from '../helpers/ipfix-records.ts';
+
+const ENTERPRISE_ELEMENTS = new InformationElementRegistry().enterpriseElements.length;
 
 const CLI = new URL('../../agent/cli.ts', import.meta.url).pathname;
 
@@ -28,14 +31,15 @@ test('the CLI prints a format with the given PEN', () => {
 
 test('nfacctd output is one aggregate_primitives line per element', () => {
   const lines = renderElements('nfacctd').trimEnd().split('\n');
-  assert.equal(lines.length, 23);
+  assert.equal(lines.length, ENTERPRISE_ELEMENTS);
   assert.ok(lines.includes('name=k8s_destination_pod_name\tfield_type=32473:62\tlen=vlen\tsemantics=str'));
+  assert.ok(lines.includes('name=dns_response_code\tfield_type=32473:104\tlen=1\tsemantics=u_int'));
 });
 
 test('the ipfixDump XML names each element with its cert:enterpriseId', () => {
   const xml = renderElements('ipfixdump-xml', 4242);
   assert.match(xml, /<name>k8sClusterName<\/name>\s*<dataType>string<\/dataType>\s*<dataTypeSemantics>default<\/dataTypeSemantics>\s*<cert:enterpriseId>4242<\/cert:enterpriseId>\s*<elementId>50<\/elementId>/);
-  assert.equal(xml.match(/<record>/g)?.length, 23);
+  assert.equal(xml.match(/<record>/g)?.length, ENTERPRISE_ELEMENTS);
 });
 
 test('usage errors exit 2 with the usage text', () => {
@@ -51,14 +55,19 @@ test('libfixbuf ipfixDump reads our messages and names the enterprise elements',
   const dir = mkdtempSync(join(tmpdir(), 'podflow-ipfix-'));
   try {
     const e = new IpfixEncoder({ observationDomainId: 5, clock: () => 1_750_000_000_000 });
-    const messages = [...e.templateMessages(), ...e.typeInformationMessages(), ...e.encode([exportRecord(), exportRecord({}, IPV6_FLOW)])];
+    const messages = [...e.templateMessages(), ...e.typeInformationMessages(), ...e.encode([exportRecord(), exportRecord({}, IPV6_FLOW), exportRecord({}, DNS_FLOW)])];
     writeFileSync(join(dir, 'x.ipfix'), Buffer.concat(messages));
     writeFileSync(join(dir, 'e.xml'), renderElements('ipfixdump-xml'));
     const out = execFileSync('ipfixDump', ['--in', join(dir, 'x.ipfix'), '--element-file', join(dir, 'e.xml')], { encoding: 'utf8' });
     assert.match(out, /k8sSourcePodName : \(len: 24\) frontend-6d8f9c7b5-x2k4q/);
     assert.match(out, /reverseOctetDeltaCount : 9120/);
     assert.match(out, /sourceIPv4Address : 198\.18\.0\.10/);
-    assert.match(out, /File Stats: \d+ Messages, 25 Data Records, 5 Template Records/);
+    assert.match(out, /dnsQueryName : \(len: 27\) cart\.shop\.svc\.cluster\.local/);
+    assert.match(out, /dnsResponseCode : 3\n/);
+    assert.match(out, /dnsLatencyMicroseconds : 1500\n/);
+    assert.match(out, /dnsErrorResponseCount : 1\n/);
+    // 3 flows and a type record per enterprise element; templates 256-260 and the DNS ones, 261 and 262.
+    assert.match(out, new RegExp(`File Stats: \\d+ Messages, ${3 + ENTERPRISE_ELEMENTS} Data Records, 7 Template Records`));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -4,7 +4,7 @@ import { IpfixSession } from '../../ipfix/decoder.ts';
 import { IpfixEncoder, TemplateId } from '../../ipfix/encoder.ts';
 import { DEFAULT_UDP_MAX_MESSAGE_BYTES } from '../../ipfix/transport-udp.ts';
 import type { ExportRecord } from '../../ipfix/types.ts';
-import { exportRecord, IPV6_FLOW, podEnd } from '../helpers/ipfix-records.ts';
+import { DNS_FLOW, exportRecord, IPV6_FLOW, podEnd } from '../helpers/ipfix-records.ts';
 
 const NOW = 1_750_000_000_500;
 
@@ -22,6 +22,49 @@ function roundTrip(records: ExportRecord[], options = {}) {
   for (const d of decoded) assert.equal(d.status, 'ok');
   return { encoder, session, messages, decoded, records: decoded.flatMap((d) => d.records) };
 }
+
+test('DNS fields ride after the flow fields, in the template of their IP version and features; without DNS a flow keeps the plain template', () => {
+  const v6 = { ...DNS_FLOW, ...IPV6_FLOW, protocolIdentifier: 17, icmpTypeCode: 0, reverseIcmpTypeCode: 0 };
+  const unanswered = { ...DNS_FLOW, dns: { ...DNS_FLOW.dns!, response: undefined, latencyMicros: undefined, responses: 0, responseCodes: new Array<number>(16).fill(0), latenciesMicros: [] } };
+  const { records } = roundTrip([exportRecord({}, DNS_FLOW), exportRecord(), exportRecord({}, v6), exportRecord({}, unanswered)]);
+  assert.deepEqual(records.map((r) => r.templateId), [261, TemplateId.FLOW_IPV4, 262, 261]);
+  const dnsFields = (f: Record<string, unknown>) => Object.fromEntries(Object.entries(f).filter(([key]) => key.startsWith('dns')));
+  const nxdomain = {
+    dnsTransactionId: 0x1234,
+    dnsQueryName: 'cart.shop.svc.cluster.local',
+    dnsQueryType: 1,
+    dnsQueryClass: 1,
+    dnsResponseCode: 3,
+    dnsAnswerCount: 0,
+    dnsAnswerType: 0,
+    dnsAnswerTtl: 0,
+    dnsAnswerData: '',
+    dnsLatencyMicroseconds: 1500,
+    dnsQueryCount: 2,
+    dnsResponseCount: 2,
+    dnsErrorResponseCount: 1,
+  };
+  assert.deepEqual(dnsFields(records[0]!.fields), nxdomain);
+  assert.equal(records[0]!.fields.k8sSourcePodName, 'frontend-6d8f9c7b5-x2k4q');
+  assert.deepEqual(dnsFields(records[1]!.fields), {});
+  assert.deepEqual(dnsFields(records[2]!.fields), nxdomain);
+  assert.equal(records[2]!.fields.sourceIPv6Address, 'fd00::a');
+  assert.deepEqual(dnsFields(records[3]!.fields), { ...nxdomain, dnsResponseCode: 255, dnsLatencyMicroseconds: 0xffffffff, dnsResponseCount: 0, dnsErrorResponseCount: 0 });
+});
+
+test('an encoder made without a feature has no template for it and exports such a record as a plain flow', () => {
+  const { encoder, records } = roundTrip([exportRecord({}, DNS_FLOW)], { features: [] });
+  assert.deepEqual(encoder.templates.map((t) => t.id), [256, 257, 258, 259, 260]);
+  assert.equal(records[0]!.templateId, TemplateId.FLOW_IPV4);
+  assert.equal(records[0]!.fields.dnsQueryName, undefined);
+});
+
+test('a DNS name longer than the string limit is cut and counted', () => {
+  const long = { ...DNS_FLOW, dns: { ...DNS_FLOW.dns!, queryName: 'a'.repeat(300) } };
+  const { encoder, records } = roundTrip([exportRecord({}, long)], { maxStringBytes: 100 });
+  assert.equal(records[0]!.fields.dnsQueryName, 'a'.repeat(100));
+  assert.equal(encoder.stats.stringsTruncated, 1);
+});
 
 test('an IPv4 biflow round-trips with reverse counters, flags and both identities', () => {
   const { records } = roundTrip([exportRecord()]);
@@ -181,9 +224,10 @@ test('returned messages are copies that later encodes do not overwrite', () => {
 
 test('templates are announced with ids from 256 and the same bytes every time; the type information template comes with its records', () => {
   const { encoder, session } = pair();
-  assert.deepEqual(session.templateIds(9), [256, 257, 258, 259]);
+  // 261 and 262: IPv4 and IPv6 flows with DNS fields.
+  assert.deepEqual(session.templateIds(9), [256, 257, 258, 259, 261, 262]);
   for (const m of encoder.typeInformationMessages()) assert.equal(session.decodeMessage(m).status, 'ok');
-  assert.deepEqual(session.templateIds(9).sort(), [256, 257, 258, 259, 260]);
+  assert.deepEqual(session.templateIds(9).sort(), [256, 257, 258, 259, 260, 261, 262]);
   const a = encoder.templateMessages();
   const b = encoder.templateMessages();
   assert.deepEqual(a.map((m) => m.subarray(16)), b.map((m) => m.subarray(16)));

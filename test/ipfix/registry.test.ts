@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { CSV_PATH, GENERATED_PATH, parseIanaCsv, renderIanaElements } from '../../ipfix/iana-csv.ts';
 import { IANA_ELEMENTS } from '../../ipfix/iana-elements.ts';
 import { InformationElementRegistry, REVERSE_ELEMENTS, REVERSE_ENTERPRISE } from '../../ipfix/registry.ts';
+import { FEATURE_ELEMENTS } from '../../ipfix/feature-elements.ts';
 
 test('the generated IANA table is exactly what the CSV extract generates', () => {
   const csv = readFileSync(CSV_PATH, 'utf8');
@@ -46,8 +47,10 @@ test('enterprise elements follow the configured PEN, source ids 10.. and destina
   assert.equal(r.byId(4242, 12)?.name, 'k8sSourcePodName');
   assert.equal(r.byId(4242, 62)?.name, 'k8sDestinationPodName');
   assert.equal(r.byId(32473, 12), undefined);
-  assert.equal(r.enterpriseElements.length, 23);
-  assert.ok(r.enterpriseElements.every((e) => e.dataType === 'string' && e.enterprise === 4242));
+  assert.equal(r.byId(4242, 101)?.name, 'dnsQueryName');
+  assert.equal(r.enterpriseElements.length, 23 + FEATURE_ELEMENTS.length);
+  assert.ok(r.enterpriseElements.every((e) => e.enterprise === 4242));
+  assert.ok(r.enterpriseElements.filter((e) => e.name.startsWith('k8s')).every((e) => e.dataType === 'string'));
 });
 
 test('an enterprise number out of range is a configuration error', () => {
