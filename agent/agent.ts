@@ -284,7 +284,7 @@ export class Agent {
       closeTimeoutMs: config.shutdown.timeoutSeconds * 1000 * 0.8,
       onError: (err, target) => exportWarn.warn(`${target}:${err.code}`, { collector: target, err }, 'export error (records are queued and retried)'),
     });
-    this.#features = FlowFeatures.hooks(config.features);
+    this.#features = FlowFeatures.hooks(config.features, config.flow.maxFlows);
     this.#meter = new FlowMeter({
       idleTimeoutMs: config.flow.idleTimeoutSeconds * 1000,
       activeTimeoutMs: config.flow.activeTimeoutSeconds * 1000,

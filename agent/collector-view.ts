@@ -7,7 +7,7 @@ import pc from 'picocolors';
 import { protocolName } from '../flow/decode.ts';
 import type { CollectedRecord, CollectorStats } from '../ipfix/collector.ts';
 import type { FieldValue } from '../ipfix/decoder.ts';
-import { DNS_NO_RESPONSE } from '../ipfix/feature-elements.ts';
+import { DNS_NO_RESPONSE, TCP_NO_TIME } from '../ipfix/feature-elements.ts';
 import { DnsRcodeName } from '../flow/features/dns.ts';
 
 /** Rate window of the table: bytes of the last RATE_WINDOW_MS, per second. */
@@ -24,6 +24,11 @@ interface Conversation {
   flows: number;
   packets: number;
   bytes: number;
+  /** The TCP handshake round trip of its last flow that had one (handshakeMs), ms; undefined before. */
+  rttMs: number | undefined;
+  /** TCP segments with sequence space, and of them retransmitted, both ways, over its flows. */
+  tcpSegments: number;
+  retransmitted: number;
   /** [arrival ms, bytes] of the flows within the rate window. */
   recent: Array<[number, number]>;
 }
@@ -40,7 +45,10 @@ export class ConversationTable {
     const key = `${source.name}|${destination.name}|${protocol}`;
     let c = this.#conversations.get(key);
     if (!c) {
-      c = { source: source.name, sourceWorkload: source.workload, destination: destination.name, destinationWorkload: destination.workload, protocol, name: '', flows: 0, packets: 0, bytes: 0, recent: [] };
+      c = {
+        source: source.name, sourceWorkload: source.workload, destination: destination.name, destinationWorkload: destination.workload,
+        protocol, name: '', flows: 0, packets: 0, bytes: 0, rttMs: undefined, tcpSegments: 0, retransmitted: 0, recent: [],
+      };
       this.#conversations.set(key, c);
     }
     c.name = flowName(f) || c.name;
@@ -48,6 +56,9 @@ export class ConversationTable {
     c.flows++;
     c.packets += num(f.packetDeltaCount) + num(f.reversePacketDeltaCount);
     c.bytes += bytes;
+    c.rttMs = handshakeMs(f) ?? c.rttMs;
+    c.tcpSegments += num(f.tcpSegmentCount) + num(f.reverseTcpSegmentCount);
+    c.retransmitted += num(f.tcpRetransmittedSegmentCount) + num(f.reverseTcpRetransmittedSegmentCount);
     c.recent.push([Date.now(), bytes]);
   }
 
@@ -60,13 +71,17 @@ export class ConversationTable {
     });
     shown.sort((a, b) => b.rate - a.rate || b.c.bytes - a.c.bytes);
     const table = new Table({
-      head: ['source', 'workload', 'destination', 'workload', 'proto', 'name', 'flows', 'packets', 'bytes', 'rate'].map((h) => pc.bold(h)),
+      head: ['source', 'workload', 'destination', 'workload', 'proto', 'name', 'flows', 'packets', 'bytes', 'rate', 'rtt', 'retrans'].map((h) => pc.bold(h)),
       style: { head: [], border: [] },
       // One line per conversation: no rule between rows.
       chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
     });
     for (const { c, rate } of shown.slice(0, Math.max(1, rows))) {
-      table.push([c.source, pc.dim(c.sourceWorkload), c.destination, pc.dim(c.destinationWorkload), protocolName(c.protocol), c.name, c.flows, c.packets, formatBytes(c.bytes), `${formatBytes(rate)}/s`]);
+      const retrans = c.tcpSegments === 0 ? '' : `${c.retransmitted} (${((100 * c.retransmitted) / c.tcpSegments).toFixed(1)}%)`;
+      table.push([
+        c.source, pc.dim(c.sourceWorkload), c.destination, pc.dim(c.destinationWorkload), protocolName(c.protocol), c.name, c.flows, c.packets,
+        formatBytes(c.bytes), `${formatBytes(rate)}/s`, c.rttMs === undefined ? '' : formatMs(c.rttMs), c.retransmitted > 0 ? pc.yellow(retrans) : retrans,
+      ]);
     }
     return table.toString();
   }
@@ -85,12 +100,27 @@ export function flowLine(record: CollectedRecord): string {
   const destination = endpoint(f, 'Destination', 'destination');
   const side = (e: { name: string; workload: string }) => (e.workload ? `${e.name} (${e.workload})` : e.name);
   const name = flowName(f);
+  const rtt = handshakeMs(f);
   return (
     `${side(source)} → ${side(destination)}  ${protocolName(num(f.protocolIdentifier))}  ` +
     (name ? `${name}  ` : '') +
     `packets ${num(f.packetDeltaCount)} / ${num(f.reversePacketDeltaCount)}  ` +
-    `bytes ${formatBytes(num(f.octetDeltaCount))} / ${formatBytes(num(f.reverseOctetDeltaCount))}`
+    `bytes ${formatBytes(num(f.octetDeltaCount))} / ${formatBytes(num(f.reverseOctetDeltaCount))}` +
+    (rtt === undefined ? '' : `  rtt ${formatMs(rtt)}`) +
+    (f.tcpRetransmittedSegmentCount === undefined ? '' : `  retrans ${num(f.tcpRetransmittedSegmentCount)} / ${num(f.reverseTcpRetransmittedSegmentCount)}`)
   );
+}
+
+/** A TCP flow's handshake round trip at its observation point (SYN → SYN/ACK → ACK), ms; undefined when the record has none. */
+function handshakeMs(f: Record<string, FieldValue>): number | undefined {
+  const a = f.tcpSynToSynAckMicroseconds;
+  const b = f.tcpSynAckToAckMicroseconds;
+  if (a === undefined || b === undefined || num(a) === TCP_NO_TIME || num(b) === TCP_NO_TIME) return undefined;
+  return (num(a) + num(b)) / 1000;
+}
+
+function formatMs(ms: number): string {
+  return ms < 10 ? `${ms.toFixed(2)} ms` : `${ms.toFixed(1)} ms`;
 }
 
 /**

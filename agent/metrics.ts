@@ -53,12 +53,25 @@ export const OTHER_WORKLOAD = '_other';
 /** The namespace and workload label value of records whose observed end is not known (not a pod of the cluster, as far as podflow knows). */
 export const UNKNOWN_WORKLOAD = '_unknown';
 
+/** Upper bounds (seconds) of the TCP handshake histogram's buckets: a node's pods (tens of µs) to another continent (hundreds of ms) and SYN retransmissions (1 s, 3 s). */
+export const HANDSHAKE_BUCKETS_SECONDS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
 export interface WorkloadSeries {
   namespace: string;
   workload: string;
   direction: string;
   bytes: number;
   packets: number;
+  /** TCP (features.tcp): segments with sequence space, both ways, as the pod's interface saw them (docs/tcp.md). */
+  tcpSegments: number;
+  /** Of them, retransmitted. */
+  tcpRetransmittedSegments: number;
+  /** RST segments, both ways. */
+  tcpResets: number;
+  /** Handshakes seen whole (SYN, SYN/ACK and ACK): how many, their total time, and how many took at most each HANDSHAKE_BUCKETS_SECONDS bound (cumulative). */
+  tcpHandshakes: number;
+  tcpHandshakeSeconds: number;
+  tcpHandshakeBuckets: number[];
 }
 
 export interface WorkloadTrafficStats {
@@ -98,19 +111,40 @@ export class WorkloadTraffic {
         this.#overflowed++;
         key = `${OTHER_WORKLOAD}\u0000${OTHER_WORKLOAD}\u0000${direction}`;
         s = this.#series.get(key);
-        if (!s) this.#series.set(key, (s = { namespace: OTHER_WORKLOAD, workload: OTHER_WORKLOAD, direction, bytes: 0, packets: 0 }));
+        if (!s) this.#series.set(key, (s = newSeries(OTHER_WORKLOAD, OTHER_WORKLOAD, direction)));
       } else {
         if (named) this.#named++;
-        this.#series.set(key, (s = { namespace, workload, direction, bytes: 0, packets: 0 }));
+        this.#series.set(key, (s = newSeries(namespace, workload, direction)));
       }
     }
     s.bytes += record.flow.octetDeltaCount + record.flow.reverseOctetDeltaCount;
     s.packets += record.flow.packetDeltaCount + record.flow.reversePacketDeltaCount;
+    const tcp = record.flow.tcp;
+    if (tcp !== undefined) {
+      s.tcpSegments += tcp.forward.segments + tcp.reverse.segments;
+      s.tcpRetransmittedSegments += tcp.forward.retransmittedSegments + tcp.reverse.retransmittedSegments;
+      s.tcpResets += tcp.forward.resets + tcp.reverse.resets;
+      if (tcp.synToSynAckMicros !== undefined && tcp.synAckToAckMicros !== undefined) {
+        // The whole round trip as the pod's interface saw it: on the client's side nearly all before the SYN/ACK, on the server's after it.
+        const seconds = (tcp.synToSynAckMicros + tcp.synAckToAckMicros) / 1e6;
+        s.tcpHandshakes++;
+        s.tcpHandshakeSeconds += seconds;
+        for (let i = HANDSHAKE_BUCKETS_SECONDS.length - 1; i >= 0 && seconds <= HANDSHAKE_BUCKETS_SECONDS[i]!; i--) s.tcpHandshakeBuckets[i]!++;
+      }
+    }
   }
 
   stats(): WorkloadTrafficStats {
     return { series: [...this.#series.values()], overflowed: this.#overflowed };
   }
+}
+
+function newSeries(namespace: string, workload: string, direction: string): WorkloadSeries {
+  return {
+    namespace, workload, direction, bytes: 0, packets: 0,
+    tcpSegments: 0, tcpRetransmittedSegments: 0, tcpResets: 0,
+    tcpHandshakes: 0, tcpHandshakeSeconds: 0, tcpHandshakeBuckets: HANDSHAKE_BUCKETS_SECONDS.map(() => 0),
+  };
 }
 
 /** A counter whose value is read from a component at scrape time. */
@@ -138,6 +172,41 @@ function gauge(registry: Registry, name: string, help: string, labelNames: reado
       read((labels, v) => this.set(labels, v));
     },
   });
+}
+
+/** One labelled histogram's state as kept by a component: cumulative counts per bucket bound, their sum and count. */
+interface HistogramSeries {
+  labels: Record<string, string>;
+  /** Observations at most each bound (cumulative), aligned with the histogram's buckets. */
+  buckets: readonly number[];
+  sum: number;
+  count: number;
+}
+
+/**
+ * A histogram whose buckets a component counts itself (prom-client's
+ * Histogram can only be observed value by value): published at scrape time
+ * like the counters, in the exposition format's _bucket, _sum and _count.
+ */
+function histogram(registry: Registry, name: string, help: string, buckets: readonly number[], read: () => HistogramSeries[]): void {
+  registry.registerMetric({
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get: async () => ({
+      name,
+      help,
+      type: 'histogram',
+      aggregator: 'sum',
+      values: read().flatMap((h) => [
+        ...buckets.map((le, i) => ({ metricName: `${name}_bucket`, labels: { ...h.labels, le }, value: h.buckets[i]! })),
+        { metricName: `${name}_bucket`, labels: { ...h.labels, le: '+Inf' }, value: h.count },
+        { metricName: `${name}_sum`, labels: h.labels, value: h.sum },
+        { metricName: `${name}_count`, labels: h.labels, value: h.count },
+      ]),
+    }),
+  } as unknown as Parameters<Registry['registerMetric']>[0]);
 }
 
 /** A metric with one label whose values are the keys of what read() returns. */
@@ -229,6 +298,11 @@ export function createMetrics(s: MetricSources): Registry {
     if (!f) return;
     for (const [reason, v] of Object.entries(f.dns)) if (reason !== 'queries' && reason !== 'responses') set({ reason: snake(reason) }, v);
   });
+  counter(r, 'podflow_tcp_problems_total', "TCP packets the TCP feature could not read whole, by reason: truncated_headers (the capture cut the TCP header before its 20 bytes), malformed_options (an option length below 2 or past the header), gaps_forgotten (a direction had 4 sequence gaps: a later fill of the oldest counts as a retransmission; docs/tcp.md).", ['reason'], (set) => {
+    const f = s.features();
+    if (!f) return;
+    for (const [reason, v] of Object.entries(f.tcp)) set({ reason: snake(reason) }, v);
+  });
   counter(r, 'podflow_flow_table_evictions_total', 'Flows ended early because the flow table was full.', [], (set) => set({}, s.meter().evictions));
   const perCollector = (name: string, help: string, pick: (t: TransportStats) => number, type: 'counter' | 'gauge' = 'counter') =>
     (type === 'counter' ? counter : gauge)(r, name, help, ['collector'], (set) => {
@@ -303,6 +377,19 @@ export function createMetrics(s: MetricSources): Registry {
   counter(r, 'podflow_workload_traffic_packets_total', "Packets of exported flows by the observed pod's namespace, workload and direction.", ['namespace', 'workload', 'direction'], (set) => {
     for (const x of s.traffic().series) set({ namespace: x.namespace, workload: x.workload, direction: x.direction }, x.packets);
   });
+  const workloadLabels = (x: WorkloadSeries) => ({ namespace: x.namespace, workload: x.workload, direction: x.direction });
+  counter(r, 'podflow_workload_tcp_segments_total', "TCP segments with sequence space (payload, SYN or FIN), both ways, of exported flows by the observed pod's namespace, workload and direction (features.tcp; docs/tcp.md).", ['namespace', 'workload', 'direction'], (set) => {
+    for (const x of s.traffic().series) set(workloadLabels(x), x.tcpSegments);
+  });
+  counter(r, 'podflow_workload_tcp_retransmitted_segments_total', "Of podflow_workload_tcp_segments_total, those that repeated sequence space the pod's interface had seen sent: the retransmission ratio is the rate of this over that.", ['namespace', 'workload', 'direction'], (set) => {
+    for (const x of s.traffic().series) set(workloadLabels(x), x.tcpRetransmittedSegments);
+  });
+  counter(r, 'podflow_workload_tcp_resets_total', "TCP RST segments, both ways, of exported flows by the observed pod's namespace, workload and direction.", ['namespace', 'workload', 'direction'], (set) => {
+    for (const x of s.traffic().series) set(workloadLabels(x), x.tcpResets);
+  });
+  histogram(r, 'podflow_workload_tcp_handshake_seconds', "TCP handshakes seen whole at the pod's interface (SYN to SYN/ACK plus SYN/ACK to ACK: the round trip beyond the pod, and the pod's own stack), by the observed pod's namespace, workload and direction (egress: the pod connected; ingress: it accepted).", HANDSHAKE_BUCKETS_SECONDS, () =>
+    s.traffic().series.map((x) => ({ labels: workloadLabels(x), buckets: x.tcpHandshakeBuckets, sum: x.tcpHandshakeSeconds, count: x.tcpHandshakes })),
+  );
   counter(r, 'podflow_workload_traffic_overflow_total', `Exported records counted under workload "${OTHER_WORKLOAD}" because metrics.maxWorkloadSeries series existed.`, [], (set) => set({}, s.traffic().overflowed));
   return r;
 }

@@ -1,5 +1,6 @@
 // Shared shapes of the capture → decode → meter path. Pure data, no I/O.
 import type { DnsFields } from './features/dns-flow.ts';
+import type { TcpFields } from './features/tcp.ts';
 
 /** libpcap link-layer header types (LINKTYPE_* values, as in pcap files). */
 export const LinkType = {
@@ -85,4 +86,6 @@ export interface FlowRecord {
   // when the feature is on and the flow had it.
   /** DNS (UDP or TCP port 53): the first transaction, counts, response codes and latencies. */
   dns?: DnsFields;
+  /** TCP: the handshake at this point, and per direction retransmissions, out-of-order segments, zero windows, resets, MSS, window scale, options, TTL (docs/tcp.md). */
+  tcp?: TcpFields;
 }

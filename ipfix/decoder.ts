@@ -101,10 +101,12 @@ const utf8 = new TextDecoder();
  * Bounds of one session's state: valid template sets for ever-new
  * observation domains took 2.25 MiB of heap per 64 KB message before
  * (361 such datagrams: 73 to 1,287 MiB). podflow itself uses one domain and
- * ~110 template fields per session; other exporters a few hundred.
+ * ~550 template fields per session with every per-flow feature on (a
+ * template per IP version and set of features); other exporters a few
+ * hundred. The fields bound leaves room for DEFAULT_MAX_DOMAINS of podflow's.
  */
 export const DEFAULT_MAX_DOMAINS = 16;
-export const DEFAULT_MAX_TEMPLATE_FIELDS = 4096;
+export const DEFAULT_MAX_TEMPLATE_FIELDS = 16_384;
 
 export interface IpfixSessionOptions {
   /** PEN of podflow's own elements, to name them; default 32473. */

@@ -884,6 +884,12 @@ class FeatureFieldWriter implements FieldWriter {
     this.length += length;
   }
 
+  unsigned64(high: number, low: number): void {
+    writeU32(this.bytes, this.length, high);
+    writeU32(this.bytes, this.length + 4, low);
+    this.length += 8;
+  }
+
   /** A variable-length string (RFC 7011 §7): 1-byte length below 255, else 255 and a u16. */
   string(text: string): void {
     const b = this.bytes;

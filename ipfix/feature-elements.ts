@@ -1,16 +1,18 @@
 // The per-flow features in IPFIX: their enterprise elements (IANA has none
-// for DNS), and for each feature the fields a record carries and how they
+// for DNS, and some for TCP: its window, window scale, options and TTL
+// range), and for each feature the fields a record carries and how they
 // are written. The encoder (ipfix/encoder.ts) makes one template per IP
 // version and set of features a record can carry, each the flow template
 // with the features' fields after it; docs/design.md "Per-flow features"
 // says how a feature is added.
 //
-// Ids: DNS 100-112. They stay clear of the identity elements (10-20, 50,
+// Ids: DNS 100-112, TCP 150-170. They stay clear of the identity elements (10-20, 50,
 // 60-70) and of the RFC 5103 reverse elements' ids in any template (1, 2, 6,
 // 32, 139), which nfacctd 1.7.7 confuses with enterprise elements of the
 // same id (registry.ts).
 import type { FeatureName } from '../flow/features/flow-features.ts';
 import type { FlowRecord } from '../flow/types.ts';
+import type { TcpDirection } from '../flow/features/tcp.ts';
 import type { DataType, InformationElement, Semantics, Units } from './registry.ts';
 
 /** An enterprise element of a feature, before it gets the configured PEN. */
@@ -40,12 +42,41 @@ export const DNS_ELEMENTS: readonly FeatureElementSpec[] = Object.freeze([
   spec(112, 'dnsErrorResponseCount', 'unsigned32', 'deltaCounter', 'messages', 'DNS: responses in the flow whose RCODE is not NOERROR (NXDOMAIN, SERVFAIL, REFUSED, ...).'),
 ]);
 
+/** tcpSynToSynAckMicroseconds and tcpSynAckToAckMicroseconds when the handshake was not seen. */
+export const TCP_NO_TIME = 0xffffffff;
+/** tcpWindowScale when the side's SYN had no window scale option (or was not seen). */
+export const TCP_NO_WINDOW_SCALE = 0xffff;
+
+/** A TCP counter of one direction and its reverse, the reverse one id up. */
+const tcpPair = (id: number, name: string, dataType: DataType, semantics: Semantics, units: Units, description: string): FeatureElementSpec[] => [
+  spec(id, name, dataType, semantics, units, `TCP, forward direction: ${description}`),
+  spec(id + 1, `reverse${name[0]!.toUpperCase()}${name.slice(1)}`, dataType, semantics, units, `TCP, reverse direction: ${description}`),
+];
+
+/** The TCP feature's own elements (docs/tcp.md); with IANA's tcpWindowSize, tcpWindowScale, tcpOptions, minimumTTL and maximumTTL and their reverses. */
+export const TCP_ELEMENTS: readonly FeatureElementSpec[] = Object.freeze([
+  spec(150, 'tcpSynToSynAckMicroseconds', 'unsigned32', 'quantity', 'microseconds', `TCP: from the SYN to the SYN/ACK that answers it, both seen at this observation point (the round trip beyond it when the point is on the client's side); ${TCP_NO_TIME} when not seen.`),
+  spec(151, 'tcpSynAckToAckMicroseconds', 'unsigned32', 'quantity', 'microseconds', `TCP: from the SYN/ACK to the client's ACK of it, both seen at this observation point (the round trip beyond it when the point is on the server's side); ${TCP_NO_TIME} when not seen.`),
+  spec(152, 'tcpClientDirection', 'unsigned8', 'identifier', 'none', "TCP: which way the SYN went: 1 the flow's forward direction, 2 its reverse, 0 no SYN seen."),
+  ...tcpPair(153, 'tcpSegmentCount', 'unsigned64', 'deltaCounter', 'packets', 'segments with sequence space (payload, SYN or FIN), as wire segments.'),
+  ...tcpPair(155, 'tcpRetransmittedSegmentCount', 'unsigned64', 'deltaCounter', 'packets', 'wire segments that repeated sequence space this observation point had seen sent.'),
+  ...tcpPair(157, 'tcpRetransmittedOctetCount', 'unsigned64', 'deltaCounter', 'octets', 'payload bytes of the retransmitted segments.'),
+  ...tcpPair(159, 'tcpOutOfOrderSegmentCount', 'unsigned64', 'deltaCounter', 'packets', 'segments that filled a gap below the highest sequence number seen (lost before this point, or late).'),
+  ...tcpPair(161, 'tcpZeroWindowSegmentCount', 'unsigned64', 'deltaCounter', 'packets', 'segments advertising a zero receive window (not SYN or RST).'),
+  ...tcpPair(163, 'tcpResetCount', 'unsigned32', 'deltaCounter', 'packets', 'RST segments sent this way.'),
+  ...tcpPair(165, 'tcpMaximumSegmentSize', 'unsigned16', 'quantity', 'octets', "the MSS option of this side's SYN or SYN/ACK; 0 when none was seen."),
+  ...tcpPair(167, 'firstTTL', 'unsigned8', 'quantity', 'hops', 'the TTL (IPv4) or hop limit (IPv6) of the first packet; 0 when none was seen.'),
+  ...tcpPair(169, 'lastTTL', 'unsigned8', 'quantity', 'hops', 'the TTL (IPv4) or hop limit (IPv6) of the last packet; 0 when none was seen.'),
+]);
+
 /** Every feature element, in id order. */
-export const FEATURE_ELEMENTS: readonly FeatureElementSpec[] = DNS_ELEMENTS;
+export const FEATURE_ELEMENTS: readonly FeatureElementSpec[] = [...DNS_ELEMENTS, ...TCP_ELEMENTS];
 
 /** Where a feature writes its values: the encoder's writer, in template field order. */
 export interface FieldWriter {
   unsigned(length: 1 | 2 | 4 | 8, value: number): void;
+  /** An unsigned64 given as its high and low 32 bits (a bit field beyond 2^53, which a number cannot hold). */
+  unsigned64(high: number, low: number): void;
   string(text: string): void;
 }
 
@@ -86,5 +117,73 @@ const DNS: FeatureEncoding = {
   },
 };
 
+/**
+ * tcpOptions (IANA 209, RFC 5102): option kind X is bit X counted from the
+ * most significant bit of the first octet, so kinds 0-31 are the high word.
+ */
+function writeOptions(w: FieldWriter, kinds: readonly number[]): void {
+  let high = 0;
+  let low = 0;
+  for (const kind of kinds) {
+    if (kind < 32) high |= 1 << (31 - kind);
+    else low |= 1 << (63 - kind);
+  }
+  w.unsigned64(high >>> 0, low >>> 0);
+}
+
+const TCP_DIRECTION_FIELDS = [
+  'tcpSegmentCount',
+  'tcpRetransmittedSegmentCount',
+  'tcpRetransmittedOctetCount',
+  'tcpOutOfOrderSegmentCount',
+  'tcpZeroWindowSegmentCount',
+  'tcpResetCount',
+  'tcpMaximumSegmentSize',
+  'tcpWindowSize',
+  'tcpWindowScale',
+  'tcpOptions',
+  'firstTTL',
+  'lastTTL',
+  'minimumTTL',
+  'maximumTTL',
+];
+
+function writeTcpDirection(w: FieldWriter, d: TcpDirection): void {
+  w.unsigned(8, d.segments);
+  w.unsigned(8, d.retransmittedSegments);
+  w.unsigned(8, d.retransmittedBytes);
+  w.unsigned(8, d.outOfOrderSegments);
+  w.unsigned(8, d.zeroWindowSegments);
+  w.unsigned(4, d.resets);
+  w.unsigned(2, d.maximumSegmentSize ?? 0);
+  w.unsigned(2, d.initialWindow ?? 0);
+  w.unsigned(2, d.windowScale ?? TCP_NO_WINDOW_SCALE);
+  writeOptions(w, d.optionKinds);
+  w.unsigned(1, d.ttlFirst ?? 0);
+  w.unsigned(1, d.ttlLast ?? 0);
+  w.unsigned(1, d.ttlMinimum ?? 0);
+  w.unsigned(1, d.ttlMaximum ?? 0);
+}
+
+const TCP: FeatureEncoding = {
+  name: 'tcp',
+  present: (flow) => flow.tcp !== undefined,
+  fields: [
+    'tcpSynToSynAckMicroseconds',
+    'tcpSynAckToAckMicroseconds',
+    'tcpClientDirection',
+    ...TCP_DIRECTION_FIELDS,
+    ...TCP_DIRECTION_FIELDS.map((name) => `reverse${name[0]!.toUpperCase()}${name.slice(1)}`),
+  ],
+  write(flow, w) {
+    const t = flow.tcp!;
+    w.unsigned(4, t.synToSynAckMicros === undefined ? TCP_NO_TIME : Math.min(t.synToSynAckMicros, TCP_NO_TIME - 1));
+    w.unsigned(4, t.synAckToAckMicros === undefined ? TCP_NO_TIME : Math.min(t.synAckToAckMicros, TCP_NO_TIME - 1));
+    w.unsigned(1, t.clientDirection === 'forward' ? 1 : t.clientDirection === 'reverse' ? 2 : 0);
+    writeTcpDirection(w, t.forward);
+    writeTcpDirection(w, t.reverse);
+  },
+};
+
 /** Every feature the encoder knows, in the order their fields follow the flow fields. */
-export const FEATURE_ENCODINGS: readonly FeatureEncoding[] = [DNS];
+export const FEATURE_ENCODINGS: readonly FeatureEncoding[] = [DNS, TCP];

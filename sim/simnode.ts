@@ -3,8 +3,9 @@
 // from 198.18.0.0/15 and fd00::/8. Every namespace and link name starts with
 // `pf` and a per-process suffix, so parallel runs never collide, and the
 // node's bridge and veth ends live inside the node namespace, not the host's.
-// Needs root and iproute2; ping (iputils-ping) for ICMP. Used by the tests,
-// `podflow demo` and the benchmarks; the agent never imports it.
+// Needs root and iproute2; ping (iputils-ping) for ICMP; iptables and python3
+// for impairIngress. Used by the tests, `podflow demo` and the benchmarks;
+// the agent never imports it.
 //
 // Ground truth for captured octets is the interface counters read by
 // `ip -s -j link` (netlink, in the namespace), turned into the sum of IP total
@@ -25,6 +26,10 @@ import type { TestContext } from 'node:test';
 import { NODE_BIN } from '../common/node-runtime.ts';
 
 export const TRAFFIC_SCRIPT = fileURLToPath(new URL('./traffic.ts', import.meta.url));
+/** The delay half of netem in user space (this kernel has no sch_netem): sim/nfqueue-delay.py. */
+const DELAY_SCRIPT = fileURLToPath(new URL('./nfqueue-delay.py', import.meta.url));
+/** The Python with the standard library's AF_NETLINK sockets (any python3 3.x). */
+const PYTHON = '/usr/bin/python3';
 
 export const ETHERNET_HEADER_BYTES = 14;
 
@@ -48,6 +53,12 @@ export interface SimNodeOptions {
    * wire packets (see ipOctets).
    */
   offloads?: boolean;
+}
+
+/** A pod's impaired ingress (SimNode.impairIngress). */
+export interface Impairment {
+  /** Ends the delay (packets still held go on), then reports how many packets it held and its latest release past their time. */
+  stop(): Promise<{ packets: number; latestLateMicros: number }>;
 }
 
 export interface InterfaceCounters {
@@ -210,6 +221,51 @@ export class SimNode {
     this.#plugged.delete(index);
     tryRun('ip', ['-n', this.nodeNetns, 'link', 'del', pod.nodeVeth]);
     tryRun('ip', ['netns', 'del', pod.netns]);
+  }
+
+  /**
+   * What `tc qdisc add dev eth0 root netem delay D loss L` on the pod's
+   * veth would do to the TCP it receives, for kernels built without
+   * sch_netem (this machine's): in the pod's namespace, ahead of its stack
+   * and after its capture (packet taps come first), iptables drops a random
+   * `lossRatio` of the TCP packets arriving on eth0 and queues the rest to
+   * sim/nfqueue-delay.py, which lets each go after `delayMs` (at a real-time
+   * priority, so a busy machine delays it little more). IPv4 only
+   * (iptables). Resolves once the delay holds its queue.
+   */
+  async impairIngress(index: number, delayMs: number, lossRatio: number, timeoutMs = 5000): Promise<Impairment> {
+    const pod = this.pods.get(index)!;
+    const queue = String(index);
+    const child = this.spawn(pod.netns, PYTHON, [DELAY_SCRIPT, queue, String(delayMs)]);
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d));
+    let errors = '';
+    child.stderr!.on('data', (d: Buffer) => (errors += d));
+    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the delay in ${pod.netns} did not bind its queue in ${timeoutMs} ms: ${errors}`)), timeoutMs);
+      const check = () => {
+        if (!output.includes('bound')) return;
+        clearTimeout(timer);
+        resolve();
+      };
+      child.stdout!.on('data', check);
+      void closed.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`the delay in ${pod.netns} exited before binding its queue: ${errors}`));
+      });
+    });
+    const rule = ['-t', 'raw', '-A', 'PREROUTING', '-i', 'eth0', '-p', 'tcp'];
+    this.exec(pod.netns, 'iptables', [...rule, '-m', 'statistic', '--mode', 'random', '--probability', String(lossRatio), '-j', 'DROP']);
+    this.exec(pod.netns, 'iptables', [...rule, '-j', 'NFQUEUE', '--queue-num', queue]);
+    return {
+      stop: async () => {
+        this.exec(pod.netns, 'iptables', ['-t', 'raw', '-F', 'PREROUTING']);
+        child.kill('SIGTERM');
+        await closed;
+        return JSON.parse(output.trim().split('\n').at(-1)!) as { packets: number; latestLateMicros: number };
+      },
+    };
   }
 
   /** Runs a command inside a namespace and returns its stdout. */

@@ -128,7 +128,7 @@ function markdown(elements: readonly InformationElement[], pen: number): string 
 podflow exports flows as IPFIX (RFC 7011) with IANA elements wherever one
 exists, RFC 5103 reverse elements (PEN 29305) for the reverse direction of a
 biflow, the Kubernetes identity of both ends as enterprise elements, and
-the fields of the per-flow features (DNS) as enterprise elements where
+the fields of the per-flow features (DNS, TCP) as enterprise elements where
 IANA has none. The
 enterprise number below is ${pen}${pen === DEFAULT_ENTERPRISE_NUMBER ? ', reserved for documentation by RFC 5612: set your own PEN in the agent configuration and pass it as `--pen`' : ''}.
 Every identity element is a variable-length UTF-8 string; an empty string
@@ -140,6 +140,17 @@ port 53 with a DNS message read): such a record uses the template of its IP
 version and features (261 on), the flow template with the feature's fields
 after it. DNS fields describe the flow's first transaction (its query, and
 the response with the same ID), and count every message of the flow.
+
+TCP fields (every TCP flow) are read from the packets at the observation
+point (rules in docs/tcp.md): the handshake split there
+(\`tcpSynToSynAckMicroseconds\`, \`tcpSynAckToAckMicroseconds\`), and per
+direction podflow's \`tcp*\` counts (segments, retransmitted segments and
+octets, out-of-order and zero-window segments, resets), the MSS and the
+first and last TTL, with IANA's \`tcpWindowSize\` (of the first segment),
+\`tcpWindowScale\` (from the SYN; 65535 when it had none), \`tcpOptions\`
+(option kinds 0-63 seen, kind X as bit X from the most significant, as RFC
+5102 draws it), \`minimumTTL\` and \`maximumTTL\`, and their RFC 5103
+reverse elements.
 
 Collectors learn names and types from RFC 5610 type records the exporter
 sends before its templates (libfixbuf: \`ipfixDump --rfc5610\`); for those

@@ -86,7 +86,7 @@ export async function run(args: string[]): Promise<number> {
   const output = new ChunkedOutput();
   const exporter = values.output ? await FileExport.open(values.output, basename(path), values.cluster, switches) : undefined;
   const decoder = new PacketDecoder();
-  const features = FlowFeatures.hooks(switches);
+  const features = FlowFeatures.hooks(switches, maxFlows);
   const meter = new FlowMeter({
     idleTimeoutMs,
     activeTimeoutMs,
@@ -363,6 +363,10 @@ class JsonFields implements FieldWriter {
 
   unsigned(_length: number, value: number): void {
     this.text += `,"${this.#names[this.#next++]}":${value}`;
+  }
+
+  unsigned64(high: number, low: number): void {
+    this.text += `,"${this.#names[this.#next++]}":${(BigInt(high) << 32n) | BigInt(low)}`;
   }
 
   /** The output is ASCII (ChunkedOutput): other characters as JSON escapes. */

@@ -8,12 +8,14 @@
 // only for flows the feature applies to (DNS: port 53): a flow of another
 // kind costs a port compare per packet and nothing else, and a feature that
 // is off costs nothing at all (the meter is given no hooks when every
-// feature is off).
+// feature is off). TCP, which applies to most flows, keeps typed arrays of
+// one entry per slot instead (flow/features/tcp.ts).
 import type { DecodedPacket } from '../decode.ts';
 import { IpProtocol } from '../decode.ts';
 import type { FlowRecord } from '../types.ts';
 import { u32 } from './bytes.ts';
 import { DnsFlow, type DnsStats, emptyDnsStats } from './dns-flow.ts';
+import { emptyTcpStats, TcpTracker, type TcpTrackerStats } from './tcp.ts';
 
 /** What the meter calls. `flow` is the meter's slot of the flow: stable from its first packet to its end, reused after. */
 export interface FlowFeatureHooks {
@@ -26,11 +28,12 @@ export interface FlowFeatureHooks {
 /** Which features run (the agent's `features` configuration). */
 export interface FeatureSwitches {
   dns: boolean;
+  tcp: boolean;
 }
 
 export type FeatureName = keyof FeatureSwitches;
 
-export const DEFAULT_FEATURES: Readonly<FeatureSwitches> = Object.freeze({ dns: true });
+export const DEFAULT_FEATURES: Readonly<FeatureSwitches> = Object.freeze({ dns: true, tcp: true });
 
 /** The names of the features that are on. */
 export function enabledFeatures(switches: FeatureSwitches): FeatureName[] {
@@ -43,29 +46,37 @@ export interface FlowFeatureStats {
   dns: DnsStats;
   /** Flows that carried each feature's state. */
   dnsFlows: number;
+  /** TCP headers and options the TCP feature could not read whole, and sequence gaps it forgot (docs/tcp.md). */
+  tcp: TcpTrackerStats;
 }
 
 export class FlowFeatures implements FlowFeatureHooks {
-  readonly stats: FlowFeatureStats = { dns: emptyDnsStats(), dnsFlows: 0 };
+  readonly stats: FlowFeatureStats;
   readonly switches: Readonly<FeatureSwitches>;
   readonly #dns = new Map<number, DnsFlow>();
+  readonly #tcp: TcpTracker | undefined;
 
-  constructor(switches: FeatureSwitches) {
+  /** For a meter of `maxFlows` slots (the TCP feature keeps state for each). */
+  constructor(switches: FeatureSwitches, maxFlows: number) {
     this.switches = Object.freeze({ ...switches });
+    this.#tcp = switches.tcp ? new TcpTracker(maxFlows) : undefined;
+    this.stats = { dns: emptyDnsStats(), dnsFlows: 0, tcp: this.#tcp?.stats ?? emptyTcpStats() };
   }
 
-  /** Hooks for the meter, or undefined when every feature is off (the meter then does no feature work at all). */
-  static hooks(switches: FeatureSwitches): FlowFeatures | undefined {
-    return enabledFeatures(switches).length > 0 ? new FlowFeatures(switches) : undefined;
+  /** Hooks for a meter of `maxFlows` slots, or undefined when every feature is off (the meter then does no feature work at all). */
+  static hooks(switches: FeatureSwitches, maxFlows: number): FlowFeatures | undefined {
+    return enabledFeatures(switches).length > 0 ? new FlowFeatures(switches, maxFlows) : undefined;
   }
 
   packet(flow: number, direction: number, p: DecodedPacket): void {
     const t = p.transportOffset;
     if (t < 0) return;
+    if (this.#tcp !== undefined && p.protocol === IpProtocol.TCP) this.#tcp.packet(flow, direction, p);
     if (this.switches.dns && (p.sourcePort === DNS_PORT || p.destinationPort === DNS_PORT)) this.#dnsPacket(flow, direction, p, t);
   }
 
   end(flow: number, record: FlowRecord): void {
+    if (this.#tcp !== undefined && record.protocolIdentifier === IpProtocol.TCP) record.tcp = this.#tcp.end(flow);
     if (this.#dns.size !== 0) {
       const dns = this.#dns.get(flow);
       if (dns !== undefined) {

@@ -66,7 +66,7 @@ const V_TTL_LAST = 4;
 const V_TTL_MIN = 5;
 const V_TTL_MAX = 6;
 
-// Per flow, the handshake (Float64, microseconds; NaN: not seen).
+// Per flow, the handshake (Float64, microseconds; which are set says M_HANDSHAKE).
 const HANDSHAKE_STRIDE = 4;
 const H_SYN = 0; // the last SYN before the SYN/ACK
 const H_SYN_ACK = 1; // the last SYN/ACK before the ACK
@@ -75,13 +75,20 @@ const H_SYN_ACK_TO_ACK = 3;
 
 // Per flow (Uint32): which direction sent the SYN (0: none seen, else its
 // direction + 1), the SYN's and the SYN/ACK's initial sequence numbers, the
-// IP length of the flow's first packet when it was a bare SYN.
-const META_STRIDE = 4;
+// IP length of the flow's first packet when it was a bare SYN, and which
+// handshake times are set (HS_* bits). Zero is a new flow's state
+// throughout, so memory is touched only for slots the meter uses.
+const META_STRIDE = 5;
 const M_CLIENT = 0;
 const M_CLIENT_ISN = 1;
 const M_SERVER_ISN = 2;
 const M_SYN_SIZE = 3;
+const M_HANDSHAKE = 4;
 const NO_CLIENT = 0;
+const HS_SYN = 1 << H_SYN;
+const HS_SYN_ACK = 1 << H_SYN_ACK;
+const HS_SYN_TO_SYN_ACK = 1 << H_SYN_TO_SYN_ACK;
+const HS_SYN_ACK_TO_ACK = 1 << H_SYN_ACK_TO_ACK;
 
 /** One direction of a flow's TCP fields. */
 export interface TcpDirection {
@@ -133,8 +140,12 @@ export interface TcpTrackerStats {
   truncatedHeaders: number;
 }
 
+export function emptyTcpStats(): TcpTrackerStats {
+  return { gapsForgotten: 0, malformedOptions: 0, truncatedHeaders: 0 };
+}
+
 export class TcpTracker {
-  readonly stats: TcpTrackerStats = { gapsForgotten: 0, malformedOptions: 0, truncatedHeaders: 0 };
+  readonly stats: TcpTrackerStats = emptyTcpStats();
   readonly #flags: Uint8Array;
   readonly #end: Uint32Array;
   /** Gaps per direction: MAX_HOLES pairs [start, end), oldest first; #holeCount of them in use. */
@@ -159,7 +170,6 @@ export class TcpTracker {
     this.#options = new Uint32Array(directions * 2);
     this.#handshake = new Float64Array(maxFlows * HANDSHAKE_STRIDE);
     this.#meta = new Uint32Array(maxFlows * META_STRIDE);
-    this.#handshake.fill(NaN);
   }
 
   /** Flow slot `flow` ended: its fields, for its record; the slot starts afresh. */
@@ -178,7 +188,6 @@ export class TcpTracker {
       this.#counts.fill(0, d * COUNT_STRIDE, (d + 1) * COUNT_STRIDE);
       this.#small.fill(0, d * SMALL_STRIDE, (d + 1) * SMALL_STRIDE);
     }
-    this.#handshake.fill(NaN, flow * HANDSHAKE_STRIDE, (flow + 1) * HANDSHAKE_STRIDE);
     this.#meta.fill(0, flow * META_STRIDE, (flow + 1) * META_STRIDE);
   }
 
@@ -232,9 +241,10 @@ export class TcpTracker {
     const h = flow * HANDSHAKE_STRIDE;
     const m = flow * META_STRIDE;
     const client = this.#meta[m + M_CLIENT]!;
+    const known = this.#meta[m + M_HANDSHAKE]!;
     return {
-      synToSynAckMicros: definedNumber(this.#handshake[h + H_SYN_TO_SYN_ACK]!),
-      synAckToAckMicros: definedNumber(this.#handshake[h + H_SYN_ACK_TO_ACK]!),
+      synToSynAckMicros: (known & HS_SYN_TO_SYN_ACK) !== 0 ? this.#handshake[h + H_SYN_TO_SYN_ACK]! : undefined,
+      synAckToAckMicros: (known & HS_SYN_ACK_TO_ACK) !== 0 ? this.#handshake[h + H_SYN_ACK_TO_ACK]! : undefined,
       clientDirection: client === NO_CLIENT ? undefined : client === 1 ? 'forward' : 'reverse',
       synSize: this.#meta[m + M_SYN_SIZE]!,
       forward: this.#direction(flow * 2),
@@ -323,32 +333,40 @@ export class TcpTracker {
     const h = flow * HANDSHAKE_STRIDE;
     const meta = this.#meta;
     const m = flow * META_STRIDE;
+    const known = meta[m + M_HANDSHAKE]!;
     if ((flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) === TCP_SYN) {
       if (firstLength !== 0 && flags === TCP_SYN) meta[m + M_SYN_SIZE] = firstLength;
-      if (!Number.isNaN(hs[h + H_SYN_TO_SYN_ACK]!)) return;
+      if ((known & HS_SYN_TO_SYN_ACK) !== 0) return;
       meta[m + M_CLIENT] = direction + 1;
       meta[m + M_CLIENT_ISN] = seq;
       hs[h + H_SYN] = timeMicros;
+      meta[m + M_HANDSHAKE] = known | HS_SYN;
       return;
     }
     const client = meta[m + M_CLIENT]! - 1;
     if (client < 0 || (flags & TCP_ACK) === 0) return;
     if ((flags & TCP_SYN) !== 0) {
       if (direction === client || ack !== ((meta[m + M_CLIENT_ISN]! + 1) >>> 0)) return;
-      if (Number.isNaN(hs[h + H_SYN_TO_SYN_ACK]!)) {
+      let now = known;
+      if ((now & HS_SYN_TO_SYN_ACK) === 0) {
         hs[h + H_SYN_TO_SYN_ACK] = timeMicros - hs[h + H_SYN]!;
         meta[m + M_SERVER_ISN] = seq;
+        now |= HS_SYN_TO_SYN_ACK;
       }
-      if (Number.isNaN(hs[h + H_SYN_ACK_TO_ACK]!)) hs[h + H_SYN_ACK] = timeMicros;
+      if ((now & HS_SYN_ACK_TO_ACK) === 0) {
+        hs[h + H_SYN_ACK] = timeMicros;
+        now |= HS_SYN_ACK;
+      }
+      meta[m + M_HANDSHAKE] = now;
       return;
     }
     if (
       direction === client &&
-      Number.isNaN(hs[h + H_SYN_ACK_TO_ACK]!) &&
-      !Number.isNaN(hs[h + H_SYN_ACK]!) &&
+      (known & (HS_SYN_ACK | HS_SYN_ACK_TO_ACK)) === HS_SYN_ACK &&
       ack === ((meta[m + M_SERVER_ISN]! + 1) >>> 0)
     ) {
       hs[h + H_SYN_ACK_TO_ACK] = timeMicros - hs[h + H_SYN_ACK]!;
+      meta[m + M_HANDSHAKE] = known | HS_SYN_ACK_TO_ACK;
     }
   }
 
@@ -441,10 +459,6 @@ export class TcpTracker {
 /** a is after b in sequence space (RFC 9293 3.4: modulo 2^32). */
 function after(a: number, b: number): boolean {
   return ((a - b) | 0) > 0;
-}
-
-function definedNumber(n: number): number | undefined {
-  return Number.isNaN(n) ? undefined : n;
 }
 
 function readU32(buf: Uint8Array, at: number): number {

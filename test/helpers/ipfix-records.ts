@@ -77,6 +77,26 @@ export const DNS_FLOW: Partial<FlowRecord> = {
   },
 };
 
+/** A TCP flow seen from the client's side: a 20.5 ms handshake, 7 retransmitted segments of 10,136 bytes forward, a reset back. */
+export const TCP_FLOW: Partial<FlowRecord> = {
+  tcp: {
+    synToSynAckMicros: 20_500,
+    synAckToAckMicros: 40,
+    clientDirection: 'forward',
+    synSize: 60,
+    forward: {
+      segments: 700, retransmittedSegments: 7, retransmittedBytes: 10_136, outOfOrderSegments: 0, zeroWindowSegments: 0, resets: 0,
+      initialWindow: 64240, maximumSegmentSize: 1460, windowScale: 7, optionKinds: [1, 2, 3, 4, 8],
+      ttlFirst: 64, ttlLast: 64, ttlMinimum: 64, ttlMaximum: 64,
+    },
+    reverse: {
+      segments: 2, retransmittedSegments: 0, retransmittedBytes: 0, outOfOrderSegments: 1, zeroWindowSegments: 3, resets: 1,
+      initialWindow: 65160, maximumSegmentSize: 1400, windowScale: undefined, optionKinds: [2],
+      ttlFirst: 61, ttlLast: 63, ttlMinimum: 61, ttlMaximum: 63,
+    },
+  },
+};
+
 export const IPV6_FLOW: Partial<FlowRecord> = {
   ipVersion: 6,
   sourceAddress: Uint8Array.of(0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a),

@@ -6,9 +6,10 @@
 import type { TestContext } from 'node:test';
 import { type DiscoveredNamespace, NetnsDiscovery } from '../../netns/discovery.ts';
 import { NodeCapture } from '../../netns/node-capture.ts';
-import type { CaptureOptions, ObservationPoint } from '../../netns/capture.ts';
+import type { CaptureHandle, CaptureOptions, ObservationPoint } from '../../netns/capture.ts';
 import { PacketDecoder } from '../../flow/decode.ts';
 import { FlowMeter } from '../../flow/meter.ts';
+import { FlowFeatures, type FeatureSwitches } from '../../flow/features/flow-features.ts';
 import { PacketIngest } from '../../flow/ingest.ts';
 import type { FlowRecord } from '../../flow/types.ts';
 import type { SimNode, SimPod } from '../../sim/simnode.ts';
@@ -16,6 +17,8 @@ import { failOnThrow } from './fail-on-throw.ts';
 
 export interface MeteredCaptureOptions {
   onFlow: (record: FlowRecord) => void;
+  /** Per-flow features the meter runs (flow/features/flow-features.ts); none by default. */
+  features?: FeatureSwitches;
   capture?: CaptureOptions;
   discoveryRescanMs?: number;
   /** Which of the node's namespaces to capture; default all its pods'. */
@@ -34,7 +37,9 @@ export interface MeteredCapture {
 }
 
 export async function meteredCapture(t: TestContext, node: SimNode, options: MeteredCaptureOptions): Promise<MeteredCapture> {
-  const meter = new FlowMeter({ idleTimeoutMs: 600_000, activeTimeoutMs: 600_000, maxFlows: 4096, onFlow: failOnThrow(options.onFlow) });
+  const maxFlows = 4096;
+  const features = options.features && FlowFeatures.hooks(options.features, maxFlows);
+  const meter = new FlowMeter({ idleTimeoutMs: 600_000, activeTimeoutMs: 600_000, maxFlows, onFlow: failOnThrow(options.onFlow), ...(features && { features }) });
   const ingest = new PacketIngest(new PacketDecoder(), meter);
   const discovery = new NetnsDiscovery({ procRoot: null, rescanIntervalMs: options.discoveryRescanMs ?? 200 });
   const capture = new NodeCapture({
@@ -64,4 +69,13 @@ export async function meteredCapture(t: TestContext, node: SimNode, options: Met
   const pointOf = (pod: SimPod, ifname: string) =>
     points.findLast((p) => p.interfaceName === ifname && paths.get(`${p.netnsDev}:${p.netnsInode}`)?.includes(pod.nsPath))?.id;
   return { capture, discovery, ingest, meter, points, pointOf };
+}
+
+/** The capture has delivered every packet its kernel rings took; throws if one was lost (the counts would be wrong for that, not for counting). */
+export function caughtUp(handles: CaptureHandle[]): boolean {
+  return handles.every((h) => {
+    const s = h.stats();
+    if (s.dropped + s.queueDropped > 0) throw new Error(`${h.nsPath}: packets lost before metering: ${JSON.stringify(s)}`);
+    return s.packets === s.received;
+  });
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { renderElements } from '../../agent/commands/elements.ts';
 import { IpfixEncoder } from '../../ipfix/encoder.ts';
 import { InformationElementRegistry } from '../../ipfix/registry.ts';
-import { DNS_FLOW, exportRecord, IPV6_FLOW } from '../helpers/ipfix-records.ts';
+import { DNS_FLOW, exportRecord, IPV6_FLOW, TCP_FLOW } from '../helpers/ipfix-records.ts';
 
 const ENTERPRISE_ELEMENTS = new InformationElementRegistry().enterpriseElements.length;
 
@@ -55,7 +55,7 @@ test('libfixbuf ipfixDump reads our messages and names the enterprise elements',
   const dir = mkdtempSync(join(tmpdir(), 'podflow-ipfix-'));
   try {
     const e = new IpfixEncoder({ observationDomainId: 5, clock: () => 1_750_000_000_000 });
-    const messages = [...e.templateMessages(), ...e.typeInformationMessages(), ...e.encode([exportRecord(), exportRecord({}, IPV6_FLOW), exportRecord({}, DNS_FLOW)])];
+    const messages = [...e.templateMessages(), ...e.typeInformationMessages(), ...e.encode([exportRecord(), exportRecord({}, IPV6_FLOW), exportRecord({}, DNS_FLOW), exportRecord({}, TCP_FLOW)])];
     writeFileSync(join(dir, 'x.ipfix'), Buffer.concat(messages));
     writeFileSync(join(dir, 'e.xml'), renderElements('ipfixdump-xml'));
     const out = execFileSync('ipfixDump', ['--in', join(dir, 'x.ipfix'), '--element-file', join(dir, 'e.xml')], { encoding: 'utf8' });
@@ -66,8 +66,19 @@ test('libfixbuf ipfixDump reads our messages and names the enterprise elements',
     assert.match(out, /dnsResponseCode : 3\n/);
     assert.match(out, /dnsLatencyMicroseconds : 1500\n/);
     assert.match(out, /dnsErrorResponseCount : 1\n/);
-    // 3 flows and a type record per enterprise element; templates 256-260 and the DNS ones, 261 and 262.
-    assert.match(out, new RegExp(`File Stats: \\d+ Messages, ${3 + ENTERPRISE_ELEMENTS} Data Records, 7 Template Records`));
+    // TCP: podflow's elements by the element file, IANA's by libfixbuf's own registry.
+    assert.match(out, /tcpSynToSynAckMicroseconds : 20500\n/);
+    assert.match(out, /tcpRetransmittedSegmentCount : 7\n/);
+    assert.match(out, /reverseTcpResetCount : 1\n/);
+    assert.match(out, /tcpMaximumSegmentSize : 1460\n/);
+    assert.match(out, /\btcpWindowScale : 7\n/);
+    assert.match(out, /reverseTcpWindowScale : 65535\n/);
+    assert.match(out, /reverseMinimumTTL : 61\n/);
+    // Option kinds 1, 2, 3, 4 and 8 as RFC 5102 numbers them, bit X from the most significant: 0x7880000000000000.
+    assert.match(out, /\btcpOptions : 8682940081570316288\n/);
+    assert.match(out, /reverseTcpOptions : 2305843009213693952\n/);
+    // 4 flows and a type record per enterprise element; templates 256-260 and the feature ones.
+    assert.match(out, new RegExp(`File Stats: \\d+ Messages, ${4 + ENTERPRISE_ELEMENTS} Data Records, ${e.templates.length} Template Records`));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -20,6 +20,8 @@ import { waitFor } from '../helpers/wait.ts';
 
 const cli = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
 const MIXED = corpusDir + 'ipfixprobe/tests/functional/inputs/mixed.pcap';
+/** IPv4 and IPv6, UDP and TCP, DNS over both: a flow for every feature's elements. */
+const EVERY_FEATURE = corpusDir + 'nDPI/tests/cfgs/default/pcap/dns_fragmented.pcap';
 /** 300 bytes: longer than 254, so the string takes the 3-byte length form (RFC 7011 §7). */
 const LONG_CLUSTER = 'c'.repeat(300);
 
@@ -80,9 +82,9 @@ function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
 test('ipfixDump reads an IPFIX file of IPv4 and IPv6 flows and names every enterprise element', () =>
   withTempDir(async (dir) => {
     tool('ipfixDump', 'libfixbuf-tools');
-    const expected = replayedFlows(MIXED);
-    const file = join(dir, 'mixed.ipfix');
-    const run = podflow(['replay', MIXED, '--output', `file:${file}`, '--cluster', LONG_CLUSTER]);
+    const expected = replayedFlows(EVERY_FEATURE);
+    const file = join(dir, 'flows.ipfix');
+    const run = podflow(['replay', EVERY_FEATURE, '--output', `file:${file}`, '--cluster', LONG_CLUSTER]);
     assert.equal(run.status, 0, run.stderr);
     const xml = join(dir, 'elements.xml');
     writeFileSync(xml, podflow(['elements', '--format', 'ipfixdump-xml']).stdout);

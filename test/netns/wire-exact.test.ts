@@ -3,15 +3,16 @@
 // Wire-exact counts: a flow counts packets and octets as they crossed (or
 // will cross) the wire, whatever GSO/TSO/GRO made of them on a veth or lo.
 // Judged by the kernel, not by podflow: the segments each TCP sender put on
-// the wire (OutSegs + RetransSegs of /proc/net/snmp in its namespace; the
-// receiver's InSegs counts GRO buffers, so it is not used), the datagrams a
+// the wire (TcpOutSegs + TcpRetransSegs in its namespace, by nstat:
+// test/helpers/kernel-tcp.ts), the datagrams a
 // UDP GSO sender sent, and the counters of a bridge port whose offloads are
 // off: the kernel cuts every super-packet it sends there into wire segments
 // in software, so its counters count what the wire carries.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { meteredCapture } from '../helpers/metered-capture.ts';
+import { tcpCounters, inTimeWait } from '../helpers/kernel-tcp.ts';
+import { caughtUp, meteredCapture } from '../helpers/metered-capture.ts';
 import { waitFor } from '../helpers/wait.ts';
 import type { CaptureHandle } from '../../netns/capture.ts';
 import type { FlowRecord } from '../../flow/types.ts';
@@ -21,29 +22,7 @@ const env = canRunSimNode();
 const skip = env.ok ? false : env.reason;
 const UDP_GSO_SENDER = fileURLToPath(new URL('../../sim/udp-gso-send.py', import.meta.url));
 
-/** TCP segments a namespace's stack sent, and how many of them were retransmissions. */
-function tcpCounters(node: SimNode, netns: string): { sent: number; retransmitted: number } {
-  const lines = node.exec(netns, 'cat', ['/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Tcp: '));
-  const [names, values] = lines.map((l) => l.split(' ').slice(1));
-  const get = (name: string) => Number(values![names!.indexOf(name)]);
-  return { sent: get('OutSegs') + get('RetransSegs'), retransmitted: get('RetransSegs') };
-}
-
 const tcpSegmentsSent = (node: SimNode, netns: string) => tcpCounters(node, netns).sent;
-
-/** Every TCP exchange of the namespace is over on its side: its last segment (the ACK of the peer's FIN) is sent. */
-function inTimeWait(node: SimNode, netns: string): boolean {
-  return node.exec(netns, 'ss', ['-Htan', 'state', 'time-wait']).trim() !== '';
-}
-
-/** The capture has delivered every packet its kernel rings took; throws if one was lost (the counts would be wrong for that, not for counting). */
-function caughtUp(handles: CaptureHandle[]): boolean {
-  return handles.every((h) => {
-    const s = h.stats();
-    if (s.dropped + s.queueDropped > 0) throw new Error(`${h.nsPath}: packets lost before metering: ${JSON.stringify(s)}`);
-    return s.packets === s.received;
-  });
-}
 
 interface Scene {
   node: SimNode;

@@ -6,16 +6,17 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { DEFAULT_FEATURES, FlowFeatures } from '../../../flow/features/flow-features.ts';
 import type { FlowRecord } from '../../../flow/types.ts';
+import { DEFAULT_MAX_FLOWS } from '../../../flow/meter.ts';
 import { corpusDir, replayCorpusFile } from '../../helpers/corpus.ts';
 
 const NDPI = 'nDPI/tests/cfgs/default/pcap/';
 const DNS_CAPTURES = [`${NDPI}dns.pcap`, `${NDPI}dns_fragmented.pcap`, `${NDPI}bad-dns-traffic.pcap`, `${NDPI}dns-tunnel-iodine.pcap`, 'ipfixprobe/tests/functional/inputs/dns.pcap'];
 
-const withoutFeatures = (r: FlowRecord) => ({ ...r, dns: undefined });
+const withoutFeatures = (r: FlowRecord) => ({ ...r, dns: undefined, tcp: undefined });
 
 test('a meter with features makes the same flows as one without, plus their fields; no state is left after the flush', () => {
   for (const capture of DNS_CAPTURES) {
-    const features = new FlowFeatures(DEFAULT_FEATURES);
+    const features = new FlowFeatures(DEFAULT_FEATURES, DEFAULT_MAX_FLOWS);
     const on = replayCorpusFile(capture, { features });
     const off = replayCorpusFile(capture);
     assert.deepEqual(on.flows.map(withoutFeatures), off.flows.map(withoutFeatures), capture);
@@ -32,7 +33,7 @@ test('DNS over TCP through the meter: each connection carries its transaction, t
   assert.equal(out.status, 0, out.stderr);
   const answers = out.stdout.trim().split('\n').map((line) => line.split('\t'));
   assert.equal(answers.length, 2);
-  const { flows } = replayCorpusFile(capture, { features: new FlowFeatures(DEFAULT_FEATURES) });
+  const { flows } = replayCorpusFile(capture, { features: new FlowFeatures(DEFAULT_FEATURES, DEFAULT_MAX_FLOWS) });
   for (const [, clientPort, id, name, rcode, count, time] of answers) {
     const flow = flows.find((f) => f.protocolIdentifier === 6 && (f.sourceTransportPort === Number(clientPort) || f.destinationTransportPort === Number(clientPort)));
     assert.ok(flow?.dns, `no DNS on the TCP flow of port ${clientPort}`);
@@ -44,10 +45,10 @@ test('DNS over TCP through the meter: each connection carries its transaction, t
 });
 
 test('a flow evicted from a full table takes its DNS fields along and its state goes; state never outnumbers the table', () => {
-  const features = new FlowFeatures(DEFAULT_FEATURES);
+  const features = new FlowFeatures(DEFAULT_FEATURES, DEFAULT_MAX_FLOWS);
   const capture = 'ipfixprobe/tests/functional/inputs/dns.pcap';
   const full = replayCorpusFile(capture, { features });
-  const bounded = new FlowFeatures(DEFAULT_FEATURES);
+  const bounded = new FlowFeatures(DEFAULT_FEATURES, 2);
   let mostOpen = 0;
   const small = replayCorpusFile(capture, {
     maxFlows: 2,
