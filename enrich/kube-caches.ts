@@ -1,33 +1,29 @@
 // Watched caches of the Kubernetes objects podflow names flows with: pods (all
 // namespaces), services, nodes, and the owner-chain links (replica sets, jobs).
 //
-// Each resource is one client-node ListWatch (STYLE: reuse, don't rewrite). It
-// already relists on 410 Gone (firing deletes for what vanished), resumes after
-// timeouts and backs its own reconnects off. What it does not do, we add:
-//  - slimming: the Watch handed to ListWatch reduces every object to its slim
-//    form (enrich/types.ts) before ListWatch stores it, and the list function
-//    slims page by page, so no full object outlives its page or event;
+// Each resource is one client-node ListWatch (STYLE: reuse, don't rewrite): it
+// runs the protocol (list, then watch from the list's version; resume after a
+// timeout from the last version; relist after 410 Gone; reconnect backoff).
+// The objects are ours, in one map per resource (ListWatch's own map stays
+// empty), and what ListWatch does not do, we add:
+//  - slimming in place: the list function streams each page (enrich/kube-list.ts:
+//    one item parsed at a time, no typed objects) and applies each item, slim
+//    (enrich/types.ts), to the map as it arrives; a relist then deletes what
+//    it did not list. So a relist of 100k pods holds one map, not the old
+//    cache, the new one and the list at once. The Watch handed to ListWatch
+//    applies each event itself and passes ListWatch only what it needs to
+//    resume (the version, as a bookmark) and the 410 Gone that makes it relist;
 //  - restarting: any other error (API server gone, 401, 403) stops a ListWatch
 //    for good; we start it again with backoff, on our clock;
 //  - clean shutdown: ListWatch can open a watch after stop() (a list or a
 //    reconnect delay in flight); the Watch wrapper refuses once closed and
 //    aborts every stream it opened, and the delays run on timers we cancel.
 import { readFileSync } from 'node:fs';
-import {
-  AppsV1Api,
-  BatchV1Api,
-  CoreV1Api,
-  KubeConfig,
-  ListWatch,
-  Observable,
-  Watch,
-  type ConfigurationOptions,
-  type KubernetesListObject,
-  type KubernetesObject,
-  type ObservableMiddleware,
-} from '@kubernetes/client-node';
+import { KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { PodflowError, type ErrorCode } from '../common/errors.ts';
 import { systemClock, type Clock, type ClockTimer } from '../ipfix/clock.ts';
+import { Interner } from './interner.ts';
+import { listPage, type ListPageQuery } from './kube-list.ts';
 import type { SlimNode, SlimOwner, SlimOwnerLink, SlimPod, SlimService, SlimServicePort, WatchEventType } from './types.ts';
 
 /** The slim type each watched resource is reduced to. */
@@ -100,18 +96,12 @@ export type KubeErrorListener = (resource: KubeResource, error: PodflowError) =>
 
 type AnyListener = (type: WatchEventType, object: never, previous: never) => void;
 
-/** What ListWatch stores per object: its key and version, and the slim object. */
-interface CachedObject<S> extends KubernetesObject {
-  metadata: { name: string; namespace: string; resourceVersion: string };
-  slim: S;
-}
-
 interface ResourceState {
   resource: KubeResource;
   /** The API's plural name, used in messages ("pods: forbidden (403) ..."). */
   plural: string;
-  informer: ListWatch<CachedObject<unknown>>;
-  /** namespace/name → slim object, as ListWatch keys them. */
+  informer: ListWatch<KubernetesObject>;
+  /** namespace/name → slim object: the one map of the resource's objects. */
   byKey: Map<string, unknown>;
   /** uid → slim object, for the owner-chain resources. */
   byUid: Map<string, unknown> | undefined;
@@ -179,36 +169,19 @@ export class KubeCaches {
     const kubeConfig = options.kubeconfig === undefined ? loadInCluster() : loadKubeconfigFile(options.kubeconfig);
     this.#server = kubeConfig.getCurrentCluster()?.server ?? '';
 
-    const core = kubeConfig.makeApiClient(CoreV1Api);
-    const apps = kubeConfig.makeApiClient(AppsV1Api);
-    const batch = kubeConfig.makeApiClient(BatchV1Api);
     // Every list request carries the close signal, so close() ends a list in flight too.
     const signal = this.#closing.signal;
-    const requestOptions: ConfigurationOptions<ObservableMiddleware> = {
-      middleware: [
-        {
-          pre: (context) => {
-            context.setSignal(signal);
-            return new Observable(Promise.resolve(context));
-          },
-          post: (response) => new Observable(Promise.resolve(response)),
-        },
-      ],
-      middlewareMergeStrategy: 'append',
-    };
-    type Page = { _continue?: string; limit?: number; resourceVersion?: string; resourceVersionMatch?: string };
-    type PageLister = (page: Page) => Promise<{ metadata?: { resourceVersion?: string; _continue?: string }; items: object[] }>;
-    const listers: Record<KubeResource, [plural: string, path: string, list: PageLister, slim: (o: RawObject) => unknown]> = {
-      pod: ['pods', '/api/v1/pods', (p) => core.listPodForAllNamespaces(p, requestOptions), (o) => slimPod(o, this.#labelKeys)],
-      service: ['services', '/api/v1/services', (p) => core.listServiceForAllNamespaces(p, requestOptions), slimService],
-      node: ['nodes', '/api/v1/nodes', (p) => core.listNode(p, requestOptions), slimNode],
-      replicaset: ['replicasets', '/apis/apps/v1/replicasets', (p) => apps.listReplicaSetForAllNamespaces(p, requestOptions), slimOwnerLink],
-      job: ['jobs', '/apis/batch/v1/jobs', (p) => batch.listJobForAllNamespaces(p, requestOptions), slimOwnerLink],
+    const listers: Record<KubeResource, [plural: string, path: string, slim: (o: RawObject) => unknown]> = {
+      pod: ['pods', '/api/v1/pods', (o) => slimPod(o, this.#labelKeys)],
+      service: ['services', '/api/v1/services', slimService],
+      node: ['nodes', '/api/v1/nodes', slimNode],
+      replicaset: ['replicasets', '/apis/apps/v1/replicasets', slimOwnerLink],
+      job: ['jobs', '/apis/batch/v1/jobs', slimOwnerLink],
     };
 
     this.#states = new Map();
     for (const resource of kubeResources) {
-      const [plural, path, listPage, slim] = listers[resource];
+      const [plural, path, slim] = listers[resource];
       const state: ResourceState = {
         resource,
         plural,
@@ -231,45 +204,50 @@ export class KubeCaches {
       // resourceVersionMatch=NotOlderThan, so no server reads the version as
       // an exact one. If the server cannot serve that version (410 Expired,
       // or 504 "too large": e.g. etcd restored from a backup), a consistent
-      // list, in pages.
-      const listAt = async (resourceVersion: string | undefined, limit: number | undefined): Promise<KubernetesListObject<CachedObject<unknown>>> => {
-        const items: CachedObject<unknown>[] = [];
+      // list, in pages. Each item is applied as it arrives (an add, an update,
+      // or nothing when unchanged); `listed` holds the keys seen, so what the
+      // list did not name is deleted once it is complete.
+      const listAt = async (resourceVersion: string | undefined, limit: number | undefined, listed: Set<string>): Promise<string> => {
         let listedAt = '';
         let next: string | undefined;
+        const onItem = (item: unknown): void => {
+          if (this.#closed) return;
+          const key = this.#apply(state, 'update', item as RawObject, slim);
+          listed.add(key);
+        };
         do {
           // A continued page carries no version: the token holds it (and the server refuses a match with it).
-          const page = await listPage(
-            next !== undefined ? { limit, _continue: next } : resourceVersion === undefined ? { limit } : { limit, resourceVersion, resourceVersionMatch: 'NotOlderThan' },
-          );
+          const query: ListPageQuery =
+            next !== undefined ? { limit, continue: next } : resourceVersion === undefined ? { limit } : { limit, resourceVersion, resourceVersionMatch: 'NotOlderThan' };
+          const page = await listPage(kubeConfig, path, query, signal, onItem);
           // A paginated list has one resourceVersion: the first page's.
-          if (next === undefined) listedAt = page.metadata?.resourceVersion ?? '';
-          for (const raw of page.items) items.push(cached(raw as RawObject, slim));
-          next = page.metadata?._continue || undefined;
+          if (next === undefined) listedAt = page.resourceVersion;
+          next = page.continue;
         } while (next !== undefined);
-        return { metadata: { resourceVersion: listedAt }, items };
+        return listedAt;
       };
-      const list = async (): Promise<KubernetesListObject<CachedObject<unknown>>> => {
-        let result: KubernetesListObject<CachedObject<unknown>>;
-        if (state.listsDone === 0 || state.lastSyncVersion === '') result = await listAt('0', pageSize);
+      const list = async (): Promise<KubernetesListObject<KubernetesObject>> => {
+        const listed = new Set<string>();
+        let version: string;
+        if (state.listsDone === 0 || state.lastSyncVersion === '') version = await listAt('0', pageSize, listed);
         else {
           try {
-            result = await listAt(state.lastSyncVersion, undefined);
+            version = await listAt(state.lastSyncVersion, undefined, listed);
           } catch (err) {
             if (!versionUnavailable(err)) throw err;
-            result = await listAt(undefined, pageSize);
+            version = await listAt(undefined, pageSize, listed);
           }
         }
-        state.lastSyncVersion = result.metadata?.resourceVersion ?? '';
+        for (const [key, object] of state.byKey) if (!listed.has(key)) this.#remove(state, key, object, object);
+        state.lastSyncVersion = version;
         if (state.listsDone++ > 0) state.status.relists++;
-        return result;
+        // Applied already: ListWatch keeps nothing, and watches from this version.
+        return { metadata: { resourceVersion: version }, items: [] };
       };
       const watch = this.#slimmingWatch(kubeConfig, state, slim, watchTimeoutSeconds);
-      state.informer = new ListWatch<CachedObject<unknown>>(path, watch, list, false, undefined, undefined, {
+      state.informer = new ListWatch<KubernetesObject>(path, watch, list, false, undefined, undefined, {
         delayFn: (ms) => this.#delay(ms),
       });
-      state.informer.on('add', (o) => this.#apply(state, 'add', o));
-      state.informer.on('update', (o) => this.#apply(state, 'update', o));
-      state.informer.on('delete', (o) => this.#apply(state, 'delete', o));
       state.informer.on('error', (err) => this.#failed(state, err));
       this.#states.set(resource, state);
     }
@@ -407,9 +385,15 @@ export class KubeCaches {
       let ended = false;
       let controller: AbortController | undefined;
       const slimmed = (phase: string, object: unknown, watchObject?: unknown): void => {
-        if (phase !== 'ERROR') state.lastSyncVersion = (object as RawObject).metadata?.resourceVersion || state.lastSyncVersion;
-        // ERROR events carry a Status (410 Gone), BOOKMARKs only a version: ListWatch reads them as they are.
-        callback(phase, phase === 'ERROR' || phase === 'BOOKMARK' ? object : cached(object as RawObject, slim), watchObject);
+        // ERROR events carry a Status (410 Gone): ListWatch reads it as it is, and relists.
+        if (phase === 'ERROR') return callback(phase, object, watchObject);
+        const raw = object as RawObject;
+        const version = raw.metadata?.resourceVersion || state.lastSyncVersion;
+        state.lastSyncVersion = version;
+        if (phase === 'ADDED' || phase === 'MODIFIED') this.#apply(state, 'update', raw, slim);
+        else if (phase === 'DELETED') this.#apply(state, 'delete', raw, slim);
+        // ListWatch needs only the version to resume from: a bookmark, so it stores nothing.
+        callback('BOOKMARK', { metadata: { resourceVersion: version } }, watchObject);
       };
       const finished = (err: unknown): void => {
         ended = true;
@@ -435,30 +419,43 @@ export class KubeCaches {
     return slimming;
   }
 
-  #apply(state: ResourceState, type: WatchEventType, object: CachedObject<unknown>): void {
-    const key = `${object.metadata.namespace}/${object.metadata.name}`;
+  /**
+   * Applies an object's state: 'update' (from a list or an ADDED or MODIFIED
+   * event) is an add for a name not cached, an update for a cached one (no
+   * event when nothing podflow keeps changed); 'delete' removes it. Returns
+   * its key.
+   */
+  #apply(state: ResourceState, type: 'update' | 'delete', raw: RawObject, slim: (o: RawObject) => unknown): string {
+    const key = `${raw.metadata?.namespace ?? ''}/${raw.metadata?.name ?? ''}`;
     const previous = state.byKey.get(key);
-    const next = object.slim;
+    const next = slim(raw);
     if (type === 'delete') {
-      if (previous === undefined) return;
-      state.byKey.delete(key);
-      state.byUid?.delete(uidOf(previous));
-      this.#emit(state, 'delete', next, previous);
-      return;
+      if (previous !== undefined) this.#remove(state, key, next, previous);
+      return key;
     }
     if (previous !== undefined && uidOf(previous) !== uidOf(next)) {
       // Same name, new object (a StatefulSet pod recreated while we were away, seen
       // by a relist as an update): to subscribers it is a delete and an add.
-      state.byUid?.delete(uidOf(previous));
-      state.byKey.delete(key);
-      this.#emit(state, 'delete', previous, previous);
-      this.#apply(state, 'add', object);
-      return;
+      this.#remove(state, key, previous, previous);
+      this.#store(state, key, next, undefined);
+      return key;
     }
+    if (previous !== undefined && sameJson(previous, next)) return key;
+    this.#store(state, key, next, previous);
+    return key;
+  }
+
+  #store(state: ResourceState, key: string, next: unknown, previous: unknown): void {
     state.byKey.set(key, next);
     state.byUid?.set(uidOf(next), next);
-    if (previous !== undefined && sameJson(previous, next)) return;
     this.#emit(state, previous === undefined ? 'add' : 'update', next, previous);
+  }
+
+  /** `last` is the object's last state seen (a delete event's, or the cached one). */
+  #remove(state: ResourceState, key: string, last: unknown, previous: unknown): void {
+    state.byKey.delete(key);
+    state.byUid?.delete(uidOf(previous));
+    this.#emit(state, 'delete', last, previous);
   }
 
   #emit(state: ResourceState, type: WatchEventType, object: unknown, previous: unknown): void {
@@ -483,35 +480,55 @@ function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-function cached(raw: RawObject, slim: (o: RawObject) => unknown): CachedObject<unknown> {
-  const metadata = raw.metadata ?? {};
-  return {
-    metadata: { name: metadata.name ?? '', namespace: metadata.namespace ?? '', resourceVersion: metadata.resourceVersion ?? '' },
-    slim: slim(raw),
-  };
+// Values many cached objects share, kept once (enrich/interner.ts). One set
+// per process: equal values are interchangeable wherever they come from.
+const internedBound = 1 << 16;
+/** Namespaces, node names, phases, owner kinds and names. */
+const strings = new Interner<string>(internedBound);
+/** Controlling owners by uid: the pods of a ReplicaSet, the ReplicaSets of a Deployment. */
+const owners = new Interner<SlimOwner>(internedBound);
+/** Kept labels by content: every pod of a workload has the same. */
+const labelSets = new Interner<SlimPod['labels']>(internedBound);
+const noLabels: SlimPod['labels'] = Object.freeze([]);
+
+function shared(text: string): string {
+  return strings.intern(text, text);
 }
 
 function controllerOwner(raw: RawObject): SlimOwner | undefined {
-  const owner = raw.metadata?.ownerReferences?.find((reference) => reference.controller === true);
-  return owner ? { kind: owner.kind ?? '', name: owner.name ?? '', uid: owner.uid ?? '' } : undefined;
+  const reference = raw.metadata?.ownerReferences?.find((r) => r.controller === true);
+  if (reference === undefined) return undefined;
+  const owner: SlimOwner = Object.freeze({ kind: shared(reference.kind ?? ''), name: shared(reference.name ?? ''), uid: reference.uid ?? '' });
+  const kept = owners.intern(owner.uid, owner);
+  // A uid names one object; should two differ anyway, each keeps its own.
+  return kept.kind === owner.kind && kept.name === owner.name ? kept : owner;
 }
 
 export function slimPod(raw: RawObject, labelKeys: readonly string[]): SlimPod {
   const metadata = raw.metadata ?? {};
-  const labels: Array<[string, string]> = [];
-  for (const key of labelKeys) {
-    const value = metadata.labels?.[key];
-    if (value !== undefined) labels.push([key, value.slice(0, maxLabelValueLength)]);
+  let labels = noLabels;
+  if (metadata.labels !== undefined) {
+    const found: Array<readonly [string, string]> = [];
+    let content = '';
+    for (const key of labelKeys) {
+      const value = metadata.labels[key];
+      if (value === undefined) continue;
+      const cut = value.slice(0, maxLabelValueLength);
+      found.push(Object.freeze([key, cut] as const));
+      content += `${key}\u0000${cut}\u0000`;
+    }
+    if (found.length > 0) labels = labelSets.intern(content, Object.freeze(found));
   }
-  const podIPs: string[] = [];
-  for (const entry of raw.status?.podIPs ?? []) if (entry.ip) podIPs.push(entry.ip);
+  // Exactly as long as needed (a pushed array keeps room to grow): most pods have one address.
+  const entries = raw.status?.podIPs ?? [];
+  const podIPs = entries.length === 1 && entries[0]!.ip ? [entries[0]!.ip] : entries.filter((e) => e.ip).map((e) => e.ip!);
   return {
     uid: metadata.uid ?? '',
-    namespace: metadata.namespace ?? '',
+    namespace: shared(metadata.namespace ?? ''),
     name: metadata.name ?? '',
-    nodeName: raw.spec?.nodeName ?? '',
+    nodeName: shared(raw.spec?.nodeName ?? ''),
     hostNetwork: raw.spec?.hostNetwork === true,
-    phase: raw.status?.phase ?? '',
+    phase: shared(raw.status?.phase ?? ''),
     podIPs,
     owner: controllerOwner(raw),
     labels,
@@ -541,7 +558,7 @@ export function slimNode(raw: RawObject): SlimNode {
 
 export function slimOwnerLink(raw: RawObject): SlimOwnerLink {
   const metadata = raw.metadata ?? {};
-  return { uid: metadata.uid ?? '', namespace: metadata.namespace ?? '', name: metadata.name ?? '', owner: controllerOwner(raw) };
+  return { uid: metadata.uid ?? '', namespace: shared(metadata.namespace ?? ''), name: metadata.name ?? '', owner: controllerOwner(raw) };
 }
 
 function checkBackoff(backoff: KubeBackoff): KubeBackoff {

@@ -19,10 +19,10 @@ export interface SlimPod {
   /** Pending, Running, Succeeded, Failed, Unknown. */
   phase: string;
   /** status.podIPs (all families); empty before the CNI has given one. */
-  podIPs: string[];
+  podIPs: readonly string[];
   owner: SlimOwner | undefined;
   /** Values of the configured label keys only, in configuration order. */
-  labels: Array<[key: string, value: string]>;
+  labels: ReadonlyArray<readonly [key: string, value: string]>;
   /** metadata.deletionTimestamp as ms, when the pod is terminating. */
   deletingSinceMs: number | undefined;
 }

@@ -10,6 +10,7 @@ import type { SlimPod, WatchEventType } from '../../enrich/types.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { KubeApiServer, type KubeApiServerOptions, type KubeObject } from '../../sim/kube-apiserver.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { clusterObjects, clusterPod, podIp } from '../../sim/cluster-objects.ts';
 
 const node = process.execPath;
 const dir = mkdtempSync(join(tmpdir(), 'podflow-kube-caches-'));
@@ -161,6 +162,25 @@ test('lists in pages of listPageSize', async (t) => {
   // A continued page names no version or match (the server refuses a match with a continue token).
   assert.deepEqual(podLists.map((r) => r.query.get('resourceVersionMatch')), ['NotOlderThan', null, null]);
   assert.deepEqual(podLists.map((r) => r.status), [200, 200, 200]);
+});
+
+test('reads a list the server answers whole (as its watch cache does at resourceVersion=0) item by item; pods of one workload share their owner and labels', async (t) => {
+  const shape = { pods: 300 };
+  const { server, caches } = await setUp(t, { limitAtVersionZero: 'ignored' }, { listPageSize: 50, labelKeys: ['app', 'pod-template-hash'] }, (s) => {
+    for (const [kind, object] of clusterObjects(shape)) s.create(kind, object);
+  });
+  await waitFor(() => caches.synced(), 10_000, 'synced');
+  const podLists = server.requests.filter((r) => r.kind === 'pod' && !r.watch);
+  assert.deepEqual(podLists.map((r) => [r.query.get('limit'), r.status]), [['50', 200]], 'one list, answered whole');
+  const pods = [...caches.pods()];
+  assert.equal(pods.length, 300);
+  // Pods 1 and 2 belong to ReplicaSet 0 (sim/cluster-objects.ts): the same owner and labels, one copy.
+  const [one, two] = [clusterPod(shape, 1), clusterPod(shape, 2)].map((p) => pods.find((c) => c.name === p.metadata.name)!);
+  assert.deepEqual(one!.labels, [['app', 'svc-0'], ['pod-template-hash', one!.owner!.name.slice(-9)]]);
+  assert.equal(one!.labels, two!.labels);
+  assert.equal(one!.owner, two!.owner);
+  assert.deepEqual(one!.podIPs, [podIp(1)]);
+  assert.equal(caches.replicaSet(one!.owner!.uid)?.owner?.kind, 'Deployment');
 });
 
 const RESOURCES = ['pod', 'service', 'node', 'replicaset', 'job'] as const;

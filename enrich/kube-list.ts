@@ -1,0 +1,56 @@
+// One page of a Kubernetes list, read as it streams: each item's JSON is
+// parsed on its own and handed on, so neither the whole body nor a typed
+// object graph of it is ever held (enrich/json-list.ts says why). The request
+// is made as client-node's Watch makes its own (its authentication, TLS and
+// proxy set-up through RequestContext, undici's fetch), so a list and a watch
+// reach the server the same way; a refusal is client-node's ApiException,
+// as its generated list functions throw.
+import { ApiException, HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
+import { fetch } from 'undici';
+import { JsonListSplitter } from './json-list.ts';
+
+export interface ListPageQuery {
+  limit?: number;
+  continue?: string;
+  resourceVersion?: string;
+  resourceVersionMatch?: 'NotOlderThan';
+}
+
+/** The list's own metadata: the version it is as of, and the token of the next page. */
+export interface ListPageMetadata {
+  resourceVersion: string;
+  continue: string | undefined;
+}
+
+/** A Status body is small; a proxy's error page need not be: what is kept of it for the error. */
+const maxErrorBodyBytes = 64 * 1024;
+
+/**
+ * GETs path (e.g. /api/v1/pods) with the query, calling onItem with each
+ * item, parsed, in order. Throws ApiException for an answer other than 200
+ * (its body the server's Status text), a SyntaxError for a body that is not
+ * a list, and what fetch throws for a lost connection or the signal.
+ */
+export async function listPage(kubeConfig: KubeConfig, path: string, query: ListPageQuery, signal: AbortSignal, onItem: (item: unknown) => void): Promise<ListPageMetadata> {
+  const url = new URL(`${kubeConfig.getCurrentCluster()?.server ?? ''}${path}`);
+  for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, String(value));
+  const context = new RequestContext(url.toString(), HttpMethod.GET);
+  await kubeConfig.applySecurityAuthentication(context);
+  const response = await fetch(url, {
+    method: 'GET',
+    headers: { ...context.getHeaders(), accept: 'application/json' },
+    dispatcher: context.getDispatcher(),
+    signal,
+  });
+  if (response.status !== 200) {
+    const body = (await response.text()).slice(0, maxErrorBodyBytes);
+    throw new ApiException(response.status, `HTTP ${response.status} listing ${path}`, body, Object.fromEntries(response.headers));
+  }
+  const splitter = new JsonListSplitter((json) => onItem(JSON.parse(json)));
+  for await (const chunk of response.body ?? []) splitter.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  const metadata = splitter.end().metadata as { resourceVersion?: unknown; continue?: unknown } | undefined;
+  return {
+    resourceVersion: typeof metadata?.resourceVersion === 'string' ? metadata.resourceVersion : '',
+    continue: typeof metadata?.continue === 'string' && metadata.continue !== '' ? metadata.continue : undefined,
+  };
+}
