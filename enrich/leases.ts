@@ -33,8 +33,19 @@
 // Out-of-order events: an update for an unknown holder is applied as an add,
 // an add for a known one as an update, a delete for an unknown one changes
 // nothing; each is counted.
-import { LRUCache } from 'lru-cache';
+//
+// Representation (a cluster's every pod, node and service is here, on every
+// node): a lease is a row of numbers in one Float64Array (its fields side by
+// side), a holder a row of typed arrays (struct of arrays) plus its answer,
+// an address a slot of an open-addressing table (address-table.ts) naming its
+// first lease, the leases of an address a chain through their rows. A lease
+// costs ~80 bytes and a lookup reads a hash slot, the chain's rows and the
+// answer's pointer, where a lease object, its holder's Map and Set and its
+// answers cost ~900 bytes and ~10 dependent loads. The closed leases wait in
+// a ring in closing order.
+
 import { PodflowError } from '../common/errors.ts';
+import { AddressTable } from './address-table.ts';
 import { type IpKey, type IpPrefix, ipKey, ipKeyOf, parsePrefix } from './ip-keys.ts';
 import type { SlimNode, SlimPod, SlimService, WatchEventType } from './types.ts';
 
@@ -108,20 +119,13 @@ export interface LeaseStats {
   podsEndedEarly: number;
 }
 
-type HolderKind = 'pod' | 'node' | 'service';
+/** Holder kinds, as stored. */
+const POD = 0;
+const NODE = 1;
+const SERVICE = 2;
+type HolderKind = typeof POD | typeof NODE | typeof SERVICE;
 
-interface Holder {
-  kind: HolderKind;
-  /** Ended before its delete event (endPod): its object's later states claim nothing. */
-  ended: boolean;
-  /** Open leases by address. */
-  open: Map<IpKey, Lease>;
-  /** Addresses lost to another holder while this one's object still lists them. */
-  lost: Set<IpKey>;
-  answer: PodAnswer | NodeAnswer | ServiceAnswer;
-  /** Services: one answer per port, tried in order. */
-  portAnswers: readonly ServicePortAnswer[];
-}
+type HolderAnswer = PodAnswer | NodeAnswer | ServiceAnswer;
 
 interface ServicePortAnswer {
   port: number;
@@ -129,16 +133,20 @@ interface ServicePortAnswer {
   answer: ServiceAnswer;
 }
 
-interface Lease {
-  id: number;
-  key: IpKey;
-  holder: Holder;
-  validFrom: number;
-  /** Infinity while open. */
-  validUntil: number;
-  /** Copied from the holder while open; frozen at close so a closed lease names the holder as it was. */
-  answer: PodAnswer | NodeAnswer | ServiceAnswer;
-  portAnswers: readonly ServicePortAnswer[];
+/** No lease, holder or chain link. */
+const NONE = -1;
+const NO_PORTS: readonly ServicePortAnswer[] = Object.freeze([]);
+const NO_ADDRESSES: readonly string[] = Object.freeze([]);
+
+/**
+ * What a closed lease keeps of its holder's answer for the grace period: a
+ * pod as it was but without its addresses, so the slim pod the caches have
+ * dropped is not kept alive by it (the copy shares its strings, owner and
+ * labels). Node and service answers are small and kept as they are.
+ */
+function closedAnswer(answer: HolderAnswer): HolderAnswer {
+  if (answer.type !== 'pod') return answer;
+  return Object.freeze({ type: 'pod', pod: Object.freeze({ ...answer.pod, podIPs: NO_ADDRESSES }) });
 }
 
 const EXTERNAL: NoHolderAnswer = Object.freeze({ type: 'external' });
@@ -146,6 +154,52 @@ const UNKNOWN: NoHolderAnswer = Object.freeze({ type: 'unknown' });
 
 /** IANA protocol numbers of the protocols a Service port can name. */
 const SERVICE_PROTOCOLS: Record<string, number> = { TCP: 6, UDP: 17, SCTP: 132 };
+
+// A lease's row: [validFrom, validUntil (Infinity while open), claim order (the
+// newer of two leases alike in time), holder row, next lease at the address,
+// next open lease of the holder, IPv4 address (IPv6 ones in #leaseV6), holder kind].
+const LEASE_FIELDS = 8;
+const FROM = 0;
+const UNTIL = 1;
+const SEQ = 2;
+const HOLDER = 3;
+const NEXT_AT_ADDRESS = 4;
+const NEXT_OF_HOLDER = 5;
+const V4 = 6;
+const KIND = 7;
+
+/** Rows of a struct-of-arrays table: a free list of released rows, and growth by doubling. */
+class Rows {
+  capacity: number;
+  #used = 0;
+  readonly #free: number[] = [];
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+  }
+
+  /** A free row; grow(newCapacity) is called first when there is none. */
+  take(grow: (capacity: number) => void): number {
+    const row = this.#free.pop();
+    if (row !== undefined) return row;
+    if (this.#used === this.capacity) {
+      this.capacity *= 2;
+      grow(this.capacity);
+    }
+    return this.#used++;
+  }
+
+  release(row: number): void {
+    this.#free.push(row);
+  }
+}
+
+function grown<T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(array: T, capacity: number, fill?: number): T {
+  const bigger = new (array.constructor as new (n: number) => T)(capacity);
+  if (fill !== undefined) bigger.fill(fill);
+  bigger.set(array);
+  return bigger;
+}
 
 export class LeaseTable {
   readonly stats: LeaseStats = {
@@ -162,16 +216,42 @@ export class LeaseTable {
     podsEndedEarly: 0,
   };
   readonly #graceMs: number;
+  readonly #maxClosed: number;
   readonly #clusterCidrs: IpPrefix[];
   readonly #onClosed: ((key: IpKey, atMs: number) => void) | undefined;
-  /** Every lease, open and closed, by address. Arrays stay short: an address has few holders within a grace period. */
-  readonly #byAddress = new Map<IpKey, Lease[]>();
-  /** Closed leases in closing order, so expiry stops at the first one still in its grace period. */
-  readonly #closed: LRUCache<number, Lease>;
-  readonly #pods = new Map<string, Holder>();
-  readonly #nodes = new Map<string, Holder>();
-  readonly #services = new Map<string, Holder>();
-  #nextId = 1;
+
+  /** Holder row by id: pods and services by uid, nodes by name. */
+  readonly #pods = new Map<string, number>();
+  readonly #nodes = new Map<string, number>();
+  readonly #services = new Map<string, number>();
+  readonly #holderRows = new Rows(1024);
+  #holderKind = new Uint8Array(1024);
+  /** Ended before its delete event (endPod): its object's later states claim nothing. */
+  #holderEnded = new Uint8Array(1024);
+  /** The holder's first open lease; the others follow through their NEXT_OF_HOLDER. */
+  #holderOpen = new Int32Array(1024).fill(NONE);
+  readonly #holderAnswer: Array<HolderAnswer | undefined> = [];
+  /** Services: one answer per port, tried in order. */
+  readonly #holderPorts: Array<readonly ServicePortAnswer[] | undefined> = [];
+  /** Addresses lost to another holder while its object still lists them: only for holders that lost one. */
+  readonly #holderLost = new Map<number, Set<IpKey>>();
+
+  readonly #leaseRows = new Rows(1024);
+  /** Every lease's row of LEASE_FIELDS numbers, so a lookup reads one cache line per lease. */
+  #leases = new Float64Array(1024 * LEASE_FIELDS);
+  /** IPv6 leases' addresses (their IpKey strings); an IPv4 one is in its row (V4). */
+  readonly #leaseV6: Array<string | undefined> = [];
+  /** Frozen at close from the holder, so a closed lease names the holder as it was; an open one reads its holder's. */
+  readonly #leaseAnswer: Array<HolderAnswer | undefined> = [];
+  readonly #leasePorts: Array<readonly ServicePortAnswer[] | undefined> = [];
+
+  /** Address → its first lease (open or closed); the others follow through their NEXT_AT_ADDRESS. */
+  readonly #addresses = new AddressTable();
+  /** Closed leases in closing order (a ring), so expiry stops at the first one still in its grace period. */
+  #closedRing = new Int32Array(1024);
+  #closedFirst = 0;
+  #closedCount = 0;
+  #nextSeq = 1;
   #open = 0;
 
   constructor(options: LeaseTableOptions = {}) {
@@ -181,17 +261,11 @@ export class LeaseTable {
     if (!(this.#graceMs >= 0) || !Number.isInteger(maxClosed) || maxClosed < 1) {
       throw new PodflowError('PODFLOW_ERR_ENRICH_CONFIG', `lease graceMs must be >= 0 and maxClosedLeases a positive integer, got ${this.#graceMs} and ${maxClosed}`);
     }
+    this.#maxClosed = maxClosed;
     this.#clusterCidrs = (options.clusterCidrs ?? []).map((text) => {
       const prefix = parsePrefix(text);
       if (!prefix) throw new PodflowError('PODFLOW_ERR_ENRICH_CONFIG', `cluster CIDR ${JSON.stringify(text)} is not address/length`);
       return prefix;
-    });
-    this.#closed = new LRUCache<number, Lease>({
-      max: maxClosed,
-      dispose: (lease, _id, reason) => {
-        if (reason === 'evict') this.stats.closedEvicted++;
-        this.#forget(lease);
-      },
     });
   }
 
@@ -202,13 +276,13 @@ export class LeaseTable {
 
   /** Closed leases kept for their grace period. */
   get closedLeases(): number {
-    return this.#closed.size;
+    return this.#closedCount;
   }
 
   applyPod(type: WatchEventType, pod: SlimPod, atMs: number): void {
     const finished = pod.phase === 'Succeeded' || pod.phase === 'Failed';
     const addresses = pod.hostNetwork || finished ? [] : pod.podIPs;
-    this.#apply(this.#pods, 'pod', pod.uid, type, addresses, () => ({ answer: Object.freeze({ type: 'pod', pod }), portAnswers: [] }), atMs);
+    this.#apply(this.#pods, POD, pod.uid, type, addresses, () => Object.freeze({ type: 'pod', pod }), NO_PORTS, atMs);
   }
 
   /**
@@ -219,21 +293,26 @@ export class LeaseTable {
    */
   endPod(uid: string, atMs: number): void {
     const holder = this.#pods.get(uid);
-    if (holder === undefined || holder.ended) return;
+    if (holder === undefined || this.#holderEnded[holder] === 1) return;
     this.expire(atMs);
-    holder.ended = true;
+    this.#holderEnded[holder] = 1;
     this.stats.podsEndedEarly++;
-    for (const lease of [...holder.open.values()]) this.#close(lease, atMs);
+    for (const lease of this.#openOf(holder)) this.#close(lease, atMs);
   }
 
   applyNode(type: WatchEventType, node: SlimNode, atMs: number): void {
     // Keyed by name: a node that re-registers gets a new uid but is the same node.
-    const answer = Object.freeze({ type: 'node', nodeName: node.name }) satisfies NodeAnswer;
-    this.#apply(this.#nodes, 'node', node.name, type, node.addresses, () => ({ answer, portAnswers: [] }), atMs);
+    this.#apply(this.#nodes, NODE, node.name, type, node.addresses, () => Object.freeze({ type: 'node', nodeName: node.name }), NO_PORTS, atMs);
   }
 
   applyService(type: WatchEventType, service: SlimService, atMs: number): void {
-    this.#apply(this.#services, 'service', service.uid, type, service.clusterIPs, () => serviceAnswers(service), atMs);
+    const answer = Object.freeze({ type: 'service', service, portName: '' }) satisfies ServiceAnswer;
+    const ports = service.ports.map((p) => ({
+      port: p.port,
+      protocol: SERVICE_PROTOCOLS[p.protocol] ?? -1,
+      answer: Object.freeze({ type: 'service', service, portName: p.name }) satisfies ServiceAnswer,
+    }));
+    this.#apply(this.#services, SERVICE, service.uid, type, service.clusterIPs, () => answer, ports, atMs);
   }
 
   /**
@@ -246,44 +325,61 @@ export class LeaseTable {
   }
 
   lookupKey(key: IpKey, atMs: number, port = 0, protocol = 0): LeaseAnswer {
-    const leases = this.#byAddress.get(key);
-    let best: Lease | undefined;
+    const leases = this.#leases;
+    let best = NONE;
     let matches = 0;
-    if (leases !== undefined) {
-      for (const lease of leases) {
-        if (lease.validFrom <= atMs && atMs < lease.validUntil) {
-          matches++;
-          if (best === undefined || later(lease, best)) best = lease;
-        }
+    for (let lease = this.#addresses.get(key); lease !== NONE; lease = leases[lease * LEASE_FIELDS + NEXT_AT_ADDRESS]!) {
+      const row = lease * LEASE_FIELDS;
+      if (leases[row + FROM]! <= atMs && atMs < leases[row + UNTIL]!) {
+        matches++;
+        if (best === NONE || this.#later(lease, best)) best = lease;
       }
     }
     if (matches > 1) this.stats.lookupsAmbiguous++;
-    let answer: LeaseAnswer;
-    if (best === undefined) answer = this.#noHolder(key);
-    else if (best.answer.type !== 'service') answer = best.answer;
-    else answer = portAnswer(best, port, protocol);
-    this.stats.lookups[answer.type]++;
-    return answer;
+    if (best === NONE) {
+      const answer = this.#noHolder(key);
+      this.stats.lookups[answer.type]++;
+      return answer;
+    }
+    const row = best * LEASE_FIELDS;
+    const open = leases[row + UNTIL] === Infinity;
+    const holder = leases[row + HOLDER]!;
+    // Counted by the kind in the row, so the answer object itself is not read here.
+    switch (leases[row + KIND]) {
+      case POD:
+        this.stats.lookups.pod++;
+        break;
+      case NODE:
+        this.stats.lookups.node++;
+        break;
+      default: {
+        this.stats.lookups.service++;
+        for (const p of (open ? this.#holderPorts[holder] : this.#leasePorts[best])!) if (p.port === port && p.protocol === protocol) return p.answer;
+      }
+    }
+    return (open ? this.#holderAnswer[holder] : this.#leaseAnswer[best])!;
   }
 
   /** Drops closed leases whose grace period has ended by nowMs. Applying an event does this too. */
   expire(nowMs: number): void {
-    const due: number[] = [];
-    for (const lease of this.#closed.rvalues()) {
-      if (lease === undefined || lease.validUntil + this.#graceMs > nowMs) break;
-      due.push(lease.id);
+    let due = 0;
+    while (this.#closedCount > 0) {
+      const lease = this.#closedRing[this.#closedFirst]!;
+      if (this.#leases[lease * LEASE_FIELDS + UNTIL]! + this.#graceMs > nowMs) break;
+      this.#dropOldestClosed();
+      due++;
     }
-    for (const id of due) this.#closed.delete(id);
-    this.stats.closedExpired += due.length;
+    this.stats.closedExpired += due;
   }
 
   #apply(
-    holders: Map<string, Holder>,
+    holders: Map<string, number>,
     kind: HolderKind,
     id: string,
     type: WatchEventType,
     addresses: readonly string[],
-    answers: () => Pick<Holder, 'answer' | 'portAnswers'>,
+    answer: () => HolderAnswer,
+    ports: readonly ServicePortAnswer[],
     atMs: number,
   ): void {
     this.expire(atMs);
@@ -293,85 +389,198 @@ export class LeaseTable {
         this.stats.deletesForUnknown++;
         return;
       }
-      for (const lease of [...holder.open.values()]) this.#close(lease, atMs);
+      for (const lease of this.#openOf(holder)) this.#close(lease, atMs);
       holders.delete(id);
+      this.#releaseHolder(holder);
       return;
     }
     if (holder === undefined) {
       if (type === 'update') this.stats.updatesForUnknown++;
-      holder = { kind, ended: false, open: new Map(), lost: new Set(), ...answers() };
+      holder = this.#newHolder(kind);
       holders.set(id, holder);
-    } else {
-      if (type === 'add') this.stats.addsForKnown++;
-      Object.assign(holder, answers());
-    }
+    } else if (type === 'add') this.stats.addsForKnown++;
 
     const wanted = new Set<IpKey>();
-    for (const text of holder.ended ? [] : addresses) {
-      const key = ipKey(text);
-      if (key === undefined) this.stats.invalidAddresses++;
-      else wanted.add(key);
-    }
-    // An address the object no longer lists may be claimed again later, genuinely.
-    for (const key of holder.lost) if (!wanted.has(key)) holder.lost.delete(key);
-    for (const [key, lease] of holder.open) {
-      if (wanted.has(key)) {
-        lease.answer = holder.answer;
-        lease.portAnswers = holder.portAnswers;
-      } else {
-        this.#close(lease, atMs);
+    if (this.#holderEnded[holder] === 0) {
+      for (const text of addresses) {
+        const key = ipKey(text);
+        if (key === undefined) this.stats.invalidAddresses++;
+        else wanted.add(key);
       }
     }
+    // An address the object no longer lists may be claimed again later, genuinely.
+    const lost = this.#holderLost.get(holder);
+    if (lost !== undefined) {
+      for (const key of lost) if (!wanted.has(key)) lost.delete(key);
+      if (lost.size === 0) this.#holderLost.delete(holder);
+    }
+    // A lease whose address left the object closes naming the holder as it was before this event;
+    // one still listed follows the holder's answer by itself.
+    for (const lease of this.#openOf(holder)) if (!wanted.has(this.#keyOf(lease))) this.#close(lease, atMs);
+    this.#holderAnswer[holder] = answer();
+    this.#holderPorts[holder] = ports;
     for (const key of wanted) {
-      if (holder.open.has(key)) continue;
-      if (holder.lost.has(key)) this.stats.staleClaimsIgnored++;
+      if (this.#openLeaseAt(holder, key) !== NONE) continue;
+      if (this.#holderLost.get(holder)?.has(key)) this.stats.staleClaimsIgnored++;
       else this.#claim(holder, key, atMs);
     }
   }
 
-  #claim(holder: Holder, key: IpKey, atMs: number): void {
-    let leases = this.#byAddress.get(key);
-    if (leases === undefined) this.#byAddress.set(key, (leases = []));
+  #claim(holder: number, key: IpKey, atMs: number): void {
+    // The address's leases as they are now: closing one below may forget an older one (maxClosedLeases).
+    const others: number[] = [];
+    for (let other = this.#addresses.get(key); other !== NONE; other = this.#leases[other * LEASE_FIELDS + NEXT_AT_ADDRESS]!) others.push(other);
     let validFrom = -Infinity;
-    for (const other of [...leases]) {
-      if (other.validUntil !== Infinity) {
-        validFrom = Math.max(validFrom, other.validUntil);
-      } else if (other.holder.kind === holder.kind) {
+    for (const other of others) {
+      if (this.#leases[other * LEASE_FIELDS + UNTIL] !== Infinity) {
+        validFrom = Math.max(validFrom, this.#leases[other * LEASE_FIELDS + UNTIL]!);
+      } else {
+        const otherHolder = this.#leases[other * LEASE_FIELDS + HOLDER]!;
+        if (this.#holderKind[otherHolder] !== this.#holderKind[holder]) continue;
         this.stats.superseded++;
-        other.holder.lost.add(key);
+        let lost = this.#holderLost.get(otherHolder);
+        if (lost === undefined) this.#holderLost.set(otherHolder, (lost = new Set()));
+        lost.add(key);
         this.#close(other, atMs);
-        validFrom = Math.max(validFrom, other.validUntil);
+        validFrom = Math.max(validFrom, this.#leases[other * LEASE_FIELDS + UNTIL]!);
       }
     }
-    const lease: Lease = {
-      id: this.#nextId++,
-      key,
-      holder,
-      validFrom: Math.min(validFrom, atMs),
-      validUntil: Infinity,
-      answer: holder.answer,
-      portAnswers: holder.portAnswers,
-    };
-    leases.push(lease);
-    holder.open.set(key, lease);
+    const lease = this.#leaseRows.take((capacity) => (this.#leases = grown(this.#leases, capacity * LEASE_FIELDS)));
+    const row = lease * LEASE_FIELDS;
+    const leases = this.#leases;
+    leases[row + FROM] = Math.min(validFrom, atMs);
+    leases[row + UNTIL] = Infinity;
+    leases[row + SEQ] = this.#nextSeq++;
+    leases[row + HOLDER] = holder;
+    leases[row + KIND] = this.#holderKind[holder]!;
+    if (typeof key === 'number') {
+      leases[row + V4] = key;
+      this.#leaseV6[lease] = undefined;
+    } else this.#leaseV6[lease] = key;
+    // Read the address's first lease again: closing one above may have forgotten an older one (maxClosedLeases).
+    leases[row + NEXT_AT_ADDRESS] = this.#addresses.get(key);
+    this.#addresses.set(key, lease);
+    leases[row + NEXT_OF_HOLDER] = this.#holderOpen[holder]!;
+    this.#holderOpen[holder] = lease;
     this.#open++;
   }
 
-  #close(lease: Lease, atMs: number): void {
+  #close(lease: number, atMs: number): void {
     // A clock step backwards must not make a lease end before it began.
-    lease.validUntil = Math.max(lease.validFrom, atMs);
-    lease.holder.open.delete(lease.key);
+    const until = Math.max(this.#leases[lease * LEASE_FIELDS + FROM]!, atMs);
+    this.#leases[lease * LEASE_FIELDS + UNTIL] = until;
+    const holder = this.#leases[lease * LEASE_FIELDS + HOLDER]!;
+    this.#unlinkFromHolder(holder, lease);
     this.#open--;
-    this.#closed.set(lease.id, lease);
-    this.#onClosed?.(lease.key, lease.validUntil);
+    this.#leaseAnswer[lease] = closedAnswer(this.#holderAnswer[holder]!);
+    this.#leasePorts[lease] = this.#holderPorts[holder];
+    if (this.#closedCount === this.#maxClosed) {
+      this.stats.closedEvicted++;
+      this.#dropOldestClosed();
+    }
+    this.#pushClosed(lease);
+    this.#onClosed?.(this.#keyOf(lease), until);
   }
 
-  #forget(lease: Lease): void {
-    const leases = this.#byAddress.get(lease.key);
-    if (leases === undefined) return;
-    const at = leases.indexOf(lease);
-    if (at >= 0) leases.splice(at, 1);
-    if (leases.length === 0) this.#byAddress.delete(lease.key);
+  /** The holder's open leases, in the order they were claimed (a copy: closing them changes the chain). */
+  #openOf(holder: number): number[] {
+    const leases: number[] = [];
+    for (let lease = this.#holderOpen[holder]!; lease !== NONE; lease = this.#leases[lease * LEASE_FIELDS + NEXT_OF_HOLDER]!) leases.push(lease);
+    return leases.reverse();
+  }
+
+  #openLeaseAt(holder: number, key: IpKey): number {
+    for (let lease = this.#holderOpen[holder]!; lease !== NONE; lease = this.#leases[lease * LEASE_FIELDS + NEXT_OF_HOLDER]!) {
+      if (this.#keyOf(lease) === key) return lease;
+    }
+    return NONE;
+  }
+
+  #unlinkFromHolder(holder: number, lease: number): void {
+    const leases = this.#leases;
+    const after = leases[lease * LEASE_FIELDS + NEXT_OF_HOLDER]!;
+    if (this.#holderOpen[holder] === lease) {
+      this.#holderOpen[holder] = after;
+      return;
+    }
+    for (let at = this.#holderOpen[holder]!; at !== NONE; at = leases[at * LEASE_FIELDS + NEXT_OF_HOLDER]!) {
+      if (leases[at * LEASE_FIELDS + NEXT_OF_HOLDER] === lease) {
+        leases[at * LEASE_FIELDS + NEXT_OF_HOLDER] = after;
+        return;
+      }
+    }
+  }
+
+  #keyOf(lease: number): IpKey {
+    return this.#leaseV6[lease] ?? this.#leases[lease * LEASE_FIELDS + V4]!;
+  }
+
+  #pushClosed(lease: number): void {
+    if (this.#closedCount === this.#closedRing.length) {
+      // Unroll the ring into a bigger one, oldest first.
+      const bigger = new Int32Array(Math.min(this.#maxClosed, this.#closedRing.length * 2));
+      for (let i = 0; i < this.#closedCount; i++) bigger[i] = this.#closedRing[(this.#closedFirst + i) % this.#closedRing.length]!;
+      this.#closedRing = bigger;
+      this.#closedFirst = 0;
+    }
+    this.#closedRing[(this.#closedFirst + this.#closedCount) % this.#closedRing.length] = lease;
+    this.#closedCount++;
+  }
+
+  /** Forgets the least recently closed lease: off its address's chain, its row free. */
+  #dropOldestClosed(): void {
+    const lease = this.#closedRing[this.#closedFirst]!;
+    this.#closedFirst = (this.#closedFirst + 1) % this.#closedRing.length;
+    this.#closedCount--;
+    const key = this.#keyOf(lease);
+    const leases = this.#leases;
+    const after = leases[lease * LEASE_FIELDS + NEXT_AT_ADDRESS]!;
+    const first = this.#addresses.get(key);
+    if (first === lease) {
+      if (after === NONE) this.#addresses.delete(key);
+      else this.#addresses.set(key, after);
+    } else {
+      for (let at = first; at !== NONE; at = leases[at * LEASE_FIELDS + NEXT_AT_ADDRESS]!) {
+        if (leases[at * LEASE_FIELDS + NEXT_AT_ADDRESS] === lease) {
+          leases[at * LEASE_FIELDS + NEXT_AT_ADDRESS] = after;
+          break;
+        }
+      }
+    }
+    this.#leaseAnswer[lease] = undefined;
+    this.#leasePorts[lease] = undefined;
+    this.#leaseV6[lease] = undefined;
+    this.#leaseRows.release(lease);
+  }
+
+  #newHolder(kind: HolderKind): number {
+    const holder = this.#holderRows.take((capacity) => {
+      this.#holderKind = grown(this.#holderKind, capacity);
+      this.#holderEnded = grown(this.#holderEnded, capacity);
+      this.#holderOpen = grown(this.#holderOpen, capacity, NONE);
+    });
+    this.#holderKind[holder] = kind;
+    this.#holderEnded[holder] = 0;
+    this.#holderOpen[holder] = NONE;
+    return holder;
+  }
+
+  /** A deleted holder's row: its closed leases keep their own answers, nothing else refers to it. */
+  #releaseHolder(holder: number): void {
+    this.#holderAnswer[holder] = undefined;
+    this.#holderPorts[holder] = undefined;
+    this.#holderLost.delete(holder);
+    this.#holderRows.release(holder);
+  }
+
+  /** Whether lease a wins over b where both match: the one that started last, then the one still open, then the newer. */
+  #later(a: number, b: number): boolean {
+    const leases = this.#leases;
+    const ra = a * LEASE_FIELDS;
+    const rb = b * LEASE_FIELDS;
+    if (leases[ra + FROM] !== leases[rb + FROM]) return leases[ra + FROM]! > leases[rb + FROM]!;
+    if (leases[ra + UNTIL] !== leases[rb + UNTIL]) return leases[ra + UNTIL]! > leases[rb + UNTIL]!;
+    return leases[ra + SEQ]! > leases[rb + SEQ]!;
   }
 
   #noHolder(key: IpKey): NoHolderAnswer {
@@ -379,26 +588,4 @@ export class LeaseTable {
     for (const prefix of this.#clusterCidrs) if (prefix.contains(key)) return UNKNOWN;
     return EXTERNAL;
   }
-}
-
-function later(a: Lease, b: Lease): boolean {
-  if (a.validFrom !== b.validFrom) return a.validFrom > b.validFrom;
-  if (a.validUntil !== b.validUntil) return a.validUntil > b.validUntil;
-  return a.id > b.id;
-}
-
-function serviceAnswers(service: SlimService): Pick<Holder, 'answer' | 'portAnswers'> {
-  return {
-    answer: Object.freeze({ type: 'service', service, portName: '' }),
-    portAnswers: service.ports.map((p) => ({
-      port: p.port,
-      protocol: SERVICE_PROTOCOLS[p.protocol] ?? -1,
-      answer: Object.freeze({ type: 'service', service, portName: p.name }),
-    })),
-  };
-}
-
-function portAnswer(lease: Lease, port: number, protocol: number): ServiceAnswer {
-  for (const p of lease.portAnswers) if (p.port === port && p.protocol === protocol) return p.answer;
-  return lease.answer as ServiceAnswer;
 }

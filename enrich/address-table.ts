@@ -1,0 +1,151 @@
+// Address → integer on typed arrays: open addressing with linear probing,
+// IPv4 keys as one 32-bit word, IPv6 keys as four, each slot's key and value
+// side by side in one array (a lookup reads one cache line, mostly). The
+// lease table's index of every address it knows (100k pods: 100k entries),
+// looked up once per flow end: one hash and, mostly, one probe, where a Map
+// keyed by number or string walks its buckets and entries. Deletion shifts
+// the following entries back (no tombstones), so lookups stay short under
+// churn.
+import type { IpKey } from './ip-keys.ts';
+
+const EMPTY = -1;
+const MIN_CAPACITY = 64;
+
+/** One table of fixed-width keys (1 word for IPv4, 4 for IPv6); a slot is the key's words, then the value. */
+class Table {
+  readonly #width: number;
+  readonly #stride: number;
+  #capacity = MIN_CAPACITY;
+  #mask = MIN_CAPACITY - 1;
+  /** Value EMPTY: a free slot. */
+  #slots: Int32Array;
+  #size = 0;
+
+  constructor(width: number) {
+    this.#width = width;
+    this.#stride = width + 1;
+    this.#slots = emptySlots(MIN_CAPACITY, this.#stride);
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The slot holding the key in `words`, or the free slot where it would go. */
+  #find(words: Int32Array, at = 0): number {
+    const width = this.#width;
+    const stride = this.#stride;
+    const slots = this.#slots;
+    let slot = hash(words, at, width) & this.#mask;
+    for (;;) {
+      const base = slot * stride;
+      if (slots[base + width] === EMPTY) return slot;
+      let same = slots[base] === words[at];
+      for (let w = 1; same && w < width; w++) same = slots[base + w] === words[at + w];
+      if (same) return slot;
+      slot = (slot + 1) & this.#mask;
+    }
+  }
+
+  get(words: Int32Array): number {
+    return this.#slots[this.#find(words) * this.#stride + this.#width]!;
+  }
+
+  set(words: Int32Array, value: number): void {
+    const base = this.#find(words) * this.#stride;
+    if (this.#slots[base + this.#width] === EMPTY) {
+      for (let w = 0; w < this.#width; w++) this.#slots[base + w] = words[w]!;
+      this.#size++;
+    }
+    this.#slots[base + this.#width] = value;
+    // At most half full: probe sequences stay a slot or two long.
+    if (this.#size * 2 > this.#capacity) this.#resize(this.#capacity * 2);
+  }
+
+  delete(words: Int32Array): void {
+    let slot = this.#find(words);
+    const width = this.#width;
+    const stride = this.#stride;
+    const slots = this.#slots;
+    if (slots[slot * stride + width] === EMPTY) return;
+    // Backward-shift deletion: move each later entry of the run into the gap unless its home slot forbids.
+    let next = slot;
+    for (;;) {
+      next = (next + 1) & this.#mask;
+      if (slots[next * stride + width] === EMPTY) break;
+      const home = hash(slots, next * stride, width) & this.#mask;
+      // The entry at `next` may move to `slot` unless its home lies cyclically in (slot, next].
+      const stays = slot <= next ? home > slot && home <= next : home > slot || home <= next;
+      if (stays) continue;
+      slots.copyWithin(slot * stride, next * stride, next * stride + stride);
+      slot = next;
+    }
+    slots[slot * stride + width] = EMPTY;
+    this.#size--;
+    if (this.#capacity > MIN_CAPACITY && this.#size * 8 < this.#capacity) this.#resize(this.#capacity / 2);
+  }
+
+  #resize(capacity: number): void {
+    const stride = this.#stride;
+    const width = this.#width;
+    const old = this.#slots;
+    this.#capacity = capacity;
+    this.#mask = capacity - 1;
+    this.#slots = emptySlots(capacity, stride);
+    for (let base = 0; base < old.length; base += stride) {
+      if (old[base + width] === EMPTY) continue;
+      const to = this.#find(old, base) * stride;
+      this.#slots.set(old.subarray(base, base + stride), to);
+    }
+  }
+}
+
+function emptySlots(capacity: number, stride: number): Int32Array {
+  const slots = new Int32Array(capacity * stride);
+  for (let value = stride - 1; value < slots.length; value += stride) slots[value] = EMPTY;
+  return slots;
+}
+
+function hash(words: Int32Array, at: number, width: number): number {
+  let h = Math.imul(words[at]!, 0x9e3779b1);
+  for (let w = 1; w < width; w++) h = Math.imul(h ^ words[at + w]!, 0x85ebca6b);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** IpKey (ip-keys.ts) → a non-negative integer. */
+export class AddressTable {
+  readonly #v4 = new Table(1);
+  readonly #v6 = new Table(4);
+  /** The key being looked up, as words: reused, so a lookup allocates nothing. */
+  readonly #words = new Int32Array(4);
+
+  get size(): number {
+    return this.#v4.size + this.#v6.size;
+  }
+
+  /** The value for key, or -1. */
+  get(key: IpKey): number {
+    return this.#table(key).get(this.#words);
+  }
+
+  /** value >= 0. */
+  set(key: IpKey, value: number): void {
+    this.#table(key).set(this.#words, value);
+  }
+
+  delete(key: IpKey): void {
+    this.#table(key).delete(this.#words);
+  }
+
+  /** Loads key into #words; returns its table. */
+  #table(key: IpKey): Table {
+    const words = this.#words;
+    if (typeof key === 'number') {
+      words[0] = key;
+      return this.#v4;
+    }
+    // An IPv6 key is eight UTF-16 code units, one per 16-bit group.
+    for (let w = 0; w < 4; w++) words[w] = (key.charCodeAt(2 * w) << 16) | key.charCodeAt(2 * w + 1);
+    return this.#v6;
+  }
+}

@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AddressTable } from '../../enrich/address-table.ts';
+import { ipKey, type IpKey } from '../../enrich/ip-keys.ts';
+
+test('holds what a Map holds through growth, churn and shrinking, for IPv4 and IPv6 keys', () => {
+  const table = new AddressTable();
+  const model = new Map<IpKey, number>();
+  // A fixed pseudo-random sequence: the same run every time.
+  let seed = 7;
+  const random = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+  // Keys close together (the same /16 or /112), as a cluster's pod addresses are; IPv4 above 2^31 too.
+  const keyOf = (i: number): IpKey => (i % 3 === 0 ? ipKey(`fd00::${(i >> 2).toString(16)}`)! : ipKey(`${i % 2 ? 10 : 192}.168.${(i >> 8) & 255}.${i & 255}`)!);
+  for (let step = 0; step < 60_000; step++) {
+    // Grow to ~4000 keys, then churn, then shrink to nearly nothing.
+    const phase = step < 20_000 ? 0 : step < 40_000 ? 1 : 2;
+    const key = keyOf(random(6000));
+    const op = random(10);
+    if (phase === 0 ? op < 7 : phase === 1 ? op < 5 : op < 1) {
+      const value = random(1 << 30);
+      table.set(key, value);
+      model.set(key, value);
+    } else {
+      table.delete(key);
+      model.delete(key);
+    }
+    if (step % 97 === 0) {
+      for (const [k, v] of model) assert.equal(table.get(k), v, `step ${step}`);
+    }
+    assert.equal(table.size, model.size);
+  }
+  for (let i = 0; i < 6000; i++) assert.equal(table.get(keyOf(i)), model.get(keyOf(i)) ?? -1);
+});
+
+test('an absent key is -1 and deleting it changes nothing', () => {
+  const table = new AddressTable();
+  assert.equal(table.get(ipKey('10.0.0.1')!), -1);
+  table.delete(ipKey('10.0.0.1')!);
+  table.set(ipKey('10.0.0.1')!, 0);
+  table.set(ipKey('fd00::1')!, 5);
+  assert.equal(table.get(ipKey('10.0.0.1')!), 0);
+  assert.equal(table.get(ipKey('fd00::1')!), 5);
+  assert.equal(table.get(ipKey('fd00::2')!), -1);
+  assert.equal(table.size, 2);
+});
