@@ -19,8 +19,8 @@
 //   it repeat them.
 //
 // Per-flow state sits in typed arrays indexed by the meter's flow number
-// (one slot per flow, reset when the slot starts a new flow), so the state is
-// bounded by the flow table and nothing is allocated per packet. Reading the
+// (one run per flow, reset when the flow ends), so the state is bounded by
+// the flow table and nothing is allocated per packet. Reading the
 // TCP header here rather than in the decoder keeps its cost off flows and
 // configurations that do not want it.
 import type { DecodedPacket } from '../decode.ts';
@@ -39,56 +39,58 @@ const OPTION_WINDOW_SCALE = 3;
 /** Gaps remembered per direction; a further one forgets the oldest (counted in stats.gapsForgotten). */
 export const MAX_HOLES = 4;
 
-// Per direction (index flow * 2 + direction), the sequence state:
-// S_FLAGS bit 0: the end is known; bit 1: the first window is known; bit 2:
-// the TTL is known.
+// Per-flow state in two typed arrays, each flow's in one run (a packet
+// touches a few neighbouring cache lines, not one per field; zero is a new
+// flow's state throughout, so memory is touched only for the slots the meter
+// uses). Words (Uint32), FLOW_WORDS per flow: each direction's
+// DIRECTION_WORDS at direction * DIRECTION_WORDS, then the handshake's.
+const FLOW_WORDS = 48;
+const DIRECTION_WORDS = 20;
+const W_FLAGS = 0; // KNOWN_* bits
+const W_END = 1; // the highest sequence number sent, + 1
+const W_HOLE_COUNT = 2;
+const W_HOLES = 3; // MAX_HOLES pairs [start, end), oldest first
+const W_OPTIONS = 11; // option kinds seen: 0-31 in this word, 32-63 in the next, bit kind % 32
+const W_WINDOW = 13; // of the first segment
+const W_MSS = 14; // from the SYN; 0: none
+const W_WINDOW_SCALE = 15; // from the SYN, + 1; 0: none
+const W_TTL_FIRST = 16;
+const W_TTL_LAST = 17;
+const W_TTL_MIN = 18;
+const W_TTL_MAX = 19;
 const KNOWN_END = 1;
 const KNOWN_WINDOW = 2;
 const KNOWN_TTL = 4;
+// The handshake's words: which direction sent the SYN (0: none seen, else
+// its direction + 1), the SYN's and the SYN/ACK's initial sequence numbers,
+// the IP length of the flow's first packet when it was a bare SYN, which
+// handshake times are set (HS_* bits).
+const M_CLIENT = 2 * DIRECTION_WORDS;
+const M_CLIENT_ISN = M_CLIENT + 1;
+const M_SERVER_ISN = M_CLIENT + 2;
+const M_SYN_SIZE = M_CLIENT + 3;
+const M_HANDSHAKE = M_CLIENT + 4;
+const NO_CLIENT = 0;
 
-// Per direction, counters (Float64: bytes outgrow 32 bits).
-const COUNT_STRIDE = 6;
+// Numbers (Float64: bytes outgrow 32 bits), FLOW_NUMBERS per flow: each
+// direction's COUNTERS at direction * COUNTERS, then the handshake times
+// (microseconds).
+const FLOW_NUMBERS = 16;
+const COUNTERS = 6;
 const N_RETRANSMITTED_SEGMENTS = 0;
 const N_RETRANSMITTED_BYTES = 1;
 const N_OUT_OF_ORDER = 2;
 const N_ZERO_WINDOW = 3;
 const N_RESETS = 4;
 const N_SEGMENTS = 5;
-
-// Per direction, small values (Uint16): first window, MSS (0: none), window
-// scale + 1 (0: none), TTL first, last, minimum, maximum.
-const SMALL_STRIDE = 7;
-const V_WINDOW = 0;
-const V_MSS = 1;
-const V_WINDOW_SCALE = 2;
-const V_TTL_FIRST = 3;
-const V_TTL_LAST = 4;
-const V_TTL_MIN = 5;
-const V_TTL_MAX = 6;
-
-// Per flow, the handshake (Float64, microseconds; which are set says M_HANDSHAKE).
-const HANDSHAKE_STRIDE = 4;
-const H_SYN = 0; // the last SYN before the SYN/ACK
-const H_SYN_ACK = 1; // the last SYN/ACK before the ACK
-const H_SYN_TO_SYN_ACK = 2;
-const H_SYN_ACK_TO_ACK = 3;
-
-// Per flow (Uint32): which direction sent the SYN (0: none seen, else its
-// direction + 1), the SYN's and the SYN/ACK's initial sequence numbers, the
-// IP length of the flow's first packet when it was a bare SYN, and which
-// handshake times are set (HS_* bits). Zero is a new flow's state
-// throughout, so memory is touched only for slots the meter uses.
-const META_STRIDE = 5;
-const M_CLIENT = 0;
-const M_CLIENT_ISN = 1;
-const M_SERVER_ISN = 2;
-const M_SYN_SIZE = 3;
-const M_HANDSHAKE = 4;
-const NO_CLIENT = 0;
-const HS_SYN = 1 << H_SYN;
-const HS_SYN_ACK = 1 << H_SYN_ACK;
-const HS_SYN_TO_SYN_ACK = 1 << H_SYN_TO_SYN_ACK;
-const HS_SYN_ACK_TO_ACK = 1 << H_SYN_ACK_TO_ACK;
+const H_SYN = 2 * COUNTERS; // the last SYN before the SYN/ACK
+const H_SYN_ACK = H_SYN + 1; // the last SYN/ACK before the ACK
+const H_SYN_TO_SYN_ACK = H_SYN + 2;
+const H_SYN_ACK_TO_ACK = H_SYN + 3;
+const HS_SYN = 1;
+const HS_SYN_ACK = 2;
+const HS_SYN_TO_SYN_ACK = 4;
+const HS_SYN_ACK_TO_ACK = 8;
 
 /** One direction of a flow's TCP fields. */
 export interface TcpDirection {
@@ -146,49 +148,21 @@ export function emptyTcpStats(): TcpTrackerStats {
 
 export class TcpTracker {
   readonly stats: TcpTrackerStats = emptyTcpStats();
-  readonly #flags: Uint8Array;
-  readonly #end: Uint32Array;
-  /** Gaps per direction: MAX_HOLES pairs [start, end), oldest first; #holeCount of them in use. */
-  readonly #holes: Uint32Array;
-  readonly #holeCount: Uint8Array;
-  readonly #counts: Float64Array;
-  readonly #small: Uint16Array;
-  /** Option kinds seen per direction: kinds 0-31 in word 0, 32-63 in word 1, bit k % 32. */
-  readonly #options: Uint32Array;
-  readonly #handshake: Float64Array;
-  readonly #meta: Uint32Array;
+  readonly #words: Uint32Array;
+  readonly #numbers: Float64Array;
 
   /** State for the meter's flow slots 0 .. maxFlows - 1. */
   constructor(maxFlows: number) {
-    const directions = maxFlows * 2;
-    this.#flags = new Uint8Array(directions);
-    this.#end = new Uint32Array(directions);
-    this.#holes = new Uint32Array(directions * MAX_HOLES * 2);
-    this.#holeCount = new Uint8Array(directions);
-    this.#counts = new Float64Array(directions * COUNT_STRIDE);
-    this.#small = new Uint16Array(directions * SMALL_STRIDE);
-    this.#options = new Uint32Array(directions * 2);
-    this.#handshake = new Float64Array(maxFlows * HANDSHAKE_STRIDE);
-    this.#meta = new Uint32Array(maxFlows * META_STRIDE);
+    this.#words = new Uint32Array(maxFlows * FLOW_WORDS);
+    this.#numbers = new Float64Array(maxFlows * FLOW_NUMBERS);
   }
 
   /** Flow slot `flow` ended: its fields, for its record; the slot starts afresh. */
   end(flow: number): TcpFields {
     const fields = this.fields(flow);
-    this.#forget(flow);
+    this.#words.fill(0, flow * FLOW_WORDS, (flow + 1) * FLOW_WORDS);
+    this.#numbers.fill(0, flow * FLOW_NUMBERS, (flow + 1) * FLOW_NUMBERS);
     return fields;
-  }
-
-  #forget(flow: number): void {
-    for (let d = flow * 2; d < flow * 2 + 2; d++) {
-      this.#flags[d] = 0;
-      this.#holeCount[d] = 0;
-      this.#options[d * 2] = 0;
-      this.#options[d * 2 + 1] = 0;
-      this.#counts.fill(0, d * COUNT_STRIDE, (d + 1) * COUNT_STRIDE);
-      this.#small.fill(0, d * SMALL_STRIDE, (d + 1) * SMALL_STRIDE);
-    }
-    this.#meta.fill(0, flow * META_STRIDE, (flow + 1) * META_STRIDE);
   }
 
   /** One TCP packet of the flow in slot `flow`, in `direction` (0: the way its first packet went). */
@@ -199,98 +173,89 @@ export class TcpTracker {
       this.stats.truncatedHeaders++;
       return;
     }
-    const d = flow * 2 + direction;
+    const words = this.#words;
+    const f = flow * FLOW_WORDS;
+    const w = f + direction * DIRECTION_WORDS;
+    const n = flow * FLOW_NUMBERS + direction * COUNTERS;
     // Every packet read sets its direction's first window: none yet in either, it is the flow's first.
-    const first = ((this.#flags[flow * 2]! | this.#flags[flow * 2 + 1]!) & KNOWN_WINDOW) === 0;
+    const first = ((words[f + W_FLAGS]! | words[f + DIRECTION_WORDS + W_FLAGS]!) & KNOWN_WINDOW) === 0;
     const flags = buf[at + 13]!;
-    const seq = readU32(buf, at + 4);
-    const ack = readU32(buf, at + 8);
     const window = (buf[at + 14]! << 8) | buf[at + 15]!;
     const headerBytes = (buf[at + 12]! >> 4) * 4;
-    const payload = Math.max(0, p.transportBytes - headerBytes);
     const segments = p.packets;
 
-    const small = this.#small;
-    const v = d * SMALL_STRIDE;
-    const state = this.#flags[d]!;
-    if ((state & KNOWN_WINDOW) === 0) {
-      small[v + V_WINDOW] = window;
-      this.#flags[d] = state | KNOWN_WINDOW;
+    const state = words[w + W_FLAGS]!;
+    const ttl = p.ttl;
+    if ((state & KNOWN_TTL) === 0) {
+      words[w + W_FLAGS] = state | KNOWN_TTL | KNOWN_WINDOW;
+      words[w + W_WINDOW] = window;
+      words[w + W_TTL_FIRST] = words[w + W_TTL_MIN] = words[w + W_TTL_MAX] = ttl;
+    } else if (ttl < words[w + W_TTL_MIN]!) words[w + W_TTL_MIN] = ttl;
+    else if (ttl > words[w + W_TTL_MAX]!) words[w + W_TTL_MAX] = ttl;
+    words[w + W_TTL_LAST] = ttl;
+    if (headerBytes > TCP_HEADER_MIN) this.#readOptions(w, buf, at + TCP_HEADER_MIN, at + headerBytes, p.capturedEnd, (flags & TCP_SYN) !== 0);
+
+    const numbers = this.#numbers;
+    if ((flags & TCP_RST) !== 0) numbers[n + N_RESETS]! += 1;
+    else if (window === 0 && (flags & TCP_SYN) === 0) numbers[n + N_ZERO_WINDOW]! += segments;
+
+    // The handshake's packets: a SYN, a SYN/ACK, or an ACK while one is awaited.
+    const handshake = words[f + M_HANDSHAKE]!;
+    if ((flags & TCP_SYN) !== 0 || (handshake & (HS_SYN_ACK | HS_SYN_ACK_TO_ACK)) === HS_SYN_ACK) {
+      this.#handshakeStep(flow, direction, flags, readU32(buf, at + 4), readU32(buf, at + 8), p.timestampMicros, first ? p.octets : 0);
     }
-    this.#ttl(d, p.ttl);
-    if (headerBytes > TCP_HEADER_MIN) this.#readOptions(d, buf, at + TCP_HEADER_MIN, at + headerBytes, p.capturedEnd, (flags & TCP_SYN) !== 0);
-
-    const counts = this.#counts;
-    const c = d * COUNT_STRIDE;
-    if ((flags & TCP_RST) !== 0) counts[c + N_RESETS]! += 1;
-    else if (window === 0 && (flags & TCP_SYN) === 0) counts[c + N_ZERO_WINDOW]! += segments;
-
-    this.#handshakeStep(flow, direction, flags, seq, ack, p.timestampMicros, first ? p.octets : 0);
 
     // Sequence space: payload, and one each for SYN and FIN. A RST's payload
     // (a diagnostic, RFC 9293 3.5.3) is not stream data.
     if ((flags & TCP_RST) !== 0) return;
+    const payload = Math.max(0, p.transportBytes - headerBytes);
     const length = payload + ((flags & TCP_SYN) !== 0 ? 1 : 0) + ((flags & TCP_FIN) !== 0 ? 1 : 0);
     if (length === 0) return;
-    counts[c + N_SEGMENTS]! += segments;
-    this.#sequence(d, seq, length, payload, segments, p.segmentSize);
+    numbers[n + N_SEGMENTS]! += segments;
+    this.#sequence(w, n, readU32(buf, at + 4), length, payload, segments, p.segmentSize);
   }
 
   /** The fields of flow `flow`, for its record. */
   fields(flow: number): TcpFields {
-    const h = flow * HANDSHAKE_STRIDE;
-    const m = flow * META_STRIDE;
-    const client = this.#meta[m + M_CLIENT]!;
-    const known = this.#meta[m + M_HANDSHAKE]!;
+    const f = flow * FLOW_WORDS;
+    const h = flow * FLOW_NUMBERS;
+    const client = this.#words[f + M_CLIENT]!;
+    const known = this.#words[f + M_HANDSHAKE]!;
     return {
-      synToSynAckMicros: (known & HS_SYN_TO_SYN_ACK) !== 0 ? this.#handshake[h + H_SYN_TO_SYN_ACK]! : undefined,
-      synAckToAckMicros: (known & HS_SYN_ACK_TO_ACK) !== 0 ? this.#handshake[h + H_SYN_ACK_TO_ACK]! : undefined,
+      synToSynAckMicros: (known & HS_SYN_TO_SYN_ACK) !== 0 ? this.#numbers[h + H_SYN_TO_SYN_ACK]! : undefined,
+      synAckToAckMicros: (known & HS_SYN_ACK_TO_ACK) !== 0 ? this.#numbers[h + H_SYN_ACK_TO_ACK]! : undefined,
       clientDirection: client === NO_CLIENT ? undefined : client === 1 ? 'forward' : 'reverse',
-      synSize: this.#meta[m + M_SYN_SIZE]!,
-      forward: this.#direction(flow * 2),
-      reverse: this.#direction(flow * 2 + 1),
+      synSize: this.#words[f + M_SYN_SIZE]!,
+      forward: this.#direction(f, h),
+      reverse: this.#direction(f + DIRECTION_WORDS, h + COUNTERS),
     };
   }
 
-  #direction(d: number): TcpDirection {
-    const counts = this.#counts;
-    const c = d * COUNT_STRIDE;
-    const small = this.#small;
-    const v = d * SMALL_STRIDE;
-    const flags = this.#flags[d]!;
-    const ttlKnown = (flags & KNOWN_TTL) !== 0;
+  #direction(w: number, n: number): TcpDirection {
+    const words = this.#words;
+    const numbers = this.#numbers;
+    const flags = words[w + W_FLAGS]!;
+    const seen = (flags & KNOWN_TTL) !== 0;
     const optionKinds: number[] = [];
     for (let kind = 0; kind < 64; kind++) {
-      if ((this.#options[d * 2 + (kind >> 5)]! & (1 << (kind & 31))) !== 0) optionKinds.push(kind);
+      if ((words[w + W_OPTIONS + (kind >> 5)]! & (1 << (kind & 31))) !== 0) optionKinds.push(kind);
     }
     return {
-      segments: counts[c + N_SEGMENTS]!,
-      retransmittedSegments: counts[c + N_RETRANSMITTED_SEGMENTS]!,
-      retransmittedBytes: counts[c + N_RETRANSMITTED_BYTES]!,
-      outOfOrderSegments: counts[c + N_OUT_OF_ORDER]!,
-      zeroWindowSegments: counts[c + N_ZERO_WINDOW]!,
-      resets: counts[c + N_RESETS]!,
-      initialWindow: (flags & KNOWN_WINDOW) !== 0 ? small[v + V_WINDOW]! : undefined,
-      maximumSegmentSize: small[v + V_MSS]! !== 0 ? small[v + V_MSS]! : undefined,
-      windowScale: small[v + V_WINDOW_SCALE]! !== 0 ? small[v + V_WINDOW_SCALE]! - 1 : undefined,
+      segments: numbers[n + N_SEGMENTS]!,
+      retransmittedSegments: numbers[n + N_RETRANSMITTED_SEGMENTS]!,
+      retransmittedBytes: numbers[n + N_RETRANSMITTED_BYTES]!,
+      outOfOrderSegments: numbers[n + N_OUT_OF_ORDER]!,
+      zeroWindowSegments: numbers[n + N_ZERO_WINDOW]!,
+      resets: numbers[n + N_RESETS]!,
+      initialWindow: seen ? words[w + W_WINDOW]! : undefined,
+      maximumSegmentSize: words[w + W_MSS]! !== 0 ? words[w + W_MSS]! : undefined,
+      windowScale: words[w + W_WINDOW_SCALE]! !== 0 ? words[w + W_WINDOW_SCALE]! - 1 : undefined,
       optionKinds,
-      ttlFirst: ttlKnown ? small[v + V_TTL_FIRST]! : undefined,
-      ttlLast: ttlKnown ? small[v + V_TTL_LAST]! : undefined,
-      ttlMinimum: ttlKnown ? small[v + V_TTL_MIN]! : undefined,
-      ttlMaximum: ttlKnown ? small[v + V_TTL_MAX]! : undefined,
+      ttlFirst: seen ? words[w + W_TTL_FIRST]! : undefined,
+      ttlLast: seen ? words[w + W_TTL_LAST]! : undefined,
+      ttlMinimum: seen ? words[w + W_TTL_MIN]! : undefined,
+      ttlMaximum: seen ? words[w + W_TTL_MAX]! : undefined,
     };
-  }
-
-  #ttl(d: number, ttl: number): void {
-    const small = this.#small;
-    const v = d * SMALL_STRIDE;
-    const state = this.#flags[d]!;
-    if ((state & KNOWN_TTL) === 0) {
-      this.#flags[d] = state | KNOWN_TTL;
-      small[v + V_TTL_FIRST] = small[v + V_TTL_MIN] = small[v + V_TTL_MAX] = ttl;
-    } else if (ttl < small[v + V_TTL_MIN]!) small[v + V_TTL_MIN] = ttl;
-    else if (ttl > small[v + V_TTL_MAX]!) small[v + V_TTL_MAX] = ttl;
-    small[v + V_TTL_LAST] = ttl;
   }
 
   /**
@@ -298,12 +263,11 @@ export class TcpTracker {
    * them (capturedEnd): every kind below 64 is noted; a SYN's MSS and window
    * scale are kept.
    */
-  #readOptions(d: number, buf: Uint8Array, at: number, headerEnd: number, capturedEnd: number, syn: boolean): void {
-    const options = this.#options;
-    const o = d * 2;
+  #readOptions(w: number, buf: Uint8Array, at: number, headerEnd: number, capturedEnd: number, syn: boolean): void {
+    const words = this.#words;
     while (at < headerEnd && at < capturedEnd) {
       const kind = buf[at]!;
-      if (kind < 64) options[o + (kind >> 5)] = options[o + (kind >> 5)]! | (1 << (kind & 31));
+      if (kind < 64) words[w + W_OPTIONS + (kind >> 5)] = words[w + W_OPTIONS + (kind >> 5)]! | (1 << (kind & 31));
       if (kind === OPTION_END) return;
       if (kind === OPTION_NOP) {
         at++;
@@ -316,8 +280,8 @@ export class TcpTracker {
         return;
       }
       if (at + length > capturedEnd) return;
-      if (syn && kind === OPTION_MSS && length === 4) this.#small[d * SMALL_STRIDE + V_MSS] = (buf[at + 2]! << 8) | buf[at + 3]!;
-      else if (syn && kind === OPTION_WINDOW_SCALE && length === 3) this.#small[d * SMALL_STRIDE + V_WINDOW_SCALE] = buf[at + 2]! + 1;
+      if (syn && kind === OPTION_MSS && length === 4) words[w + W_MSS] = (buf[at + 2]! << 8) | buf[at + 3]!;
+      else if (syn && kind === OPTION_WINDOW_SCALE && length === 3) words[w + W_WINDOW_SCALE] = buf[at + 2]! + 1;
       at += length;
     }
   }
@@ -329,129 +293,129 @@ export class TcpTracker {
    * answer is taken to be to the latest one).
    */
   #handshakeStep(flow: number, direction: number, flags: number, seq: number, ack: number, timeMicros: number, firstLength: number): void {
-    const hs = this.#handshake;
-    const h = flow * HANDSHAKE_STRIDE;
-    const meta = this.#meta;
-    const m = flow * META_STRIDE;
-    const known = meta[m + M_HANDSHAKE]!;
+    const words = this.#words;
+    const m = flow * FLOW_WORDS;
+    const hs = this.#numbers;
+    const h = flow * FLOW_NUMBERS;
+    const known = words[m + M_HANDSHAKE]!;
     if ((flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) === TCP_SYN) {
-      if (firstLength !== 0 && flags === TCP_SYN) meta[m + M_SYN_SIZE] = firstLength;
+      if (firstLength !== 0 && flags === TCP_SYN) words[m + M_SYN_SIZE] = firstLength;
       if ((known & HS_SYN_TO_SYN_ACK) !== 0) return;
-      meta[m + M_CLIENT] = direction + 1;
-      meta[m + M_CLIENT_ISN] = seq;
+      words[m + M_CLIENT] = direction + 1;
+      words[m + M_CLIENT_ISN] = seq;
       hs[h + H_SYN] = timeMicros;
-      meta[m + M_HANDSHAKE] = known | HS_SYN;
+      words[m + M_HANDSHAKE] = known | HS_SYN;
       return;
     }
-    const client = meta[m + M_CLIENT]! - 1;
+    const client = words[m + M_CLIENT]! - 1;
     if (client < 0 || (flags & TCP_ACK) === 0) return;
     if ((flags & TCP_SYN) !== 0) {
-      if (direction === client || ack !== ((meta[m + M_CLIENT_ISN]! + 1) >>> 0)) return;
+      if (direction === client || ack !== ((words[m + M_CLIENT_ISN]! + 1) >>> 0)) return;
       let now = known;
       if ((now & HS_SYN_TO_SYN_ACK) === 0) {
         hs[h + H_SYN_TO_SYN_ACK] = timeMicros - hs[h + H_SYN]!;
-        meta[m + M_SERVER_ISN] = seq;
+        words[m + M_SERVER_ISN] = seq;
         now |= HS_SYN_TO_SYN_ACK;
       }
       if ((now & HS_SYN_ACK_TO_ACK) === 0) {
         hs[h + H_SYN_ACK] = timeMicros;
         now |= HS_SYN_ACK;
       }
-      meta[m + M_HANDSHAKE] = now;
+      words[m + M_HANDSHAKE] = now;
       return;
     }
     if (
       direction === client &&
       (known & (HS_SYN_ACK | HS_SYN_ACK_TO_ACK)) === HS_SYN_ACK &&
-      ack === ((meta[m + M_SERVER_ISN]! + 1) >>> 0)
+      ack === ((words[m + M_SERVER_ISN]! + 1) >>> 0)
     ) {
       hs[h + H_SYN_ACK_TO_ACK] = timeMicros - hs[h + H_SYN_ACK]!;
-      meta[m + M_HANDSHAKE] = known | HS_SYN_ACK_TO_ACK;
+      words[m + M_HANDSHAKE] = known | HS_SYN_ACK_TO_ACK;
     }
   }
 
-  /** Sequence space [seq, seq + length) sent in direction d (payload bytes of it, in `segments` wire segments of segmentSize payload bytes). */
-  #sequence(d: number, seq: number, length: number, payload: number, segments: number, segmentSize: number): void {
+  /** Sequence space [seq, seq + length) sent in the direction at words w, numbers n (payload bytes of it, in `segments` wire segments of segmentSize payload bytes). */
+  #sequence(w: number, n: number, seq: number, length: number, payload: number, segments: number, segmentSize: number): void {
+    const words = this.#words;
     const end = (seq + length) >>> 0;
-    const flags = this.#flags[d]!;
+    const flags = words[w + W_FLAGS]!;
     if ((flags & KNOWN_END) === 0) {
-      this.#flags[d] = flags | KNOWN_END;
-      this.#end[d] = end;
+      words[w + W_FLAGS] = flags | KNOWN_END;
+      words[w + W_END] = end;
       return;
     }
-    const known = this.#end[d]!;
-    const counts = this.#counts;
-    const c = d * COUNT_STRIDE;
+    const known = words[w + W_END]!;
+    const numbers = this.#numbers;
     if (after(seq, known)) {
       // Bytes [known, seq) were not seen: a gap, filled later by an out-of-order or a retransmitted segment.
-      this.#addHole(d, known, seq);
-      this.#end[d] = end;
+      this.#addHole(w, known, seq);
+      words[w + W_END] = end;
       return;
     }
     if (!after(end, known)) {
       // Wholly below the end: new bytes only if it falls in a gap.
-      if (this.#fillHoles(d, seq, end)) counts[c + N_OUT_OF_ORDER]! += segments;
+      if (this.#fillHoles(w, seq, end)) numbers[n + N_OUT_OF_ORDER]! += segments;
       else {
-        counts[c + N_RETRANSMITTED_SEGMENTS]! += segments;
-        counts[c + N_RETRANSMITTED_BYTES]! += payload;
+        numbers[n + N_RETRANSMITTED_SEGMENTS]! += segments;
+        numbers[n + N_RETRANSMITTED_BYTES]! += payload;
       }
       return;
     }
     // Straddles the end: the part below it is repeated (in the segments that held it), the rest is new.
     const repeated = (known - seq) >>> 0;
-    if (repeated > 0 && !this.#fillHoles(d, seq, known)) {
-      counts[c + N_RETRANSMITTED_SEGMENTS]! += segmentSize > 0 ? Math.min(segments, Math.ceil(repeated / segmentSize)) : 1;
-      counts[c + N_RETRANSMITTED_BYTES]! += Math.min(repeated, payload);
+    if (repeated > 0 && !this.#fillHoles(w, seq, known)) {
+      numbers[n + N_RETRANSMITTED_SEGMENTS]! += segmentSize > 0 ? Math.min(segments, Math.ceil(repeated / segmentSize)) : 1;
+      numbers[n + N_RETRANSMITTED_BYTES]! += Math.min(repeated, payload);
     }
-    this.#end[d] = end;
+    words[w + W_END] = end;
   }
 
-  #addHole(d: number, start: number, end: number): void {
-    const holes = this.#holes;
-    const base = d * MAX_HOLES * 2;
-    let count = this.#holeCount[d]!;
+  #addHole(w: number, start: number, end: number): void {
+    const words = this.#words;
+    const base = w + W_HOLES;
+    let count = words[w + W_HOLE_COUNT]!;
     if (count === MAX_HOLES) {
       this.stats.gapsForgotten++;
-      holes.copyWithin(base, base + 2, base + MAX_HOLES * 2);
+      words.copyWithin(base, base + 2, base + MAX_HOLES * 2);
       count--;
     }
-    holes[base + count * 2] = start;
-    holes[base + count * 2 + 1] = end;
-    this.#holeCount[d] = count + 1;
+    words[base + count * 2] = start;
+    words[base + count * 2 + 1] = end;
+    words[w + W_HOLE_COUNT] = count + 1;
   }
 
-  /** Takes [start, end) out of direction d's gaps; true when any of it was in one. */
-  #fillHoles(d: number, start: number, end: number): boolean {
-    let count = this.#holeCount[d]!;
+  /** Takes [start, end) out of the gaps of the direction at words w; true when any of it was in one. */
+  #fillHoles(w: number, start: number, end: number): boolean {
+    const words = this.#words;
+    let count = words[w + W_HOLE_COUNT]!;
     if (count === 0) return false;
-    const holes = this.#holes;
-    const base = d * MAX_HOLES * 2;
+    const base = w + W_HOLES;
     let filled = false;
     for (let i = 0; i < count; i++) {
       const h = base + i * 2;
-      const holeStart = holes[h]!;
-      const holeEnd = holes[h + 1]!;
+      const holeStart = words[h]!;
+      const holeEnd = words[h + 1]!;
       if (!after(end, holeStart) || !after(holeEnd, start)) continue;
       filled = true;
       const keepsHead = after(start, holeStart);
       const keepsTail = after(holeEnd, end);
       if (keepsHead && keepsTail) {
         // The segment splits the gap in two: the tail is a gap of its own, if there is room.
-        holes[h + 1] = start;
+        words[h + 1] = start;
         if (count < MAX_HOLES) {
-          holes[base + count * 2] = end;
-          holes[base + count * 2 + 1] = holeEnd;
+          words[base + count * 2] = end;
+          words[base + count * 2 + 1] = holeEnd;
           count++;
         } else this.stats.gapsForgotten++;
-      } else if (keepsHead) holes[h + 1] = start;
-      else if (keepsTail) holes[h] = end;
+      } else if (keepsHead) words[h + 1] = start;
+      else if (keepsTail) words[h] = end;
       else {
-        holes.copyWithin(h, h + 2, base + count * 2);
+        words.copyWithin(h, h + 2, base + count * 2);
         count--;
         i--;
       }
     }
-    this.#holeCount[d] = count;
+    words[w + W_HOLE_COUNT] = count;
     return filled;
   }
 }
