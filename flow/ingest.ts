@@ -63,13 +63,13 @@ export class PacketIngest {
       const seconds = readU32LE(buf, at);
       const microseconds = readU32LE(buf, at + 4);
       const wirelen = readU32LE(buf, at + 12);
-      this.packet(observationPointId, linkType, buf, data, caplen, wirelen, seconds * 1000 + Math.floor(microseconds / 1000), seconds * 1e6 + microseconds);
+      this.packet(observationPointId, linkType, buf, data, caplen, wirelen, seconds * 1e6 + microseconds);
       at = data + caplen;
     }
     return at;
   }
 
-  /** Decodes and meters one frame buf[offset, offset + caplen) captured at `timestampMs` (`timestampMicros` where the capture has that precision). */
+  /** Decodes and meters one frame buf[offset, offset + caplen) captured at `timestampMicros` (µs since the epoch; the meter counts whole ms). */
   packet(
     observationPointId: number,
     linkType: number,
@@ -77,11 +77,11 @@ export class PacketIngest {
     offset: number,
     caplen: number,
     wirelen: number,
-    timestampMs: number,
-    timestampMicros: number = timestampMs * 1000,
+    timestampMicros: number,
   ): void {
     this.stats.buffers++;
     const decoder = this.#decoder;
+    const timestampMs = Math.floor(timestampMicros / 1000);
     this.#count(decoder.decode(linkType, buf, offset, caplen, wirelen), observationPointId, wirelen, timestampMs, timestampMicros);
     // An 802.11 A-MSDU holds several packets; everything else one.
     while (decoder.hasNext) this.#count(decoder.decodeNext(), observationPointId, 0, timestampMs, timestampMicros);
@@ -128,8 +128,8 @@ export class CaptureFileIngest {
     this.#ingest = ingest;
     this.#observationPointId = observationPointId;
     this.#reader = new CaptureReader({
-      packet: (linkType, buf, offset, caplen, wirelen, timestampMs) =>
-        ingest.packet(observationPointId, linkType, buf, offset, caplen, wirelen, timestampMs),
+      packet: (linkType, buf, offset, caplen, wirelen, timestampMicros) =>
+        ingest.packet(observationPointId, linkType, buf, offset, caplen, wirelen, timestampMicros),
     });
   }
 

@@ -39,7 +39,8 @@ export interface CaptureHeader {
 
 /** Receives every packet of a file, in file order. */
 export interface PacketSink {
-  packet(linkType: number, buf: Uint8Array, offset: number, caplen: number, wirelen: number, timestampMs: number): void;
+  /** timestampMicros: microseconds since the epoch (a coarser file's resolution is kept, a finer one cut to µs). */
+  packet(linkType: number, buf: Uint8Array, offset: number, caplen: number, wirelen: number, timestampMicros: number): void;
 }
 
 export interface CaptureReadStats {
@@ -87,12 +88,12 @@ export function hasRecordLayout(header: CaptureHeader): boolean {
 
 export const PCAP_RECORDS_START = PCAP_FILE_HEADER_BYTES;
 
-/** One pcapng interface: link type and how to turn its timestamps into milliseconds. */
+/** One pcapng interface: link type and how to turn its timestamps into microseconds. */
 interface PcapngInterface {
   linkType: number;
   snaplen: number;
-  ticksPerMs: number;
-  offsetMs: number;
+  ticksPerMicro: number;
+  offsetMicros: number;
 }
 
 /**
@@ -118,7 +119,7 @@ export class CaptureReader {
   // latest timestamp (simple packet blocks carry none and take it).
   #littleEndian = true;
   #interfaces: PcapngInterface[] = [];
-  #lastTimestampMs = 0;
+  #lastTimestampMicros = 0;
 
   constructor(sink: PacketSink) {
     this.#sink = sink;
@@ -162,7 +163,7 @@ export class CaptureReader {
 
   #readPcap(bytes: Uint8Array, start: number, end: number, header: CaptureHeader): number {
     const le = header.littleEndian;
-    const fractionPerMs = header.nanoseconds ? 1_000_000 : 1_000;
+    const fractionPerMicro = header.nanoseconds ? 1_000 : 1;
     let at = start;
     while (at + RECORD_HEADER_BYTES <= end) {
       const caplen = readU32(bytes, at + 8, le);
@@ -172,7 +173,7 @@ export class CaptureReader {
       const fraction = readU32(bytes, at + 4, le);
       const wirelen = readU32(bytes, at + 12, le);
       this.stats.packets++;
-      this.#sink.packet(header.linkType, bytes, data, caplen, wirelen, seconds * 1000 + Math.floor(fraction / fractionPerMs));
+      this.#sink.packet(header.linkType, bytes, data, caplen, wirelen, seconds * 1e6 + Math.floor(fraction / fractionPerMicro));
       at = data + caplen;
     }
     return at;
@@ -214,9 +215,9 @@ export class CaptureReader {
           const caplen = readU32(bytes, at + 20, le);
           const wirelen = readU32(bytes, at + 24, le);
           if (at + 28 + caplen > bodyEnd) return this.#stop(end);
-          this.#lastTimestampMs = ticksToMs(readU32(bytes, at + 12, le), readU32(bytes, at + 16, le), iface);
+          this.#lastTimestampMicros = ticksToMicros(readU32(bytes, at + 12, le), readU32(bytes, at + 16, le), iface);
           stats.packets++;
-          this.#sink.packet(iface.linkType, bytes, at + 28, caplen, wirelen, this.#lastTimestampMs);
+          this.#sink.packet(iface.linkType, bytes, at + 28, caplen, wirelen, this.#lastTimestampMicros);
           break;
         }
         case PCAPNG_SIMPLE_PACKET: {
@@ -229,7 +230,7 @@ export class CaptureReader {
           let caplen = Math.min(wirelen, bodyEnd - (at + 12));
           if (iface.snaplen > 0) caplen = Math.min(caplen, iface.snaplen);
           stats.packets++;
-          this.#sink.packet(iface.linkType, bytes, at + 12, caplen, wirelen, this.#lastTimestampMs);
+          this.#sink.packet(iface.linkType, bytes, at + 12, caplen, wirelen, this.#lastTimestampMicros);
           break;
         }
         default:
@@ -252,8 +253,8 @@ function readInterface(bytes: Uint8Array, at: number, bodyEnd: number, le: boole
   const iface: PcapngInterface = {
     linkType: readU16(bytes, at + 8, le),
     snaplen: readU32(bytes, at + 12, le),
-    ticksPerMs: 1000, // default resolution: microseconds
-    offsetMs: 0,
+    ticksPerMicro: 1, // default resolution: microseconds
+    offsetMicros: 0,
   };
   let option = at + 16;
   while (option + 4 <= bodyEnd) {
@@ -264,12 +265,12 @@ function readInterface(bytes: Uint8Array, at: number, bodyEnd: number, le: boole
     if (code === PCAPNG_OPTION_IF_TSRESOL && length >= 1) {
       const resolution = bytes[value]!;
       const ticksPerSecond = resolution & 0x80 ? 2 ** (resolution & 0x7f) : 10 ** resolution;
-      iface.ticksPerMs = ticksPerSecond / 1000;
+      iface.ticksPerMicro = ticksPerSecond / 1e6;
     } else if (code === PCAPNG_OPTION_IF_TSOFFSET && length >= 8) {
       // A signed 64-bit count of seconds; the high word's sign is enough here.
       const high = readU32(bytes, le ? value + 4 : value, le) | 0;
       const low = readU32(bytes, le ? value : value + 4, le);
-      iface.offsetMs = (high * 4294967296 + low) * 1000;
+      iface.offsetMicros = (high * 4294967296 + low) * 1e6;
     }
     option = value + ((length + 3) & ~3);
   }
@@ -279,22 +280,22 @@ function readInterface(bytes: Uint8Array, at: number, bodyEnd: number, le: boole
 const TWO_TO_32 = 4294967296;
 
 /**
- * Converts a 64-bit tick count (high and low words) to whole milliseconds.
+ * Converts a 64-bit tick count (high and low words) to whole microseconds.
  * high * 2^32 + low as one double loses precision beyond 2^53 (nanosecond
  * timestamps are ~1.7e18), which can move a packet to the previous
- * millisecond; splitting 2^32 into a multiple of the ticks per millisecond and
- * a remainder keeps every step exact for decimal resolutions.
+ * microsecond; splitting 2^32 into a multiple of the ticks per microsecond
+ * and a remainder keeps every step exact for decimal resolutions.
  */
-function ticksToMs(high: number, low: number, iface: PcapngInterface): number {
-  const t = iface.ticksPerMs;
+function ticksToMicros(high: number, low: number, iface: PcapngInterface): number {
+  const t = iface.ticksPerMicro;
   if (Number.isInteger(t)) {
     const remainder = TWO_TO_32 % t;
     const rest = high * remainder + low;
     if (rest <= Number.MAX_SAFE_INTEGER) {
-      return high * ((TWO_TO_32 - remainder) / t) + Math.floor(rest / t) + iface.offsetMs;
+      return high * ((TWO_TO_32 - remainder) / t) + Math.floor(rest / t) + iface.offsetMicros;
     }
   }
-  return Math.floor((high * TWO_TO_32 + low) / t) + iface.offsetMs;
+  return Math.floor((high * TWO_TO_32 + low) / t) + iface.offsetMicros;
 }
 
 function readU16(bytes: Uint8Array, at: number, le: boolean): number {

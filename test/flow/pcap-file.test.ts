@@ -7,7 +7,7 @@ interface Seen {
   linkType: number;
   bytes: number[];
   wirelen: number;
-  timestampMs: number;
+  timestampMicros: number;
 }
 
 function collect(): { sink: PacketSink; seen: Seen[] } {
@@ -15,8 +15,8 @@ function collect(): { sink: PacketSink; seen: Seen[] } {
   return {
     seen,
     sink: {
-      packet(linkType, buf, offset, caplen, wirelen, timestampMs) {
-        seen.push({ linkType, bytes: [...buf.subarray(offset, offset + caplen)], wirelen, timestampMs });
+      packet(linkType, buf, offset, caplen, wirelen, timestampMicros) {
+        seen.push({ linkType, bytes: [...buf.subarray(offset, offset + caplen)], wirelen, timestampMicros });
       },
     },
   };
@@ -67,8 +67,8 @@ for (const le of [true, false]) {
       const stats = readCapture(file, sink);
       assert.deepEqual(stats, { format: 'pcap', packets: 2, truncated: 0, corruptBlocks: 0, unknownInterface: 0, skippedBlocks: 0 });
       assert.deepEqual(seen, [
-        { linkType: 113, bytes: [...frameA], wirelen: 60, timestampMs: 1_700_000_000_123 },
-        { linkType: 113, bytes: [...frameB], wirelen: 3, timestampMs: 1_700_000_001_999 },
+        { linkType: 113, bytes: [...frameA], wirelen: 60, timestampMicros: 1_700_000_000_123_456 },
+        { linkType: 113, bytes: [...frameB], wirelen: 3, timestampMicros: 1_700_000_001_999_999 },
       ]);
     });
   }
@@ -126,12 +126,12 @@ for (const le of [true, false]) {
     assert.deepEqual(stats, { format: 'pcapng', packets: 4, truncated: 0, corruptBlocks: 0, unknownInterface: 0, skippedBlocks: 1 });
     // 0x00060a24_18202240 µs = 1_700_000_000_123_456 µs.
     assert.deepEqual(seen, [
-      { linkType: 1, bytes: [...frameA], wirelen: 64, timestampMs: 1_700_000_000_123 },
-      { linkType: 101, bytes: [...frameB], wirelen: 3, timestampMs: 1_700_000_010_250 },
+      { linkType: 1, bytes: [...frameA], wirelen: 64, timestampMicros: 1_700_000_000_123_456 },
+      { linkType: 101, bytes: [...frameB], wirelen: 3, timestampMicros: 1_700_000_010_250_000 },
       // A simple packet block has no timestamp: it takes the latest one; its
       // captured length is the original length when the block holds more.
-      { linkType: 1, bytes: [...frameA.subarray(0, 4)], wirelen: 4, timestampMs: 1_700_000_010_250 },
-      { linkType: 101, bytes: [...frameB], wirelen: 3, timestampMs: 1_700_000_010_250 },
+      { linkType: 1, bytes: [...frameA.subarray(0, 4)], wirelen: 4, timestampMicros: 1_700_000_010_250_000 },
+      { linkType: 101, bytes: [...frameB], wirelen: 3, timestampMicros: 1_700_000_010_250_000 },
     ]);
   });
 }

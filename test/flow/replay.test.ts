@@ -39,7 +39,7 @@ test('prints one JSON object per flow with IANA IPFIX element names', () => {
     flowStartMilliseconds: 946712870501,
     flowEndMilliseconds: 946712871333,
     flowEndReason: 4,
-    // The DNS feature, on by default; the pcapng file has millisecond timestamps.
+    // The DNS feature, on by default; the latency in the file's microseconds (tshark's dns.time: 0.832133 s).
     dnsTransactionId: 63343,
     dnsQueryName: 'google.com',
     dnsQueryType: 15,
@@ -49,7 +49,7 @@ test('prints one JSON object per flow with IANA IPFIX element names', () => {
     dnsAnswerType: 15,
     dnsAnswerTtl: 552,
     dnsAnswerData: '40 smtp4.google.com',
-    dnsLatencyMicroseconds: 832000,
+    dnsLatencyMicroseconds: 832133,
     dnsQueryCount: 1,
     dnsResponseCount: 1,
     dnsErrorResponseCount: 0,
