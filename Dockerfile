@@ -31,6 +31,8 @@ COPY flow/ flow/
 COPY ipfix/ ipfix/
 COPY netns/*.ts netns/
 COPY sim/ sim/
+# The collector's web page, bundled here (esbuild is a dev dependency).
+COPY web/ web/
 RUN bash scripts/build-dist.sh dist && test -f dist/agent/cli.js
 
 # --- runtime dependencies only, no install scripts (nothing to compile)

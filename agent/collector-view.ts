@@ -7,11 +7,15 @@ import pc from 'picocolors';
 import { protocolName } from '../flow/decode.ts';
 import type { CollectedRecord, CollectorStats } from '../ipfix/collector.ts';
 import type { FieldValue } from '../ipfix/decoder.ts';
-import { DNS_NO_RESPONSE, TCP_NO_TIME } from '../ipfix/feature-elements.ts';
+import { DNS_NO_RESPONSE } from '../ipfix/feature-elements.ts';
 import { DnsRcodeName } from '../flow/features/dns.ts';
+import { endName, flowEnd, handshakeMs, num, retransmittedSegments } from './flow-fields.ts';
 
 /** Rate window of the table: bytes of the last RATE_WINDOW_MS, per second. */
 const RATE_WINDOW_MS = 10_000;
+/** Conversations the table holds; flows of more are summed into one row (a collector of a big cluster must not grow without bound). */
+export const MAX_CONVERSATIONS = 20_000;
+const OTHER = '(other conversations)';
 
 interface Conversation {
   source: string;
@@ -29,7 +33,7 @@ interface Conversation {
   /** TCP segments with sequence space, and of them retransmitted, both ways, over its flows. */
   tcpSegments: number;
   retransmitted: number;
-  /** [arrival ms, bytes] of the flows within the rate window. */
+  /** [arrival second × 1000, bytes] of the flows within the rate window, one entry per second (at most 11). */
   recent: Array<[number, number]>;
 }
 
@@ -39,34 +43,45 @@ export class ConversationTable {
 
   add(record: CollectedRecord): void {
     const f = record.fields;
-    const source = endpoint(f, 'Source', 'source');
-    const destination = endpoint(f, 'Destination', 'destination');
+    const source = endName(flowEnd(f, 'source'));
+    const destination = endName(flowEnd(f, 'destination'));
     const protocol = num(f.protocolIdentifier);
-    const key = `${source.name}|${destination.name}|${protocol}`;
+    let key = `${source.name}|${destination.name}|${protocol}`;
     let c = this.#conversations.get(key);
+    if (!c && this.#conversations.size >= MAX_CONVERSATIONS) {
+      key = OTHER;
+      c = this.#conversations.get(key);
+    }
     if (!c) {
-      c = {
-        source: source.name, sourceWorkload: source.workload, destination: destination.name, destinationWorkload: destination.workload,
-        protocol, name: '', flows: 0, packets: 0, bytes: 0, rttMs: undefined, tcpSegments: 0, retransmitted: 0, recent: [],
-      };
+      const counts = { name: '', flows: 0, packets: 0, bytes: 0, rttMs: undefined, tcpSegments: 0, retransmitted: 0, recent: [] };
+      c =
+        key === OTHER
+          ? { source: OTHER, sourceWorkload: '', destination: '', destinationWorkload: '', protocol: -1, ...counts }
+          : { source: source.name, sourceWorkload: source.workload, destination: destination.name, destinationWorkload: destination.workload, protocol, ...counts };
       this.#conversations.set(key, c);
     }
     c.name = flowName(f) || c.name;
     const bytes = num(f.octetDeltaCount) + num(f.reverseOctetDeltaCount);
+    const now = Date.now();
     c.flows++;
     c.packets += num(f.packetDeltaCount) + num(f.reversePacketDeltaCount);
     c.bytes += bytes;
     c.rttMs = handshakeMs(f) ?? c.rttMs;
     c.tcpSegments += num(f.tcpSegmentCount) + num(f.reverseTcpSegmentCount);
-    c.retransmitted += num(f.tcpRetransmittedSegmentCount) + num(f.reverseTcpRetransmittedSegmentCount);
-    c.recent.push([Date.now(), bytes]);
+    c.retransmitted += retransmittedSegments(f);
+    const second = Math.floor(now / 1000) * 1000;
+    const last = c.recent.at(-1);
+    if (last?.[0] === second) last[1] += bytes;
+    else c.recent.push([second, bytes]);
+    // Pruned here too, not only when drawn: without a terminal the table is drawn once, at the end.
+    pruneRecent(c, now);
   }
 
   /** The table of at most `rows` conversations, busiest first. */
   render(rows: number): string {
     const now = Date.now();
     const shown = [...this.#conversations.values()].map((c) => {
-      while (c.recent.length > 0 && now - c.recent[0]![0] > RATE_WINDOW_MS) c.recent.shift();
+      pruneRecent(c, now);
       return { c, rate: c.recent.reduce((n, [, b]) => n + b, 0) / (RATE_WINDOW_MS / 1000) };
     });
     shown.sort((a, b) => b.rate - a.rate || b.c.bytes - a.c.bytes);
@@ -79,12 +94,18 @@ export class ConversationTable {
     for (const { c, rate } of shown.slice(0, Math.max(1, rows))) {
       const retrans = c.tcpSegments === 0 ? '' : `${c.retransmitted} (${((100 * c.retransmitted) / c.tcpSegments).toFixed(1)}%)`;
       table.push([
-        c.source, pc.dim(c.sourceWorkload), c.destination, pc.dim(c.destinationWorkload), protocolName(c.protocol), c.name, c.flows, c.packets,
+        c.source, pc.dim(c.sourceWorkload), c.destination, pc.dim(c.destinationWorkload), c.protocol < 0 ? '' : protocolName(c.protocol), c.name, c.flows, c.packets,
         formatBytes(c.bytes), `${formatBytes(rate)}/s`, c.rttMs === undefined ? '' : formatMs(c.rttMs), c.retransmitted > 0 ? pc.yellow(retrans) : retrans,
       ]);
     }
     return table.toString();
   }
+}
+
+function pruneRecent(c: Conversation, now: number): void {
+  let old = 0;
+  while (old < c.recent.length && now - c.recent[old]![0] > RATE_WINDOW_MS) old++;
+  if (old > 0) c.recent.splice(0, old);
 }
 
 /** The collector's counters in one line. */
@@ -96,8 +117,8 @@ export function statsLine(stats: CollectorStats): string {
 /** One flow record as a line: both ends, protocol, packets and bytes each way. */
 export function flowLine(record: CollectedRecord): string {
   const f = record.fields;
-  const source = endpoint(f, 'Source', 'source');
-  const destination = endpoint(f, 'Destination', 'destination');
+  const source = endName(flowEnd(f, 'source'));
+  const destination = endName(flowEnd(f, 'destination'));
   const side = (e: { name: string; workload: string }) => (e.workload ? `${e.name} (${e.workload})` : e.name);
   const name = flowName(f);
   const rtt = handshakeMs(f);
@@ -111,37 +132,8 @@ export function flowLine(record: CollectedRecord): string {
   );
 }
 
-/** A TCP flow's handshake round trip at its observation point (SYN → SYN/ACK → ACK), ms; undefined when the record has none. */
-function handshakeMs(f: Record<string, FieldValue>): number | undefined {
-  const a = f.tcpSynToSynAckMicroseconds;
-  const b = f.tcpSynAckToAckMicroseconds;
-  if (a === undefined || b === undefined || num(a) === TCP_NO_TIME || num(b) === TCP_NO_TIME) return undefined;
-  return (num(a) + num(b)) / 1000;
-}
-
 function formatMs(ms: number): string {
   return ms < 10 ? `${ms.toFixed(2)} ms` : `${ms.toFixed(1)} ms`;
-}
-
-/**
- * An end as people name it: "namespace/pod" with "Kind/workload", a Service as
- * "namespace/service:port" with "Service", a node by name, else its address.
- */
-function endpoint(f: Record<string, FieldValue>, prefix: 'Source' | 'Destination', address: 'source' | 'destination'): { name: string; workload: string } {
-  const field = (name: string) => String(f[`k8s${prefix}${name}`] ?? '');
-  const ip = String(f[`${address}IPv4Address`] ?? f[`${address}IPv6Address`] ?? '?');
-  switch (field('EndpointType')) {
-    case 'pod':
-      return { name: `${field('Namespace')}/${field('PodName')}`, workload: field('WorkloadName') ? `${field('WorkloadKind')}/${field('WorkloadName')}` : '' };
-    case 'service': {
-      const port = field('ServicePortName');
-      return { name: `${field('ServiceNamespace')}/${field('ServiceName')}${port ? `:${port}` : ''}`, workload: 'Service' };
-    }
-    case 'node':
-      return { name: field('NodeName'), workload: 'Node' };
-    default:
-      return { name: ip, workload: '' };
-  }
 }
 
 /**
@@ -156,10 +148,6 @@ export function flowName(f: Record<string, FieldValue>): string {
     return `${f.dnsQueryName} ${rcode === DNS_NO_RESPONSE ? 'no answer' : (DnsRcodeName[rcode] ?? `rcode ${rcode}`)}`;
   }
   return '';
-}
-
-function num(v: FieldValue | undefined): number {
-  return typeof v === 'number' ? v : Number(v ?? 0);
 }
 
 export function formatBytes(n: number): string {

@@ -40,9 +40,7 @@ export class AgentHttp {
 
   /** Listens on HOST:PORT ('[::]:9464', '127.0.0.1:0'); resolves with the address taken. */
   listen(address: string): Promise<AddressInfo> {
-    const i = address.lastIndexOf(':');
-    const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1') || undefined;
-    const port = Number(address.slice(i + 1));
+    const { host, port } = hostAndPort(address);
     return new Promise((resolve, reject) => {
       this.#server.once('error', (err) => reject(new PodflowError('PODFLOW_ERR_AGENT_LISTEN', `${address}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err })));
       this.#server.listen({ host, port }, () => resolve(this.#server.address() as AddressInfo));
@@ -57,4 +55,10 @@ export class AgentHttp {
       this.#server.closeAllConnections();
     });
   }
+}
+
+/** HOST:PORT, [IPv6]:PORT or :PORT (every address) as node:net's listen wants them. */
+export function hostAndPort(address: string): { host: string | undefined; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i).replace(/^\[(.*)\]$/, '$1') || undefined, port: Number(address.slice(i + 1)) };
 }

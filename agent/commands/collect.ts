@@ -12,8 +12,9 @@ import pc from 'picocolors';
 import { PodflowError } from '../../common/errors.ts';
 import { type CollectedRecord, Collector, type CollectorStats } from '../../ipfix/collector.ts';
 import { ConversationTable, statsLine } from '../collector-view.ts';
+import { startWebView } from '../web/start.ts';
 
-const USAGE = `usage: podflow collect --listen URL [--json] [--seconds N] [--enterprise PEN]
+const USAGE = `usage: podflow collect --listen URL [--json] [--web HOST:PORT] [--seconds N] [--enterprise PEN]
 
 Receives IPFIX and shows the flows: a live table of conversations (both ends
 named by namespace/pod and workload, bytes, packets, rate), or with --json one
@@ -26,6 +27,10 @@ template-limit in the summary).
   --listen URL       udp://HOST:PORT, tcp://HOST:PORT or
                      tls://HOST:PORT?cert=FILE&key=FILE[&ca=FILE] (ca: require client certificates)
   --json             JSON lines instead of the table
+  --web HOST:PORT    also serve the view in a browser at http://HOST:PORT/ (the
+                     traffic by node over the last 15 minutes, a map of who talks
+                     to whom, the flows with filters); bind 127.0.0.1 and use
+                     kubectl port-forward or an SSH tunnel: there is no login
   --seconds N        stop after N seconds (default: until Ctrl-C or SIGTERM)
   --enterprise PEN   the exporter's Private Enterprise Number (default 32473)
 `;
@@ -40,6 +45,7 @@ export async function run(args: string[]): Promise<number> {
       options: {
         listen: { type: 'string' },
         json: { type: 'boolean', default: false },
+        web: { type: 'string' },
         seconds: { type: 'string' },
         enterprise: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -61,11 +67,14 @@ export async function run(args: string[]): Promise<number> {
   }
 
   let view: View;
+  let web: Awaited<ReturnType<typeof startWebView>> | undefined;
   const collector: Collector = new Collector({
     listen: values.listen,
     enterpriseNumber: enterprise,
     onRecord: (r) => {
-      if (!r.options) view.add(r);
+      if (r.options) return;
+      view.add(r);
+      web?.window.add(r);
     },
     onWarning: (message) => process.stderr.write(`podflow collect: ${message}\n`),
   });
@@ -73,6 +82,14 @@ export async function run(args: string[]): Promise<number> {
   const { host, port } = await collector.start();
   const where = `${collector.listen.protocol}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   process.stderr.write(`podflow collect: listening on ${where}\n`);
+  if (values.web !== undefined) {
+    try {
+      web = await startWebView(values.web, () => collector.stats(), (line) => process.stderr.write(`podflow collect: ${line}\n`));
+    } catch (err) {
+      await collector.close();
+      throw err;
+    }
+  }
 
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -83,6 +100,7 @@ export async function run(args: string[]): Promise<number> {
     redraw.unref();
   });
   await collector.close();
+  await web?.view.close();
   view.end(collector.stats());
   process.stderr.write(summary(collector.stats()));
   return 0;

@@ -6,7 +6,8 @@
 // both, exactly as on a node, and shows what the agent exports in the
 // collector view: flows named by namespace, pod and workload at both ends.
 // Real traffic runs between the pods, through the Service's ClusterIP and
-// over one pod's own `lo`. Ctrl-C (or --seconds) stops the agent (it flushes
+// over one pod's own `lo`. The collector also serves the browser view
+// (agent/web/), and the demo prints its URL. Ctrl-C (or --seconds) stops the agent (it flushes
 // every open flow) and removes everything the demo made.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ import { KubeApiServer, type KubeObject } from '../../sim/kube-apiserver.ts';
 import { canRunSimNode, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
 import { ConversationTable, flowLine, statsLine } from '../collector-view.ts';
+import { type StartedWebView, startWebView } from '../web/start.ts';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
 const DEMO_TRAFFIC = fileURLToPath(new URL('../../sim/demo-traffic.ts', import.meta.url));
@@ -32,10 +34,16 @@ const DB_SERVICE_IP = '198.18.0.200';
 const IDLE_TIMEOUT_SECONDS = 2;
 const ACTIVE_TIMEOUT_SECONDS = 10;
 const SHUTDOWN_SECONDS = 5;
+/** The page's address unless --web says otherwise; when it is taken, any free port of 127.0.0.1. */
+const WEB_ADDRESS = '127.0.0.1:8484';
+/** The demo's flows are short: the page's chart steps 2 s over 5 minutes (the collector's default is 10 s over 15). */
+const WEB_WINDOW = { stepMs: 2_000, windowMs: 5 * 60_000 };
 
-const usage = `usage: podflow demo [--seconds N] [--plain]
+const usage = `usage: podflow demo [--seconds N] [--plain] [--web HOST:PORT]
 
   --seconds N   stop after N seconds (default: run until Ctrl-C)
+  --web HOST:PORT  where the collector serves the view in a browser (default
+                ${WEB_ADDRESS}, or any free port of 127.0.0.1 when that is taken)
   --plain       print each flow as a line instead of the live table (default when
                 standard output is not a terminal)
 `;
@@ -43,7 +51,7 @@ const usage = `usage: podflow demo [--seconds N] [--plain]
 export async function run(args: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args, options: { seconds: { type: 'string' }, plain: { type: 'boolean' }, help: { type: 'boolean' } } });
+    parsed = parseArgs({ args, options: { seconds: { type: 'string' }, plain: { type: 'boolean' }, web: { type: 'string' }, help: { type: 'boolean' } } });
   } catch (err) {
     throw new PodflowError('PODFLOW_ERR_CLI_USAGE', (err as Error).message, { cause: err });
   }
@@ -61,7 +69,7 @@ export async function run(args: string[]): Promise<number> {
     return 1;
   }
 
-  const demo = new Demo(live);
+  const demo = new Demo(live, parsed.values.web);
   let stopping: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => (stopping = resolve));
   // SIGHUP too: a closed terminal must not leave namespaces behind.
@@ -102,6 +110,8 @@ function replicaSet(name: string, namespace: string, deployment: string): KubeOb
 
 class Demo {
   readonly #live: boolean;
+  readonly #webAddress: string | undefined;
+  #web: StartedWebView | undefined;
   readonly #dir = mkdtempSync(join(tmpdir(), 'podflow-demo-'));
   readonly #sim = new SimNode();
   readonly #api = new KubeApiServer();
@@ -115,8 +125,9 @@ class Demo {
     if (this.#agent?.pid !== undefined && this.#agent.exitCode === null) this.#agent.kill('SIGKILL');
   };
 
-  constructor(live: boolean) {
+  constructor(live: boolean, webAddress: string | undefined) {
     this.#live = live;
+    this.#webAddress = webAddress;
     this.#collector = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: (r) => this.#onRecord(r) });
     process.once('exit', this.#killAgent);
   }
@@ -143,6 +154,7 @@ class Demo {
     });
 
     const { port } = await this.#collector.start();
+    await this.#startWeb();
     await this.#startAgent(port);
 
     const traffic = (pod: SimPod, ...args: string[]) => this.#sim.spawn(pod.netns, NODE_BIN, [DEMO_TRAFFIC, ...args]);
@@ -179,6 +191,7 @@ class Demo {
     this.#killAgent();
     process.off('exit', this.#killAgent);
     await this.#collector.close();
+    await this.#web?.view.close();
     this.#sim.destroy();
     await this.#api.stop();
     if (this.#live) this.#render();
@@ -232,9 +245,21 @@ class Demo {
     this.#say(`the agent runs (pid ${this.#agent.pid}), watching the API server at ${this.#api.url} and exporting IPFIX over TCP to the collector.`);
   }
 
+  async #startWeb(): Promise<void> {
+    const start = (address: string) => startWebView(address, () => this.#collector.stats(), (line) => this.#say(line), WEB_WINDOW);
+    try {
+      this.#web = await start(this.#webAddress ?? WEB_ADDRESS);
+    } catch (err) {
+      // Another demo (or anything) has the default port: any free one will do.
+      if (this.#webAddress !== undefined || !(err instanceof PodflowError && err.code === 'PODFLOW_ERR_WEB_LISTEN')) throw err;
+      this.#web = await start('127.0.0.1:0');
+    }
+  }
+
   #onRecord(record: CollectedRecord): void {
     if (record.options) return;
     this.#table.add(record);
+    this.#web?.window.add(record);
     if (!this.#live) process.stdout.write(`${flowLine(record)}\n`);
   }
 
@@ -242,7 +267,8 @@ class Demo {
     const elapsed = Math.round((Date.now() - this.#startedAt) / 1000);
     const header =
       `${pc.bold('podflow demo')} · node ${pc.dim(`${NODE_NAME} (${this.#sim.tag})`)} · ${elapsed}s · collector: ${statsLine(this.#collector.stats())}\n` +
-      `pods: ${pc.bold('shop/web')} ${pc.dim('Deployment')}  ${pc.bold('shop/api')} ${pc.dim('Deployment')}  ${pc.bold('data/db-0')} ${pc.dim('StatefulSet, behind Service data/db')}\n\n` +
+      `pods: ${pc.bold('shop/web')} ${pc.dim('Deployment')}  ${pc.bold('shop/api')} ${pc.dim('Deployment')}  ${pc.bold('data/db-0')} ${pc.dim('StatefulSet, behind Service data/db')}\n` +
+      `in a browser: ${pc.cyan(this.#web?.url ?? '')} ${pc.dim('(traffic over time, the service map, the flows)')}\n\n` +
       `${pc.bold('what the collector received')} ${pc.dim('(IPFIX from the agent, named with Kubernetes identity)')}\n`;
     const rows = (process.stdout.rows ?? 30) - 10;
     process.stdout.write(`\x1b[H\x1b[J${header}${this.#table.render(rows)}\n${pc.dim('Ctrl-C stops the agent (it flushes every open flow) and removes everything.')}\n`);
