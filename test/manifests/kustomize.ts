@@ -137,8 +137,9 @@ const namespaceOf = (o: KubeObject) => o.metadata.namespace ?? 'default';
 /**
  * What the API schemas pass but a cluster would not run: references between
  * the objects of one install that lead nowhere. A workload's selector matches
- * its pod template; its service account, ConfigMaps and Secrets are in the
- * install (a Secret may be a cert-manager Certificate's secretName); every
+ * its pod template; its service account and the ConfigMaps and Secrets its
+ * volumes and environment name are in the install (a Secret may be a
+ * cert-manager Certificate's secretName); every
  * volume mount names a volume; a probe's or a Service's named port is a
  * container port; a Service selects some workload's pods; a webhook calls a
  * Service of the install on a port it has; a binding's service account and
@@ -165,6 +166,11 @@ export function consistencyProblems(objects: KubeObject[]): string[] {
     }
     for (const c of [...(spec.containers ?? []), ...(spec.initContainers ?? [])] as Json[]) {
       const ports = new Set(((c.ports ?? []) as Json[]).map((p) => p.name).filter(Boolean));
+      const sources = [...((c.envFrom ?? []) as Json[]), ...((c.env ?? []) as Json[]).map((e) => ({ configMapRef: e.valueFrom?.configMapKeyRef, secretRef: e.valueFrom?.secretKeyRef }))];
+      for (const { configMapRef: cm, secretRef: secret } of sources) {
+        if (cm && !cm.optional && !has('ConfigMap', cm.name, ns)) problems.push(`${what}: container ${c.name} reads ConfigMap ${cm.name}, which is not in the install`);
+        if (secret && !secret.optional && !secretFrom(secret.name, ns)) problems.push(`${what}: container ${c.name} reads Secret ${secret.name}, which is not in the install`);
+      }
       for (const m of (c.volumeMounts ?? []) as Json[]) if (!volumes.some((v) => v.name === m.name)) problems.push(`${what}: container ${c.name} mounts ${m.name}, which is no volume`);
       for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
         const port = c[probe]?.httpGet?.port ?? c[probe]?.tcpSocket?.port;

@@ -70,9 +70,10 @@ test('the consistency check catches references that lead nowhere', { skip: probl
   const spec = podSpec(objects);
   spec.volumes!.find((v) => v.configMap)!.configMap!.name = 'podflow-config';
   spec.containers[0].readinessProbe!.httpGet!.port = 'metric';
+  spec.containers[0].env!.push({ name: 'FROM_NOWHERE', valueFrom: { configMapKeyRef: { name: 'podflow-extra', key: 'k' } } } as never);
   (find(objects, 'Service', 'podflow').spec as { ports: Array<{ targetPort: string }> }).ports[0].targetPort = 'metric';
   (find(objects, 'ClusterRoleBinding', 'podflow') as KubeObject & { subjects: Array<{ name: string }> }).subjects[0].name = 'podflow-agent';
-  assert.deepEqual(consistencyProblems(objects).map((p) => p.replace(/:.*/, '')).sort(), ['ClusterRoleBinding/podflow', 'DaemonSet/podflow', 'DaemonSet/podflow', 'Service/podflow']);
+  assert.deepEqual(consistencyProblems(objects).map((p) => p.replace(/:.*/, '')).sort(), ['ClusterRoleBinding/podflow', 'DaemonSet/podflow', 'DaemonSet/podflow', 'DaemonSet/podflow', 'Service/podflow']);
 });
 
 test('the schema check catches what the API server would reject', { skip: problem }, async () => {

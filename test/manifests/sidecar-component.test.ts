@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { find, kubectlProblem, kustomize, MANIFESTS, schemaProblems, type KubeObject } from './kustomize.ts';
+import { consistencyProblems, find, kubectlProblem, kustomize, MANIFESTS, schemaProblems, type KubeObject } from './kustomize.ts';
 import { SIDECAR_NAME, sidecarContainer, podinfoVolume } from '../../agent/inject.ts';
 import { DEFAULT_WEBHOOK_CONFIG } from '../../agent/webhook.ts';
 import { loadConfig } from '../../agent/config.ts';
@@ -34,6 +34,7 @@ test('kubectl kustomize of the example app adds the sidecar to the Deployments s
 
   const problems = (await Promise.all(objects.map(schemaProblems))).flat();
   assert.deepEqual(problems, [], 'every object validates against the Kubernetes API schemas');
+  assert.deepEqual(consistencyProblems(objects), [], 'every reference between the objects resolves');
 
   for (const name of ['cart', 'frontend']) {
     const d = find(objects, 'Deployment', name);
