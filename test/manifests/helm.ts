@@ -38,8 +38,9 @@ export interface RenderOptions {
 export function helmTemplate(values: Record<string, unknown>, options: RenderOptions = {}): Rendered {
   const { release = 'podflow', namespace = 'podflow', kubeVersion = KUBE_VERSION, chart = CHART } = options;
   const r = spawnSync(HELM_RENDER, [chart, release, namespace, kubeVersion, '-'], { input: JSON.stringify(values), encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0 && r.stderr) throw new Error(`helm-render failed (${r.status}): ${r.stderr.trim()}`);
   if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`helm-render failed (${r.status}): ${r.stderr.trim()}`);
+  if (r.status !== 0) throw new Error(`helm-render failed (${r.status ?? r.signal}) without a message`);
   return JSON.parse(r.stdout) as Rendered;
 }
 

@@ -130,6 +130,12 @@ func main() {
 }
 
 func render(chartDir, release, namespace, kube string, valuesFiles []string) (*output, error) {
+	// The values first: stdin is read whole before any other check can end
+	// the process (a writer would otherwise get EPIPE instead of the reason).
+	user, err := userValues(valuesFiles)
+	if err != nil {
+		return nil, err
+	}
 	meta, err := readChart(chartDir)
 	if err != nil {
 		return nil, err
@@ -138,10 +144,11 @@ func render(chartDir, release, namespace, kube string, valuesFiles []string) (*o
 	if err != nil {
 		return nil, err
 	}
-	vals, err := coalescedValues(chartDir, valuesFiles)
+	defaults, err := readValues(filepath.Join(chartDir, "values.yaml"))
 	if err != nil {
 		return nil, err
 	}
+	vals := coalesce(user, defaults)
 	if err := validateValues(chartDir, meta.Name, vals); err != nil {
 		return nil, err
 	}
@@ -239,8 +246,8 @@ func readValues(file string) (values, error) {
 	return v, nil
 }
 
-// coalescedValues: the values files merged in order (later wins, maps merge), then over the chart's values.yaml.
-func coalescedValues(chartDir string, files []string) (values, error) {
+// userValues: the values files merged in order (later wins, maps merge).
+func userValues(files []string) (values, error) {
 	user := values{}
 	for _, f := range files {
 		v, err := readValues(f)
@@ -249,11 +256,7 @@ func coalescedValues(chartDir string, files []string) (values, error) {
 		}
 		user = mergeOver(user, v)
 	}
-	defaults, err := readValues(filepath.Join(chartDir, "values.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	return coalesce(user, defaults), nil
+	return user, nil
 }
 
 func mergeOver(base, over values) values {
