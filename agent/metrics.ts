@@ -13,6 +13,7 @@ import type { NodeCaptureCounters } from '../netns/node-capture.ts';
 import type { DiscoveryStats } from '../netns/discovery.ts';
 import { type ExportRecord, FlowDirection } from '../ipfix/types.ts';
 import { EndReason } from '../flow/types.ts';
+import { DnsRcodeName } from '../flow/features/dns.ts';
 
 /**
  * What the metrics read, all at scrape time: every stats object of the agent.
@@ -72,7 +73,16 @@ export interface WorkloadSeries {
   tcpHandshakes: number;
   tcpHandshakeSeconds: number;
   tcpHandshakeBuckets: number[];
+  /** DNS responses in the series' flows, by RCODE (index 0-15). */
+  dnsResponses: number[];
+  /** DNS query-to-response latencies: how many, their sum in seconds, and how many took at most each DNS_LATENCY_BUCKETS_SECONDS bound (cumulative). */
+  dnsLatencies: number;
+  dnsLatencySeconds: number;
+  dnsLatencyBuckets: number[];
 }
+
+/** Upper bounds (seconds) of the DNS latency histogram: in-cluster answers take well under a millisecond, upstream ones tens. */
+export const DNS_LATENCY_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 export interface WorkloadTrafficStats {
   series: WorkloadSeries[];
@@ -132,6 +142,16 @@ export class WorkloadTraffic {
         for (let i = HANDSHAKE_BUCKETS_SECONDS.length - 1; i >= 0 && seconds <= HANDSHAKE_BUCKETS_SECONDS[i]!; i--) s.tcpHandshakeBuckets[i]!++;
       }
     }
+    const dns = record.flow.dns;
+    if (dns !== undefined) {
+      for (let rcode = 0; rcode < dns.responseCodes.length; rcode++) s.dnsResponses[rcode]! += dns.responseCodes[rcode]!;
+      for (const micros of dns.latenciesMicros) {
+        const seconds = micros / 1e6;
+        s.dnsLatencies++;
+        s.dnsLatencySeconds += seconds;
+        for (let i = DNS_LATENCY_BUCKETS_SECONDS.length - 1; i >= 0 && seconds <= DNS_LATENCY_BUCKETS_SECONDS[i]!; i--) s.dnsLatencyBuckets[i]!++;
+      }
+    }
   }
 
   stats(): WorkloadTrafficStats {
@@ -144,6 +164,7 @@ function newSeries(namespace: string, workload: string, direction: string): Work
     namespace, workload, direction, bytes: 0, packets: 0,
     tcpSegments: 0, tcpRetransmittedSegments: 0, tcpResets: 0,
     tcpHandshakes: 0, tcpHandshakeSeconds: 0, tcpHandshakeBuckets: HANDSHAKE_BUCKETS_SECONDS.map(() => 0),
+    dnsResponses: new Array<number>(16).fill(0), dnsLatencies: 0, dnsLatencySeconds: 0, dnsLatencyBuckets: DNS_LATENCY_BUCKETS_SECONDS.map(() => 0),
   };
 }
 
@@ -389,6 +410,16 @@ export function createMetrics(s: MetricSources): Registry {
   });
   histogram(r, 'podflow_workload_tcp_handshake_seconds', "TCP handshakes seen whole at the pod's interface (SYN to SYN/ACK plus SYN/ACK to ACK: the round trip beyond the pod, and the pod's own stack), by the observed pod's namespace, workload and direction (egress: the pod connected; ingress: it accepted).", HANDSHAKE_BUCKETS_SECONDS, () =>
     s.traffic().series.map((x) => ({ labels: workloadLabels(x), buckets: x.tcpHandshakeBuckets, sum: x.tcpHandshakeSeconds, count: x.tcpHandshakes })),
+  );
+  counter(r, 'podflow_workload_dns_responses_total', "DNS responses in exported flows by the observed pod's namespace, workload and direction, and RCODE (NOERROR, NXDOMAIN, SERVFAIL, ...): egress for a client's queries, ingress for a server's answers.", ['namespace', 'workload', 'direction', 'rcode'], (set) => {
+    for (const x of s.traffic().series) {
+      x.dnsResponses.forEach((v, rcode) => {
+        if (v > 0) set({ ...workloadLabels(x), rcode: DnsRcodeName[rcode] ?? String(rcode) }, v);
+      });
+    }
+  });
+  histogram(r, 'podflow_workload_dns_latency_seconds', "DNS query-to-response time at the observation point, by the observed pod's namespace, workload and direction: a client's wait (egress) or a server's answer time (ingress).", DNS_LATENCY_BUCKETS_SECONDS, () =>
+    s.traffic().series.filter((x) => x.dnsLatencies > 0).map((x) => ({ labels: workloadLabels(x), buckets: x.dnsLatencyBuckets, sum: x.dnsLatencySeconds, count: x.dnsLatencies })),
   );
   counter(r, 'podflow_workload_traffic_overflow_total', `Exported records counted under workload "${OTHER_WORKLOAD}" because metrics.maxWorkloadSeries series existed.`, [], (set) => set({}, s.traffic().overflowed));
   return r;

@@ -14,7 +14,15 @@
 //                                    then sends the rest, one per ms
 //   lo-tcp BYTES                     TCP over 127.0.0.1 within this namespace
 //                                    (prints the sink's line and the sender's)
+//   dns-server PORT COUNT SLOW_MS    answer COUNT DNS queries over UDP, then exit:
+//                                    a name starting "nx." NXDOMAIN, "fail."
+//                                    SERVFAIL, "slow." an A record after
+//                                    SLOW_MS, any other an A record at once
+//   dns-query HOST PORT NAME...      ask for each name in turn, each from a
+//                                    socket of its own (a flow each); prints
+//                                    each answer's code and the time it took
 import { createSocket } from 'node:dgram';
+import * as dnsPacket from 'dns-packet';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 
 const [mode, ...args] = process.argv.slice(2);
@@ -128,6 +136,49 @@ switch (mode) {
       const socket = connect(port, '127.0.0.1', () => sendAll(socket, bytes, () => done({ mode, sent: bytes })));
       socket.resume();
     });
+    break;
+  }
+  case 'dns-server': {
+    const [port, count, slowMs] = [Number(args[0]), Number(args[1]), Number(args[2])];
+    const socket = createSocket({ type: 'udp6', ipv6Only: false });
+    let answered = 0;
+    socket.on('message', (message, from) => {
+      let query: dnsPacket.Packet;
+      try {
+        query = dnsPacket.decode(message);
+      } catch {
+        return;
+      }
+      const question = query.questions?.[0];
+      if (question === undefined) return;
+      const name = question.name;
+      const rcode = name.startsWith('nx.') ? 3 : name.startsWith('fail.') ? 2 : 0;
+      const answers: dnsPacket.Answer[] = rcode === 0 ? [{ type: 'A', name, ttl: 30, data: '198.18.53.53' }] : [];
+      const reply = dnsPacket.encode({ type: 'response', id: query.id, flags: dnsPacket.RECURSION_DESIRED | rcode, questions: [question], answers });
+      const send = () =>
+        socket.send(reply, from.port, from.address, () => {
+          if (++answered === count) socket.close(() => done({ mode, answered }));
+        });
+      if (name.startsWith('slow.')) setTimeout(send, slowMs);
+      else send();
+    });
+    socket.bind(port, '::', () => process.stdout.write('listening\n'));
+    break;
+  }
+  case 'dns-query': {
+    const [host, port, ...names] = [args[0]!, Number(args[1]), ...args.slice(2)];
+    const answers: Array<{ name: string; rcode: string; ms: number }> = [];
+    for (const [i, name] of names.entries()) {
+      const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+      const started = performance.now();
+      const answer = await new Promise<dnsPacket.Packet>((resolve) => {
+        socket.once('message', (m) => resolve(dnsPacket.decode(m)));
+        socket.send(dnsPacket.encode({ type: 'query', id: 0x1000 + i, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] }), port, host);
+      });
+      answers.push({ name, rcode: String(answer.rcode), ms: performance.now() - started });
+      socket.close();
+    }
+    done({ mode, answers });
     break;
   }
   default:

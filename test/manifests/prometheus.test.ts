@@ -108,20 +108,24 @@ test('a real Prometheus scraping the agent answers every dashboard and alert que
   const prom = prometheus;
 
   // The agent ready and capturing, then traffic: TCP and UDP between the
-  // pods and TCP on a pod's lo; the flows end by idle timeout (1 s) and are
-  // exported to the collector.
+  // pods, TCP on a pod's lo, and DNS answered with NOERROR, NXDOMAIN and
+  // SERVFAIL; the flows end by idle timeout (1 s) and are exported to the
+  // collector.
   await waitReady(agent);
   await waitFor(() => (agent!.logs.match(/"namespace attached"/g) ?? []).length === 2, 10_000, 'two namespaces attached');
   await metricReaches(agent, 'podflow_capture_handles', 2);
   const sink = (p: SimPod, args: string[]) => node.startSink(p.netns, args);
-  const sinks = await Promise.all([sink(backend, ['tcp-sink', '5001']), sink(frontend, ['udp-sink', '7001', '50'])]);
+  const dnsNames = ['web.data.svc.cluster.local', 'nx.data.svc.cluster.local', 'fail.data.svc.cluster.local'];
+  const sinks = await Promise.all([sink(backend, ['tcp-sink', '5001']), sink(frontend, ['udp-sink', '7001', '50']), sink(backend, ['dns-server', '53', String(dnsNames.length), '0'])]);
   await Promise.all([
     node.runTraffic(frontend.netns, ['tcp-send', backend.ipv4, '5001', '1000000']),
     node.runTraffic(backend.netns, ['udp-send', frontend.ipv4, '7001', '50', '300']),
     node.runTraffic(frontend.netns, ['lo-tcp', '100000']),
+    node.runTraffic(frontend.netns, ['dns-query', backend.ipv4, '53', ...dnsNames]),
   ]);
   await Promise.all(sinks.map((s) => s.closed));
-  await waitFor(() => records.filter((r) => r.fields.destinationTransportPort === 5001).length === 2 && records.filter((r) => r.fields.destinationTransportPort === 7001).length === 2, 10_000, 'flows exported');
+  const exported = (port: number) => records.filter((r) => r.fields.destinationTransportPort === port).length;
+  await waitFor(() => exported(5001) === 2 && exported(7001) === 2 && exported(53) === 2 * dnsNames.length, 10_000, 'flows exported');
 
   // Prometheus has scraped the agent after the export.
   const scraped = async () => {
