@@ -306,7 +306,8 @@ export class Agent {
       ...(interfaces && { podInterfaceFilter: (name: string) => interfaces.test(name) }),
       ...(namespaceFilter && { namespaceFilter }),
       captureLoopback: config.capture.loopback,
-      capture: { snaplen: config.capture.snaplen, bufferBytes: config.capture.bufferBytes },
+      // Whole DNS messages only when the DNS feature reads them.
+      capture: { snaplen: config.capture.snaplen, dnsSnaplen: config.features.dns ? config.capture.dnsSnaplen : 0, bufferBytes: config.capture.bufferBytes },
     });
     this.#capture.on('event', (e) => this.#onCaptureEvent(e, captureLog, captureWarn));
     this.#naming = this.#mode.naming({

@@ -22,7 +22,7 @@ export interface AgentConfig {
   flow: { idleTimeoutSeconds: number; activeTimeoutSeconds: number; maxFlows: number };
   /** Per-flow features, each on or off (flow/features/flow-features.ts). */
   features: FeatureSwitches;
-  capture: { interfaces: string; loopback: boolean; snaplen: number; bufferBytes: number; queueBytes: number };
+  capture: { interfaces: string; loopback: boolean; snaplen: number; dnsSnaplen: number; bufferBytes: number; queueBytes: number };
   namespaces: { netnsDirs: string[]; proc: boolean; procRoot: string; pathFilter: string; rescanSeconds: number };
   kubernetes: { kubeconfig: string; leaseGraceSeconds: number; holdUnnamedSeconds: number };
   metrics: { listen: string; maxWorkloadSeries: number };
@@ -39,7 +39,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   clusterCidrs: [],
   flow: { idleTimeoutSeconds: 30, activeTimeoutSeconds: 300, maxFlows: 131_072 },
   features: { ...DEFAULT_FEATURES },
-  capture: { interfaces: '', loopback: false, snaplen: 256, bufferBytes: 512 << 10, queueBytes: 64 << 20 },
+  capture: { interfaces: '', loopback: false, snaplen: 256, dnsSnaplen: 4096, bufferBytes: 512 << 10, queueBytes: 64 << 20 },
   namespaces: { netnsDirs: ['/var/run/netns', '/run/netns'], proc: true, procRoot: '/proc', pathFilter: '', rescanSeconds: 1 },
   kubernetes: { kubeconfig: '', leaseGraceSeconds: 360, holdUnnamedSeconds: DEFAULT_HOLD_MAX_AGE_MS / 1000 },
   metrics: { listen: '0.0.0.0:9464', maxWorkloadSeries: 2000 },
@@ -89,6 +89,7 @@ export const configSchema = {
       interfaces: { type: 'string' },
       loopback: { type: 'boolean' },
       snaplen: { type: 'integer', minimum: 64, maximum: 65535 },
+      dnsSnaplen: { type: 'integer', minimum: 64, maximum: 65535 },
       bufferBytes: { type: 'integer', minimum: 65536 },
       queueBytes: { type: 'integer', minimum: 262144, maximum: 4294967295 },
     }),

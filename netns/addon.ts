@@ -14,6 +14,8 @@ export interface PacketSocketOptions {
   bufferBytes: number;
   /** Bytes kept of each frame (the kernel filter truncates to it). */
   snaplen: number;
+  /** Bytes kept of a DNS frame (UDP or TCP, port 53); below snaplen: snaplen. */
+  dnsSnaplen: number;
   /** A ring block is handed over when full or this long after its first packet. */
   blockTimeoutMs: number;
   /** Keep lo's packets (each once: the copy leaving lo is dropped). */

@@ -38,6 +38,13 @@ export interface CaptureOptions {
   /** Bytes kept per packet. Flow metering needs headers only; IP lengths come from the headers. Default 256. */
   snaplen?: number;
   /**
+   * Bytes kept of a DNS packet (UDP or TCP, port 53 at either end; the
+   * kernel filter tells them apart, native/packet_socket.c), so the DNS
+   * feature reads whole messages while other packets keep snaplen. Below
+   * snaplen (the default, 0): snaplen.
+   */
+  dnsSnaplen?: number;
+  /**
    * Kernel ring bytes. The ring holds what arrives until the reader thread
    * copies it out (a scheduler wake-up), not until the JS thread gets to it,
    * so it can be small; it is mapped whole into the process for the handle's
@@ -75,6 +82,7 @@ export interface CaptureStats {
 
 export const DEFAULT_CAPTURE_OPTIONS = {
   snaplen: 256,
+  dnsSnaplen: 0,
   bufferBytes: 512 << 10,
   timeoutMs: 100,
   loopback: false,
@@ -245,6 +253,9 @@ export async function openCaptureAsync(
   if (!Number.isInteger(o.snaplen) || o.snaplen <= 0 || o.snaplen > 65535) {
     throw new PodflowError('PODFLOW_ERR_NETNS_CONFIG', `snaplen ${o.snaplen} must be an integer from 1 to 65535`);
   }
+  if (!Number.isInteger(o.dnsSnaplen) || o.dnsSnaplen < 0 || o.dnsSnaplen > 65535) {
+    throw new PodflowError('PODFLOW_ERR_NETNS_CONFIG', `dnsSnaplen ${o.dnsSnaplen} must be an integer from 0 to 65535`);
+  }
   let handle: CaptureHandle | undefined;
   const socket = new addon.PacketSocket(
     (buf, start, end, count, ifindex, hatype) => handle?.deliver(ifindex, hatype, buf, start, end, count),
@@ -254,6 +265,7 @@ export async function openCaptureAsync(
   const socketOptions = {
     bufferBytes: o.bufferBytes,
     snaplen: o.snaplen,
+    dnsSnaplen: o.dnsSnaplen,
     blockTimeoutMs: o.timeoutMs,
     loopback: o.loopback,
     ownFramesOnly: o.ownFramesOnly,

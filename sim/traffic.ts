@@ -17,7 +17,8 @@
 //   dns-server PORT COUNT SLOW_MS    answer COUNT DNS queries over UDP, then exit:
 //                                    a name starting "nx." NXDOMAIN, "fail."
 //                                    SERVFAIL, "slow." an A record after
-//                                    SLOW_MS, any other an A record at once
+//                                    SLOW_MS, "big." 20 A records (a 924-byte
+//                                    message), any other an A record at once
 //   dns-query HOST PORT NAME...      ask for each name in turn, each from a
 //                                    socket of its own (a flow each); prints
 //                                    each answer's code and the time it took
@@ -153,7 +154,8 @@ switch (mode) {
       if (question === undefined) return;
       const name = question.name;
       const rcode = name.startsWith('nx.') ? 3 : name.startsWith('fail.') ? 2 : 0;
-      const answers: dnsPacket.Answer[] = rcode === 0 ? [{ type: 'A', name, ttl: 30, data: '198.18.53.53' }] : [];
+      const addresses = rcode !== 0 ? [] : name.startsWith('big.') ? Array.from({ length: 20 }, (_, i) => `198.18.53.${i + 1}`) : ['198.18.53.53'];
+      const answers: dnsPacket.Answer[] = addresses.map((data) => ({ type: 'A', name, ttl: 30, data }));
       const reply = dnsPacket.encode({ type: 'response', id: query.id, flags: dnsPacket.RECURSION_DESIRED | rcode, questions: [question], answers });
       const send = () =>
         socket.send(reply, from.port, from.address, () => {
@@ -167,7 +169,7 @@ switch (mode) {
   }
   case 'dns-query': {
     const [host, port, ...names] = [args[0]!, Number(args[1]), ...args.slice(2)];
-    const answers: Array<{ name: string; rcode: string; ms: number }> = [];
+    const answers: Array<{ name: string; rcode: number; ms: number }> = [];
     for (const [i, name] of names.entries()) {
       const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
       const started = performance.now();
@@ -175,7 +177,8 @@ switch (mode) {
         socket.once('message', (m) => resolve(dnsPacket.decode(m)));
         socket.send(dnsPacket.encode({ type: 'query', id: 0x1000 + i, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] }), port, host);
       });
-      answers.push({ name, rcode: String(answer.rcode), ms: performance.now() - started });
+      // RCODE: the low 4 bits of the header flags.
+      answers.push({ name, rcode: (answer.flags ?? 0) & 0x0f, ms: performance.now() - started });
       socket.close();
     }
     done({ mode, answers });

@@ -53,6 +53,7 @@
 #include <linux/virtio_net.h>
 #include <net/if.h>
 #include <net/if_arp.h>
+#include <netinet/in.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <pthread.h>
@@ -98,6 +99,7 @@ typedef struct {
   uint32_t expect_inode, expect_dev;
   uint32_t buffer_bytes;
   uint32_t snaplen;
+  uint32_t dns_snaplen;  // bytes kept of a UDP or TCP packet to or from port 53 (>= snaplen)
   uint32_t block_timeout_ms;
   bool loopback;         // keep lo's packets (once: its outgoing copies are dropped)
   bool own_frames_only;  // drop frames addressed to another host (a bridge's floods)
@@ -741,26 +743,68 @@ static void fail_job(open_job *job, int err, const char *stage, const char *what
 
 // The kernel filter: drops what is not the pod's traffic, keeps snaplen
 // bytes of the rest (the kernel copies only that much into the ring, so a
-// 64 KiB GSO super-packet takes snaplen bytes of it).
+// 64 KiB GSO super-packet takes snaplen bytes of it), dns_snaplen bytes of
+// DNS (UDP or TCP, port 53 at either end) so whole DNS messages reach the
+// DNS feature while other traffic keeps its short snaplen.
 //   - a frame to another host's MAC (PACKET_OTHERHOST): a bridge still
 //     learning floods other pods' unicast to every port, and such frames
 //     must not become flows at bystander pods;
 //   - on lo (ifindex 1): every packet (unless loopback), else the copy
 //     leaving it (lo hands every packet over twice, leaving and arriving).
-static void build_filter(open_job *job, struct sock_filter program[9]) {
+//   - DNS is recognised in an Ethernet frame (a pod's veth, lo; the kernel
+//     took any VLAN tag off): IPv4 (not a later fragment) or IPv6 without
+//     extension headers before UDP or TCP, source or destination port 53.
+//     Anything else, or a frame of another layout, gets snaplen.
+// The frame's length is checked before the loads that need it: a classic
+// BPF load past the end ends the program with 0, which would drop the frame
+// unseen instead of leaving a short one to the decoder's counters.
+// Jump offsets are relative (target = next instruction + offset); the
+// instruction numbers in the comments are the targets.
+#define FILTER_LENGTH 38
+#define DNS_PORT 53
+static void build_filter(open_job *job, struct sock_filter program[FILTER_LENGTH]) {
   const uint32_t pkttype = (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE), ifindex = (uint32_t)(SKF_AD_OFF + SKF_AD_IFINDEX);
-  struct sock_filter p[9] = {
-      /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, pkttype),
-      /* 1 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),
-      /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OTHERHOST, job->own_frames_only ? 5 : 0, 0),  // -> 8
-      /* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ifindex),
-      /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, LOOPBACK_IFINDEX, 0, 2),                           // lo: 5, else 7
-      /* 5 */ BPF_STMT(BPF_MISC | BPF_TXA, 0),                                                      // loopback; else: -> 8
-      /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 1, 0),                            // -> 8, else 7
-      /* 7 */ BPF_STMT(BPF_RET | BPF_K, job->snaplen),
-      /* 8 */ BPF_STMT(BPF_RET | BPF_K, 0),
+  struct sock_filter p[FILTER_LENGTH] = {
+      /*  0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, pkttype),
+      /*  1 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),
+      /*  2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OTHERHOST, job->own_frames_only ? 34 : 0, 0),  // -> 37
+      /*  3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ifindex),
+      /*  4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, LOOPBACK_IFINDEX, 0, 2),                            // lo: 5, else 7
+      /*  5 */ BPF_STMT(BPF_MISC | BPF_TXA, 0),                                                       // loopback; else: -> 37
+      /*  6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 30, 0),                            // -> 37, else 7
+      /*  7 */ BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+      /*  8 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 14 + 20 + 4, 0, 26),                               // room for IPv4 ports: 9, else 35
+      /*  9 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),                                                // EtherType
+      /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 7),                                   // IPv4: 11, else 18
+      /* 11 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 14 + 9),                                            // protocol
+      /* 12 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 1, 0),                               // -> 14
+      /* 13 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_TCP, 0, 21),                              // -> 14, else 35
+      /* 14 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 14 + 6),                                           // flags, fragment offset
+      /* 15 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 19, 0),                                  // a later fragment: -> 35
+      /* 16 */ BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 14),                                              // X = IPv4 header length
+      /* 17 */ BPF_STMT(BPF_JMP | BPF_JA, 5),                                                        // -> 23
+      /* 18 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IPV6, 0, 16),                               // IPv6: 19, else 35
+      /* 19 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 14 + 6),                                           // next header
+      /* 20 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 1, 0),                               // -> 22
+      /* 21 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_TCP, 0, 13),                              // -> 22, else 35
+      /* 22 */ BPF_STMT(BPF_LDX | BPF_W | BPF_IMM, 40),                                             // X = IPv6 header length
+      /* 23 */ BPF_STMT(BPF_MISC | BPF_TXA, 0),                                                      // the ports in the frame?
+      /* 24 */ BPF_STMT(BPF_ALU | BPF_ADD | BPF_K, 14 + 4),
+      /* 25 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),
+      /* 26 */ BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+      /* 27 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_X, 0, 0, 7),                                         // yes: 28, else 35
+      /* 28 */ BPF_STMT(BPF_MISC | BPF_TXA, 0),
+      /* 29 */ BPF_STMT(BPF_ALU | BPF_SUB | BPF_K, 14 + 4),
+      /* 30 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),                                                      // X = IP header length
+      /* 31 */ BPF_STMT(BPF_LD | BPF_H | BPF_IND, 14),                                               // source port
+      /* 32 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, DNS_PORT, 3, 0),                                  // -> 36
+      /* 33 */ BPF_STMT(BPF_LD | BPF_H | BPF_IND, 14 + 2),                                           // destination port
+      /* 34 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, DNS_PORT, 1, 0),                                  // -> 36, else 35
+      /* 35 */ BPF_STMT(BPF_RET | BPF_K, job->snaplen),
+      /* 36 */ BPF_STMT(BPF_RET | BPF_K, job->dns_snaplen),
+      /* 37 */ BPF_STMT(BPF_RET | BPF_K, 0),
   };
-  if (!job->loopback) p[5] = (struct sock_filter)BPF_STMT(BPF_JMP | BPF_JA, 2);
+  if (!job->loopback) p[5] = (struct sock_filter)BPF_STMT(BPF_JMP | BPF_JA, 31);  // -> 37
   memcpy(program, p, sizeof p);
 }
 
@@ -769,7 +813,7 @@ static void build_filter(open_job *job, struct sock_filter program[9]) {
 static void plan_ring(open_job *job) {
   uint32_t block = (uint32_t)sysconf(_SC_PAGESIZE);
   while (block * 2 <= 128 * 1024 && block * 2 * 4 <= job->buffer_bytes) block *= 2;
-  uint32_t frame = TPACKET_ALIGN(TPACKET3_HDRLEN + 16 + VNET_BYTES + job->snaplen);
+  uint32_t frame = TPACKET_ALIGN(TPACKET3_HDRLEN + 16 + VNET_BYTES + job->dns_snaplen);
   while (block < frame * 2) block *= 2;
   job->block_size = block;
   job->block_nr = job->buffer_bytes / block;
@@ -796,9 +840,9 @@ static int setup_socket(open_job *job) {
     fail_job(job, errno, "socket", "PACKET_VERSION");
     goto fail;
   }
-  struct sock_filter program[9];
+  struct sock_filter program[FILTER_LENGTH];
   build_filter(job, program);
-  struct sock_fprog fprog = {.len = 9, .filter = program};
+  struct sock_fprog fprog = {.len = FILTER_LENGTH, .filter = program};
   if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) != 0) {
     fail_job(job, errno, "socket", "SO_ATTACH_FILTER");
     goto fail;
@@ -1010,7 +1054,7 @@ static bool get_bool_property(napi_env env, napi_value object, const char *name,
 }
 
 static const char OPEN_USAGE[] =
-    "usage: openAsync(nsPath: string, options: { bufferBytes, snaplen, blockTimeoutMs, loopback, ownFramesOnly, "
+    "usage: openAsync(nsPath: string, options: { bufferBytes, snaplen, dnsSnaplen?, blockTimeoutMs, loopback, ownFramesOnly, "
     "expectInode, expectDev }, callback: (err) => void): void";
 
 static napi_value open_async(napi_env env, napi_callback_info info) {
@@ -1026,7 +1070,7 @@ static napi_value open_async(napi_env env, napi_callback_info info) {
   memset(job, 0, sizeof *job);
   size_t length = 0;
   napi_valuetype type;
-  uint32_t buffer_bytes = 1u << 20, snaplen = 256, block_timeout = 100;
+  uint32_t buffer_bytes = 1u << 20, snaplen = 256, dns_snaplen = 0, block_timeout = 100;
   job->own_frames_only = true;
   job->watch_links = s->on_links != NULL;
   bool ok = argc == 3;
@@ -1034,13 +1078,15 @@ static napi_value open_async(napi_env env, napi_callback_info info) {
        length < sizeof job->ns_path - 1;
   ok = ok && napi_typeof(env, argv[1], &type) == napi_ok && type == napi_object &&
        get_uint_property(env, argv[1], "bufferBytes", &buffer_bytes) && get_uint_property(env, argv[1], "snaplen", &snaplen) &&
+       get_uint_property(env, argv[1], "dnsSnaplen", &dns_snaplen) &&
        get_uint_property(env, argv[1], "blockTimeoutMs", &block_timeout) &&
        get_bool_property(env, argv[1], "loopback", &job->loopback) &&
        get_bool_property(env, argv[1], "ownFramesOnly", &job->own_frames_only) &&
        get_uint_property(env, argv[1], "expectInode", &job->expect_inode) &&
        get_uint_property(env, argv[1], "expectDev", &job->expect_dev);
   // A record must fit a chunk.
-  ok = ok && snaplen > 0 && RECORD_HEADER_BYTES + VNET_BYTES + VLAN_TAG_BYTES + snaplen <= CHUNK_BYTES && buffer_bytes > 0;
+  if (dns_snaplen < snaplen) dns_snaplen = snaplen;  // not given: DNS keeps snaplen too
+  ok = ok && snaplen > 0 && RECORD_HEADER_BYTES + VNET_BYTES + VLAN_TAG_BYTES + dns_snaplen <= CHUNK_BYTES && buffer_bytes > 0;
   ok = ok && napi_typeof(env, argv[2], &type) == napi_ok && type == napi_function;
   if (!ok) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", OPEN_USAGE);
@@ -1048,6 +1094,7 @@ static napi_value open_async(napi_env env, napi_callback_info info) {
   }
   job->buffer_bytes = buffer_bytes;
   job->snaplen = snaplen;
+  job->dns_snaplen = dns_snaplen;
   job->block_timeout_ms = block_timeout;
   napi_create_reference(env, argv[2], 1, &s->open_callback);
   napi_value self, resource_name;

@@ -107,6 +107,32 @@ test('delivers batches of one interface each, with kernel timestamps and the vne
   assert.equal(handle.closed, true);
 });
 
+test('DNS packets (port 53) are kept to dnsSnaplen, every other packet to snaplen, on IPv4 and IPv6', { skip }, async (t) => {
+  const node = new SimNode(t);
+  const [a, b] = [node.addPod(1), node.addPod(2)];
+  const records: CapturedRecord[] = [];
+  const handle = await openCaptureAsync(b.nsPath, nsOf(b), collect(records), { snaplen: 256, dnsSnaplen: 2048 });
+  t.after(() => handle.close());
+  // 1000-byte datagrams to port 53 and to port 54, each over IPv4 and IPv6; 3000 bytes to port 53 (cut at dnsSnaplen).
+  for (const [host, port, size] of [[b.ipv4, '53', 1000], [b.ipv4, '54', 1000], [b.ipv6, '53', 1000], [b.ipv6, '54', 1000], [b.ipv4, '53', 3000]] as const) {
+    await node.runTraffic(a.netns, ['udp-send', host, port, '5', String(size)]);
+  }
+  const sized = (wirelen: number) => records.filter((r) => r.wirelen === wirelen);
+  const v4 = 14 + 20 + 8 + 1000;
+  const v6 = 14 + 40 + 8 + 1000;
+  await waitFor(() => sized(v4).length >= 10 && sized(v6).length >= 10 && handle.stats().packets >= handle.stats().received, 5000,
+    () => `datagrams delivered: ${records.length}; ${JSON.stringify(handle.stats())}`);
+  const caplens = (wirelen: number) => sized(wirelen).map((r) => r.caplen - VNET_HEADER_BYTES).sort((x, y) => x - y);
+  // Five of each size kept whole (port 53), five cut at 256 (port 54).
+  assert.deepEqual(caplens(v4), [...Array<number>(5).fill(256), ...Array<number>(5).fill(v4)]);
+  assert.deepEqual(caplens(v6), [...Array<number>(5).fill(256), ...Array<number>(5).fill(v6)]);
+  // The 3000-byte datagrams left in fragments of a 1500-byte MTU: the first
+  // (with the ports) kept whole, the second (no ports: not known as DNS) cut.
+  await waitFor(() => sized(14 + 1500).length >= 10, 5000, () => `fragments delivered: ${sized(14 + 1500).length}`);
+  assert.deepEqual(caplens(14 + 1500), [...Array<number>(5).fill(256), ...Array<number>(5).fill(14 + 1500)]);
+  assert.equal(handle.stats().dropped, 0);
+});
+
 test('lo is captured when asked, each packet once (not leaving and arriving)', { skip }, async (t) => {
   const node = new SimNode(t);
   const pod = node.addPod(1);
