@@ -139,13 +139,19 @@ function formatMs(ms: number): string {
 /**
  * The name a flow's per-flow features read from it (ipfix/feature-elements.ts):
  * a DNS query's name with its answer code when that is not NOERROR or no
- * answer came; '' when the record carries none.
+ * answer came, a TLS or QUIC server name, an HTTP request's host and target
+ * with the response's status; '' when the record carries none.
  */
 export function flowName(f: Record<string, FieldValue>): string {
   if (typeof f.dnsQueryName === 'string' && f.dnsQueryName !== '') {
     const rcode = num(f.dnsResponseCode);
     if (rcode === 0) return f.dnsQueryName;
     return `${f.dnsQueryName} ${rcode === DNS_NO_RESPONSE ? 'no answer' : (DnsRcodeName[rcode] ?? `rcode ${rcode}`)}`;
+  }
+  for (const name of [f.tlsServerName, f.quicServerName]) if (typeof name === 'string' && name !== '') return name;
+  if (typeof f.httpRequestHost === 'string' && (f.httpRequestHost !== '' || f.httpRequestTarget)) {
+    const status = num(f.httpStatusCode);
+    return `${f.httpRequestHost}${String(f.httpRequestTarget ?? '')}${status !== 0 ? ` ${status}` : ''}`;
   }
   return '';
 }

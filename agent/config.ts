@@ -84,7 +84,7 @@ export const configSchema = {
     labelKeys: { ...strings, maxItems: 16 },
     clusterCidrs: strings,
     flow: obj({ idleTimeoutSeconds: positive, activeTimeoutSeconds: positive, maxFlows: { ...positiveInt, maximum: 1 << 26 } }),
-    features: obj({ dns: { type: 'boolean' }, tcp: { type: 'boolean' } }),
+    features: obj({ dns: { type: 'boolean' }, tcp: { type: 'boolean' }, tls: { type: 'boolean' }, quic: { type: 'boolean' }, http: { type: 'boolean' } }),
     capture: obj({
       interfaces: { type: 'string' },
       loopback: { type: 'boolean' },

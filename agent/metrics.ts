@@ -324,6 +324,11 @@ export function createMetrics(s: MetricSources): Registry {
     if (!f) return;
     for (const [reason, v] of Object.entries(f.tcp)) set({ reason: snake(reason) }, v);
   });
+  counter(r, 'podflow_app_features_total', 'What the TLS, QUIC and HTTP features read and could not read, by feature and outcome (tls: client_hellos, server_hellos, reassembled, incomplete, malformed, too_long; quic: initials, client_hellos, malformed, incomplete; http: requests, responses, incomplete).', ['feature', 'outcome'], (set) => {
+    const f = s.features();
+    if (!f) return;
+    for (const feature of ['tls', 'quic', 'http'] as const) for (const [outcome, v] of Object.entries(f[feature])) set({ feature, outcome: snake(outcome) }, v);
+  });
   counter(r, 'podflow_flow_table_evictions_total', 'Flows ended early because the flow table was full.', [], (set) => set({}, s.meter().evictions));
   const perCollector = (name: string, help: string, pick: (t: TransportStats) => number, type: 'counter' | 'gauge' = 'counter') =>
     (type === 'counter' ? counter : gauge)(r, name, help, ['collector'], (set) => {

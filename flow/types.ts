@@ -1,6 +1,9 @@
 // Shared shapes of the capture → decode → meter path. Pure data, no I/O.
 import type { DnsFields } from './features/dns-flow.ts';
 import type { TcpFields } from './features/tcp.ts';
+import type { HttpFields } from './features/http-flow.ts';
+import type { QuicFields } from './features/quic-flow.ts';
+import type { TlsFields } from './features/tls-flow.ts';
 
 /** libpcap link-layer header types (LINKTYPE_* values, as in pcap files). */
 export const LinkType = {
@@ -84,8 +87,15 @@ export interface FlowRecord {
   flowEndReason: EndReason;
   // Per-flow features (flow/features/flow-features.ts): each present only
   // when the feature is on and the flow had it.
+  // At most one of the application features (dns, tls, quic, http).
   /** DNS (UDP or TCP port 53): the first transaction, counts, response codes and latencies. */
   dns?: DnsFields;
   /** TCP: the handshake at this point, and per direction retransmissions, out-of-order segments, zero windows, resets, MSS, window scale, options, TTL (docs/tcp.md). */
   tcp?: TcpFields;
+  /** TLS over TCP: the hellos' server name, ALPN, version, JA3 and JA4. */
+  tls?: TlsFields;
+  /** QUIC: the client Initial's version, server name and ALPN. */
+  quic?: QuicFields;
+  /** HTTP/1.x: the first request's method, host, target and user agent, the first response's status. */
+  http?: HttpFields;
 }

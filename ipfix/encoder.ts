@@ -181,13 +181,14 @@ const FLOW_STRING_FIELDS = 2 + 2 * ENDPOINT_FIELDS.length;
 
 /**
  * The sets of features one record can carry, as bit masks over `features`:
- * every non-empty subset (no features: the plain flow templates). Once
- * there are more features than a record can combine (one application
- * protocol per flow), this is where the sets are narrowed.
+ * every non-empty subset with at most one application feature (no
+ * features: the plain flow templates).
  */
 function featureSets(features: readonly FeatureEncoding[]): number[] {
   const sets: number[] = [];
-  for (let mask = 1; mask < 1 << features.length; mask++) sets.push(mask);
+  for (let mask = 1; mask < 1 << features.length; mask++) {
+    if (features.filter((f, i) => (mask & (1 << i)) !== 0 && f.layer === 'application').length <= 1) sets.push(mask);
+  }
   return sets;
 }
 
@@ -604,10 +605,14 @@ export class IpfixEncoder {
     const w = this.#featureWriter;
     w.reset();
     let mask = 0;
+    let application = false;
     for (let i = 0; i < features.length; i++) {
-      if (!features[i]!.present(flow)) continue;
+      const feature = features[i]!;
+      // One application feature per record (FlowFeatures gives no more): the first.
+      if (!feature.present(flow) || (application && feature.layer === 'application')) continue;
+      application ||= feature.layer === 'application';
       mask |= 1 << i;
-      features[i]!.write(flow, w);
+      feature.write(flow, w);
     }
     this.#featureMask = mask;
     return w.length;

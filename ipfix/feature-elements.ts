@@ -6,7 +6,10 @@
 // with the features' fields after it; docs/design.md "Per-flow features"
 // says how a feature is added.
 //
-// Ids: DNS 100-112, TCP 150-170. They stay clear of the identity elements (10-20, 50,
+// HTTP uses IANA's elements (httpRequestMethod 459, httpRequestHost 460,
+// httpRequestTarget 461, httpUserAgent 468, httpStatusCode 457).
+//
+// Enterprise ids: DNS 100-112, TLS 120-125, QUIC 130-132, TCP 150-170. They stay clear of the identity elements (10-20, 50,
 // 60-70) and of the RFC 5103 reverse elements' ids in any template (1, 2, 6,
 // 32, 139), which nfacctd 1.7.7 confuses with enterprise elements of the
 // same id (registry.ts).
@@ -69,8 +72,23 @@ export const TCP_ELEMENTS: readonly FeatureElementSpec[] = Object.freeze([
   ...tcpPair(169, 'lastTTL', 'unsigned8', 'quantity', 'hops', 'the TTL (IPv4) or hop limit (IPv6) of the last packet; 0 when none was seen.'),
 ]);
 
+export const TLS_ELEMENTS: readonly FeatureElementSpec[] = Object.freeze([
+  spec(120, 'tlsServerName', 'string', 'default', 'none', 'TLS: the server name (SNI) of the ClientHello.'),
+  spec(121, 'tlsClientAlpn', 'string', 'default', 'none', 'TLS: the application protocols (ALPN) the client offered, comma-separated, in its order.'),
+  spec(122, 'tlsAlpn', 'string', 'default', 'none', "TLS: the application protocol the server chose (ServerHello); empty with TLS 1.3, which sends it encrypted."),
+  spec(123, 'tlsVersion', 'unsigned16', 'identifier', 'none', "TLS: the version agreed on (the ServerHello's, its supported_versions extension included), else the ClientHello's (0x0303 TLS 1.2, 0x0304 TLS 1.3)."),
+  spec(124, 'tlsJa3', 'string', 'default', 'none', "TLS: the ClientHello's JA3 fingerprint (MD5, hex)."),
+  spec(125, 'tlsJa4', 'string', 'default', 'none', "TLS: the ClientHello's JA4 fingerprint (FoxIO's definition)."),
+]);
+
+export const QUIC_ELEMENTS: readonly FeatureElementSpec[] = Object.freeze([
+  spec(130, 'quicVersion', 'unsigned32', 'identifier', 'none', "QUIC: the version of the client's Initial (0x00000001 v1, 0x6b3343cf v2, drafts)."),
+  spec(131, 'quicServerName', 'string', 'default', 'none', "QUIC: the server name (SNI) of the ClientHello in the client's Initial packets."),
+  spec(132, 'quicClientAlpn', 'string', 'default', 'none', 'QUIC: the application protocols (ALPN) the client offered ("h3"), comma-separated.'),
+]);
+
 /** Every feature element, in id order. */
-export const FEATURE_ELEMENTS: readonly FeatureElementSpec[] = [...DNS_ELEMENTS, ...TCP_ELEMENTS];
+export const FEATURE_ELEMENTS: readonly FeatureElementSpec[] = [...DNS_ELEMENTS, ...TLS_ELEMENTS, ...QUIC_ELEMENTS, ...TCP_ELEMENTS];
 
 /** Where a feature writes its values: the encoder's writer, in template field order. */
 export interface FieldWriter {
@@ -83,6 +101,12 @@ export interface FieldWriter {
 /** One feature as the encoder sees it. */
 export interface FeatureEncoding {
   readonly name: FeatureName;
+  /**
+   * 'application': what a flow carried (DNS, TLS, QUIC, HTTP), at most one
+   * per record; the encoder has templates for each with any of the
+   * 'transport' features (what every flow of a protocol has).
+   */
+  readonly layer: 'application' | 'transport';
   /** Whether the record carries the feature. */
   present(flow: FlowRecord): boolean;
   /** Its element names, in the order write() puts their values. */
@@ -94,6 +118,7 @@ export type { FeatureName };
 
 const DNS: FeatureEncoding = {
   name: 'dns',
+  layer: 'application',
   present: (flow) => flow.dns !== undefined,
   fields: DNS_ELEMENTS.map((e) => e.name),
   write(flow, w) {
@@ -167,6 +192,7 @@ function writeTcpDirection(w: FieldWriter, d: TcpDirection): void {
 
 const TCP: FeatureEncoding = {
   name: 'tcp',
+  layer: 'transport',
   present: (flow) => flow.tcp !== undefined,
   fields: [
     'tcpSynToSynAckMicroseconds',
@@ -185,5 +211,49 @@ const TCP: FeatureEncoding = {
   },
 };
 
+const TLS: FeatureEncoding = {
+  name: 'tls',
+  layer: 'application',
+  present: (flow) => flow.tls !== undefined,
+  fields: TLS_ELEMENTS.map((e) => e.name),
+  write(flow, w) {
+    const t = flow.tls!;
+    w.string(t.serverName);
+    w.string(t.clientAlpn);
+    w.string(t.alpn);
+    w.unsigned(2, t.version);
+    w.string(t.ja3);
+    w.string(t.ja4);
+  },
+};
+
+const QUIC: FeatureEncoding = {
+  name: 'quic',
+  layer: 'application',
+  present: (flow) => flow.quic !== undefined,
+  fields: QUIC_ELEMENTS.map((e) => e.name),
+  write(flow, w) {
+    const q = flow.quic!;
+    w.unsigned(4, q.version);
+    w.string(q.serverName);
+    w.string(q.clientAlpn);
+  },
+};
+
+const HTTP: FeatureEncoding = {
+  name: 'http',
+  layer: 'application',
+  present: (flow) => flow.http !== undefined,
+  fields: ['httpRequestMethod', 'httpRequestHost', 'httpRequestTarget', 'httpUserAgent', 'httpStatusCode'],
+  write(flow, w) {
+    const h = flow.http!;
+    w.string(h.method);
+    w.string(h.host);
+    w.string(h.target);
+    w.string(h.userAgent);
+    w.unsigned(2, h.statusCode);
+  },
+};
+
 /** Every feature the encoder knows, in the order their fields follow the flow fields. */
-export const FEATURE_ENCODINGS: readonly FeatureEncoding[] = [DNS, TCP];
+export const FEATURE_ENCODINGS: readonly FeatureEncoding[] = [DNS, TCP, TLS, QUIC, HTTP];

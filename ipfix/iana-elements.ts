@@ -44,4 +44,9 @@ export const IANA_ELEMENTS: readonly InformationElement[] = Object.freeze([
   {"enterprise":0,"id":344,"name":"informationElementSemantics","dataType":"unsigned8","semantics":"default","units":"none","description":"A description of the semantics of an IPFIX Information Element."},
   {"enterprise":0,"id":345,"name":"informationElementUnits","dataType":"unsigned16","semantics":"default","units":"none","description":"A description of the units of an IPFIX Information Element."},
   {"enterprise":0,"id":346,"name":"privateEnterpriseNumber","dataType":"unsigned32","semantics":"identifier","units":"none","description":"A private enterprise number, as assigned by IANA."},
+  {"enterprise":0,"id":457,"name":"httpStatusCode","dataType":"unsigned16","semantics":"identifier","units":"none","description":"The HTTP Response Status Code."},
+  {"enterprise":0,"id":459,"name":"httpRequestMethod","dataType":"string","semantics":"default","units":"none","description":"The HTTP request method."},
+  {"enterprise":0,"id":460,"name":"httpRequestHost","dataType":"string","semantics":"default","units":"none","description":"The HTTP request host (the Host header)."},
+  {"enterprise":0,"id":461,"name":"httpRequestTarget","dataType":"string","semantics":"default","units":"none","description":"The HTTP request target (the request line's target: a path and query)."},
+  {"enterprise":0,"id":468,"name":"httpUserAgent","dataType":"string","semantics":"default","units":"none","description":"The HTTP User-Agent header field."},
 ].map((e) => Object.freeze(e as InformationElement)));

@@ -128,18 +128,20 @@ function markdown(elements: readonly InformationElement[], pen: number): string 
 podflow exports flows as IPFIX (RFC 7011) with IANA elements wherever one
 exists, RFC 5103 reverse elements (PEN 29305) for the reverse direction of a
 biflow, the Kubernetes identity of both ends as enterprise elements, and
-the fields of the per-flow features (DNS, TCP) as enterprise elements where
-IANA has none. The
+the fields of the per-flow features as IANA elements where they exist
+(HTTP, some of TCP's) and enterprise elements where IANA has none (DNS,
+TCP, TLS, QUIC). The
 enterprise number below is ${pen}${pen === DEFAULT_ENTERPRISE_NUMBER ? ', reserved for documentation by RFC 5612: set your own PEN in the agent configuration and pass it as `--pen`' : ''}.
 Every identity element is a variable-length UTF-8 string; an empty string
 means the field does not apply to that end (see \`k8s*EndpointType\`).
 
 A record carries a feature's fields only when the feature is on
 (\`features.*\` in the configuration) and the flow had it (DNS: UDP or TCP
-port 53 with a DNS message read): such a record uses the template of its IP
-version and features (261 on), the flow template with the feature's fields
-after it. DNS fields describe the flow's first transaction (its query, and
-the response with the same ID), and count every message of the flow.
+port 53 with a DNS message read; TLS: a hello read), at most one of DNS,
+TLS, QUIC and HTTP: such a record uses the template of its IP version and
+features (261 on), the flow template with the feature's fields after it.
+DNS fields describe the flow's first transaction (its query, and the
+response with the same ID), and count every message of the flow.
 
 TCP fields (every TCP flow) are read from the packets at the observation
 point (rules in docs/tcp.md): the handshake split there
@@ -156,8 +158,9 @@ Collectors learn names and types from RFC 5610 type records the exporter
 sends before its templates (libfixbuf: \`ipfixDump --rfc5610\`); for those
 that do not, \`podflow elements\` prints the configuration they need:
 \`--format ipfixdump-xml\` (libfixbuf \`ipfixDump --element-file\`),
-\`--format nfacctd\` (pmacct \`aggregate_primitives\`), \`--format iespec\`
-(python-ipfix).
+\`--format nfacctd\` (pmacct \`aggregate_primitives\`: keep the lines of
+the elements you aggregate on, nfacctd 1.7.7 crashes at start with more
+than 63), \`--format iespec\` (python-ipfix).
 
 No template holds two enterprise elements with the same id: pmacct's
 nfacctd 1.7.7 ignores the enterprise number among enterprise elements, so an

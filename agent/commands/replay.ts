@@ -116,6 +116,10 @@ export async function run(args: string[]): Promise<number> {
     const problems = Object.entries(dns).filter(([reason, n]) => n > 0 && reason !== 'queries' && reason !== 'responses');
     lines.push(`  dns: ${dnsFlows} flows, ${dns.queries} queries, ${dns.responses} responses${problems.map(([reason, n]) => `, ${reason} ${n}`).join('')}`);
   }
+  for (const feature of ['tls', 'quic', 'http'] as const) {
+    const read = features?.switches[feature] ? Object.entries(features.stats[feature]).filter(([, n]) => n > 0) : [];
+    if (read.length > 0) lines.push(`  ${feature}: ${read.map(([outcome, n]) => `${outcome} ${n}`).join(', ')}`);
+  }
   if (file.truncated > 0) lines.push('  file: the last record is cut off (or impossibly long); it was not read');
   if (file.corruptBlocks > 0) lines.push('  file: a corrupt pcapng block, the rest was not read');
   if (file.unknownInterface > 0) lines.push(`  file: ${file.unknownInterface} packets of undescribed interfaces skipped`);

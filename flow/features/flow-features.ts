@@ -5,17 +5,22 @@
 // "Per-flow features".
 //
 // State lives in one Map per feature keyed by the meter's flow slot, and
-// only for flows the feature applies to (DNS: port 53): a flow of another
-// kind costs a port compare per packet and nothing else, and a feature that
-// is off costs nothing at all (the meter is given no hooks when every
-// feature is off). TCP, which applies to most flows, keeps typed arrays of
-// one entry per slot instead (flow/features/tcp.ts).
+// only for flows the feature applies to (DNS: port 53; TLS and HTTP: TCP
+// flows with payload; QUIC: UDP flows whose first datagram has a long
+// header): a packet without payload costs a few compares, and a feature
+// that is off nothing (the meter is given no hooks when every feature is
+// off). A reader that has what it wants (or gave up) is no longer called.
+// TCP, which applies to most flows, keeps typed arrays of one entry per
+// slot instead (flow/features/tcp.ts).
 import type { DecodedPacket } from '../decode.ts';
 import { IpProtocol } from '../decode.ts';
 import type { FlowRecord } from '../types.ts';
 import { u32 } from './bytes.ts';
 import { DnsFlow, type DnsStats, emptyDnsStats } from './dns-flow.ts';
+import { emptyHttpStats, HttpFlow, type HttpStats } from './http-flow.ts';
 import { emptyTcpStats, TcpTracker, type TcpTrackerStats } from './tcp.ts';
+import { emptyQuicStats, QuicFlow, type QuicStats } from './quic-flow.ts';
+import { emptyTlsStats, TlsFlow, type TlsStats } from './tls-flow.ts';
 
 /** What the meter calls. `flow` is the meter's slot of the flow: stable from its first packet to its end, reused after. */
 export interface FlowFeatureHooks {
@@ -29,11 +34,15 @@ export interface FlowFeatureHooks {
 export interface FeatureSwitches {
   dns: boolean;
   tcp: boolean;
+  tls: boolean;
+  quic: boolean;
+  http: boolean;
 }
 
 export type FeatureName = keyof FeatureSwitches;
 
-export const DEFAULT_FEATURES: Readonly<FeatureSwitches> = Object.freeze({ dns: true, tcp: true });
+/** DNS and TCP are on by default (cheap); TLS, QUIC and HTTP read the first payloads of every TCP or UDP flow, and need a snaplen that keeps them. */
+export const DEFAULT_FEATURES: Readonly<FeatureSwitches> = Object.freeze({ dns: true, tcp: true, tls: false, quic: false, http: false });
 
 /** The names of the features that are on. */
 export function enabledFeatures(switches: FeatureSwitches): FeatureName[] {
@@ -41,13 +50,18 @@ export function enabledFeatures(switches: FeatureSwitches): FeatureName[] {
 }
 
 export const DNS_PORT = 53;
+/** A QUIC long header (an Initial among them) has the first bit set: other UDP flows get no QUIC state. */
+const QUIC_LONG_HEADER = 0x80;
 
 export interface FlowFeatureStats {
   dns: DnsStats;
-  /** Flows that carried each feature's state. */
+  /** Flows that carried DNS state. */
   dnsFlows: number;
   /** TCP headers and options the TCP feature could not read whole, and sequence gaps it forgot (docs/tcp.md). */
   tcp: TcpTrackerStats;
+  tls: TlsStats;
+  quic: QuicStats;
+  http: HttpStats;
 }
 
 export class FlowFeatures implements FlowFeatureHooks {
@@ -55,12 +69,15 @@ export class FlowFeatures implements FlowFeatureHooks {
   readonly switches: Readonly<FeatureSwitches>;
   readonly #dns = new Map<number, DnsFlow>();
   readonly #tcp: TcpTracker | undefined;
+  readonly #tls = new Map<number, TlsFlow>();
+  readonly #quic = new Map<number, QuicFlow>();
+  readonly #http = new Map<number, HttpFlow>();
 
   /** For a meter of `maxFlows` slots (the TCP feature keeps state for each). */
   constructor(switches: FeatureSwitches, maxFlows: number) {
     this.switches = Object.freeze({ ...switches });
     this.#tcp = switches.tcp ? new TcpTracker(maxFlows) : undefined;
-    this.stats = { dns: emptyDnsStats(), dnsFlows: 0, tcp: this.#tcp?.stats ?? emptyTcpStats() };
+    this.stats = { dns: emptyDnsStats(), dnsFlows: 0, tcp: this.#tcp?.stats ?? emptyTcpStats(), tls: emptyTlsStats(), quic: emptyQuicStats(), http: emptyHttpStats() };
   }
 
   /** Hooks for a meter of `maxFlows` slots, or undefined when every feature is off (the meter then does no feature work at all). */
@@ -71,29 +88,8 @@ export class FlowFeatures implements FlowFeatureHooks {
   packet(flow: number, direction: number, p: DecodedPacket): void {
     const t = p.transportOffset;
     if (t < 0) return;
-    if (this.#tcp !== undefined && p.protocol === IpProtocol.TCP) this.#tcp.packet(flow, direction, p);
-    if (this.switches.dns && (p.sourcePort === DNS_PORT || p.destinationPort === DNS_PORT)) this.#dnsPacket(flow, direction, p, t);
-  }
-
-  end(flow: number, record: FlowRecord): void {
-    if (this.#tcp !== undefined && record.protocolIdentifier === IpProtocol.TCP) record.tcp = this.#tcp.end(flow);
-    if (this.#dns.size !== 0) {
-      const dns = this.#dns.get(flow);
-      if (dns !== undefined) {
-        this.#dns.delete(flow);
-        const fields = dns.fields();
-        if (fields !== undefined) record.dns = fields;
-      }
-    }
-  }
-
-  /** Open flows holding state, per feature (for tests and /metrics: it must return to 0 when the meter is empty). */
-  get openStates(): { dns: number } {
-    return { dns: this.#dns.size };
-  }
-
-  #dnsPacket(flow: number, direction: number, p: DecodedPacket, t: number): void {
     const protocol = p.protocol;
+    if (this.#tcp !== undefined && protocol === IpProtocol.TCP) this.#tcp.packet(flow, direction, p);
     if (protocol !== IpProtocol.UDP && protocol !== IpProtocol.TCP) return;
     const buf = p.buffer;
     // The IP packet's end, or what the capture kept of it.
@@ -106,16 +102,86 @@ export class FlowFeatures implements FlowFeatureHooks {
       start = t + (buf[t + 12]! >> 4) * 4;
     }
     if (start >= end) return; // no payload (a TCP handshake or ACK)
+    const switches = this.switches;
+    const forward = direction === 0;
+    if (p.sourcePort === DNS_PORT || p.destinationPort === DNS_PORT) {
+      if (switches.dns) this.#dnsPacket(flow, forward, protocol, buf, start, end, t, p.timestampMicros);
+      return;
+    }
+    if (protocol === IpProtocol.TCP) {
+      const seq = u32(buf, t + 4);
+      if (switches.tls) {
+        let tls = this.#tls.get(flow);
+        if (tls === undefined) this.#tls.set(flow, (tls = new TlsFlow(this.stats.tls)));
+        if (tls.wanted) tls.segment(forward, seq, buf, start, end);
+      }
+      if (switches.http) {
+        let http = this.#http.get(flow);
+        if (http === undefined) this.#http.set(flow, (http = new HttpFlow(this.stats.http)));
+        if (http.wanted) http.segment(forward, buf, start, end);
+      }
+    } else if (switches.quic) {
+      let quic = this.#quic.get(flow);
+      if (quic === undefined) {
+        if ((buf[start]! & QUIC_LONG_HEADER) === 0) return;
+        this.#quic.set(flow, (quic = new QuicFlow(this.stats.quic)));
+      }
+      if (quic.wanted) quic.datagram(forward, buf, start, end);
+    }
+  }
+
+  end(flow: number, record: FlowRecord): void {
+    if (this.#tcp !== undefined && record.protocolIdentifier === IpProtocol.TCP) record.tcp = this.#tcp.end(flow);
+    // At most one application feature per record: the first that read something.
+    if (this.#dns.size !== 0) {
+      const dns = this.#dns.get(flow);
+      if (dns !== undefined) {
+        this.#dns.delete(flow);
+        const fields = dns.fields();
+        if (fields !== undefined) record.dns = fields;
+      }
+    }
+    if (this.#tls.size !== 0) {
+      const tls = this.#tls.get(flow);
+      if (tls !== undefined) {
+        this.#tls.delete(flow);
+        tls.end();
+        const fields = tls.fields();
+        if (fields !== undefined && record.dns === undefined) record.tls = fields;
+      }
+    }
+    if (this.#quic.size !== 0) {
+      const quic = this.#quic.get(flow);
+      if (quic !== undefined) {
+        this.#quic.delete(flow);
+        quic.end();
+        const fields = quic.fields();
+        if (fields !== undefined && record.dns === undefined && record.tls === undefined) record.quic = fields;
+      }
+    }
+    if (this.#http.size !== 0) {
+      const http = this.#http.get(flow);
+      if (http !== undefined) {
+        this.#http.delete(flow);
+        const fields = http.fields();
+        if (fields !== undefined && record.dns === undefined && record.tls === undefined && record.quic === undefined) record.http = fields;
+      }
+    }
+  }
+
+  /** Open flows holding state, per feature kept by Map (for tests: it must return to 0 when the meter is empty). */
+  get openStates(): Record<'dns' | 'tls' | 'quic' | 'http', number> {
+    return { dns: this.#dns.size, tls: this.#tls.size, quic: this.#quic.size, http: this.#http.size };
+  }
+
+  #dnsPacket(flow: number, forward: boolean, protocol: number, buf: Uint8Array, start: number, end: number, t: number, timeMicros: number): void {
     let dns = this.#dns.get(flow);
     if (dns === undefined) {
       dns = new DnsFlow(this.stats.dns);
       this.#dns.set(flow, dns);
       this.stats.dnsFlows++;
     }
-    if (protocol === IpProtocol.UDP) {
-      dns.message(buf, start, end, p.timestampMicros);
-    } else {
-      dns.segment(direction === 0, u32(buf, t + 4), buf, start, end, p.timestampMicros);
-    }
+    if (protocol === IpProtocol.UDP) dns.message(buf, start, end, timeMicros);
+    else dns.segment(forward, u32(buf, t + 4), buf, start, end, timeMicros);
   }
 }

@@ -7,7 +7,7 @@ import { formatIPv4, formatIPv6 } from '../../flow/address.ts';
 import type { FlowRecord } from '../../flow/types.ts';
 import { DEFAULT_FEATURES, FlowFeatures } from '../../flow/features/flow-features.ts';
 import { DEFAULT_MAX_FLOWS } from '../../flow/meter.ts';
-import { readIpfixprobeOutput, replayCorpusFile } from '../helpers/corpus.ts';
+import { readIpfixprobeOutput, referenceJa4, replayCorpusFile } from '../helpers/corpus.ts';
 
 const base = 'ipfixprobe/tests/functional/';
 
@@ -264,4 +264,51 @@ test('basicplus: the TCP fields of each flow through the meter equal ipfixprobe\
   assert.equal(rows.length, 9);
   // What the comparison covers: options seen both ways, and a flow with no reverse packet (all 0 that way).
   assert.ok(rows.every((r) => r.TCP_OPT !== '0') && rows.some((r) => r.TCP_OPT_REV === '0'));
+});
+
+/** The flow of a reference row (either direction), replayed through the meter with every feature on. */
+function featureFlows(capture: string): (row: Record<string, string>) => FlowRecord | undefined {
+  const { flows } = replayCorpusFile(`${base}inputs/${capture}`, { features: new FlowFeatures({ dns: true, tcp: true, tls: true, quic: true, http: true }, DEFAULT_MAX_FLOWS) });
+  return (row) =>
+    flows.find((f) => {
+      const [src, dst] = [text(f.sourceAddress), text(f.destinationAddress)];
+      const there = src === row.SRC_IP && dst === row.DST_IP && f.sourceTransportPort === Number(row.SRC_PORT) && f.destinationTransportPort === Number(row.DST_PORT);
+      const back = src === row.DST_IP && dst === row.SRC_IP && f.sourceTransportPort === Number(row.DST_PORT) && f.destinationTransportPort === Number(row.SRC_PORT);
+      return f.protocolIdentifier === Number(row.PROTOCOL) && (there || back);
+    });
+}
+
+test('tls: server name, ALPN, version, JA3 and JA4 of each flow through the meter equal ipfixprobe\'s (JA4: its extension count without GREASE)', () => {
+  const flowOf = featureFlows('tls.pcap');
+  const rows = readIpfixprobeOutput('tls');
+  const differences: string[] = [];
+  for (const row of rows) {
+    const t = flowOf(row)?.tls;
+    const ours = { sni: t?.serverName, alpn: t?.alpn, version: t?.version, ja3: t?.ja3, ja4: t?.ja4 };
+    const theirs = { sni: row.TLS_SNI, alpn: row.TLS_ALPN, version: Number(row.TLS_VERSION), ja3: row.TLS_JA3, ja4: referenceJa4(row) };
+    if (JSON.stringify(ours) !== JSON.stringify(theirs)) differences.push(`${row.SRC_IP}/${row.SRC_PORT}: podflow ${JSON.stringify(ours)} ipfixprobe ${JSON.stringify(theirs)}`);
+  }
+  assert.deepEqual(differences, []);
+  assert.equal(rows.length, 28);
+});
+
+test('http: method, host, URL, user agent and status of each flow through the meter equal ipfixprobe\'s', () => {
+  const flowOf = featureFlows('http.pcap');
+  const rows = readIpfixprobeOutput('http');
+  const differences: string[] = [];
+  for (const row of rows) {
+    const h = flowOf(row)?.http;
+    const ours = { method: h?.method, host: h?.host, url: h?.target, agent: h?.userAgent, status: h?.statusCode };
+    const theirs = { method: row.HTTP_REQUEST_METHOD, host: row.HTTP_REQUEST_HOST, url: row.HTTP_REQUEST_URL, agent: row.HTTP_REQUEST_AGENT, status: Number(row.HTTP_RESPONSE_STATUS_CODE) };
+    if (JSON.stringify(ours) !== JSON.stringify(theirs)) differences.push(`${row.SRC_IP}/${row.SRC_PORT}: podflow ${JSON.stringify(ours)} ipfixprobe ${JSON.stringify(theirs)}`);
+  }
+  assert.deepEqual(differences, []);
+  assert.equal(rows.length, 9);
+});
+
+test('quic: the Initial\'s server name and version through the meter equal ipfixprobe\'s', () => {
+  const flowOf = featureFlows('quic_initial-sample.pcap');
+  const [row] = readIpfixprobeOutput('quic');
+  const q = flowOf(row!)?.quic;
+  assert.deepEqual({ sni: q?.serverName, version: q?.version }, { sni: row!.QUIC_SNI, version: Number(row!.QUIC_VERSION) });
 });

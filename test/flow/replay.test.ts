@@ -59,6 +59,22 @@ test('prints one JSON object per flow with IANA IPFIX element names', () => {
   assert.match(stderr, /dns: 3 flows, 3 queries, 3 responses\n/);
 });
 
+test('--features tls,http prints the TLS and HTTP fields under their element names', () => {
+  const tls = replay(inputs + 'tls.pcap', '--features', 'tls,http');
+  assert.equal(tls.status, 0, tls.stderr);
+  const flow = tls.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).find((f) => f.sourceTransportPort === 3919)!;
+  assert.deepEqual(
+    [flow.tlsServerName, flow.tlsClientAlpn, flow.tlsVersion, flow.tlsJa3, flow.tlsJa4],
+    ['asecuritysite.com', 'http/1.1,spdy/3.1,h2-14,h2', 0x0303, '9a7b51089c089491dbc4879218db549c', 't12d1612h1_94fc43e2fc61_c9eaec7dbab4'],
+  );
+  assert.equal(flow.httpRequestHost, undefined, 'one application feature per flow');
+  assert.match(tls.stderr, /tls: clientHellos 34, serverHellos 33/);
+  const http = replay(inputs + 'http.pcap', '--features', 'http');
+  const get = http.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).find((f) => f.httpRequestMethod === 'GET')!;
+  assert.equal(typeof get.httpRequestHost, 'string');
+  assert.equal(typeof get.httpStatusCode, 'number');
+});
+
 test('--features none prints the flows without feature fields; an unknown feature is a usage error', () => {
   const on = replay(inputs + 'vlan.pcap');
   const off = replay(inputs + 'vlan.pcap', '--features', 'none');

@@ -7,6 +7,7 @@ import { PacketIngest } from '../../flow/ingest.ts';
 import { FlowMeter, type FlowMeterOptions } from '../../flow/meter.ts';
 import type { CaptureReadStats } from '../../flow/pcap-file.ts';
 import type { FlowRecord } from '../../flow/types.ts';
+import { isGrease } from '../../flow/features/tls.ts';
 
 /** Absolute path of the corpus folder: <repo>/../shared/corpus. */
 export const corpusDir = fileURLToPath(new URL('../../../shared/corpus/', import.meta.url));
@@ -53,6 +54,18 @@ export function readIpfixprobeOutput(name: string): Record<string, string>[] {
       if (fields.length !== columns.length) throw new Error(`${name}: row has ${fields.length} fields, header ${columns.length}: ${line}`);
       return Object.fromEntries(columns.map((c, i) => [c, fields[i]!]));
     });
+}
+
+/**
+ * ipfixprobe's TLS_JA4 with JA4's extension count: ipfixprobe counts GREASE
+ * values there, JA4 leaves them out (FoxIO's technical_details/JA4.md,
+ * "Number of Extensions"; FoxIO's own python/ja4.py on tls.pcap agrees with
+ * podflow). Counted again from the row's own extension list (TLS_EXT_TYPE).
+ */
+export function referenceJa4(row: Record<string, string>): string {
+  const types = row.TLS_EXT_TYPE!.slice(1, -1).split('|').map(Number);
+  const count = String(Math.min(99, types.filter((t) => !isGrease(t)).length)).padStart(2, '0');
+  return row.TLS_JA4!.slice(0, 6) + count + row.TLS_JA4!.slice(8);
 }
 
 /** Splits one CSV line on commas outside double quotes. */

@@ -224,13 +224,18 @@ test('returned messages are copies that later encodes do not overwrite', () => {
 
 test('templates are announced with ids from 256 and the same bytes every time; the type information template comes with its records', () => {
   const { encoder, session } = pair();
-  // 261 and 262: IPv4 and IPv6 flows with DNS fields; 263 and 264 with TCP fields; 265 and 266 with both.
-  assert.deepEqual(session.templateIds(9), [256, 257, 258, 259, 261, 262, 263, 264, 265, 266]);
+  // 261 on: IPv4 and IPv6 flows with each set of features a record can carry
+  // (one application feature at most, TCP with any).
+  const sets = ['dns', 'tcp', 'dns + tcp', 'tls', 'tcp + tls', 'quic', 'tcp + quic', 'http', 'tcp + http'];
+  const withFeatures = sets.flatMap((_, i) => [261 + 2 * i, 262 + 2 * i]);
+  assert.deepEqual(session.templateIds(9), [256, 257, 258, 259, ...withFeatures]);
+  assert.deepEqual(encoder.templates.filter((t) => t.id >= 261).map((t) => t.name), sets.flatMap((f) => [`FLOW_IPV4 + ${f}`, `FLOW_IPV6 + ${f}`]));
   for (const m of encoder.typeInformationMessages()) assert.equal(session.decodeMessage(m).status, 'ok');
-  assert.deepEqual(session.templateIds(9).sort(), [256, 257, 258, 259, 260, 261, 262, 263, 264, 265, 266]);
+  assert.deepEqual(session.templateIds(9).sort(), [256, 257, 258, 259, 260, ...withFeatures]);
   const a = encoder.templateMessages();
   const b = encoder.templateMessages();
   assert.deepEqual(a.map((m) => m.subarray(16)), b.map((m) => m.subarray(16)));
+  assert.ok(a.every((m) => m.length <= encoder.maxMessageBytes));
 });
 
 test('the reliability statistics message carries RFC 7011 §4.3 and §4.1 records', () => {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Exporter } from '../../ipfix/exporter.ts';
 import { IpfixEncoder } from '../../ipfix/encoder.ts';
+import { DEFAULT_FEATURES, enabledFeatures } from '../../flow/features/flow-features.ts';
 import { ENDPOINT_FIELDS, InformationElementRegistry } from '../../ipfix/registry.ts';
 import type { EndpointIdentity } from '../../ipfix/types.ts';
 import { DNS_FLOW, exportRecord, IPV6_FLOW } from '../helpers/ipfix-records.ts';
@@ -98,14 +99,15 @@ test('ipfixDump reads an IPFIX file of IPv4 and IPv6 flows and names every enter
       for (const { name } of new InformationElementRegistry().enterpriseElements) {
         // Identity in every record; a feature's fields in the records of flows that had it.
         const carrying = expected.filter((f) => name.startsWith('k8s') || name in f).length;
-        assert.ok(carrying > 0, `${name}: the capture has flows that carry it`);
+        if (name.startsWith('k8s') || name.startsWith('dns')) assert.ok(carrying > 0, `${name}: the capture has flows that carry it`);
         assert.equal((out.match(new RegExp(`\\) *${name} : `, 'g')) ?? []).length, carrying, `${name} in every record that carries it (${how})`);
       }
     }
     assert.equal((dump.stdout.match(/k8sClusterName : \(len: 300\) c{300}/g) ?? []).length, expected.length);
     const v4 = expected.filter((f) => f.sourceIPv4Address !== undefined).length;
     assert.ok(v4 > 0 && v4 < expected.length, 'the capture has both IPv4 and IPv6 flows');
-    const v6Templates = new IpfixEncoder({ observationDomainId: 0 }).templates.filter((t) => t.name.startsWith('FLOW_IPV6')).length;
+    // podflow replay exports with the default features' templates.
+    const v6Templates = new IpfixEncoder({ observationDomainId: 0, features: enabledFeatures(DEFAULT_FEATURES) }).templates.filter((t) => t.name.startsWith('FLOW_IPV6')).length;
     assert.equal((dump.stdout.match(/sourceIPv6Address/g) ?? []).length - v6Templates, expected.length - v4, 'IPv6 records (plus a field of each IPv6 template)');
     const octets = [...dump.stdout.matchAll(/\(1\)\s+octetDeltaCount : (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
     assert.equal(octets, sum(expected, 'octetDeltaCount'));
@@ -163,7 +165,10 @@ test('tshark decodes the UDP export with the same packet and octet counts', () =
 async function nfacctd(dir: string, aggregate: string[], send: (port: number) => Promise<void>, done: (rows: Flow[]) => boolean): Promise<Flow[]> {
   tool('nfacctd', 'pmacct');
   const primitives = join(dir, 'primitives.lst');
-  writeFileSync(primitives, podflow(['elements', '--format', 'nfacctd']).stdout);
+  // Only the primitives aggregated on: nfacctd 1.7.7 crashes (a segmentation
+  // fault at start) with more than 63 in its aggregate_primitives file.
+  const wanted = new Set(aggregate);
+  writeFileSync(primitives, podflow(['elements', '--format', 'nfacctd']).stdout.split('\n').filter((line) => wanted.has(line.split('\t')[0]!.slice('name='.length))).join('\n') + '\n');
   // A free port: bind, read, release (nfacctd cannot report the port it got).
   const probe = dgram.createSocket('udp4');
   await new Promise<void>((resolve) => probe.bind(0, '127.0.0.1', resolve));
@@ -254,7 +259,7 @@ test('nfacctd prints every identity string of both ends, on IPv4 and on IPv6 flo
     const records = [exportRecord({}), exportRecord({}, IPV6_FLOW), exportRecord({}, DNS_FLOW)].map((r) => ({ ...r, clusterName: 'cluster-name', source: end('source'), destination: end('destination') }));
     const rows = await nfacctd(
       dir,
-      ['src_host', 'dst_host', 'src_port', ...elements.map((e) => e.name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`))],
+      ['src_host', 'dst_host', 'src_port', ...elements.filter((e) => /^(k8s|dns)/.test(e.name)).map((e) => e.name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`))],
       async (port) => {
         const exporter = new Exporter({ targets: [`udp://127.0.0.1:${port}`], observationDomainId: 1 });
         exporter.export(records);

@@ -30,7 +30,7 @@ test(`through ${DELAY_MS} ms of delay and ${LOSS * 100}% loss: handshake round t
   const node = new SimNode(t);
   const [client, server] = [node.addPod(1), node.addPod(2)];
   const flows: FlowRecord[] = [];
-  const m = await meteredCapture(t, node, { onFlow: (r) => flows.push(r), features: { dns: false, tcp: true } });
+  const m = await meteredCapture(t, node, { onFlow: (r) => flows.push(r), features: { dns: false, tcp: true, tls: false, quic: false, http: false } });
   m.capture.start();
   await waitFor(() => m.capture.counters().handlesOpen === 2, 3000, 'a capture in both pods');
   const impairment = await node.impairIngress(server.index, DELAY_MS, LOSS);

@@ -22,7 +22,7 @@ test('a meter with features makes the same flows as one without, plus their fiel
     assert.deepEqual(on.flows.map(withoutFeatures), off.flows.map(withoutFeatures), capture);
     assert.ok(on.flows.some((f) => f.dns !== undefined), capture);
     assert.ok(on.flows.every((f) => f.dns === undefined || f.sourceTransportPort === 53 || f.destinationTransportPort === 53), capture);
-    assert.deepEqual(features.openStates, { dns: 0 }, capture);
+    assert.deepEqual(features.openStates, { dns: 0, tls: 0, quic: 0, http: 0 }, capture);
     assert.equal(features.stats.dnsFlows, on.flows.filter((f) => f.dns !== undefined).length, capture);
   }
 });
@@ -62,7 +62,7 @@ test('a flow evicted from a full table takes its DNS fields along and its state 
   });
   assert.ok(small.meter.stats.evictions > 0);
   assert.ok(mostOpen <= 2, `${mostOpen} DNS states open with a table of 2`);
-  assert.deepEqual(bounded.openStates, { dns: 0 });
+  assert.deepEqual(bounded.openStates, { dns: 0, tls: 0, quic: 0, http: 0 });
   const names = (flows: FlowRecord[]) => flows.flatMap((f) => (f.dns ? [f.dns.queryName] : [])).sort();
   assert.deepEqual(names(small.flows), names(full.flows));
 });

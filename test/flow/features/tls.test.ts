@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { emptyTlsStats, MAX_SEGMENTS, TlsFlow, type TlsStats } from '../../../flow/features/tls-flow.ts';
 import { isGrease, ja3String, ja4, parseHelloMessage, parseHelloRecords, TlsStatus } from '../../../flow/features/tls.ts';
-import { corpusDir, readIpfixprobeOutput } from '../../helpers/corpus.ts';
+import { corpusDir, readIpfixprobeOutput, referenceJa4 } from '../../helpers/corpus.ts';
 import { biflows, findBiflow, type Biflow } from '../../helpers/biflows.ts';
 import { tsharkPayloads } from '../../helpers/tshark-payloads.ts';
 
@@ -31,18 +31,15 @@ test("reads every TLS flow of tls.pcap as ipfixprobe's TLS plugin does, but JA4'
     const fields = run(flow).fields();
     assert.ok(fields, flow.key);
     // ipfixprobe counts GREASE extensions in JA4's extension count; JA4 says
-    // to leave them out (FoxIO's technical_details/JA4.md, "Number of
-    // Extensions"), and FoxIO's own python/ja4.py, run on this capture, gives
-    // podflow's value for every flow (e.g. t13d1516h2_8daaf6152771_e5627efa2ab1
+    // to leave them out, and FoxIO's own python/ja4.py, run on this capture,
+    // gives podflow's value for every flow (e.g. t13d1516h2_8daaf6152771_e5627efa2ab1
     // for 192.168.0.228:52641, where ipfixprobe says t13d1518h2_...). So the
     // reference JA4 is compared with the count of its own extension list
-    // (TLS_EXT_TYPE) without GREASE.
-    const types = row.TLS_EXT_TYPE!.slice(1, -1).split('|').map(Number);
-    const count = String(Math.min(99, types.filter((t) => !isGrease(t)).length)).padStart(2, '0');
-    const referenceJa4 = row.TLS_JA4!.slice(0, 6) + count + row.TLS_JA4!.slice(8);
-    if (referenceJa4 !== row.TLS_JA4) ja4CountDiffers.push(`${row.SRC_PORT}: ipfixprobe ${row.TLS_JA4}, podflow ${fields.ja4}`);
+    // without GREASE (referenceJa4).
+    const ja4Wanted = referenceJa4(row);
+    if (ja4Wanted !== row.TLS_JA4) ja4CountDiffers.push(`${row.SRC_PORT}: ipfixprobe ${row.TLS_JA4}, podflow ${fields.ja4}`);
     const ours = { sni: fields.serverName, ja3: fields.ja3, ja4: fields.ja4, version: fields.version, alpn: fields.alpn };
-    const theirs = { sni: row.TLS_SNI, ja3: row.TLS_JA3, ja4: referenceJa4, version: Number(row.TLS_VERSION), alpn: row.TLS_ALPN };
+    const theirs = { sni: row.TLS_SNI, ja3: row.TLS_JA3, ja4: ja4Wanted, version: Number(row.TLS_VERSION), alpn: row.TLS_ALPN };
     if (JSON.stringify(ours) !== JSON.stringify(theirs)) differences.push(`${flow.key}: podflow ${JSON.stringify(ours)} ipfixprobe ${JSON.stringify(theirs)}`);
   }
   assert.deepEqual(differences, []);
