@@ -281,6 +281,7 @@ export class Agent {
       observationDomainId: observationDomainOf(config.nodeName),
       enterpriseNumber: config.enterpriseNumber,
       features: enabledFeatures(config.features),
+      featureElements: config.featureElements,
       closeTimeoutMs: config.shutdown.timeoutSeconds * 1000 * 0.8,
       onError: (err, target) => exportWarn.warn(`${target}:${err.code}`, { collector: target, err }, 'export error (records are queued and retried)'),
     });

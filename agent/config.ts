@@ -9,6 +9,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { PodflowError } from '../common/errors.ts';
 import { parseExportTarget } from '../ipfix/target.ts';
+import type { FeatureElementSet } from '../ipfix/feature-elements.ts';
 import { DEFAULT_HOLD_MAX_AGE_MS } from '../enrich/enricher.ts';
 import { DEFAULT_FEATURES, type FeatureSwitches } from '../flow/features/flow-features.ts';
 
@@ -17,6 +18,8 @@ export interface AgentConfig {
   nodeName: string;
   collectors: string[];
   enterpriseNumber: number;
+  /** The elements of the application features' fields: podflow's, or ipfixprobe's (ipfix/encoder.ts featureElements). */
+  featureElements: FeatureElementSet;
   labelKeys: string[];
   clusterCidrs: string[];
   flow: { idleTimeoutSeconds: number; activeTimeoutSeconds: number; maxFlows: number };
@@ -35,6 +38,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   nodeName: '',
   collectors: [],
   enterpriseNumber: 32473,
+  featureElements: 'podflow',
   labelKeys: ['app', 'app.kubernetes.io/name'],
   clusterCidrs: [],
   flow: { idleTimeoutSeconds: 30, activeTimeoutSeconds: 300, maxFlows: 131_072 },
@@ -81,6 +85,7 @@ export const configSchema = {
     nodeName: { type: 'string' },
     collectors: { type: 'array', items: { type: 'string', pattern: '^((udp|tcp|tls)://|file:)' } },
     enterpriseNumber: { type: 'integer', minimum: 1, maximum: 4294967295 },
+    featureElements: { enum: ['podflow', 'ipfixprobe'] },
     labelKeys: { ...strings, maxItems: 16 },
     clusterCidrs: strings,
     flow: obj({ idleTimeoutSeconds: positive, activeTimeoutSeconds: positive, maxFlows: { ...positiveInt, maximum: 1 << 26 } }),

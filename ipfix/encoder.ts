@@ -32,7 +32,7 @@
 // fixed length and the round-trip tests check every field.
 import { PodflowError } from '../common/errors.ts';
 import type { FlowRecord } from '../flow/types.ts';
-import { FEATURE_ENCODINGS, type FeatureEncoding, type FeatureName, type FieldWriter } from './feature-elements.ts';
+import { CESNET_PEN, FEATURE_ENCODINGS, FLOWMON_PEN, type FeatureElementSet, type FeatureEncoding, type FeatureName, type FieldWriter } from './feature-elements.ts';
 import {
   DataTypeCode,
   DEFAULT_ENTERPRISE_NUMBER,
@@ -96,6 +96,13 @@ export interface IpfixEncoderOptions {
    * feature podflow has.
    */
   features?: readonly FeatureName[];
+  /**
+   * 'ipfixprobe': the application features' fields (DNS, TLS, QUIC, HTTP)
+   * go out in the elements CESNET's ipfixprobe exports for them
+   * (IPFIXPROBE_ELEMENTS, CESNET's and Flowmon's enterprise numbers), so
+   * collectors set up for ipfixprobe read them. Default 'podflow'.
+   */
+  featureElements?: FeatureElementSet;
 }
 
 /** Counts since construction; plain numbers, read them at scrape time. */
@@ -359,6 +366,8 @@ export class IpfixEncoder {
   readonly #features: readonly FeatureEncoding[];
   /** Template id by feature mask * 2 + (IPv6 ? 1 : 0). */
   readonly #featureTemplateIds: number[] = [];
+  /** The enterprise elements the RFC 5610 type records describe: podflow's, and ipfixprobe's in its templates. */
+  readonly #describedElements: readonly InformationElement[];
   /** Writes a record's feature fields (only records that carry a feature pass through it). */
   readonly #featureWriter: FeatureFieldWriter;
 
@@ -382,16 +391,23 @@ export class IpfixEncoder {
     this.maxStringBytes = maxStringBytes;
     this.#clock = options.clock ?? Date.now;
     const features = options.features ?? FEATURE_ENCODINGS.map((f) => f.name);
-    this.#features = FEATURE_ENCODINGS.filter((f) => features.includes(f.name));
+    const ipfixprobe = options.featureElements === 'ipfixprobe';
+    this.#features = FEATURE_ENCODINGS.filter((f) => features.includes(f.name)).map((f) => (ipfixprobe && f.ipfixprobe ? { ...f, ...f.ipfixprobe } : f));
     this.templates = buildTemplates(this.registry, this.#features);
+    const foreignElements = new Set(this.templates.flatMap((t) => t.fields.map((f) => f.element)).filter((e) => e.enterprise === CESNET_PEN || e.enterprise === FLOWMON_PEN));
+    this.#describedElements = [...this.registry.enterpriseElements, ...foreignElements];
     let featureTemplate: number = TemplateId.FIRST_FEATURE;
     for (const mask of featureSets(this.#features)) {
       this.#featureTemplateIds[mask * 2] = featureTemplate++;
       this.#featureTemplateIds[mask * 2 + 1] = featureTemplate++;
     }
-    for (const t of this.templates) {
+    // nfacctd reads enterprise elements by id alone (registry.ts,
+    // DESTINATION_FIRST_ID): podflow's own elements never share an id in a
+    // template. ipfixprobe's do share ids with them (its DNS_ID is 8057/10,
+    // the source end's type 10): a collector for ipfixprobe tells them apart
+    // by enterprise number, nfacctd 1.7.7 does not (docs/ipfix-elements.md).
+    for (const t of ipfixprobe ? [] : this.templates) {
       const ids = t.fields.filter((f) => f.element.enterprise !== 0).map((f) => f.element.id);
-      // nfacctd reads enterprise elements by id alone (registry.ts, DESTINATION_FIRST_ID).
       if (new Set(ids).size !== ids.length) throw new Error(`template ${t.id} holds two enterprise elements with one id`);
     }
     for (const [id, version] of [[TemplateId.FLOW_IPV4, 4], [TemplateId.FLOW_IPV6, 6]] as const) {
@@ -579,14 +595,14 @@ export class IpfixEncoder {
   typeInformationMessages(): Uint8Array[] {
     return this.#pack([
       this.#typeTemplateItem,
-      ...this.registry.enterpriseElements.map((e) =>
+      ...this.#describedElements.map((e) =>
         this.#optionsRecord(TemplateId.TYPE_INFORMATION, [
           e.id,
           e.enterprise,
           DataTypeCode[e.dataType],
           SemanticsCode[e.semantics],
           UnitsCode[e.units],
-          // No range: podflow's elements are strings.
+          // No range given.
           0,
           0,
           e.name,
@@ -897,10 +913,24 @@ class FeatureFieldWriter implements FieldWriter {
 
   /** A variable-length string (RFC 7011 §7): 1-byte length below 255, else 255 and a u16. */
   string(text: string): void {
-    const b = this.bytes;
     const o = this.length;
-    const { read, written } = utf8.encodeInto(text, b.subarray(o + 3, o + 3 + this.#maxStringBytes));
+    const { read, written } = utf8.encodeInto(text, this.bytes.subarray(o + 3, o + 3 + this.#maxStringBytes));
     if (read < text.length) this.cuts++;
+    this.#closeVariable(o, written);
+  }
+
+  /** A variable-length octetArray, cut like a string at maxStringBytes. */
+  octets(bytes: Uint8Array): void {
+    const o = this.length;
+    const written = Math.min(bytes.length, this.#maxStringBytes);
+    if (written < bytes.length) this.cuts++;
+    this.bytes.set(bytes.subarray(0, written), o + 3);
+    this.#closeVariable(o, written);
+  }
+
+  /** The length prefix of a variable-length field whose `written` bytes are at o + 3: moved up behind a 1-byte length below 255. */
+  #closeVariable(o: number, written: number): void {
+    const b = this.bytes;
     if (written < 255) {
       b.copyWithin(o + 1, o + 3, o + 3 + written);
       b[o] = written;

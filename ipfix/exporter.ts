@@ -5,7 +5,7 @@
 import { PodflowError } from '../common/errors.ts';
 import { type Clock, systemClock } from './clock.ts';
 import { IpfixEncoder } from './encoder.ts';
-import type { FeatureName } from './feature-elements.ts';
+import type { FeatureElementSet, FeatureName } from './feature-elements.ts';
 import { type ExportTarget, parseExportTarget } from './target.ts';
 import { FileTransport } from './transport-file.ts';
 import { type Connector, type StreamTransportOptions, StreamTransport, tcpConnector } from './transport-tcp.ts';
@@ -26,6 +26,8 @@ export interface ExporterOptions {
   maxStringBytes?: number;
   /** The per-flow features exported (the encoder's features); default every one. */
   features?: readonly FeatureName[];
+  /** The elements of the application features' fields (the encoder's featureElements). */
+  featureElements?: FeatureElementSet;
   /** Default: the system clock. */
   clock?: Clock;
   /** Told of every counted error, e.g. to log it. Default: nothing. */
@@ -95,6 +97,7 @@ export class Exporter {
           enterpriseNumber: o.enterpriseNumber,
           maxStringBytes: o.maxStringBytes,
           ...(o.features && { features: o.features }),
+          ...(o.featureElements && { featureElements: o.featureElements }),
           maxMessageBytes,
           clock: () => this.#clock.now(),
         }),

@@ -93,6 +93,8 @@ export const FEATURE_ELEMENTS: readonly FeatureElementSpec[] = [...DNS_ELEMENTS,
 /** Where a feature writes its values: the encoder's writer, in template field order. */
 export interface FieldWriter {
   unsigned(length: 1 | 2 | 4 | 8, value: number): void;
+  /** A variable-length octetArray. */
+  octets(bytes: Uint8Array): void;
   /** An unsigned64 given as its high and low 32 bits (a bit field beyond 2^53, which a number cannot hold). */
   unsigned64(high: number, low: number): void;
   string(text: string): void;
@@ -112,6 +114,57 @@ export interface FeatureEncoding {
   /** Its element names, in the order write() puts their values. */
   readonly fields: readonly string[];
   write(flow: FlowRecord, w: FieldWriter): void;
+  /**
+   * The same fields as CESNET's ipfixprobe exports them (featureElements:
+   * ipfixprobe): its element names (IPFIXPROBE_ELEMENTS) and their writer.
+   * Only the fields podflow reads; a feature without them keeps its own.
+   */
+  readonly ipfixprobe?: { readonly fields: readonly string[]; write(flow: FlowRecord, w: FieldWriter): void };
+}
+
+/** Which elements carry the application features' fields: podflow's own, or those of CESNET's ipfixprobe. */
+export type FeatureElementSet = 'podflow' | 'ipfixprobe';
+
+/** CESNET's Private Enterprise Number, and Flowmon's (which ipfixprobe uses for some HTTP and TLS fields). */
+export const CESNET_PEN = 8057;
+export const FLOWMON_PEN = 39499;
+
+const foreign = (enterprise: number, id: number, name: string, dataType: DataType, description: string): InformationElement =>
+  Object.freeze({ enterprise, id, name, dataType, semantics: 'default', units: 'none', description });
+
+/**
+ * The elements CESNET's ipfixprobe exports for DNS, TLS, QUIC and HTTP
+ * (include/ipfixprobe/ipfix-elements.hpp, v5.7.0), for the fields podflow
+ * reads, named after ipfixprobe's field names. Their enterprise numbers
+ * are fixed (CESNET's, Flowmon's), whatever podflow's own is.
+ */
+export const IPFIXPROBE_ELEMENTS: readonly InformationElement[] = Object.freeze([
+  foreign(CESNET_PEN, 1, 'ipfixprobeDnsRcode', 'unsigned8', "ipfixprobe DNS_RCODE: the response's RCODE (0 when no response was seen)."),
+  foreign(CESNET_PEN, 2, 'ipfixprobeDnsName', 'string', 'ipfixprobe DNS_NAME: the name asked for.'),
+  foreign(CESNET_PEN, 3, 'ipfixprobeDnsQtype', 'unsigned16', 'ipfixprobe DNS_QTYPE: the type asked for.'),
+  foreign(CESNET_PEN, 4, 'ipfixprobeDnsClass', 'unsigned16', 'ipfixprobe DNS_CLASS: the class asked for.'),
+  foreign(CESNET_PEN, 5, 'ipfixprobeDnsRrTtl', 'unsigned32', "ipfixprobe DNS_RR_TTL: the first answer's TTL."),
+  foreign(CESNET_PEN, 6, 'ipfixprobeDnsRlength', 'unsigned16', "ipfixprobe DNS_RLENGTH: the length of DNS_RDATA."),
+  foreign(CESNET_PEN, 7, 'ipfixprobeDnsRdata', 'octetArray', "ipfixprobe DNS_RDATA: the first answer's data as text."),
+  foreign(CESNET_PEN, 10, 'ipfixprobeDnsId', 'unsigned16', 'ipfixprobe DNS_ID: the transaction ID.'),
+  foreign(CESNET_PEN, 14, 'ipfixprobeDnsAnswers', 'unsigned16', 'ipfixprobe DNS_ANSWERS: the answer records of the response.'),
+  foreign(CESNET_PEN, 200, 'ipfixprobeHttpMethod', 'string', 'ipfixprobe HTTP_METHOD: the request method.'),
+  foreign(CESNET_PEN, 808, 'ipfixprobeTlsSni', 'string', 'ipfixprobe TLS_SNI: the ClientHello server name.'),
+  foreign(CESNET_PEN, 809, 'ipfixprobeTlsJa4', 'string', "ipfixprobe TLS_JA4: the ClientHello's JA4 (podflow's count of extensions leaves GREASE values out, as JA4 says)."),
+  foreign(CESNET_PEN, 890, 'ipfixprobeQuicSni', 'string', "ipfixprobe QUIC_SNI: the server name of the client Initial's ClientHello."),
+  foreign(CESNET_PEN, 892, 'ipfixprobeQuicVersion', 'unsigned32', "ipfixprobe QUIC_VERSION: the Initial's version."),
+  foreign(FLOWMON_PEN, 1, 'ipfixprobeHttpDomain', 'string', 'ipfixprobe HTTP_DOMAIN: the request Host.'),
+  foreign(FLOWMON_PEN, 2, 'ipfixprobeHttpUri', 'string', 'ipfixprobe HTTP_URI: the request target.'),
+  foreign(FLOWMON_PEN, 12, 'ipfixprobeHttpStatus', 'unsigned16', 'ipfixprobe HTTP_STATUS: the response status code.'),
+  foreign(FLOWMON_PEN, 20, 'ipfixprobeHttpUseragent', 'string', 'ipfixprobe HTTP_USERAGENT: the request User-Agent.'),
+  foreign(FLOWMON_PEN, 333, 'ipfixprobeTlsVersion', 'unsigned16', 'ipfixprobe TLS_VERSION: the version agreed on.'),
+  foreign(FLOWMON_PEN, 337, 'ipfixprobeTlsAlpn', 'string', 'ipfixprobe TLS_ALPN: the protocol the server chose.'),
+  foreign(FLOWMON_PEN, 357, 'ipfixprobeTlsJa3', 'octetArray', "ipfixprobe TLS_JA3: the ClientHello's JA3 MD5, 16 bytes."),
+]);
+
+/** A latin1 string's bytes (the readers' texts are bytes as read). */
+function latin1Bytes(text: string): Uint8Array {
+  return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
 }
 
 export type { FeatureName };
@@ -139,6 +192,23 @@ const DNS: FeatureEncoding = {
     w.unsigned(4, d.queries);
     w.unsigned(4, d.responses);
     w.unsigned(4, errors);
+  },
+  ipfixprobe: {
+    fields: ['ipfixprobeDnsAnswers', 'ipfixprobeDnsRcode', 'ipfixprobeDnsQtype', 'ipfixprobeDnsClass', 'ipfixprobeDnsRrTtl', 'ipfixprobeDnsRlength', 'ipfixprobeDnsId', 'ipfixprobeDnsName', 'ipfixprobeDnsRdata'],
+    write(flow, w) {
+      const d = flow.dns!;
+      const r = d.response;
+      const data = latin1Bytes(r?.answerData ?? '');
+      w.unsigned(2, r?.answerCount ?? 0);
+      w.unsigned(1, r?.rcode ?? 0);
+      w.unsigned(2, d.queryType);
+      w.unsigned(2, d.queryClass);
+      w.unsigned(4, r?.answerTtl ?? 0);
+      w.unsigned(2, data.length);
+      w.unsigned(2, d.id);
+      w.string(d.queryName);
+      w.octets(data);
+    },
   },
 };
 
@@ -225,6 +295,17 @@ const TLS: FeatureEncoding = {
     w.string(t.ja3);
     w.string(t.ja4);
   },
+  ipfixprobe: {
+    fields: ['ipfixprobeTlsVersion', 'ipfixprobeTlsSni', 'ipfixprobeTlsAlpn', 'ipfixprobeTlsJa3', 'ipfixprobeTlsJa4'],
+    write(flow, w) {
+      const t = flow.tls!;
+      w.unsigned(2, t.version);
+      w.string(t.serverName);
+      w.string(t.alpn);
+      w.octets(t.ja3 === '' ? new Uint8Array(0) : Uint8Array.from(t.ja3.match(/../g)!, (h) => parseInt(h, 16)));
+      w.string(t.ja4);
+    },
+  },
 };
 
 const QUIC: FeatureEncoding = {
@@ -237,6 +318,13 @@ const QUIC: FeatureEncoding = {
     w.unsigned(4, q.version);
     w.string(q.serverName);
     w.string(q.clientAlpn);
+  },
+  ipfixprobe: {
+    fields: ['ipfixprobeQuicSni', 'ipfixprobeQuicVersion'],
+    write(flow, w) {
+      w.string(flow.quic!.serverName);
+      w.unsigned(4, flow.quic!.version);
+    },
   },
 };
 
@@ -252,6 +340,17 @@ const HTTP: FeatureEncoding = {
     w.string(h.target);
     w.string(h.userAgent);
     w.unsigned(2, h.statusCode);
+  },
+  ipfixprobe: {
+    fields: ['ipfixprobeHttpUseragent', 'ipfixprobeHttpMethod', 'ipfixprobeHttpDomain', 'ipfixprobeHttpUri', 'ipfixprobeHttpStatus'],
+    write(flow, w) {
+      const h = flow.http!;
+      w.string(h.userAgent);
+      w.string(h.method);
+      w.string(h.host);
+      w.string(h.target);
+      w.unsigned(2, h.statusCode);
+    },
   },
 };
 

@@ -13,7 +13,7 @@
 // IPFIX is hand-written here: it sits on the hot path, and no maintained
 // TypeScript library encodes RFC 7011 with enterprise elements.
 import { PodflowError } from '../common/errors.ts';
-import { FEATURE_ELEMENTS } from './feature-elements.ts';
+import { FEATURE_ELEMENTS, IPFIXPROBE_ELEMENTS } from './feature-elements.ts';
 import { IANA_ELEMENTS } from './iana-elements.ts';
 
 /** Abstract data types (RFC 7012 §3.1) with their RFC 5610 informationElementDataType codes. */
@@ -205,7 +205,7 @@ export class InformationElementRegistry {
   readonly enterpriseNumber: number;
   /** podflow's own elements under `enterpriseNumber`, in id order. */
   readonly enterpriseElements: readonly InformationElement[];
-  /** Every element: IANA, reverse, then podflow's. */
+  /** Every element: IANA, reverse, podflow's, then those of ipfixprobe podflow can export (featureElements: ipfixprobe). */
   readonly elements: readonly InformationElement[];
   readonly #byKey = new Map<number, InformationElement>();
   readonly #byName = new Map<string, InformationElement>();
@@ -216,7 +216,7 @@ export class InformationElementRegistry {
     }
     this.enterpriseNumber = enterpriseNumber;
     this.enterpriseElements = Object.freeze(enterpriseElements(enterpriseNumber));
-    this.elements = Object.freeze([...IANA_ELEMENTS, ...REVERSE_ELEMENTS, ...this.enterpriseElements]);
+    this.elements = Object.freeze([...IANA_ELEMENTS, ...REVERSE_ELEMENTS, ...this.enterpriseElements, ...IPFIXPROBE_ELEMENTS]);
     for (const e of this.elements) {
       this.#byKey.set(key(e.enterprise, e.id), e);
       this.#byName.set(e.name, e);

@@ -11,6 +11,7 @@ import {
   VARIABLE_LENGTH,
 } from '../../ipfix/registry.ts';
 import { IpfixEncoder } from '../../ipfix/encoder.ts';
+import { IPFIXPROBE_ELEMENTS } from '../../ipfix/feature-elements.ts';
 
 export const FORMATS = ['ipfixdump-xml', 'nfacctd', 'iespec', 'markdown'] as const;
 export type ElementsFormat = (typeof FORMATS)[number];
@@ -201,6 +202,24 @@ tshark does (a file has no gso_size).
 | PEN/ID | name | type | description |
 | --- | --- | --- | --- |
 ${rows.join('\n')}
+
+## ipfixprobe's elements (\`featureElements: ipfixprobe\`)
+
+With \`featureElements: ipfixprobe\` the DNS, TLS, QUIC and HTTP fields go
+out in the elements CESNET's ipfixprobe (v5.7.0) exports for them, under
+its enterprise numbers (CESNET 8057, Flowmon 39499), so collectors set up
+for ipfixprobe (ipfixcol2 and its CESNET elements) read podflow's records;
+the same templates, these fields in place of the feature's own, and RFC 5610
+type records for them. Only the fields podflow reads are sent (no
+\`DNS_PSIZE\`, \`DNS_DO\`, TLS extension lists, QUIC connection IDs, HTTP
+referer, content type, server or cookies). \`ipfixprobeDnsRcode\` is 0 when
+no response came, as ipfixprobe's. They share ids with podflow's identity
+elements (8057/10 is \`DNS_ID\`): nfacctd 1.7.7, which ignores enterprise
+numbers, cannot read them beside those.
+
+| PEN/ID | name | type | description |
+| --- | --- | --- | --- |
+${IPFIXPROBE_ELEMENTS.map((e) => `| ${e.enterprise}/${e.id} | \`${e.name}\` | ${e.dataType} | ${e.description} |`).join('\n')}
 
 ## Templates
 

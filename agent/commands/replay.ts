@@ -19,7 +19,7 @@ import {
 import { CAPTURE_HEADER_BYTES, type CaptureReadStats, readCaptureHeader } from '../../flow/pcap-file.ts';
 import type { FlowRecord } from '../../flow/types.ts';
 import { DEFAULT_FEATURES, enabledFeatures, type FeatureSwitches, FlowFeatures } from '../../flow/features/flow-features.ts';
-import { FEATURE_ENCODINGS, type FieldWriter } from '../../ipfix/feature-elements.ts';
+import { FEATURE_ENCODINGS, type FeatureElementSet, type FieldWriter } from '../../ipfix/feature-elements.ts';
 import type { Exporter } from '../../ipfix/exporter.ts';
 import { notSentTotal } from '../../ipfix/transport.ts';
 import type { EndpointIdentity, ExportRecord } from '../../ipfix/types.ts';
@@ -33,7 +33,7 @@ const MAX_RECORD_BYTES = 256 << 20;
 /** Output is written in chunks of this many bytes: one write per flow would dominate the run time. */
 const OUTPUT_CHUNK_BYTES = 1 << 20;
 
-const USAGE = `usage: podflow replay FILE [--idle-timeout S] [--active-timeout S] [--max-flows N] [--features LIST] [--output URL]... [--cluster NAME]
+const USAGE = `usage: podflow replay FILE [--idle-timeout S] [--active-timeout S] [--max-flows N] [--features LIST] [--output URL]... [--feature-elements SET] [--cluster NAME]
 
 Meters a pcap or pcapng capture into bidirectional flows and prints one JSON
 object per flow on stdout (keys are IANA IPFIX element names); a summary goes
@@ -47,6 +47,8 @@ to stderr. Flows still open at the end of the file end with flowEndReason 4.
   --output URL         export the flows as IPFIX instead of printing them (repeatable):
                        udp://HOST:PORT, tcp://HOST:PORT, file:PATH,
                        tls://HOST:PORT?ca=FILE&cert=FILE&key=FILE&servername=NAME
+  --feature-elements SET  podflow (default) or ipfixprobe: the elements of the
+                       exported DNS, TLS, QUIC and HTTP fields (docs/ipfix-elements.md)
   --cluster NAME       k8sClusterName of the exported flows (default empty)
 `;
 
@@ -61,6 +63,7 @@ export async function run(args: string[]): Promise<number> {
         'active-timeout': { type: 'string' },
         'max-flows': { type: 'string' },
         features: { type: 'string' },
+        'feature-elements': { type: 'string', default: 'podflow' },
         output: { type: 'string', multiple: true },
         cluster: { type: 'string', default: '' },
         help: { type: 'boolean', short: 'h' },
@@ -82,9 +85,13 @@ export async function run(args: string[]): Promise<number> {
   const activeTimeoutMs = seconds(values['active-timeout'], '--active-timeout', DEFAULT_ACTIVE_TIMEOUT_MS);
   const maxFlows = count(values['max-flows'], '--max-flows', DEFAULT_MAX_FLOWS);
   const switches = featureSwitches(values.features);
+  const featureElements = values['feature-elements'];
+  if (featureElements !== 'podflow' && featureElements !== 'ipfixprobe') {
+    throw new PodflowError('PODFLOW_ERR_CLI_USAGE', `--feature-elements wants podflow or ipfixprobe, got '${featureElements}'`);
+  }
 
   const output = new ChunkedOutput();
-  const exporter = values.output ? await FileExport.open(values.output, basename(path), values.cluster, switches) : undefined;
+  const exporter = values.output ? await FileExport.open(values.output, basename(path), values.cluster, switches, featureElements) : undefined;
   const decoder = new PacketDecoder();
   const features = FlowFeatures.hooks(switches, maxFlows);
   const meter = new FlowMeter({
@@ -143,12 +150,13 @@ class FileExport {
   readonly #unknown: EndpointIdentity;
   #batch: ExportRecord[] = [];
 
-  static async open(targets: string[], interfaceName: string, clusterName: string, features: FeatureSwitches): Promise<FileExport> {
+  static async open(targets: string[], interfaceName: string, clusterName: string, features: FeatureSwitches, featureElements: FeatureElementSet): Promise<FileExport> {
     const [{ Exporter }, { UNKNOWN_ENDPOINT }] = await Promise.all([import('../../ipfix/exporter.ts'), import('../../ipfix/types.ts')]);
     const exporter = new Exporter({
       targets,
       observationDomainId: OBSERVATION_POINT,
       features: enabledFeatures(features),
+      featureElements,
       onError: (err) => process.stderr.write(`podflow replay: ${err.message}\n`),
       // The whole file is metered before the event loop turns, so a TCP connection
       // cannot come up until then: queue every flow (the file bounds them) rather than drop.
@@ -371,6 +379,11 @@ class JsonFields implements FieldWriter {
 
   unsigned64(high: number, low: number): void {
     this.text += `,"${this.#names[this.#next++]}":${(BigInt(high) << 32n) | BigInt(low)}`;
+  }
+
+  /** As hex digits. */
+  octets(bytes: Uint8Array): void {
+    this.text += `,"${this.#names[this.#next++]}":"${Buffer.from(bytes).toString('hex')}"`;
   }
 
   /** The output is ASCII (ChunkedOutput): other characters as JSON escapes. */
