@@ -72,11 +72,14 @@ export class FlowFeatures implements FlowFeatureHooks {
   readonly #tls = new Map<number, TlsFlow>();
   readonly #quic = new Map<number, QuicFlow>();
   readonly #http = new Map<number, HttpFlow>();
+  /** TLS, QUIC or HTTP is on: the payloads of every TCP or UDP flow are looked at. */
+  readonly #readsEveryPayload: boolean;
 
   /** For a meter of `maxFlows` slots (the TCP feature keeps state for each). */
   constructor(switches: FeatureSwitches, maxFlows: number) {
     this.switches = Object.freeze({ ...switches });
     this.#tcp = switches.tcp ? new TcpTracker(maxFlows) : undefined;
+    this.#readsEveryPayload = switches.tls || switches.quic || switches.http;
     this.stats = { dns: emptyDnsStats(), dnsFlows: 0, tcp: this.#tcp?.stats ?? emptyTcpStats(), tls: emptyTlsStats(), quic: emptyQuicStats(), http: emptyHttpStats() };
   }
 
@@ -91,6 +94,8 @@ export class FlowFeatures implements FlowFeatureHooks {
     const protocol = p.protocol;
     if (this.#tcp !== undefined && protocol === IpProtocol.TCP) this.#tcp.packet(flow, direction, p);
     if (protocol !== IpProtocol.UDP && protocol !== IpProtocol.TCP) return;
+    // With the defaults (DNS and TCP) only port 53 has payloads to read.
+    if (!this.#readsEveryPayload && p.sourcePort !== DNS_PORT && p.destinationPort !== DNS_PORT) return;
     const buf = p.buffer;
     // The IP packet's end, or what the capture kept of it.
     const end = Math.min(p.capturedEnd, t + p.transportBytes);
