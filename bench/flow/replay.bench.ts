@@ -98,10 +98,13 @@ async function main(): Promise<void> {
     const subjects: Subject[] = [];
     if (haveReplay) {
       const argv = [node, join(repoRoot, 'agent/cli.ts'), 'replay', pcap];
-      subjects.push({ label: 'podflow replay', ours: true, argv });
+      subjects.push({ label: 'podflow replay (default features: dns, tcp)', ours: true, argv });
       // Same command with Node's on-disk compile cache (warmed by the check run
       // below): type stripping of the .ts modules is most of the start-up.
       subjects.push({ label: 'podflow replay, NODE_COMPILE_CACHE warm', ours: true, argv, env: { NODE_COMPILE_CACHE: join(dir, 'compile-cache') } });
+      // The per-flow features' share: every one off, and every one on (after the two above, which the checks below take by index).
+      subjects.push({ label: 'podflow replay --features none', ours: true, argv: [...argv, '--features', 'none'] });
+      subjects.push({ label: 'podflow replay --features dns,tcp,tls,quic,http', ours: true, argv: [...argv, '--features', 'dns,tcp,tls,quic,http'] });
     }
     subjects.push(
       {
