@@ -3,7 +3,7 @@
 // records carry them), its busiest pods, and a link that filters the table.
 import type { EntityDetails, Perf } from './protocol.ts';
 import { el, replace } from './dom.ts';
-import { bytes, rate } from './format.ts';
+import { bytes, ms, rate } from './format.ts';
 
 export function drawDetails(target: HTMLElement, details: EntityDetails | undefined, onFilter: (workload: string) => void, onClose: () => void): void {
   if (!details) {
@@ -30,7 +30,7 @@ export function drawDetails(target: HTMLElement, details: EntityDetails | undefi
   replace(target,
     el('div', { class: 'title' }, el('h3', {}, e.namespace ? `${e.namespace}/${e.name}` : e.name), close),
     el('p', {}, `${e.workloadKind || e.kind} · ${rate(e.bytesPerSecond, 'bytes')} over the last minute`, filter),
-    perfText(details.perf) ? el('p', { class: 'perf' }, perfText(details.perf)) : undefined,
+    perfText(details.perf) ? el('p', { class: 'perf' }, `${perfText(details.perf)}${details.perf.rttMs ? `, ${details.perf.rttMs.samples} handshakes` : ''}`) : undefined,
     el('h4', {}, 'conversations'),
     conversations,
     el('h4', {}, 'top talkers (held flows)'),
@@ -39,8 +39,8 @@ export function drawDetails(target: HTMLElement, details: EntityDetails | undefi
 
 function perfText(p: Perf): string {
   return [
-    p.rttMs ? `RTT ${p.rttMs.mean.toFixed(1)} ms (max ${p.rttMs.max.toFixed(1)}, ${p.rttMs.samples} flows)` : undefined,
-    p.retransmissions ? `${p.retransmissions} retransmissions` : undefined,
+    p.rttMs ? `RTT ${ms(p.rttMs.mean)} (max ${ms(p.rttMs.max)})` : undefined,
+    p.retransmissions ? `${p.retransmissions} retransmitted` : undefined,
     p.dnsResponses ? `DNS ${p.dnsErrors ?? 0} errors of ${p.dnsResponses}` : undefined,
   ].filter((s) => s !== undefined).join(' · ');
 }

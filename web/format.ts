@@ -29,3 +29,8 @@ export function rate(n: number, metric: 'bytes' | 'packets'): string {
 export function clock(ms: number): string {
   return new Date(ms).toTimeString().slice(0, 8);
 }
+
+/** Milliseconds with the precision a round trip needs: 0.042 ms inside a node, 12.3 ms across a region. */
+export function ms(n: number): string {
+  return `${n < 1 ? n.toFixed(3) : n < 10 ? n.toFixed(2) : n.toFixed(1)} ms`;
+}

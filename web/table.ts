@@ -4,7 +4,7 @@
 // and the per-flow features the records carry.
 import type { EndView, FlowRowView, Snapshot } from './protocol.ts';
 import { el, replace } from './dom.ts';
-import { bytes, clock, count } from './format.ts';
+import { bytes, clock, count, ms } from './format.ts';
 
 export function drawTable(body: HTMLElement, caption: HTMLElement, flows: Snapshot['flows']): void {
   replace(caption, `${flows.matched} of ${flows.held} held flows match${flows.matched > flows.rows.length ? ` (newest ${flows.rows.length} shown)` : ''}`);
@@ -12,12 +12,13 @@ export function drawTable(body: HTMLElement, caption: HTMLElement, flows: Snapsh
 }
 
 function row(f: FlowRowView): HTMLElement {
-  const features = [
-    f.perf.rttMs !== undefined ? `RTT ${f.perf.rttMs.toFixed(1)} ms` : undefined,
+  const summary = [
+    f.perf.rttMs !== undefined ? `RTT ${ms(f.perf.rttMs)}` : undefined,
     f.perf.retransmissions ? `${f.perf.retransmissions} retransmitted` : undefined,
     f.perf.dnsErrors ? `${f.perf.dnsErrors} DNS errors` : undefined,
-    ...f.extra.map(([name, value]) => `${name}=${value}`),
   ].filter((s) => s !== undefined);
+  // Every other field of the record by element name, folded: a TCP flow carries some thirty.
+  const fields = f.extra.length === 0 ? undefined : el('details', {}, el('summary', {}, `${f.extra.length} fields`), ...f.extra.map(([name, value]) => el('div', {}, `${name}=${value}`)));
   return el('tr', { 'data-id': String(f.id) },
     el('td', { class: 'time' }, clock(f.end)),
     end(f.source, f.sourcePort),
@@ -26,7 +27,7 @@ function row(f: FlowRowView): HTMLElement {
     el('td', { class: 'num' }, `${count(f.packets)} / ${count(f.reversePackets)}`),
     el('td', { class: 'num' }, `${bytes(f.bytes)} / ${bytes(f.reverseBytes)}`),
     el('td', {}, f.node),
-    el('td', { class: 'features' }, features.join(' · ')));
+    el('td', { class: 'features' }, summary.join(' · '), fields));
 }
 
 function end(e: EndView, port: number): HTMLElement {

@@ -1,14 +1,15 @@
 // `podflow demo`: a newcomer's first minutes with podflow, with every real
-// part running. It builds a simulated node (real network namespaces standing
-// for pods, joined by veth pairs to a bridge), starts the test Kubernetes API
-// server holding the matching objects (two Deployments and a StatefulSet in
-// two namespaces, a Service), runs `podflow agent` as its own process against
-// both, exactly as on a node, and shows what the agent exports in the
+// part running. It builds simulated nodes (real network namespaces standing
+// for pods, joined by veth pairs to a bridge; two nodes, each with the pods
+// its own agent captures), starts the test Kubernetes API server holding the
+// matching objects (two Deployments and a StatefulSet in two namespaces, a
+// Service), runs `podflow agent` for each node as its own process against
+// both, exactly as on a node, and shows what the agents export in the
 // collector view: flows named by namespace, pod and workload at both ends.
 // Real traffic runs between the pods, through the Service's ClusterIP and
 // over one pod's own `lo`. The collector also serves the browser view
-// (agent/web/), and the demo prints its URL. Ctrl-C (or --seconds) stops the agent (it flushes
-// every open flow) and removes everything the demo made.
+// (agent/web/), and the demo prints its URL. Ctrl-C (or --seconds) stops the
+// agents (they flush every open flow) and removes everything the demo made.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,7 +28,16 @@ import { type StartedWebView, startWebView } from '../web/start.ts';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
 const DEMO_TRAFFIC = fileURLToPath(new URL('../../sim/demo-traffic.ts', import.meta.url));
-const NODE_NAME = 'demo-node';
+/**
+ * Two nodes, so the page's traffic by node has a colour per node (the seed's
+ * picture): the pods share one bridge, and a node is which agent captures them
+ * (its namespaces.pathFilter) and where the API server says they run.
+ */
+const NODES = [
+  { name: 'demo-node-1', address: '198.18.0.253', pods: [1, 2] },
+  { name: 'demo-node-2', address: '198.18.0.254', pods: [3] },
+] as const;
+type DemoNode = (typeof NODES)[number];
 /** The ClusterIP of the db Service: an extra address on db-0's eth0, as there is no kube-proxy to translate it. */
 const DB_SERVICE_IP = '198.18.0.200';
 /** Short timeouts so flows end (and show) within seconds; the agent's defaults are 30 s idle, 300 s active. */
@@ -79,7 +89,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     await demo.start();
     await stopped;
-    await demo.stopAgent();
+    await demo.stopAgents();
   } finally {
     clearTimeout(timer);
     for (const signal of signals) process.off(signal, stopping!);
@@ -90,7 +100,7 @@ export async function run(args: string[]): Promise<number> {
 }
 
 /** Pod objects as the API server would hold them, for a pod of the simulated node. */
-function podObject(name: string, namespace: string, sim: SimPod, owner: { kind: string; name: string }, app: string): KubeObject {
+function podObject(name: string, namespace: string, sim: SimPod, owner: { kind: string; name: string }, app: string, node: DemoNode): KubeObject {
   return {
     metadata: {
       name,
@@ -99,7 +109,7 @@ function podObject(name: string, namespace: string, sim: SimPod, owner: { kind: 
       labels: { app },
       ownerReferences: [{ apiVersion: 'apps/v1', kind: owner.kind, name: owner.name, uid: `uid-${owner.name}`, controller: true }],
     },
-    spec: { nodeName: NODE_NAME, containers: [{ name: app, image: `example/${app}` }] },
+    spec: { nodeName: node.name, containers: [{ name: app, image: `example/${app}` }] },
     status: { phase: 'Running', podIP: sim.ipv4, podIPs: [{ ip: sim.ipv4 }, { ip: sim.ipv6 }] },
   };
 }
@@ -118,22 +128,21 @@ class Demo {
   readonly #table = new ConversationTable();
   readonly #collector: Collector;
   readonly #startedAt = Date.now();
-  #agent: ChildProcess | undefined;
-  #agentExit: Promise<number | null> | undefined;
+  readonly #agents: Array<{ node: DemoNode; child: ChildProcess; exit: Promise<number | null>; log: string }> = [];
   #redraw: NodeJS.Timeout | undefined;
-  readonly #killAgent = () => {
-    if (this.#agent?.pid !== undefined && this.#agent.exitCode === null) this.#agent.kill('SIGKILL');
+  readonly #killAgents = () => {
+    for (const { child } of this.#agents) if (child.pid !== undefined && child.exitCode === null) child.kill('SIGKILL');
   };
 
   constructor(live: boolean, webAddress: string | undefined) {
     this.#live = live;
     this.#webAddress = webAddress;
     this.#collector = new Collector({ listen: 'tcp://127.0.0.1:0', onRecord: (r) => this.#onRecord(r) });
-    process.once('exit', this.#killAgent);
+    process.once('exit', this.#killAgents);
   }
 
   async start(): Promise<void> {
-    this.#say(`${pc.bold('podflow demo')}: a simulated node (network namespaces ${this.#sim.tag}…) with three pods, a Kubernetes API server, the agent and a collector`);
+    this.#say(`${pc.bold('podflow demo')}: two simulated nodes (network namespaces ${this.#sim.tag}…) with three pods, a Kubernetes API server, an agent per node and a collector`);
     const web = this.#sim.addPod(1);
     const api = this.#sim.addPod(2);
     const db = this.#sim.addPod(3);
@@ -142,12 +151,13 @@ class Demo {
     this.#sim.exec(api.netns, 'ip', ['neigh', 'replace', DB_SERVICE_IP, 'lladdr', db.mac, 'dev', 'eth0', 'nud', 'permanent']);
 
     await this.#api.start();
-    this.#api.create('node', { metadata: { name: NODE_NAME }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.254' }] } });
+    for (const node of NODES) this.#api.create('node', { metadata: { name: node.name }, status: { addresses: [{ type: 'InternalIP', address: node.address }] } });
+    const [node1, node2] = NODES;
     this.#api.create('replicaset', replicaSet('web-7d9f5', 'shop', 'web'));
     this.#api.create('replicaset', replicaSet('api-6c4b8', 'shop', 'api'));
-    this.#api.create('pod', podObject('web-7d9f5-k2x8q', 'shop', web, { kind: 'ReplicaSet', name: 'web-7d9f5' }, 'web'));
-    this.#api.create('pod', podObject('api-6c4b8-m4t7z', 'shop', api, { kind: 'ReplicaSet', name: 'api-6c4b8' }, 'api'));
-    this.#api.create('pod', podObject('db-0', 'data', db, { kind: 'StatefulSet', name: 'db' }, 'db'));
+    this.#api.create('pod', podObject('web-7d9f5-k2x8q', 'shop', web, { kind: 'ReplicaSet', name: 'web-7d9f5' }, 'web', node1));
+    this.#api.create('pod', podObject('api-6c4b8-m4t7z', 'shop', api, { kind: 'ReplicaSet', name: 'api-6c4b8' }, 'api', node1));
+    this.#api.create('pod', podObject('db-0', 'data', db, { kind: 'StatefulSet', name: 'db' }, 'db', node2));
     this.#api.create('service', {
       metadata: { name: 'db', namespace: 'data', uid: 'uid-svc-db' },
       spec: { clusterIP: DB_SERVICE_IP, clusterIPs: [DB_SERVICE_IP], ports: [{ name: 'postgres', port: 5432, protocol: 'TCP' }] },
@@ -155,7 +165,7 @@ class Demo {
 
     const { port } = await this.#collector.start();
     await this.#startWeb();
-    await this.#startAgent(port);
+    for (const node of NODES) await this.#startAgent(port, node);
 
     const traffic = (pod: SimPod, ...args: string[]) => this.#sim.spawn(pod.netns, NODE_BIN, [DEMO_TRAFFIC, ...args]);
     traffic(api, 'serve', '8080');
@@ -163,33 +173,36 @@ class Demo {
     await sleep(500); // the servers listen before the clients start
     traffic(web, 'tcp-client', api.ipv4, '8080', '250000', '1500');
     traffic(web, 'tcp-client', api.ipv6, '8080', '40000', '2500');
-    traffic(api, 'tcp-client', DB_SERVICE_IP, '5432', '12000', '1000');
+    traffic(api, 'tcp-client', DB_SERVICE_IP, '5432', '120000', '1000');
     traffic(api, 'udp-client', db.ipv4, '5432', '300', '200');
     traffic(db, 'loopback', '6379', '8000', '700');
     this.#sim.spawn(web.netns, 'ping', ['-q', '-i', '0.5', db.ipv4]);
 
     this.#say(
+      `nodes: ${NODES[0].name} runs shop/web and shop/api, ${NODES[1].name} data/db-0.\n` +
       `traffic: web → api (TCP over IPv4 and IPv6), api → the db Service (TCP) and db-0 (UDP), web pings db-0, db-0 talks to itself over lo.\n` +
-        `flows end after ${IDLE_TIMEOUT_SECONDS} s idle or ${ACTIVE_TIMEOUT_SECONDS} s active; agent log: ${join(this.#dir, 'agent.log')}. ${pc.dim('Ctrl-C stops and removes everything.')}`,
+        `flows end after ${IDLE_TIMEOUT_SECONDS} s idle or ${ACTIVE_TIMEOUT_SECONDS} s active; agents' logs: ${this.#agents.map((a) => a.log).join(', ')}. ${pc.dim('Ctrl-C stops and removes everything.')}`,
     );
     if (this.#live) this.#redraw = setInterval(() => this.#render(), 1000);
   }
 
-  /** SIGTERM: the agent ends every open flow, exports and exits; the collector gets them all. */
-  async stopAgent(): Promise<void> {
+  /** SIGTERM: each agent ends every open flow, exports and exits; the collector gets them all. */
+  async stopAgents(): Promise<void> {
     clearInterval(this.#redraw);
-    const agent = this.#agent;
-    if (!agent || agent.exitCode !== null) return;
-    agent.kill('SIGTERM');
-    const code = await Promise.race([this.#agentExit!, sleep((SHUTDOWN_SECONDS + 2) * 1000).then(() => 'timeout' as const)]);
-    if (code !== 0) process.stderr.write(`podflow demo: the agent ended with ${code}; its log: ${join(this.#dir, 'agent.log')}\n`);
+    const running = this.#agents.filter((a) => a.child.exitCode === null);
+    if (running.length === 0) return;
+    for (const a of running) a.child.kill('SIGTERM');
+    await Promise.all(running.map(async (a) => {
+      const code = await Promise.race([a.exit, sleep((SHUTDOWN_SECONDS + 2) * 1000).then(() => 'timeout' as const)]);
+      if (code !== 0) process.stderr.write(`podflow demo: the agent of ${a.node.name} ended with ${code}; its log: ${a.log}\n`);
+    }));
     await sleep(200); // the last records are on their way over loopback
   }
 
   async close(): Promise<void> {
     clearInterval(this.#redraw);
-    this.#killAgent();
-    process.off('exit', this.#killAgent);
+    this.#killAgents();
+    process.off('exit', this.#killAgents);
     await this.#collector.close();
     await this.#web?.view.close();
     this.#sim.destroy();
@@ -202,21 +215,21 @@ class Demo {
     const s = this.#collector.stats();
     process.stdout.write(
       `\n${pc.bold('summary')}: the collector received ${s.flowRecords} flows in ${s.messages} IPFIX messages (${s.badMessages} bad). ` +
-        `Removed the simulated node, the API server and the agent.\n` +
+        `Removed the simulated nodes, the API server and the agents.\n` +
         `Next: ${pc.cyan('./run podflow replay FILE.pcap --output file:flows.ipfix')} meters a capture file; ` +
         `${pc.cyan('./run podflow collect --listen udp://127.0.0.1:4739')} is this collector view on its own.\n`,
     );
   }
 
-  async #startAgent(collectorPort: number): Promise<void> {
-    const config = join(this.#dir, 'agent.yaml');
+  async #startAgent(collectorPort: number, node: DemoNode): Promise<void> {
+    const config = join(this.#dir, `agent-${node.name}.yaml`);
     writeFileSync(config, [
       'clusterName: demo',
       `collectors: ['tcp://127.0.0.1:${collectorPort}']`,
       'labelKeys: [app]',
       `flow: {idleTimeoutSeconds: ${IDLE_TIMEOUT_SECONDS}, activeTimeoutSeconds: ${ACTIVE_TIMEOUT_SECONDS}}`,
-      // Only the demo's pods: on a real node the agent takes every pod namespace.
-      `namespaces: {netnsDirs: [/run/netns], proc: false, pathFilter: '^/run/netns/${this.#sim.tag}p[0-9]+$', rescanSeconds: 0.2}`,
+      // Only this node's pods of the demo: on a real node the agent takes every pod namespace.
+      `namespaces: {netnsDirs: [/run/netns], proc: false, pathFilter: '^/run/netns/${this.#sim.tag}p(${node.pods.join('|')})$', rescanSeconds: 0.2}`,
       "metrics: {listen: '127.0.0.1:0'}",
       // lo too (off by default): the demo's database pod talks to its own sidecar over it.
       'capture: {loopback: true}',
@@ -224,25 +237,25 @@ class Demo {
       '',
     ].join('\n'));
     const kubeconfig = this.#api.writeKubeconfig(join(this.#dir, 'kubeconfig'));
-    const log = join(this.#dir, 'agent.log');
+    const log = join(this.#dir, `agent-${node.name}.log`);
     writeFileSync(log, '');
     const out = openSync(log, 'a');
     // Its own process group: Ctrl-C reaches the demo, which stops the agent with SIGTERM.
-    this.#agent = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'agent', '--config', config, '--kubeconfig', kubeconfig], {
-      env: { PATH: process.env.PATH, NODE_NAME },
+    const child = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'agent', '--config', config, '--kubeconfig', kubeconfig], {
+      env: { PATH: process.env.PATH, NODE_NAME: node.name },
       stdio: ['ignore', out, out],
       detached: true,
     });
     closeSync(out); // the agent has its own copy
-    this.#agentExit = new Promise((resolve) => this.#agent!.once('exit', (code) => resolve(code)));
+    this.#agents.push({ node, child, log, exit: new Promise((resolve) => child.once('exit', (code) => resolve(code))) });
     const started = Date.now();
     while (!readFileSync(log, 'utf8').includes('"agent started"')) {
-      if (this.#agent.exitCode !== null || Date.now() - started > 20_000) {
-        throw new PodflowError('PODFLOW_ERR_DEMO_AGENT', `its log:\n${readFileSync(log, 'utf8')}`);
+      if (child.exitCode !== null || Date.now() - started > 20_000) {
+        throw new PodflowError('PODFLOW_ERR_DEMO_AGENT', `the agent of ${node.name}; its log:\n${readFileSync(log, 'utf8')}`);
       }
       await sleep(100);
     }
-    this.#say(`the agent runs (pid ${this.#agent.pid}), watching the API server at ${this.#api.url} and exporting IPFIX over TCP to the collector.`);
+    this.#say(`the agent of ${node.name} runs (pid ${child.pid}), watching the API server at ${this.#api.url} and exporting IPFIX over TCP to the collector.`);
   }
 
   async #startWeb(): Promise<void> {
@@ -266,8 +279,8 @@ class Demo {
   #render(): void {
     const elapsed = Math.round((Date.now() - this.#startedAt) / 1000);
     const header =
-      `${pc.bold('podflow demo')} · node ${pc.dim(`${NODE_NAME} (${this.#sim.tag})`)} · ${elapsed}s · collector: ${statsLine(this.#collector.stats())}\n` +
-      `pods: ${pc.bold('shop/web')} ${pc.dim('Deployment')}  ${pc.bold('shop/api')} ${pc.dim('Deployment')}  ${pc.bold('data/db-0')} ${pc.dim('StatefulSet, behind Service data/db')}\n` +
+      `${pc.bold('podflow demo')} · nodes ${pc.dim(`${NODES.map((n) => n.name).join(', ')} (${this.#sim.tag})`)} · ${elapsed}s · collector: ${statsLine(this.#collector.stats())}\n` +
+      `pods: ${pc.bold('shop/web')} ${pc.dim('Deployment')}  ${pc.bold('shop/api')} ${pc.dim('Deployment')} ${pc.dim(`on ${NODES[0].name}`)}  ${pc.bold('data/db-0')} ${pc.dim(`StatefulSet, behind Service data/db, on ${NODES[1].name}`)}\n` +
       `in a browser: ${pc.cyan(this.#web?.url ?? '')} ${pc.dim('(traffic over time, the service map, the flows)')}\n\n` +
       `${pc.bold('what the collector received')} ${pc.dim('(IPFIX from the agent, named with Kubernetes identity)')}\n`;
     const rows = (process.stdout.rows ?? 30) - 10;

@@ -1,5 +1,5 @@
-// The demo's page in headless Chromium, fed by the real agent on the
-// simulated node: the chart shows the node's traffic, the map the demo's
+// The demo's page in headless Chromium, fed by the real agents on the
+// simulated nodes: the chart shows each node's traffic, the map the demo's
 // workloads (shop/web, shop/api, the db StatefulSet behind its Service) and
 // their conversations, the table its flows; a protocol filter narrows the
 // table. Saves screenshots of each part (PODFLOW_SCREENSHOTS says where).
@@ -27,7 +27,7 @@ const readPage = () => ({
   status: document.querySelector('#status')?.textContent,
 });
 
-test("the demo's page shows the node's traffic, the map of its workloads and the flows", { skip, timeout: 300_000 }, async (t) => {
+test("the demo's page shows each node's traffic, the map of its workloads and the flows", { skip, timeout: 300_000 }, async (t) => {
   const demo = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'demo', '--plain', '--web', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => {
     if (demo.pid !== undefined && demo.exitCode === null && demo.signalCode === null) process.kill(demo.pid, 'SIGKILL');
@@ -41,7 +41,7 @@ test("the demo's page shows the node's traffic, the map of its workloads and the
   assert.equal(demo.exitCode, null, output);
 
   const view = await openPage(t, url()!);
-  await waitForPage(view, "the node's traffic on the chart", () => document.querySelector('#chart path.area[data-key="demo-node"]') !== null, undefined, readPage);
+  await waitForPage(view, "each node's traffic on the chart", () => ['demo-node-1', 'demo-node-2'].every((node) => document.querySelector(`#chart path.area[data-key="${node}"]`) !== null), undefined, readPage);
   const edges = [
     ['w:shop/Deployment/web', 'w:shop/Deployment/api'],
     ['w:shop/Deployment/api', 's:data/db'],
