@@ -1,7 +1,8 @@
 // The capturing process of the live-capture bench: podflow's own path, a
 // netns capture handle (podflow's packet socket and reader thread) inside the pod
 // namespace feeding PacketIngest → PacketDecoder → FlowMeter, with the
-// capture options podflow uses by default. Driven by live-capture.bench.ts
+// capture options podflow uses by default, and the per-flow features given
+// by --features (a comma-separated list; none by default). Driven by live-capture.bench.ts
 // over the IPC channel (capture-protocol.ts); its CPU time is its own
 // process.cpuUsage(), so nothing else on the machine is counted.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -9,12 +10,14 @@ import { parseArgs } from 'node:util';
 import { linkTypeOf, openCaptureAsync, type CaptureHandle } from '../../netns/capture.ts';
 import { PacketDecoder } from '../../flow/decode.ts';
 import { PacketIngest } from '../../flow/ingest.ts';
-import { FlowMeter } from '../../flow/meter.ts';
+import { DEFAULT_MAX_FLOWS, FlowMeter } from '../../flow/meter.ts';
+import { DEFAULT_FEATURES, type FeatureSwitches, FlowFeatures } from '../../flow/features/flow-features.ts';
 import type { WorkerReply, WorkerRequest } from './capture-protocol.ts';
 
 const { values } = parseArgs({
   options: {
     netns: { type: 'string' },
+    features: { type: 'string', default: '' },
   },
 });
 if (!values.netns) throw new Error('usage: capture-worker.ts --netns NAME');
@@ -23,7 +26,10 @@ const send = (m: WorkerReply) => process.send!(m);
 const nsPath = values.netns.includes('/') ? values.netns : `/var/run/netns/${values.netns}`;
 
 let flowsEnded = 0;
-const meter = new FlowMeter({ onFlow: () => void flowsEnded++ });
+const wanted = values.features.split(',').filter(Boolean);
+const switches = Object.fromEntries(Object.keys(DEFAULT_FEATURES).map((name) => [name, wanted.includes(name)])) as unknown as FeatureSwitches;
+const features = FlowFeatures.hooks(switches, DEFAULT_MAX_FLOWS);
+const meter = new FlowMeter({ ...(features && { features }), onFlow: () => void flowsEnded++ });
 const ingest = new PacketIngest(new PacketDecoder(), meter);
 let handle: CaptureHandle;
 try {

@@ -161,12 +161,13 @@ function ask(child: ChildProcess, req: WorkerRequest): Promise<WorkerReply> {
   });
 }
 
-const podflowCapture: Capture = {
-  label: 'podflow (netns capture → meter)',
+/** podflow's capture → decode → meter in a worker, with the per-flow features given ('' none). */
+const podflowCapture = (label: string, features: string): Capture => ({
+  label,
   ours: true,
-  command: 'node bench/netns/capture-worker.ts --netns POD  # forked by the bench, driven over IPC',
+  command: `node bench/netns/capture-worker.ts --netns POD${features ? ` --features ${features}` : ''}  # forked by the bench, driven over IPC`,
   async run(veth, measureBin, pcap) {
-    const child = fork(workerScript, ['--netns', veth.podNs], {
+    const child = fork(workerScript, ['--netns', veth.podNs, '--features', features], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     started.add(child);
@@ -217,7 +218,10 @@ const podflowCapture: Capture = {
       started.delete(child);
     }
   },
-};
+});
+
+/** The row the targets are judged on: the capture path alone, as measured before the features existed. */
+const podflowNoFeatures = podflowCapture('podflow (netns capture → meter)', '');
 
 async function main(): Promise<void> {
   const loadBefore = load();
@@ -239,7 +243,7 @@ async function main(): Promise<void> {
     const notes: string[] = [];
     const missing = ['bench/netns/capture-worker.ts'].filter((m) => !hasModule(m));
     const captures: Capture[] = [];
-    if (missing.length === 0) captures.push(podflowCapture);
+    if (missing.length === 0) captures.push(podflowNoFeatures, podflowCapture('podflow, features dns, tcp (the agent\'s default)', 'dns,tcp'), podflowCapture('podflow, every feature (dns, tcp, tls, quic, http)', 'dns,tcp,tls,quic,http'));
     else notes.push(`podflow not measured: ${missing.join(', ')} missing`);
     captures.push(tcpdumpCapture('tcpdump -w /dev/null', []), tcpdumpCapture('tcpdump -s 128 -w /dev/null', ['-s', '128']));
 
@@ -296,7 +300,7 @@ async function main(): Promise<void> {
     });
 
     const targets: BenchResult['targets'] = [];
-    const ours = results.get(podflowCapture);
+    const ours = results.get(podflowNoFeatures);
     if (ours && ours.length) {
       const perM = median(ours.map((r) => (r.cpuSeconds / r.captured) * 1e6));
       targets.push({ what: 'podflow ≤ 0.5 CPU-seconds per million captured buffers', met: perM <= 0.5, measured: perM.toFixed(3) });
