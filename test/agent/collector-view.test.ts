@@ -2,11 +2,11 @@
 // (encoder → decoder, the path `podflow collect` takes).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConversationTable, flowLine } from '../../agent/collector-view.ts';
+import { ConversationTable, flowLine, flowName } from '../../agent/collector-view.ts';
 import type { CollectedRecord } from '../../ipfix/collector.ts';
 import { IpfixSession } from '../../ipfix/decoder.ts';
 import { IpfixEncoder } from '../../ipfix/encoder.ts';
-import { exportRecord, TCP_FLOW } from '../helpers/ipfix-records.ts';
+import { DNS_FLOW, exportRecord, TCP_FLOW } from '../helpers/ipfix-records.ts';
 
 /** The records as `podflow collect` gets them. */
 function collected(...flows: Parameters<typeof exportRecord>[1][]): CollectedRecord[] {
@@ -39,4 +39,23 @@ test('the conversation table sums retransmissions over the flows, with their sha
   assert.match(text, /│ rtt +│ retrans +│/);
   // 14 of 2 × 702 segments; the last flow's 1.23 ms.
   assert.match(text, /│ 1\.23 ms +│ 14 \(1\.0%\) +│/);
+});
+
+test('a flow line and the conversation table name what the flow asked for: a DNS name with its answer code, a TLS or QUIC server name, an HTTP host and target with the status', () => {
+  const tls = { serverName: 'shop.example', clientAlpn: 'h2', alpn: 'h2', version: 0x0304, ja3: '', ja4: '' };
+  const http = { method: 'GET', host: 'cart', target: '/api/items', userAgent: 'curl/8', statusCode: 503 };
+  const quic = { version: 1, serverName: 'video.example', clientAlpn: 'h3' };
+  const unanswered = { ...DNS_FLOW.dns!, response: undefined, latencyMicros: undefined };
+  const [nxdomain, noAnswer, named, get, initial] = collected(DNS_FLOW, { ...DNS_FLOW, dns: unanswered }, { tls }, { http }, { protocolIdentifier: 17, tcpControlBits: 0, reverseTcpControlBits: 0, quic });
+  assert.deepEqual([nxdomain, noAnswer, named, get, initial].map((r) => flowName(r!.fields)), [
+    'cart.shop.svc.cluster.local NXDOMAIN',
+    'cart.shop.svc.cluster.local no answer',
+    'shop.example',
+    'cart/api/items 503',
+    'video.example',
+  ]);
+  assert.match(plain(flowLine(named!)), / TCP {2}shop\.example {2}packets /);
+  const table = new ConversationTable();
+  table.add(nxdomain!);
+  assert.match(plain(table.render(5)), /│ cart\.shop\.svc\.cluster\.local NXDOMAIN +│/);
 });
