@@ -102,7 +102,15 @@ export async function run(args: string[]): Promise<number> {
     onFlow: exporter ? (record) => exporter.add(record) : (record) => output.write(formatFlow(record)),
   });
   const ingest = new PacketIngest(decoder, meter);
-  const file = meterFile(path, new CaptureFileIngest(ingest, OBSERVATION_POINT));
+  let file: CaptureReadStats;
+  try {
+    file = meterFile(path, new CaptureFileIngest(ingest, OBSERVATION_POINT));
+  } catch (err) {
+    // An unreadable file ends the replay at once: an exporter left open would
+    // keep the process alive (its UDP socket, its resolve retries) for ever.
+    exporter?.destroy();
+    throw err;
+  }
   meter.flush();
   await output.end();
   const exported = await exporter?.close();
@@ -191,6 +199,11 @@ class FileExport {
         (t.errors > 0 ? `, ${t.errors} errors (last: ${t.lastError!.message})` : ''),
     );
     return { lines, complete: stats.every((t) => notSentTotal(t) === 0) };
+  }
+
+  /** Ends the exporter at once, sending nothing more: the replay failed. */
+  destroy(): void {
+    this.#exporter.destroy();
   }
 
   #send(): void {

@@ -14,7 +14,8 @@ const cli = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
 const inputs = corpusDir + 'ipfixprobe/tests/functional/inputs/';
 
 function replay(...args: string[]) {
-  const run = spawnSync(process.execPath, [cli, 'replay', ...args], { encoding: 'utf8' });
+  // A bound, so a replay that hangs fails here: spawnSync holds the event loop, and the test timeout with it.
+  const run = spawnSync(process.execPath, [cli, 'replay', ...args], { encoding: 'utf8', timeout: 60_000 });
   return { status: run.status, stdout: run.stdout, stderr: run.stderr };
 }
 
@@ -122,6 +123,15 @@ test('fails with exit 1 and a coded error for a missing file or one that is not 
     assert.equal(notCapture.status, 1);
     assert.match(notCapture.stderr, /PODFLOW_ERR_FLOW_NOT_A_CAPTURE/);
     assert.equal(replay(dir).status, 1, 'a directory is not readable as a file');
+    // With a collector to export to, the same: the exporter's socket and its
+    // resolve retries kept the process alive for ever.
+    for (const output of ['udp://127.0.0.1:4739', 'udp://no-such-host.invalid:4739', 'tcp://127.0.0.1:1']) {
+      for (const [file, code] of [[join(dir, 'nope.pcap'), 'PODFLOW_ERR_FLOW_FILE_READ'], [text, 'PODFLOW_ERR_FLOW_NOT_A_CAPTURE']] as const) {
+        const exported = replay(file, '--output', output);
+        assert.equal(exported.status, 1, `${file} to ${output}: ${exported.stderr}`);
+        assert.match(exported.stderr, new RegExp(code));
+      }
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -278,7 +278,7 @@ test('UDP: a name with only an IPv6 address gets an IPv6 socket', async () => {
 });
 
 test('podflow replay to a collector name that does not resolve ends with the flows counted as not sent, not a crash', () => {
-  const run = spawnSync(process.execPath, [CLI, 'replay', MIXED, '--output', 'udp://no-such-host.invalid:4739'], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, [CLI, 'replay', MIXED, '--output', 'udp://no-such-host.invalid:4739'], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(run.status, 1, run.stderr);
   assert.match(run.stderr, /PODFLOW_ERR_EXPORT_RESOLVE|cannot resolve 'no-such-host\.invalid'/);
   assert.match(run.stderr, /export udp:\/\/no-such-host\.invalid:4739: 0 flows in \d+ messages \(0 bytes\), 48 not sent \(closed 48\)/);
