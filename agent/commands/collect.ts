@@ -95,6 +95,13 @@ export async function run(args: string[]): Promise<number> {
     const stop = () => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    // A reader that goes away (`podflow collect --json | head`) ends the
+    // collector as a signal does, with its summary, instead of an unhandled
+    // write error.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') process.stderr.write(`podflow collect: standard output failed: ${err.message}; stopping\n`);
+      stop();
+    });
     if (seconds !== undefined) setTimeout(stop, seconds * 1000).unref();
     const redraw = setInterval(() => view.redraw(collector.stats()), REDRAW_MS);
     redraw.unref();

@@ -85,6 +85,14 @@ export async function run(args: string[]): Promise<number> {
   // SIGHUP too: a closed terminal must not leave namespaces behind.
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   for (const signal of signals) process.once(signal, stopping!);
+  // A reader that goes away (`podflow demo --plain | head`) stops the demo as
+  // Ctrl-C does: unhandled, the write error would end the process before it
+  // removed its namespaces.
+  const onOutputError = (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') process.stderr.write(`podflow demo: standard output failed: ${err.message}; stopping\n`);
+    stopping!();
+  };
+  process.stdout.on('error', onOutputError);
   const timer = Number.isFinite(seconds) ? setTimeout(stopping!, seconds * 1000) : undefined;
   try {
     await demo.start();

@@ -32,6 +32,19 @@ async function collectNotRead(t: TestContext, listen: string) {
       child.stdout.resume();
     },
     lines: () => lines,
+    /** Reads one line, then closes its end of the pipe, as `| head -1` does; resolves with how the process ended. */
+    readOneLineAndClose: () => {
+      const firstLine = new Promise<void>((resolve) => {
+        child.stdout.on('data', (c: Buffer) => {
+          if (!c.includes(10)) return;
+          child.stdout.destroy();
+          resolve();
+        });
+        child.stdout.resume();
+      });
+      const exit = new Promise<{ code: number | null; stderr: string }>((resolve) => child.once('close', (code) => resolve({ code, stderr })));
+      return { firstLine, exit };
+    },
     stop: async () => {
       child.kill('SIGTERM');
       await exited;
@@ -88,4 +101,23 @@ test('collect --json over UDP counts the datagrams it drops while its stdout is 
   const dropped = Number(/UDP datagrams dropped while the output was full: (\d+)/.exec(summary)?.[1] ?? 0);
   assert.ok(dropped > 0, summary);
   assert.ok(collect.lines() < 10_000, `${collect.lines()} printed`);
+});
+
+test('collect --json whose reader goes away (| head -1) ends as on a signal, with its summary, not a write error', async (t) => {
+  const collect = await collectNotRead(t, 'tcp://127.0.0.1:0');
+  const exporter = new Exporter({ targets: [collect.url], observationDomainId: 1 });
+  t.after(() => exporter.destroy());
+  exporter.export(Array.from({ length: 10 }, () => exportRecord()));
+  const ended = collect.readOneLineAndClose();
+  await ended.firstLine;
+  // Keep exporting: the next writes meet the closed pipe.
+  const pump = setInterval(() => exporter.export([exportRecord()]), 5);
+  try {
+    const { code, stderr } = await ended.exit;
+    assert.equal(code, 0, stderr);
+    assert.doesNotMatch(stderr, /EPIPE|Error/);
+    assert.match(stderr, /flow records/);
+  } finally {
+    clearInterval(pump);
+  }
 });

@@ -56,3 +56,27 @@ test('the demo shows every conversation named by namespace, pod and workload, an
   assert.ok(tag, `the demo names its namespaces:\n${stdout()}`);
   assert.deepEqual(namespacesStartingWith(tag), []);
 });
+
+test('a demo whose reader goes away (| head -1) stops as on Ctrl-C and removes its namespaces', { skip: able.ok ? false : able.reason, timeout: 90_000 }, async (t) => {
+  const demo = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'demo', '--plain'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => {
+    if (demo.pid !== undefined && demo.exitCode === null && demo.signalCode === null) process.kill(demo.pid, 'SIGKILL');
+  });
+  let errors = '';
+  demo.stderr.on('data', (d: Buffer) => (errors += d));
+  const exited = new Promise<number | null>((resolve) => demo.once('close', (code) => resolve(code)));
+  const firstLine = await new Promise<string>((resolve) => {
+    let output = '';
+    demo.stdout.on('data', (d: Buffer) => {
+      output += d;
+      if (!output.includes('\n')) return;
+      demo.stdout.destroy();
+      resolve(stripVTControlCharacters(output.split('\n')[0]!));
+    });
+  });
+  const tag = /network namespaces (pf[0-9a-z]+-[0-9a-z]+)…/.exec(firstLine)?.[1];
+  assert.ok(tag, `the demo names its namespaces first: ${firstLine}`);
+  assert.equal(await exited, 0, errors);
+  assert.doesNotMatch(errors, /EPIPE/);
+  assert.deepEqual(namespacesStartingWith(tag), []);
+});
