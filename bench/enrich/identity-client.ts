@@ -12,7 +12,7 @@
 // Talks to the bench over the IPC channel: it reports 'synced', then answers
 // each command ('memory', 'lookups', 'relist', 'storm-start', 'storm-peek',
 // 'storm-end', 'exit') with one message.
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { getHeapStatistics } from 'node:v8';
 import type * as k8s from '@kubernetes/client-node';
@@ -55,6 +55,9 @@ interface Subject {
   lookups?(count: number, hot: boolean): { perSecond: number; answered: Record<string, number> };
 }
 
+/** This process's event-loop delay during a storm: how much of the lag is its own. */
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+
 /** Events by `${type} ${namespace}/${name}` → first time seen (epoch ms), recorded during a storm. */
 let storm: Map<string, number> | undefined;
 const seen = (type: string, namespace: string, name: string): void => {
@@ -88,26 +91,36 @@ async function podflow(dist: string, kubeconfig: string): Promise<Subject> {
     relists: () => Object.values(caches.status()).reduce((n, s) => n + s.relists, 0),
     pods: () => caches.status().pod.objects,
     lookups(count, hot) {
-      const addresses: Uint8Array[] = [];
-      for (const pod of caches.pods()) for (const ip of pod.podIPs) if (!ip.includes(':')) addresses.push(Uint8Array.from(ip.split('.'), Number));
+      // The keys the enricher looks up (enrich/ip-keys.ts: IPv4 as its uint32), side by side in one
+      // array: an address array per lookup, scattered over the heap, would be measured instead.
+      const keys: number[] = [];
+      for (const pod of caches.pods()) {
+        for (const ip of pod.podIPs) {
+          if (ip.includes(':')) continue;
+          const [a = 0, b = 0, c = 0, d = 0] = ip.split('.').map(Number);
+          keys.push(((a << 24) | (b << 16) | (c << 8) | d) >>> 0);
+        }
+      }
       // Random order (a fixed seed), so consecutive lookups touch unrelated entries.
       let seed = 1;
       const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
-      for (let i = addresses.length - 1; i > 0; i--) {
+      for (let i = keys.length - 1; i > 0; i--) {
         const j = Math.floor(random() * (i + 1));
-        [addresses[i], addresses[j]] = [addresses[j]!, addresses[i]!];
+        [keys[i], keys[j]] = [keys[j]!, keys[i]!];
       }
-      const set = hot ? addresses.slice(0, 256) : addresses;
+      const set = Float64Array.from(hot ? keys.slice(0, 256) : keys);
       const now = Date.now();
       const answered: Record<string, number> = {};
       const leases = identity.leases;
-      for (let i = 0; i < Math.min(count, 100_000); i++) leases.lookup(set[i % set.length]!, now); // warm-up
-      const t0 = performance.now();
+      for (let i = 0; i < Math.min(count, 100_000); i++) leases.lookupKey(set[i % set.length]!, now); // warm-up
+      // This thread's CPU time: on a loaded machine, wall time would count other processes' turns.
+      const t0 = process.threadCpuUsage();
       for (let i = 0; i < count; i++) {
-        const answer = leases.lookup(set[i % set.length]!, now);
+        const answer = leases.lookupKey(set[i % set.length]!, now);
         if (i < set.length) answered[answer.type] = (answered[answer.type] ?? 0) + 1;
       }
-      return { perSecond: count / ((performance.now() - t0) / 1000), answered };
+      const used = process.threadCpuUsage(t0);
+      return { perSecond: count / ((used.user + used.system) / 1e6), answered };
     },
   };
 }
@@ -177,13 +190,16 @@ process.on('message', async (command: { do: string; count?: number; hot?: boolea
     }
     case 'storm-start':
       storm = new Map();
+      loopDelay.reset();
+      loopDelay.enable();
       send({ stormStarted: { cpuSeconds: cpuSeconds() } });
       break;
     case 'storm-peek':
       send({ storm: { cpuSeconds: cpuSeconds(), seen: storm?.size ?? 0 } });
       break;
     case 'storm-end':
-      send({ storm: { seen: [...(storm ?? [])] } });
+      loopDelay.disable();
+      send({ storm: { seen: [...(storm ?? [])], loopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 } } });
       storm = undefined;
       break;
     case 'exit':

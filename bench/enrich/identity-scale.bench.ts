@@ -23,7 +23,7 @@
 // created, given an address, and older pods deleted, as a rolling update
 // does): CPU and the lag from the server's write to the listener.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { stripTypeScriptTypes } from 'node:module';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -50,7 +50,7 @@ const { values: opts } = parseArgs({
 });
 const podCounts = opts.pods.split(',').map(Number);
 const impls = opts.impls.split(',');
-if (opts.before) impls.splice(1, 0, 'before');
+if (opts.before && !impls.includes('before')) impls.splice(1, 0, 'before');
 const beforePods = (opts['before-pods'] ?? opts.pods).split(',').map(Number);
 const lookupCount = Number(opts.lookups);
 const stormRate = Number(opts['storm-rate']);
@@ -143,7 +143,7 @@ interface Row {
   relistPeak?: number;
   relistAfter?: number;
   stormCpuPercent?: number;
-  lag?: { p50: number; p99: number; max: number; missing: number };
+  lag?: { p50: number; p99: number; max: number; missing: number; loopDelayP99: number; loopDelayMax: number };
 }
 
 const loadBefore = load();
@@ -176,17 +176,27 @@ if (opts.before) {
   const missing = Object.entries(dependencies).filter(([name]) => !existsSync(join(repoRoot, 'node_modules', name))).map(([name, version]) => `${name}@${version}`);
   if (missing.length > 0) execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', work, ...missing], { stdio: 'inherit' });
   execFileSync(join(repoRoot, 'node_modules/.bin/tsc'), ['-p', join(src, 'tsconfig.build.json'), '--outDir', beforeDist], { stdio: 'inherit' });
+  // The native addon, where its loader looks for it (as scripts/build-dist.sh places it).
+  mkdirSync(join(beforeDist, 'netns/native/build/Release'), { recursive: true });
+  copyFileSync(join(repoRoot, 'netns/native/build/Release/netns.node'), join(beforeDist, 'netns/native/build/Release/netns.node'));
 }
 
 const kubeconfigOf = (server: KubeApiServer) => server.writeKubeconfig(join(work, `kubeconfig-${server.resourceVersion}`));
 
-/** One case: start the client, measure sync, memory, lookups, a relist and a storm. */
-/** Where the storms of one cluster are: the next new pod's index, the last original pod deleted. */
+/**
+ * Where the storms of one cluster are: the next new pod's index; the last
+ * original pod deleted; the pods storms made, oldest first, and how many of
+ * them are deleted (a storm deletes as many pods as it makes: a 30 s storm at
+ * 10k pods replaces them all, and the next one deletes what the last made).
+ */
 interface StormState {
   next: number;
   deleted: number;
+  made: Array<{ name: string; namespace: string }>;
+  madeDeleted: number;
 }
 
+/** One case: start the client, measure sync, memory, lookups, a relist and a storm. */
 async function measureCase(impl: string, pods: number, server: KubeApiServer, shape: ClusterShape, stormFrom: StormState): Promise<Row> {
   const row: Row = { impl, pods };
   const args = [clientScript, '--impl', impl === 'before' ? 'podflow' : impl, '--kubeconfig', kubeconfigOf(server)];
@@ -265,6 +275,7 @@ async function updateStorm(client: Client, server: KubeApiServer, shape: Cluster
         delete (pod.status as { podIP?: unknown }).podIP;
         (pod.status as { phase: string }).phase = 'Pending';
         created.push({ name: pod.metadata.name, namespace: pod.metadata.namespace!, index });
+        from.made.push({ name: pod.metadata.name, namespace: pod.metadata.namespace! });
         sent.set(`add ${pod.metadata.namespace}/${pod.metadata.name}`, epochMs());
         server.create('pod', pod);
       } else if (kind === 1) {
@@ -291,7 +302,7 @@ async function updateStorm(client: Client, server: KubeApiServer, shape: Cluster
     peek = (await client.ask<{ storm: { cpuSeconds: number; seen: number } }>({ do: 'storm-peek' }, 10_000, 'storm')).storm;
   } while (peek.seen < sent.size && performance.now() < deadline);
   const wall = (performance.now() - t0) / 1000;
-  const seen = (await client.ask<{ storm: { seen: Array<[string, number]> } }>({ do: 'storm-end' }, 10_000, 'storm')).storm.seen;
+  const { seen, loopDelayMs } = (await client.ask<{ storm: { seen: Array<[string, number]>; loopDelayMs: { p99: number; max: number } } }>({ do: 'storm-end' }, 10_000, 'storm')).storm;
   row.stormCpuPercent = ((peek.cpuSeconds - started.stormStarted.cpuSeconds) / wall) * 100;
   const lags: number[] = [];
   const at = new Map(seen);
@@ -301,17 +312,19 @@ async function updateStorm(client: Client, server: KubeApiServer, shape: Cluster
   }
   lags.sort((a, b) => a - b);
   const q = (p: number) => lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] ?? NaN;
-  process.stderr.write(`  storm: ${sent.size} changes, ${lags.length} seen, lag p50 ${q(0.5).toFixed(1)} ms p99 ${q(0.99).toFixed(1)} ms max ${lags.at(-1)?.toFixed(1)} ms, CPU ${row.stormCpuPercent.toFixed(0)}%\n`);
-  return { p50: q(0.5), p99: q(0.99), max: lags.at(-1) ?? NaN, missing: sent.size - lags.length };
+  process.stderr.write(
+    `  storm: ${sent.size} changes, ${lags.length} seen, lag p50 ${q(0.5).toFixed(1)} ms p99 ${q(0.99).toFixed(1)} ms max ${lags.at(-1)?.toFixed(1)} ms, CPU ${row.stormCpuPercent.toFixed(0)}%, client's event-loop delay p99 ${loopDelayMs.p99.toFixed(1)} ms max ${loopDelayMs.max.toFixed(1)} ms\n`,
+  );
+  return { p50: q(0.5), p99: q(0.99), max: lags.at(-1) ?? NaN, missing: sent.size - lags.length, loopDelayP99: loopDelayMs.p99, loopDelayMax: loopDelayMs.max };
 }
 
-/** Deletes go to the original pods in index order (one storm after another continues where the last stopped). */
+/** Deletes go to the original pods in index order, then to the pods storms made, oldest first (every delete follows a create). */
 function stormVictim(server: KubeApiServer, shape: ClusterShape, from: StormState): { name: string; namespace: string } {
-  for (;;) {
-    const i = ++from.deleted;
-    const pod = clusterPod(shape, i);
+  while (from.deleted + 1 < shape.pods) {
+    const pod = clusterPod(shape, ++from.deleted);
     if (server.get('pod', pod.metadata.name, pod.metadata.namespace)) return { name: pod.metadata.name, namespace: pod.metadata.namespace! };
   }
+  return from.made[from.madeDeleted++]!;
 }
 
 const rows: Row[] = [];
@@ -323,7 +336,7 @@ try {
     const t0 = performance.now();
     for (const [kind, object] of clusterObjects(shape)) server.create(kind, object);
     process.stderr.write(`cluster of ${pods} pods made in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
-    const stormFrom: StormState = { next: 0, deleted: -1 };
+    const stormFrom: StormState = { next: 0, deleted: -1, made: [], madeDeleted: 0 };
     try {
       if (pods === podCounts[0]) rows.push(await measureCase('floor', 0, server, shape, stormFrom));
       for (const impl of impls) if (impl !== 'before' || beforePods.includes(pods)) rows.push(await measureCase(impl, pods, server, shape, stormFrom));
@@ -355,7 +368,7 @@ const result: BenchResult = {
   title: `Identity at cluster scale: pods ${podCounts.join(', ')} (~7.5 KiB JSON each), relist after 410, ${stormRate}/s update storm for ${stormSeconds} s`,
   columns: [
     'process', 'pods', 'start → synced s', 'sync CPU-s', 'RSS peak in sync MiB', 'RSS after sync (GC) MiB', 'V8 heap used MiB', 'RSS above 0 pods, B/pod',
-    'lookups/s random', 'lookups/s hot 256', 'relist s', 'relist CPU-s', 'relist RSS peak MiB', 'RSS after relist MiB', 'storm CPU % of a core', 'storm lag p50 / p99 / max ms',
+    'lookups/s random', 'lookups/s hot 256', 'relist s', 'relist CPU-s', 'relist RSS peak MiB', 'RSS after relist MiB', 'storm CPU % of a core', 'storm lag p50 / p99 / max ms', 'client event-loop delay in storm p99 / max ms',
   ],
   rows: rows.map((r) => ({
     label: r.failed ? `${label[r.impl]} — failed: ${r.failed.slice(0, 200)}` : label[r.impl]!,
@@ -364,6 +377,7 @@ const result: BenchResult = {
       String(r.pods), f(r.syncSeconds), f(r.syncCpu), r.syncPeak ? mib(r.syncPeak) : '–', r.after ? mib(r.after.rss) : '–', r.after ? mib(r.after.heapUsed) : '–', perPod(r),
       rate(r.lookupsRandom), rate(r.lookupsHot), f(r.relistSeconds), f(r.relistCpu), r.relistPeak ? mib(r.relistPeak) : '–', r.relistAfter ? mib(r.relistAfter) : '–',
       f(r.stormCpuPercent, 0), r.lag ? `${f(r.lag.p50)} / ${f(r.lag.p99)} / ${f(r.lag.max)}${r.lag.missing ? ` (${r.lag.missing} not seen)` : ''}` : '–',
+      r.lag ? `${f(r.lag.loopDelayP99)} / ${f(r.lag.loopDelayMax)}` : '–',
     ],
   })),
   targets: ours?.after && oursZero?.after
@@ -384,7 +398,8 @@ const result: BenchResult = {
     'RSS after sync: after two forced GCs 1 s apart (process.memoryUsage().rss); RSS peak: VmHWM over start → synced, and over the relist (reset with /proc/PID/clear_refs before it)',
     'B/pod: (RSS after sync − RSS of the same kind of process with 0 pods) / pods',
     `storm: creates (Pending, no address), updates (Running, its address) and deletes of the oldest pods in turn, ${stormRate}/s; lag: from just before the server writes the event to the listener seeing it (the same machine's clock); CPU over the storm and until every change was seen`,
-    'lookups: LeaseTable.lookup(address bytes, now) on the pods\' IPv4 addresses in a shuffled order, and on 256 of them',
+    'lookups: LeaseTable.lookupKey(key, now) (what the enricher calls with a flow\'s address key) on the pods\' IPv4 addresses in a shuffled order, and on 256 of them, per second of the measuring thread\'s CPU time',
+    'storm lag counts the test API server\'s own delays too (it runs in the bench process, holding every object\'s JSON: ~730 MB at 100k pods, and its GC pauses); the client\'s event-loop delay over the storm says how much of it is the client\'s',
   ],
   machine: machine(),
   loadBefore,
