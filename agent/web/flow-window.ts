@@ -95,6 +95,15 @@ interface Row {
 
 type DropReason = 'late' | 'series' | 'entities' | 'edges';
 
+/** A server's record of a flow whose client's record has not come yet: its edge's ends and what it added, per bucket. */
+interface UnlinkedServerRecord {
+  client: string;
+  server: string;
+  spans: Array<[index: number, bytes: number, packets: number]>;
+  lastIndex: number;
+  perf: FlowPerf;
+}
+
 export class FlowWindow {
   readonly stepMs: number;
   readonly windowMs: number;
@@ -107,6 +116,13 @@ export class FlowWindow {
   readonly #edges = new Map<string, Edge>();
   /** "clientAddress|clientPort|protocol" → the Service a client reached, oldest first. */
   readonly #serviceLinks = new Map<string, string>();
+  /**
+   * Servers' records that arrived before their client's record said a Service
+   * was meant (the two ends' agents export independently), by the same key:
+   * what each put on the client → server edge, moved to the Service → server
+   * edge when the client's record comes. Oldest first, bounded like the links.
+   */
+  readonly #unlinkedServerRecords = new Map<string, UnlinkedServerRecord>();
   readonly #rows: Row[] = [];
   #nextRow = 0;
   #rowId = 0;
@@ -142,7 +158,8 @@ export class FlowWindow {
     }
     for (const dimension of DIMENSIONS) {
       const series = this.#seriesFor(dimension, dimensionKey(dimension, observed));
-      for (const [slot, share] of spans) {
+      for (const [index, share] of spans) {
+        const slot = this.#slot(index);
         series[slot * 2]! += bytes * share;
         series[slot * 2 + 1]! += packets * share;
       }
@@ -151,7 +168,10 @@ export class FlowWindow {
     const client = this.#entity(source);
     const server = this.#entity(destination);
     const linkKey = `${source.address}|${num(f.sourceTransportPort)}|${num(f.protocolIdentifier)}`;
-    if (destination.type === 'service') this.#rememberService(linkKey, server);
+    if (destination.type === 'service') {
+      this.#rememberService(linkKey, server);
+      this.#linkServerRecord(linkKey, server);
+    }
     // A server's own record of a flow a client sent to a Service: the Service leads to this workload.
     const service = observedAt === 'destination' && destination.type === 'pod' ? this.#serviceLinks.get(linkKey) : undefined;
     const edge = this.#edge(service ?? client, server);
@@ -160,25 +180,33 @@ export class FlowWindow {
       return;
     }
     const atClient = observedAt === 'source' && service === undefined;
-    for (const [slot, share] of spans) {
-      const o = slot * EDGE_FIELDS;
+    for (const [index, share] of spans) {
+      const o = this.#slot(index) * EDGE_FIELDS;
       edge.values[o + (atClient ? BYTES_AT_CLIENT : BYTES_AT_SERVER)]! += bytes * share;
       edge.values[o + (atClient ? PACKETS_AT_CLIENT : PACKETS_AT_SERVER)]! += packets * share;
     }
-    const last = spans[spans.length - 1]![0];
+    const lastIndex = spans[spans.length - 1]![0];
+    const last = this.#slot(lastIndex);
     edge.values[last * EDGE_FIELDS + FLOWS]!++;
-    if (perf.rttMs !== undefined || perf.retransmissions !== undefined || perf.dnsResponses !== undefined) {
-      edge.perf ??= new Float64Array(this.#buckets * PERF_FIELDS);
-      const o = last * PERF_FIELDS;
-      if (perf.rttMs !== undefined) {
-        edge.perf[o + RTT_SUM]! += perf.rttMs;
-        edge.perf[o + RTT_COUNT]!++;
-        edge.perf[o + RTT_MAX] = Math.max(edge.perf[o + RTT_MAX]!, perf.rttMs);
-      }
-      if (perf.retransmissions !== undefined) edge.perf[o + RETRANSMISSIONS]! += perf.retransmissions;
-      edge.perf[o + DNS_RESPONSES]! += perf.dnsResponses ?? 0;
-      edge.perf[o + DNS_ERRORS]! += perf.dnsErrors ?? 0;
+    this.#addPerf(edge, last, perf, 1);
+    if (observedAt === 'destination' && destination.type === 'pod' && service === undefined) {
+      this.#rememberServerRecord(linkKey, { client, server, spans: spans.map(([index, share]) => [index, bytes * share, packets * share]), lastIndex, perf });
     }
+  }
+
+  /** Adds (sign 1) or takes back (sign -1) a record's performance fields in one bucket of an edge; a maximum is not taken back. */
+  #addPerf(edge: Edge, slot: number, perf: FlowPerf, sign: 1 | -1): void {
+    if (perf.rttMs === undefined && perf.retransmissions === undefined && perf.dnsResponses === undefined) return;
+    edge.perf ??= new Float64Array(this.#buckets * PERF_FIELDS);
+    const o = slot * PERF_FIELDS;
+    if (perf.rttMs !== undefined) {
+      edge.perf[o + RTT_SUM]! += sign * perf.rttMs;
+      edge.perf[o + RTT_COUNT]! += sign;
+      if (sign > 0) edge.perf[o + RTT_MAX] = Math.max(edge.perf[o + RTT_MAX]!, perf.rttMs);
+    }
+    edge.perf[o + RETRANSMISSIONS]! += sign * (perf.retransmissions ?? 0);
+    edge.perf[o + DNS_RESPONSES]! += sign * (perf.dnsResponses ?? 0);
+    edge.perf[o + DNS_ERRORS]! += sign * (perf.dnsErrors ?? 0);
   }
 
   /** What one page asked for, as of now. */
@@ -205,16 +233,16 @@ export class FlowWindow {
     };
   }
 
-  /** Slots and the share of a flow's bytes each gets: by the overlap of [start, end] with the bucket, within the window. */
-  #spans(start: number, end: number): Array<[slot: number, share: number]> {
+  /** Buckets (their index: time / stepMs) and the share of a flow's bytes each gets: by the overlap of [start, end] with the bucket, within the window. */
+  #spans(start: number, end: number): Array<[index: number, share: number]> {
     const first = Math.max(Math.floor(start / this.stepMs), this.#head - this.#buckets + 1);
     const last = Math.floor(end / this.stepMs);
     if (last < first) return [];
-    if (end <= start) return [[this.#slot(last), 1]];
+    if (end <= start) return [[last, 1]];
     const spans: Array<[number, number]> = [];
     for (let i = first; i <= last; i++) {
       const overlap = Math.min(end, (i + 1) * this.stepMs) - Math.max(start, i * this.stepMs);
-      if (overlap > 0) spans.push([this.#slot(i), overlap / (end - start)]);
+      if (overlap > 0) spans.push([i, overlap / (end - start)]);
     }
     return spans;
   }
@@ -276,6 +304,46 @@ export class FlowWindow {
     this.#serviceLinks.delete(key);
     if (this.#serviceLinks.size >= LIMITS.serviceLinks) this.#serviceLinks.delete(this.#serviceLinks.keys().next().value!);
     this.#serviceLinks.set(key, service);
+  }
+
+  #rememberServerRecord(key: string, record: UnlinkedServerRecord): void {
+    this.#unlinkedServerRecords.delete(key);
+    if (this.#unlinkedServerRecords.size >= LIMITS.serviceLinks) this.#unlinkedServerRecords.delete(this.#unlinkedServerRecords.keys().next().value!);
+    this.#unlinkedServerRecords.set(key, record);
+  }
+
+  /** A client's record names the Service it reached: a server's earlier record of the same flow moves to the Service → server edge. */
+  #linkServerRecord(key: string, service: string): void {
+    const record = this.#unlinkedServerRecords.get(key);
+    if (!record) return;
+    this.#unlinkedServerRecords.delete(key);
+    // Buckets that left the window since were emptied: nothing of them to move.
+    const inWindow = ([index]: [number, number, number]) => index > this.#head - this.#buckets;
+    const from = this.#edges.get(`${record.client}\n${record.server}`);
+    const to = this.#edge(service, record.server);
+    if (!to) {
+      this.#dropped.edges++;
+      return;
+    }
+    for (const [index, bytes, packets] of record.spans.filter(inWindow)) {
+      const o = this.#slot(index) * EDGE_FIELDS;
+      to.values[o + BYTES_AT_SERVER]! += bytes;
+      to.values[o + PACKETS_AT_SERVER]! += packets;
+      if (from) {
+        from.values[o + BYTES_AT_SERVER] = Math.max(0, from.values[o + BYTES_AT_SERVER]! - bytes);
+        from.values[o + PACKETS_AT_SERVER] = Math.max(0, from.values[o + PACKETS_AT_SERVER]! - packets);
+      }
+    }
+    if (record.lastIndex > this.#head - this.#buckets) {
+      const last = this.#slot(record.lastIndex);
+      to.values[last * EDGE_FIELDS + FLOWS]!++;
+      this.#addPerf(to, last, record.perf, 1);
+      if (from) {
+        from.values[last * EDGE_FIELDS + FLOWS] = Math.max(0, from.values[last * EDGE_FIELDS + FLOWS]! - 1);
+        this.#addPerf(from, last, record.perf, -1);
+      }
+    }
+    if (from && from.values.every((v) => v === 0)) this.#edges.delete(`${record.client}\n${record.server}`);
   }
 
   #edge(from: string, to: string): Edge | undefined {

@@ -92,6 +92,25 @@ test("puts a Service in front of the workload its client's connection reached", 
   assert.deepEqual(edges, ['s:shop/api → w:shop/Deployment/api', 'w:shop/Deployment/web → s:shop/api']);
 });
 
+test("puts a Service in front of its workload also when the server's record comes first (the two ends' agents export independently)", () => {
+  const now = T0 + 5_000;
+  const w = new FlowWindow({ now: () => now });
+  const service = { k8sDestinationEndpointType: 'service', k8sDestinationServiceNamespace: 'shop', k8sDestinationServiceName: 'api', destinationIPv4Address: '198.18.0.200' };
+  const rtt = { tcpSynToSynAckMicroseconds: 1_000, tcpSynAckToAckMicroseconds: 1_000 };
+  w.add(record({ flowDirection: 0, flowEndMilliseconds: T0, ...rtt }));
+  const before = w.snapshot(query(), STATS).map.edges.map((e) => `${e.from} → ${e.to}`);
+  assert.deepEqual(before, ['w:shop/Deployment/web → w:shop/Deployment/api'], 'until the client says a Service was meant');
+  w.add(record({ ...service, k8sDestinationNamespace: '', flowEndMilliseconds: T0 }));
+  const after = w.snapshot(query(), STATS).map.edges;
+  assert.deepEqual(after.map((e) => `${e.from} → ${e.to}`).sort(), ['s:shop/api → w:shop/Deployment/api', 'w:shop/Deployment/web → s:shop/api']);
+  const behind = after.find((e) => e.from === 's:shop/api')!;
+  assert.equal(behind.flows, 1);
+  assert.ok(behind.bytesPerSecond > 0);
+  // A direct conversation between the same pods, by another client port, stays direct.
+  w.add(record({ flowDirection: 0, sourceTransportPort: 40001, flowEndMilliseconds: T0 }));
+  assert.ok(w.snapshot(query(), STATS).map.edges.some((e) => e.from === 'w:shop/Deployment/web' && e.to === 'w:shop/Deployment/api'));
+});
+
 test('sums the per-flow features a record carries, and shows every field beyond the common ones', () => {
   const now = T0 + 5_000;
   const w = new FlowWindow({ now: () => now });
