@@ -4,14 +4,12 @@
 // Ctrl-C (SIGINT) stops it, and nothing the demo made is left.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
 import { stripVTControlCharacters } from 'node:util';
 import { canRunSimNode } from '../../sim/simnode.ts';
-import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
+import { startDemo } from '../helpers/demo-process.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
 const able = canRunSimNode();
 
 function namespacesStartingWith(prefix: string): string[] {
@@ -22,15 +20,11 @@ function namespacesStartingWith(prefix: string): string[] {
 }
 
 test('the demo shows every conversation named by namespace, pod and workload, and leaves nothing behind', { skip: able.ok ? false : able.reason, timeout: 90_000 }, async (t) => {
-  const demo = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'demo', '--plain'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => {
-    if (demo.pid !== undefined && demo.exitCode === null && demo.signalCode === null) process.kill(demo.pid, 'SIGKILL');
-  });
+  const { demo, exited } = startDemo(t, ['--plain']);
   let output = '';
   let errors = '';
   demo.stdout.on('data', (d: Buffer) => (output += d));
   demo.stderr.on('data', (d: Buffer) => (errors += d));
-  const exited = new Promise<number | null>((resolve) => demo.once('close', (code) => resolve(code)));
   // picocolors colours output when CI is set, even without a terminal.
   const stdout = () => stripVTControlCharacters(output);
   const flows = () => stdout().split('\n').filter((line) => line.includes(' → '));
@@ -58,13 +52,9 @@ test('the demo shows every conversation named by namespace, pod and workload, an
 });
 
 test('a demo whose reader goes away (| head -1) stops as on Ctrl-C and removes its namespaces', { skip: able.ok ? false : able.reason, timeout: 90_000 }, async (t) => {
-  const demo = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'demo', '--plain'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => {
-    if (demo.pid !== undefined && demo.exitCode === null && demo.signalCode === null) process.kill(demo.pid, 'SIGKILL');
-  });
+  const { demo, exited } = startDemo(t, ['--plain']);
   let errors = '';
   demo.stderr.on('data', (d: Buffer) => (errors += d));
-  const exited = new Promise<number | null>((resolve) => demo.once('close', (code) => resolve(code)));
   const firstLine = await new Promise<string>((resolve) => {
     let output = '';
     demo.stdout.on('data', (d: Buffer) => {

@@ -7,15 +7,12 @@
 /// <reference lib="dom" />
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { stripVTControlCharacters } from 'node:util';
 import { canRunSimNode } from '../../sim/simnode.ts';
-import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
 import { canRunChromium, openPage, screenshot, waitForPage } from '../helpers/browser.ts';
+import { startDemo } from '../helpers/demo-process.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
 const able = canRunSimNode();
 const skip = !able.ok ? able.reason : !canRunChromium.ok ? canRunChromium.reason : false;
 
@@ -28,14 +25,10 @@ const readPage = () => ({
 });
 
 test("the demo's page shows each node's traffic, the map of its workloads and the flows", { skip, timeout: 300_000 }, async (t) => {
-  const demo = spawn(NODE_BIN, [...NODE_FLAGS, CLI, 'demo', '--plain', '--web', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => {
-    if (demo.pid !== undefined && demo.exitCode === null && demo.signalCode === null) process.kill(demo.pid, 'SIGKILL');
-  });
+  const { demo, exited } = startDemo(t, ['--plain', '--web', '127.0.0.1:0']);
   let output = '';
   demo.stdout.on('data', (d: Buffer) => (output += d));
   demo.stderr.on('data', (d: Buffer) => (output += d));
-  const exited = new Promise<number | null>((resolve) => demo.once('close', (code) => resolve(code)));
   const url = () => /web view on (http:\S+)/.exec(stripVTControlCharacters(output))?.[1];
   await waitFor(() => url() !== undefined || demo.exitCode !== null, 90_000, () => `the demo to print its page's address:\n${output}`, 50);
   assert.equal(demo.exitCode, null, output);
