@@ -160,6 +160,9 @@ export const IPFIXPROBE_ELEMENTS: readonly InformationElement[] = Object.freeze(
   foreign(FLOWMON_PEN, 333, 'ipfixprobeTlsVersion', 'unsigned16', 'ipfixprobe TLS_VERSION: the version agreed on.'),
   foreign(FLOWMON_PEN, 337, 'ipfixprobeTlsAlpn', 'string', 'ipfixprobe TLS_ALPN: the protocol the server chose.'),
   foreign(FLOWMON_PEN, 357, 'ipfixprobeTlsJa3', 'octetArray', "ipfixprobe TLS_JA3: the ClientHello's JA3 MD5, 16 bytes."),
+  foreign(CESNET_PEN, 900, 'ipfixprobeTcpMss', 'unsigned32', "ipfixprobe TCP_MSS: the MSS option of the forward direction's SYN (podflow sends the MSS itself; ipfixprobe reads 4 bytes from the option's value, so on a SYN with an option after the MSS its number is not the MSS)."),
+  foreign(CESNET_PEN, 901, 'ipfixprobeTcpMssRev', 'unsigned32', "ipfixprobe TCP_MSS_REV: the MSS option of the reverse direction's SYN/ACK."),
+  foreign(CESNET_PEN, 902, 'ipfixprobeTcpSynSize', 'unsigned16', "ipfixprobe TCP_SYN_SIZE: the IP length of the flow's first packet when it was a bare SYN, else 0."),
 ]);
 
 /** A latin1 string's bytes (the readers' texts are bytes as read). */
@@ -226,13 +229,35 @@ function writeOptions(w: FieldWriter, kinds: readonly number[]): void {
   w.unsigned64(high >>> 0, low >>> 0);
 }
 
-const TCP_DIRECTION_FIELDS = [
+/**
+ * tcpOptions as ipfixprobe writes it (input/parser.cpp, v5.7.0): kind k is
+ * bit (k & 0xF8) + 7 - (k & 7) of a 64-bit number, the bits of each byte
+ * reversed but the bytes in little-endian order; the same set of kinds as
+ * writeOptions, another number. As [high, low] 32-bit words.
+ */
+export function ipfixprobeOptionWords(kinds: readonly number[]): [number, number] {
+  let high = 0;
+  let low = 0;
+  for (const kind of kinds) {
+    const bit = (kind & 0xf8) + 7 - (kind & 7);
+    if (bit < 32) low |= 1 << bit;
+    else high |= 1 << (bit - 32);
+  }
+  return [high >>> 0, low >>> 0];
+}
+
+/** A direction's TCP performance counts: podflow's elements in either element set (ipfixprobe has none for them). */
+const TCP_PERFORMANCE_FIELDS = [
   'tcpSegmentCount',
   'tcpRetransmittedSegmentCount',
   'tcpRetransmittedOctetCount',
   'tcpOutOfOrderSegmentCount',
   'tcpZeroWindowSegmentCount',
   'tcpResetCount',
+];
+
+const TCP_DIRECTION_FIELDS = [
+  ...TCP_PERFORMANCE_FIELDS,
   'tcpMaximumSegmentSize',
   'tcpWindowSize',
   'tcpWindowScale',
@@ -243,13 +268,17 @@ const TCP_DIRECTION_FIELDS = [
   'maximumTTL',
 ];
 
-function writeTcpDirection(w: FieldWriter, d: TcpDirection): void {
+function writeTcpPerformance(w: FieldWriter, d: TcpDirection): void {
   w.unsigned(8, d.segments);
   w.unsigned(8, d.retransmittedSegments);
   w.unsigned(8, d.retransmittedBytes);
   w.unsigned(8, d.outOfOrderSegments);
   w.unsigned(8, d.zeroWindowSegments);
   w.unsigned(4, d.resets);
+}
+
+function writeTcpDirection(w: FieldWriter, d: TcpDirection): void {
+  writeTcpPerformance(w, d);
   w.unsigned(2, d.maximumSegmentSize ?? 0);
   w.unsigned(2, d.initialWindow ?? 0);
   w.unsigned(2, d.windowScale ?? TCP_NO_WINDOW_SCALE);
@@ -278,6 +307,36 @@ const TCP: FeatureEncoding = {
     w.unsigned(1, t.clientDirection === 'forward' ? 1 : t.clientDirection === 'reverse' ? 2 : 0);
     writeTcpDirection(w, t.forward);
     writeTcpDirection(w, t.reverse);
+  },
+  // ipfixprobe's basicplus fields (no IP_FLG: podflow does not read IP
+  // flags), ipfixprobe's numbers (the highest TTL, its option bit order),
+  // then podflow's handshake and performance counts, which ipfixprobe has no
+  // element for.
+  ipfixprobe: {
+    fields: [
+      'ipTTL', 'reverseIpTTL', 'tcpWindowSize', 'reverseTcpWindowSize', 'tcpOptions', 'reverseTcpOptions',
+      'ipfixprobeTcpMss', 'ipfixprobeTcpMssRev', 'ipfixprobeTcpSynSize',
+      'tcpSynToSynAckMicroseconds', 'tcpSynAckToAckMicroseconds', 'tcpClientDirection',
+      ...TCP_PERFORMANCE_FIELDS,
+      ...TCP_PERFORMANCE_FIELDS.map((name) => `reverse${name[0]!.toUpperCase()}${name.slice(1)}`),
+    ],
+    write(flow, w) {
+      const t = flow.tcp!;
+      w.unsigned(1, t.forward.ttlMaximum ?? 0);
+      w.unsigned(1, t.reverse.ttlMaximum ?? 0);
+      w.unsigned(2, t.forward.initialWindow ?? 0);
+      w.unsigned(2, t.reverse.initialWindow ?? 0);
+      w.unsigned64(...ipfixprobeOptionWords(t.forward.optionKinds));
+      w.unsigned64(...ipfixprobeOptionWords(t.reverse.optionKinds));
+      w.unsigned(4, t.forward.maximumSegmentSize ?? 0);
+      w.unsigned(4, t.reverse.maximumSegmentSize ?? 0);
+      w.unsigned(2, t.synSize);
+      w.unsigned(4, t.synToSynAckMicros === undefined ? TCP_NO_TIME : Math.min(t.synToSynAckMicros, TCP_NO_TIME - 1));
+      w.unsigned(4, t.synAckToAckMicros === undefined ? TCP_NO_TIME : Math.min(t.synAckToAckMicros, TCP_NO_TIME - 1));
+      w.unsigned(1, t.clientDirection === 'forward' ? 1 : t.clientDirection === 'reverse' ? 2 : 0);
+      writeTcpPerformance(w, t.forward);
+      writeTcpPerformance(w, t.reverse);
+    },
   },
 };
 

@@ -217,6 +217,16 @@ no response came, as ipfixprobe's. They share ids with podflow's identity
 elements (8057/10 is \`DNS_ID\`): nfacctd 1.7.7, which ignores enterprise
 numbers, cannot read them beside those.
 
+TCP goes out as ipfixprobe's basicplus plugin sends it: \`ipTTL\` (the
+highest TTL each way), \`tcpWindowSize\`, \`tcpOptions\` in ipfixprobe's bit
+order (each byte's bits reversed, the bytes least significant first: the
+same kinds, another number than IANA's), the MSS and the SYN size in
+CESNET's 8057/900-902, and their reverses (no \`IP_FLG\`: podflow does not
+read IP flags); then podflow's handshake and performance counts
+(\`tcpSynToSynAckMicroseconds\` ... \`reverseTcpResetCount\`), for which
+ipfixprobe has no element. podflow's MSS is the option's value, where
+ipfixprobe reads 4 bytes from it.
+
 | PEN/ID | name | type | description |
 | --- | --- | --- | --- |
 ${IPFIXPROBE_ELEMENTS.map((e) => `| ${e.enterprise}/${e.id} | \`${e.name}\` | ${e.dataType} | ${e.description} |`).join('\n')}

@@ -7,6 +7,7 @@ import { formatIPv4, formatIPv6 } from '../../flow/address.ts';
 import type { FlowRecord } from '../../flow/types.ts';
 import { DEFAULT_FEATURES, FlowFeatures } from '../../flow/features/flow-features.ts';
 import { DEFAULT_MAX_FLOWS } from '../../flow/meter.ts';
+import { ipfixprobeOptionWords } from '../../ipfix/feature-elements.ts';
 import { readIpfixprobeOutput, referenceJa4, replayCorpusFile } from '../helpers/corpus.ts';
 
 const base = 'ipfixprobe/tests/functional/';
@@ -213,15 +214,10 @@ test('dns: the DNS fields of each flow through the meter equal those of ipfixpro
   assert.equal(compared, rows.length / 2, 'one flow per query and response pair');
 });
 
-/**
- * ipfixprobe's TCP_OPT (input/parser.cpp at the corpus' commit): option kind
- * k sets bit (k & 0xF8) + 7 - (k & 7) of a 64-bit number, the bits of each
- * byte reversed but the bytes in little-endian order. (IANA's tcpOptions,
- * which podflow exports, numbers bit X from the most significant of all 64:
- * the same set of kinds, another number.)
- */
+/** ipfixprobe's TCP_OPT for a set of option kinds, as podflow writes it with featureElements: ipfixprobe. */
 function ipfixprobeOptionBits(kinds: readonly number[]): bigint {
-  return kinds.reduce((bits, k) => bits | (1n << BigInt((k & 0xf8) + 7 - (k & 7))), 0n);
+  const [high, low] = ipfixprobeOptionWords(kinds);
+  return (BigInt(high) << 32n) | BigInt(low);
 }
 
 // ipfixprobe's basicplus plugin on http.pcap: per direction the window of the

@@ -90,6 +90,19 @@ test("http: ipfixprobe's HTTP elements as ipfixDump reads them equal ipfixprobe'
   assert.deepEqual(compare(rows, records, pairs), []);
 });
 
+test("basicplus: the TCP feature in ipfixprobe's elements, as ipfixDump reads them, equals ipfixprobe's output (TTL, window, options, MSS, SYN size)", () => {
+  const records = exported('http.pcap', 'tcp');
+  const rows = readIpfixprobeOutput('basicplus');
+  assert.equal(rows.length, 9);
+  const pairs: Array<[string, string]> = [
+    ['IP_TTL', 'ipTTL'], ['IP_TTL_REV', 'reverseIpTTL'], ['TCP_WIN', 'tcpWindowSize'], ['TCP_WIN_REV', 'reverseTcpWindowSize'],
+    ['TCP_OPT', 'tcpOptions'], ['TCP_OPT_REV', 'reverseTcpOptions'], ['TCP_MSS', 'ipfixprobeTcpMss'], ['TCP_MSS_REV', 'ipfixprobeTcpMssRev'], ['TCP_SYN_SIZE', 'ipfixprobeTcpSynSize'],
+  ];
+  assert.deepEqual(compare(rows, records, pairs), []);
+  // podflow's own TCP counts ride along (ipfixprobe has no elements for them).
+  assert.ok(records.every((r) => r.tcpRetransmittedSegmentCount !== undefined && r.reverseTcpSegmentCount !== undefined));
+});
+
 test("quic: ipfixprobe's QUIC elements as ipfixDump reads them equal ipfixprobe's output", () => {
   const records = exported('quic_initial-sample.pcap', 'quic');
   const rows = readIpfixprobeOutput('quic');
