@@ -144,6 +144,7 @@ switch (mode) {
     const socket = createSocket({ type: 'udp6', ipv6Only: false });
     let answered = 0;
     socket.on('message', (message, from) => {
+      const received = performance.now();
       let query: dnsPacket.Packet;
       try {
         query = dnsPacket.decode(message);
@@ -161,7 +162,17 @@ switch (mode) {
         socket.send(reply, from.port, from.address, () => {
           if (++answered === count) socket.close(() => done({ mode, answered }));
         });
-      if (name.startsWith('slow.')) setTimeout(send, slowMs);
+      // At least slowMs after the query arrived, by the clock: a timer counts
+      // from the event loop's cached time, which can be behind, and fired
+      // 299.999 ms after the capture saw the query (a flaky floor in dns-e2e).
+      // One more millisecond: captures stamp by the real-time clock, which
+      // NTP may slew by up to 500 ppm against the monotonic one measured here.
+      const hold = () => {
+        const left = received + slowMs + 1 - performance.now();
+        if (left > 0) setTimeout(hold, Math.ceil(left));
+        else send();
+      };
+      if (name.startsWith('slow.')) hold();
       else send();
     });
     socket.bind(port, '::', () => process.stdout.write('listening\n'));
