@@ -8,6 +8,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { PodflowError } from '../common/errors.ts';
+import { deepMerge, listenSchema, logSchema, objectSchema as obj, type Tree } from './config-tree.ts';
 import { parseExportTarget } from '../ipfix/target.ts';
 import type { FeatureElementSet } from '../ipfix/feature-elements.ts';
 import { DEFAULT_HOLD_MAX_AGE_MS } from '../enrich/enricher.ts';
@@ -74,7 +75,6 @@ const RETIRED_KEYS: Record<string, string> = {
 const positive = { type: 'number', exclusiveMinimum: 0 } as const;
 const positiveInt = { type: 'integer', minimum: 1 } as const;
 const strings = { type: 'array', items: { type: 'string', minLength: 1 } } as const;
-const obj = (properties: Record<string, object>) => ({ type: 'object', additionalProperties: false, properties }) as const;
 
 /** The JSON Schema of the configuration file (and of the merged configuration). */
 export const configSchema = {
@@ -100,8 +100,8 @@ export const configSchema = {
     }),
     namespaces: obj({ netnsDirs: strings, proc: { type: 'boolean' }, procRoot: { type: 'string', minLength: 1 }, pathFilter: { type: 'string' }, rescanSeconds: positive }),
     kubernetes: obj({ kubeconfig: { type: 'string' }, leaseGraceSeconds: positive, holdUnnamedSeconds: positive }),
-    metrics: obj({ listen: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):[0-9]{1,5}$' }, maxWorkloadSeries: { type: 'integer', minimum: 7 } }),
-    log: obj({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] } }),
+    metrics: obj({ listen: listenSchema, maxWorkloadSeries: { type: 'integer', minimum: 7 } }),
+    log: logSchema,
     shutdown: obj({ timeoutSeconds: positive }),
   }),
 } as const;
@@ -133,8 +133,6 @@ export interface ConfigSources {
   /** Flag values by key path, already in order (later wins); strings are parsed as YAML scalars for non-string keys. */
   flags?: Array<[key: string, value: string]>;
 }
-
-type Tree = Record<string, unknown>;
 
 /**
  * Merges defaults < file < env < flags and validates; throws
@@ -265,13 +263,6 @@ function readable(path: string): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-function deepMerge(into: Tree, from: Tree): void {
-  for (const [k, v] of Object.entries(from)) {
-    if (v && typeof v === 'object' && !Array.isArray(v) && into[k] && typeof into[k] === 'object' && !Array.isArray(into[k])) deepMerge(into[k] as Tree, v as Tree);
-    else into[k] = v;
   }
 }
 

@@ -17,6 +17,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { PodflowError } from '../common/errors.ts';
+import { deepMerge, listenSchema, logSchema, objectSchema as obj, type Tree } from './config-tree.ts';
 import { parseExportTarget } from '../ipfix/target.ts';
 import { decide, injectionPatch, type InjectionConfig } from './inject.ts';
 
@@ -44,14 +45,13 @@ export const DEFAULT_WEBHOOK_CONFIG: WebhookConfig = {
   log: { level: 'info' },
 };
 
-const obj = (properties: Record<string, object>, required: string[] = []) => ({ type: 'object', additionalProperties: false, properties, required }) as const;
 const quantities = { type: 'object', additionalProperties: { type: ['string', 'number'] } } as const;
 
 export const webhookConfigSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   title: 'podflow webhook configuration',
   ...obj({
-    listen: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):[0-9]{1,5}$' },
+    listen: listenSchema,
     tls: obj({ certFile: { type: 'string', minLength: 1 }, keyFile: { type: 'string', minLength: 1 } }),
     namespace: { type: 'string', minLength: 1 },
     excludeNamespaces: { type: 'array', items: { type: 'string', minLength: 1 } },
@@ -68,13 +68,11 @@ export const webhookConfigSchema = {
       metricsPort: { type: 'integer', minimum: 1, maximum: 65535 },
       resources: obj({ requests: quantities, limits: quantities }),
     }),
-    log: obj({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] } }),
+    log: logSchema,
   }),
 } as const;
 
 const validateConfig = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(webhookConfigSchema);
-
-type Tree = Record<string, unknown>;
 
 /** Defaults < file < POD_NAMESPACE (the webhook's own namespace, from the downward API); throws PODFLOW_ERR_WEBHOOK_CONFIG naming every problem. */
 export function loadWebhookConfig(file: string | undefined, env: NodeJS.ProcessEnv = {}): WebhookConfig {
@@ -113,13 +111,6 @@ export function loadWebhookConfig(file: string | undefined, env: NodeJS.ProcessE
   if (c.selection.deployments.length === 0 && !c.selection.label) problems.push('selection: neither deployments nor label is set (nothing would be injected)');
   if (problems.length > 0) throw new PodflowError('PODFLOW_ERR_WEBHOOK_CONFIG', problems.join('; '));
   return c;
-}
-
-function deepMerge(into: Tree, from: Tree): void {
-  for (const [k, v] of Object.entries(from)) {
-    if (v && typeof v === 'object' && !Array.isArray(v) && into[k] && typeof into[k] === 'object' && !Array.isArray(into[k])) deepMerge(into[k] as Tree, v as Tree);
-    else into[k] = v;
-  }
 }
 
 export interface ReviewResult {
