@@ -301,7 +301,6 @@ export class Agent {
     const namespaceFilter = this.#mode.namespaceFilter;
     this.#capture = new NodeCapture({
       discovery: this.#mode.namespaces,
-      meter: this.#meter,
       sink: (id, linkType, buf, start, end) => this.#sink(id, linkType, buf, start, end),
       // Only when set: NodeCapture's defaults are overridden by an explicit undefined.
       ...(interfaces && { podInterfaceFilter: (name: string) => interfaces.test(name) }),
@@ -310,6 +309,8 @@ export class Agent {
       // Whole DNS messages only when the DNS feature reads them.
       capture: { snaplen: config.capture.snaplen, dnsSnaplen: config.features.dns ? config.capture.dnsSnaplen : 0, bufferBytes: config.capture.bufferBytes },
     });
+    // Subscribed before the naming: a closed point's flows end (and are named)
+    // before the naming forgets the point on the same 'closed' event.
     this.#capture.on('event', (e) => this.#onCaptureEvent(e, captureLog, captureWarn));
     this.#naming = this.#mode.naming({
       capture: this.#capture,
@@ -451,6 +452,7 @@ export class Agent {
         log.debug({ point: e.point }, 'capturing an interface');
         break;
       case 'closed':
+        this.#meter.endObservationPoint(e.point.id, EndReason.FORCED_END);
         this.#kindOfPoint.delete(e.point.id);
         if (e.reason) warn.warn(`lost:${e.reason.code}`, { err: e.reason, interface: e.point.interfaceName }, 'capture handle lost');
         break;

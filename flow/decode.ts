@@ -5,7 +5,7 @@
 // byte reads at fixed offsets, no DataView, no allocation, no exceptions. Bad
 // or truncated bytes make decode() return false and bump one plain-number
 // counter for the reason.
-import { LinkType, VNET_HEADER, VNET_HEADER_BYTES } from './types.ts';
+import { DLT_RAW_BSD, DLT_RAW_OPENBSD, LinkType, readU32BE, VNET_HEADER, VNET_HEADER_BYTES } from './records.ts';
 
 const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_IPV6 = 0x86dd;
@@ -25,8 +25,6 @@ const PPP_IPV4 = 0x0021;
 const PPP_IPV6 = 0x0057;
 const PPP_MPLS = 0x0281;
 const PPP_MPLS_MULTICAST = 0x0283;
-/** The DLT a PPI header names for an 802.11 frame (LINKTYPE_IEEE802_11). */
-const PPI_DLT_IEEE802_11 = 105;
 // Radiotap: the present bits of the TSFT and Flags fields, and the flags that
 // change where the 802.11 frame's parts are.
 const RADIOTAP_PRESENT_TSFT = 1 << 0;
@@ -35,11 +33,6 @@ const RADIOTAP_PRESENT_FLAGS = 1 << 1;
 const RADIOTAP_FCS = 0x10;
 /** The 802.11 header is padded to a multiple of 4 bytes. */
 const RADIOTAP_DATA_PAD = 0x20;
-
-// DLT_RAW as some BSDs number it; libpcap maps both to LINKTYPE_RAW in files,
-// but captures written by other tools keep them.
-const DLT_RAW_BSD = 12;
-const DLT_RAW_OPENBSD = 14;
 
 // BSD loopback address families: AF_INET is 2 everywhere, AF_INET6 differs
 // (24 NetBSD/OpenBSD, 28 FreeBSD, 30 macOS).
@@ -75,7 +68,7 @@ const IPV6_HEADER = 40;
 // WIRE SEGMENTS. On a veth or lo the kernel hands capture GSO/GRO/TSO
 // super-packets: one buffer of up to 64 KiB (more with BIG TCP) where the
 // wire carried many segments. A live capture's records carry the kernel's
-// virtio_net_hdr (flow/types.ts VNET_HEADER): for such a buffer gso_type says
+// virtio_net_hdr (flow/records.ts VNET_HEADER): for such a buffer gso_type says
 // what was segmented and gso_size how much payload each segment carries.
 // With H the bytes of headers every segment repeats (link header through the
 // innermost TCP/UDP header, tunnels inside the pod included), the wire saw
@@ -352,7 +345,7 @@ export class PacketDecoder {
         const length = buf[offset + 2]! | (buf[offset + 3]! << 8);
         const dlt = buf[offset + 4]! | (buf[offset + 5]! << 8);
         if (length < 8 || length > caplen) return this.#truncatedLink();
-        if (dlt === PPI_DLT_IEEE802_11) return this.#ieee80211(buf, offset + length, end);
+        if (dlt === LinkType.IEEE802_11) return this.#ieee80211(buf, offset + length, end);
         if (dlt === LinkType.ETHERNET) return this.#ethertype(buf, offset + length + 12, end);
         this.errors.unknownLinkType++;
         return false;
@@ -554,8 +547,8 @@ export class PacketDecoder {
     p.protocol = buf[at + 9]!;
     const src = p.sourceAddress;
     const dst = p.destinationAddress;
-    src[0] = readU32(buf, at + 12);
-    dst[0] = readU32(buf, at + 16);
+    src[0] = readU32BE(buf, at + 12);
+    dst[0] = readU32BE(buf, at + 16);
     src[1] = src[2] = src[3] = 0;
     dst[1] = dst[2] = dst[3] = 0;
     const flagsAndOffset = (buf[at + 6]! << 8) | buf[at + 7]!;
@@ -584,8 +577,8 @@ export class PacketDecoder {
     const src = p.sourceAddress;
     const dst = p.destinationAddress;
     for (let i = 0; i < 4; i++) {
-      src[i] = readU32(buf, at + 8 + i * 4);
-      dst[i] = readU32(buf, at + 24 + i * 4);
+      src[i] = readU32BE(buf, at + 8 + i * 4);
+      dst[i] = readU32BE(buf, at + 24 + i * 4);
     }
     let next = buf[at + 6]!;
     let header = at + IPV6_HEADER;
@@ -605,7 +598,7 @@ export class PacketDecoder {
         p.protocol = buf[header]!;
         const fragmentOffset = ((buf[header + 2]! << 8) | buf[header + 3]!) >> 3;
         const moreFragments = (buf[header + 3]! & 1) !== 0;
-        const id = readU32(buf, header + 4);
+        const id = readU32BE(buf, header + 4);
         if (fragmentOffset === 0 && !moreFragments) {
           // An atomic fragment (RFC 6946): a whole packet, keep walking.
           next = p.protocol;
@@ -835,8 +828,4 @@ function followedEtherType(type: number): boolean {
     default:
       return false;
   }
-}
-
-function readU32(buf: Uint8Array, at: number): number {
-  return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
 }

@@ -10,7 +10,7 @@ import {
   PCAP_RECORDS_START,
   readCaptureHeader,
 } from './pcap-file.ts';
-import { RECORD_HEADER_BYTES } from './types.ts';
+import { RECORD_HEADER_BYTES, readU32LE, recordEnd } from './records.ts';
 
 export interface IngestStats {
   /** Records seen, decodable or not: the buffers capture handed over (a GSO/GRO super-packet is one). */
@@ -57,14 +57,14 @@ export class PacketIngest {
   ingestWholeRecords(observationPointId: number, linkType: number, buf: Uint8Array, start: number, end: number): number {
     let at = start;
     while (at + RECORD_HEADER_BYTES <= end) {
-      const caplen = readU32LE(buf, at + 8);
+      const next = recordEnd(buf, at);
+      if (next > end) break;
       const data = at + RECORD_HEADER_BYTES;
-      if (data + caplen > end) break;
       const seconds = readU32LE(buf, at);
       const microseconds = readU32LE(buf, at + 4);
       const wirelen = readU32LE(buf, at + 12);
-      this.packet(observationPointId, linkType, buf, data, caplen, wirelen, seconds * 1e6 + microseconds);
-      at = data + caplen;
+      this.packet(observationPointId, linkType, buf, data, next - data, wirelen, seconds * 1e6 + microseconds);
+      at = next;
     }
     return at;
   }
@@ -157,13 +157,4 @@ export class CaptureFileIngest {
     if (remaining > 0) this.#batchStats.truncated++;
     return this.#batchStats;
   }
-}
-
-function readU32LE(buf: Uint8Array, at: number): number {
-  return (buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)) >>> 0;
-}
-
-/** Where the record starting at `at` ends (header + caplen): the step of every walk over a batch outside the metering loop. */
-export function recordEnd(buf: Uint8Array, at: number): number {
-  return at + RECORD_HEADER_BYTES + readU32LE(buf, at + 8);
 }

@@ -5,7 +5,7 @@
 // or in chunks, and hands the bytes in. Damage inside the file is counted and
 // reading stops there; only bytes that are not a capture file at all throw.
 import { PodflowError } from '../common/errors.ts';
-import { RECORD_HEADER_BYTES } from './types.ts';
+import { RECORD_HEADER_BYTES, readU32 } from './records.ts';
 
 const PCAP_MAGIC_MICROSECONDS = 0xa1b2c3d4;
 const PCAP_MAGIC_NANOSECONDS = 0xa1b23c4d;
@@ -300,10 +300,4 @@ function ticksToMicros(high: number, low: number, iface: PcapngInterface): numbe
 
 function readU16(bytes: Uint8Array, at: number, le: boolean): number {
   return le ? bytes[at]! | (bytes[at + 1]! << 8) : (bytes[at]! << 8) | bytes[at + 1]!;
-}
-
-function readU32(bytes: Uint8Array, at: number, le: boolean): number {
-  return le
-    ? (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
-    : ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
 }

@@ -1,48 +1,10 @@
-// Shared shapes of the capture → decode → meter path. Pure data, no I/O.
+// Shared shapes of the meter's output: the finished flow and why it ended.
+// Pure data, no I/O. (The capture → decode layout is flow/records.ts.)
 import type { DnsFields } from './features/dns-flow.ts';
 import type { TcpFields } from './features/tcp.ts';
 import type { HttpFields } from './features/http-flow.ts';
 import type { QuicFields } from './features/quic-flow.ts';
 import type { TlsFields } from './features/tls-flow.ts';
-
-/** libpcap link-layer header types (LINKTYPE_* values, as in pcap files). */
-export const LinkType = {
-  NULL: 0, // BSD loopback: 4-byte address family in the capturing host's byte order
-  ETHERNET: 1,
-  RAW: 101, // raw IPv4/IPv6 (also DLT_RAW 12 and 14 on some systems)
-  LINUX_SLL: 113,
-  LINUX_SLL2: 276,
-  IPV4: 228,
-  IPV6: 229,
-  PPP: 9,
-  PPP_HDLC: 50,
-  C_HDLC: 104, // Cisco HDLC
-  IEEE802_11: 105,
-  IEEE802_11_RADIOTAP: 127,
-  PPI: 192, // Per-Packet Information header, then the DLT it names
-  PPP_WITH_DIR: 204,
-} as const;
-
-/**
- * A batch of captured packets, as podflow's capture hands it to JavaScript and
- * as a classic pcap file stores it after its 24-byte file header: records of a
- * 16-byte header in host (little-endian) byte order, ts_sec u32, ts_usec u32,
- * caplen u32, wirelen u32, followed by caplen bytes, no padding. One record
- * iterator therefore serves live capture and pcap files alike.
- */
-export const RECORD_HEADER_BYTES = 16;
-
-/**
- * A flag on a live capture's link type (never in a file: pcap link types are
- * 16 bits): each record's data starts with the VNET_HEADER_BYTES of the
- * kernel's struct virtio_net_hdr (PACKET_VNET_HDR; little-endian: flags u8,
- * gso_type u8, hdr_len u16, gso_size u16, csum_start u16, csum_offset u16),
- * then the frame. caplen counts those bytes, wirelen is the frame's own
- * length. gso_size tells how many wire segments a GSO/GRO super-packet
- * stands for (flow/decode.ts, WIRE SEGMENTS).
- */
-export const VNET_HEADER = 0x1_0000;
-export const VNET_HEADER_BYTES = 10;
 
 /** flowEndReason values, IANA IPFIX element 136 (RFC 5102). */
 export const EndReason = {

@@ -31,7 +31,7 @@ export interface PacketSocketOptions {
  * An AF_PACKET socket bound to every interface of one network namespace,
  * with a memory-mapped ring and PACKET_VNET_HDR (native/packet_socket.c),
  * read by the addon's reader thread into the shared capture queue. Its
- * records (flow/types.ts, VNET records) reach onBatch on the JS thread, in
+ * records (flow/records.ts) reach onBatch on the JS thread, in
  * order, one interface per call.
  */
 export interface PacketSocket {

@@ -1,7 +1,7 @@
 // A capture handle: podflow's packet socket (netns/native/packet_socket.c)
 // opened inside one network namespace, bound to all its interfaces, handing
 // batches of pcap-style records, each with the kernel's virtio_net_hdr before
-// the frame (flow/types.ts VNET_HEADER), to a sink, one interface per batch.
+// the frame (flow/records.ts VNET_HEADER), to a sink, one interface per batch.
 //
 // The socket is set up by a libuv pool thread that enters the namespace for
 // the call (openCaptureAsync), and stays bound to that namespace after the
@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events';
 import { addon, enterError, type PacketSocket } from './addon.ts';
 import { CURRENT_NETNS } from './interfaces.ts';
 import { PodflowError } from '../common/errors.ts';
-import { LinkType, VNET_HEADER } from '../flow/types.ts';
+import { LinkType, VNET_HEADER } from '../flow/records.ts';
 
 /** 'pod': the pod's own interface (eth0-like, north-south); 'loopback': its lo (east-west between containers). */
 export type ObservationKind = 'pod' | 'loopback';

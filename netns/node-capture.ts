@@ -7,8 +7,8 @@
 // namespace's interfaces and addresses are listed again when its netlink
 // notifications say they changed: no namespace is polled. When a
 // namespace vanishes or its handle fails, the handle finishes (the kernel's
-// last ring block is read first) and the meter ends its points' flows with
-// FORCED_END.
+// last ring block is read first) and each of its points is reported
+// 'closed': whoever meters the points ends their flows then.
 //
 // Nothing here throws out of an event handler, and one namespace's failure
 // never touches another's handle.
@@ -18,7 +18,6 @@ import { type BatchSink, type CaptureHandle, type CaptureOptions, type CaptureSt
 import type { DiscoveredNamespace } from './discovery.ts';
 import { CURRENT_NETNS, listInterfaces, type NetnsInterface } from './interfaces.ts';
 import { PodflowError } from '../common/errors.ts';
-import { EndReason } from '../flow/types.ts';
 
 /** What NodeCapture needs from discovery (NetnsDiscovery provides it). */
 export interface NamespaceEvents {
@@ -27,16 +26,10 @@ export interface NamespaceEvents {
   namespaces(): DiscoveredNamespace[];
 }
 
-/** What NodeCapture needs from the flow meter. */
-export interface ObservationPointSink {
-  endObservationPoint(id: number, reason: EndReason): number;
-}
-
 export interface NodeCaptureOptions {
   discovery: NamespaceEvents;
   /** Receives every batch, e.g. PacketIngest.ingest bound to its instance. */
   sink: BatchSink;
-  meter: ObservationPointSink;
   /** Which non-loopback interfaces to capture, by name. Default: all. Packets of the others are read and skipped (counted). */
   podInterfaceFilter?: (name: string) => boolean;
   /** Capture each namespace's lo too (east-west between the pod's containers). Default false. */
@@ -95,6 +88,11 @@ export type NodeCaptureEvent =
   | { type: 'interfaces'; ns: DiscoveredNamespace; interfaces: NetnsInterface[] }
   /** An interface's first packet: its observation point. */
   | { type: 'opened'; point: ObservationPoint }
+  /**
+   * The point's handle closed (reason: why, when it failed): every packet of
+   * the point has been delivered to the sink, none comes after this. The
+   * point's flows can be ended now.
+   */
   | { type: 'closed'; point: ObservationPoint; reason: PodflowError | undefined }
   | { type: 'open-failed'; ns: DiscoveredNamespace; error: unknown };
 
@@ -153,7 +151,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   }
 
   /**
-   * Closes every handle at once (their points' flows end with FORCED_END) and
+   * Closes every handle at once (each of their points is reported 'closed') and
    * stops following discovery. What the kernel has handed over is delivered;
    * the ring blocks it is still filling are not (counted as unread): use
    * stop() to keep them. Idempotent.
@@ -168,7 +166,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
    * The graceful end: stops following discovery (nothing new is attached),
    * keeps capturing until every packet that reached a ring before the call is
    * handed over (settleMs: two block timeouts, 250 ms by default), delivers
-   * everything, then closes every handle (their flows end with FORCED_END).
+   * everything, then closes every handle (each of their points is reported 'closed').
    * Idempotent; close() during the wait ends it at once.
    */
   async stop(): Promise<void> {
@@ -243,7 +241,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   /**
    * 'finish': the namespace went away; its handle reads the kernel's last
    * ring block before it closes. 'now': close at once. 'detached' is reported
-   * once the handle closed, after its points' flows ended and their 'closed'.
+   * once the handle closed, after its points' 'closed'.
    */
   #detach(key: string, how: 'finish' | 'now'): void {
     const a = this.#attached.get(key);
@@ -378,7 +376,6 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
     addCounts(this.#closedTotals, handle.stats());
     for (const p of a.points.values()) {
       if (!p) continue;
-      this.#o.meter.endObservationPoint(p.point.id, EndReason.FORCED_END);
       this.#report({ type: 'closed', point: p.point, reason });
     }
     a.points.clear();

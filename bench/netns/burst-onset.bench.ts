@@ -81,7 +81,6 @@ if (process.getuid?.() !== 0) {
         const ingest = new PacketIngest(new PacketDecoder(), meter);
         const capture = new NodeCapture({
           discovery,
-          meter,
           sink: (id, linkType, buf, start, end) => ingest.ingest(id, linkType, buf, start, end),
           namespaceFilter: (ns) => ns.paths.some((p) => p === a.nsPath),
           captureLoopback: true,

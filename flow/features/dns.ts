@@ -9,7 +9,8 @@
 // 255 bytes and 127 labels, compression pointers by a hop count, text by
 // MAX_DATA_CHARS.
 import { formatIPv4, formatIPv6 } from '../address.ts';
-import { latin1, u16, u32 } from './bytes.ts';
+import { latin1, u16 } from './bytes.ts';
+import { readU32BE } from '../records.ts';
 
 /** How far a message could be read. */
 export const DnsStatus = {
@@ -148,7 +149,7 @@ export function parseDns(buf: Uint8Array, start: number, end: number, out: DnsMe
     if (at + 10 > end) return DnsStatus.TRUNCATED;
     const type = u16(buf, at);
     const klass = u16(buf, at + 2);
-    const ttl = u32(buf, at + 4);
+    const ttl = readU32BE(buf, at + 4);
     const length = u16(buf, at + 8);
     const data = at + 10;
     if (data + length > end) return DnsStatus.TRUNCATED;
@@ -276,7 +277,7 @@ function renderData(buf: Uint8Array, message: number, type: number, data: number
         text = generic(buf, data, length);
         break;
       }
-      text = `${mname} ${rname} ${u32(buf, numbers)} ${u32(buf, numbers + 4)} ${u32(buf, numbers + 8)} ${u32(buf, numbers + 12)} ${u32(buf, numbers + 16)}`;
+      text = `${mname} ${rname} ${readU32BE(buf, numbers)} ${readU32BE(buf, numbers + 4)} ${readU32BE(buf, numbers + 8)} ${readU32BE(buf, numbers + 12)} ${readU32BE(buf, numbers + 16)}`;
       break;
     }
     case DnsType.SRV:
@@ -297,7 +298,7 @@ function renderData(buf: Uint8Array, message: number, type: number, data: number
       break;
     }
     case DnsType.RRSIG:
-      text = length >= 18 ? `${u16(buf, data)} ${buf[data + 2]} ${buf[data + 3]} ${u32(buf, data + 4)} ${u32(buf, data + 8)} ${u32(buf, data + 12)} ${u16(buf, data + 16)} <key>` : generic(buf, data, length);
+      text = length >= 18 ? `${u16(buf, data)} ${buf[data + 2]} ${buf[data + 3]} ${readU32BE(buf, data + 4)} ${readU32BE(buf, data + 8)} ${readU32BE(buf, data + 12)} ${u16(buf, data + 16)} <key>` : generic(buf, data, length);
       break;
     case DnsType.DNSKEY:
       text = length >= 4 ? `${u16(buf, data)} ${buf[data + 2]} ${buf[data + 3]} <key>` : generic(buf, data, length);

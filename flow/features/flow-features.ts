@@ -15,7 +15,7 @@
 import type { DecodedPacket } from '../decode.ts';
 import { IpProtocol } from '../decode.ts';
 import type { FlowRecord } from '../types.ts';
-import { u32 } from './bytes.ts';
+import { readU32BE } from '../records.ts';
 import { DnsFlow, type DnsStats, emptyDnsStats } from './dns-flow.ts';
 import { emptyHttpStats, HttpFlow, type HttpStats } from './http-flow.ts';
 import { emptyTcpStats, TcpTracker, type TcpTrackerStats } from './tcp.ts';
@@ -114,7 +114,7 @@ export class FlowFeatures implements FlowFeatureHooks {
       return;
     }
     if (protocol === IpProtocol.TCP) {
-      const seq = u32(buf, t + 4);
+      const seq = readU32BE(buf, t + 4);
       if (switches.tls) {
         let tls = this.#tls.get(flow);
         if (tls === undefined) this.#tls.set(flow, (tls = new TlsFlow(this.stats.tls)));
@@ -187,6 +187,6 @@ export class FlowFeatures implements FlowFeatureHooks {
       this.stats.dnsFlows++;
     }
     if (protocol === IpProtocol.UDP) dns.message(buf, start, end, timeMicros);
-    else dns.segment(forward, u32(buf, t + 4), buf, start, end, timeMicros);
+    else dns.segment(forward, readU32BE(buf, t + 4), buf, start, end, timeMicros);
   }
 }

@@ -9,7 +9,7 @@
 // the three primitives are all it takes. It never throws: a packet that is
 // not an Initial, or does not decrypt, gives a status.
 import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
-import { u32 } from './bytes.ts';
+import { readU32BE } from '../records.ts';
 
 /** Why no CRYPTO data came out of a datagram. */
 export const QuicStatus = {
@@ -81,7 +81,7 @@ export function readClientInitial(buf: Uint8Array, start: number, end: number, o
   for (let at = start; at < end; ) {
     const first = buf[at]!;
     if ((first & 0x80) === 0 || at + 7 > end) break; // a short header packet ends the datagram's long ones
-    const version = u32(buf, at + 1);
+    const version = readU32BE(buf, at + 1);
     const keys = initialKeysOf(version);
     if (keys === undefined) return result ?? (version === 0 ? QuicStatus.NOT_INITIAL : QuicStatus.UNKNOWN_VERSION);
     const dcidLength = buf[at + 5]!;

@@ -24,6 +24,7 @@
 // TCP header here rather than in the decoder keeps its cost off flows and
 // configurations that do not want it.
 import type { DecodedPacket } from '../decode.ts';
+import { readU32BE } from '../records.ts';
 
 const TCP_FIN = 0x01;
 const TCP_SYN = 0x02;
@@ -202,7 +203,7 @@ export class TcpTracker {
     // The handshake's packets: a SYN, a SYN/ACK, or an ACK while one is awaited.
     const handshake = words[f + M_HANDSHAKE]!;
     if ((flags & TCP_SYN) !== 0 || (handshake & (HS_SYN_ACK | HS_SYN_ACK_TO_ACK)) === HS_SYN_ACK) {
-      this.#handshakeStep(flow, direction, flags, readU32(buf, at + 4), readU32(buf, at + 8), p.timestampMicros, first ? p.octets : 0);
+      this.#handshakeStep(flow, direction, flags, readU32BE(buf, at + 4), readU32BE(buf, at + 8), p.timestampMicros, first ? p.octets : 0);
     }
 
     // Sequence space: payload, and one each for SYN and FIN. A RST's payload
@@ -212,7 +213,7 @@ export class TcpTracker {
     const length = payload + ((flags & TCP_SYN) !== 0 ? 1 : 0) + ((flags & TCP_FIN) !== 0 ? 1 : 0);
     if (length === 0) return;
     numbers[n + N_SEGMENTS]! += segments;
-    this.#sequence(w, n, readU32(buf, at + 4), length, payload, segments, p.segmentSize);
+    this.#sequence(w, n, readU32BE(buf, at + 4), length, payload, segments, p.segmentSize);
   }
 
   /** The fields of flow `flow`, for its record. */
@@ -425,6 +426,3 @@ function after(a: number, b: number): boolean {
   return ((a - b) | 0) > 0;
 }
 
-function readU32(buf: Uint8Array, at: number): number {
-  return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
-}

@@ -32,7 +32,7 @@
 // there is a backlog. A packet the queue has no room for is counted
 // (queueDropped), never silently lost.
 //
-// Records (flow/types.ts, VNET records): 16-byte little-endian header
+// Records (flow/records.ts): 16-byte little-endian header
 // ts_sec, ts_usec, caplen, wirelen; then the 10-byte virtio_net_hdr as the
 // kernel wrote it; then the frame's captured bytes. caplen counts the 10
 // bytes, wirelen is the frame's length on the wire (the super-packet's, for

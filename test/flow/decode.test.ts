@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PacketDecoder } from '../../flow/decode.ts';
-import { LinkType } from '../../flow/types.ts';
+import { LinkType } from '../../flow/records.ts';
 import {
   authenticationHeader, bsdLoopback, concat, ethernet, extension, fragmentHeader, icmp, ipv4, ipv6, linuxSll, linuxSll2,
   sctp, tcp, TCP_ACK, TCP_SYN, udp, v4, v6,

@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import { PacketDecoder } from '../../flow/decode.ts';
 import { CaptureFileIngest, PacketIngest } from '../../flow/ingest.ts';
 import { FlowMeter } from '../../flow/meter.ts';
-import { LinkType, RECORD_HEADER_BYTES, type FlowRecord } from '../../flow/types.ts';
+import { LinkType, RECORD_HEADER_BYTES } from '../../flow/records.ts';
+import type { FlowRecord } from '../../flow/types.ts';
 import { corpusDir } from '../helpers/corpus.ts';
 import { concat, ethernet, ipv4, udp } from '../helpers/packets.ts';
 

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PacketDecoder } from '../../flow/decode.ts';
-import { LinkType, VNET_HEADER, VNET_HEADER_BYTES } from '../../flow/types.ts';
+import { LinkType, VNET_HEADER, VNET_HEADER_BYTES } from '../../flow/records.ts';
 import { concat, ethernet, ipv4, ipv6, TCP_ACK, tcp, udp } from '../helpers/packets.ts';
 
 const GSO_TCPV4 = 1;

@@ -1,6 +1,7 @@
 // The capture path of the agent without the agent, for tests on a simulated
 // node: namespace discovery → NodeCapture (only this node's pods) → decode →
-// FlowMeter (no timeouts during a test) → onFlow. Discovery is started, the
+// FlowMeter (no timeouts during a test; a closed point's flows end with
+// FORCED_END) → onFlow. Discovery is started, the
 // capture is not (callers subscribe to its events first); both close after
 // the test.
 import type { TestContext } from 'node:test';
@@ -11,7 +12,7 @@ import { PacketDecoder } from '../../flow/decode.ts';
 import { FlowMeter } from '../../flow/meter.ts';
 import { FlowFeatures, type FeatureSwitches } from '../../flow/features/flow-features.ts';
 import { PacketIngest } from '../../flow/ingest.ts';
-import type { FlowRecord } from '../../flow/types.ts';
+import { EndReason, type FlowRecord } from '../../flow/types.ts';
 import type { SimNode, SimPod } from '../../sim/simnode.ts';
 import { failOnThrow } from './fail-on-throw.ts';
 
@@ -44,7 +45,6 @@ export async function meteredCapture(t: TestContext, node: SimNode, options: Met
   const discovery = new NetnsDiscovery({ procRoot: null, rescanIntervalMs: options.discoveryRescanMs ?? 200 });
   const capture = new NodeCapture({
     discovery,
-    meter,
     sink: failOnThrow((id, linkType, buf, start, end) => void ingest.ingest(id, linkType, buf, start, end)),
     namespaceFilter: options.namespaceFilter ?? ((ns) => ns.paths.some((p) => p.startsWith(`/run/netns/${node.tag}p`))),
     // The agent's default is eth0 only; these tests hold lo's traffic to account too.
@@ -60,6 +60,8 @@ export async function meteredCapture(t: TestContext, node: SimNode, options: Met
   capture.on('event', (e) => {
     if (e.type === 'attached') paths.set(e.ns.key, e.ns.paths);
     if (e.type === 'opened') points.push(e.point);
+    // As the agent does: a closed point's flows end at once.
+    if (e.type === 'closed') meter.endObservationPoint(e.point.id, EndReason.FORCED_END);
   });
   t.after(() => {
     capture.close();

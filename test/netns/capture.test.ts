@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { type CaptureHandle, type InterfaceBatchSink, openCaptureAsync } from '../../netns/capture.ts';
 import { PodflowError } from '../../common/errors.ts';
-import { RECORD_HEADER_BYTES, VNET_HEADER_BYTES } from '../../flow/types.ts';
+import { RECORD_HEADER_BYTES, VNET_HEADER_BYTES } from '../../flow/records.ts';
 import { canRunSimNode, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { failOnThrow } from '../helpers/fail-on-throw.ts';
 import { waitFor } from '../helpers/wait.ts';

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PacketDecoder } from '../../../flow/decode.ts';
 import { MAX_HOLES, TcpTracker } from '../../../flow/features/tcp.ts';
-import { LinkType, VNET_HEADER, VNET_HEADER_BYTES } from '../../../flow/types.ts';
+import { LinkType, VNET_HEADER, VNET_HEADER_BYTES } from '../../../flow/records.ts';
 import { concat, ethernet, ipv4, ipv6, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, tcpSegment, type TcpSegmentOptions } from '../../helpers/packets.ts';
 
 const MSS_1460 = [2, 4, 0x05, 0xb4];
