@@ -18,8 +18,8 @@
 // exporter (which connects and retries on its own) in batches on one coarse
 // timer.
 //
-// Stop (SIGTERM/SIGINT): drain and close capture (packets already in the
-// kernel rings are delivered; the flows of every observation point end with
+// Stop (SIGTERM/SIGINT): let capture settle and close it (packets already in
+// the kernel rings are delivered; the flows of every observation point end with
 // FORCED_END), end what is left in the meter, release held flows,
 // hand every record to the exporter, then flush and close it within the
 // shutdown time.
@@ -35,7 +35,7 @@ import { EndReason } from '../flow/types.ts';
 import type { FlowRecord } from '../flow/types.ts';
 import { type DiscoveredNamespace, type DiscoveryStats, NetnsDiscovery } from '../netns/discovery.ts';
 import { type NamespaceEvents, NodeCapture, type NodeCaptureEvent } from '../netns/node-capture.ts';
-import { captureQueue, configureCaptureQueue } from '../netns/capture.ts';
+import { captureQueue, configureCaptureQueue } from '../netns/capture-queue.ts';
 import { Identity, type IdentityCapture, type IdentityStats } from '../enrich/identity.ts';
 import { KubeCaches, type KubeResource, type KubeResourceStatus, kubeResources } from '../enrich/kube-caches.ts';
 import type { IdentityCaches } from '../enrich/identity.ts';
@@ -430,7 +430,7 @@ export class Agent {
     // flow is timed out only as of now - settle. Reading every ring first
     // makes "every packet older than that has been delivered" hold even when
     // this timer ran late (timers run before I/O callbacks after a busy turn).
-    for (const h of this.#capture.handles()) h.drain();
+    for (const h of this.#capture.handles()) h.poll();
     this.#meter.expire(now - this.#capture.settleMs());
     this.#naming.tick?.(now);
     this.#flushBatch();

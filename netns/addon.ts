@@ -44,7 +44,7 @@ export interface PacketSocket {
    */
   openAsync(nsPath: string, options: PacketSocketOptions, callback: (err: (Error & { code?: string; stage?: 'netns' | 'socket' | 'closed' }) | undefined) => void): void;
   /** Delivers, now, every packet the kernel has handed over (and the rest of the queue); returns this socket's count. */
-  drain(): number;
+  poll(): number;
   /**
    * Kernel counters (packets passed to the socket after its filter, dropped
    * ones included; dropped for lack of ring space), packets refused by the
@@ -60,7 +60,7 @@ export interface NetnsAddon {
    * onBatch(buffer, start, end, count, ifindex, hatype): count records of the
    * interface ifindex (ARPHRD_* hatype) in buffer[start, end), valid only
    * during the call. onError(err): the socket failed, after its queued
-   * records; what the kernel hands over later can still be drained.
+   * records; what the kernel hands over later can still be polled.
    * onLinks(): given, a netlink socket in the namespace follows its link and
    * address changes, and onLinks is called (once per burst of them) after a
    * change: list the interfaces again.

@@ -7,8 +7,9 @@
 // the call (openCaptureAsync), and stays bound to that namespace after the
 // thread switches back. It also keeps that namespace (and its interfaces)
 // alive, so a handle must be closed when its pod goes. Its ring is read by
-// the addon's reader thread into a queue shared by every handle (bounded by
-// configureCaptureQueue), from which batches reach the sink on the JS thread.
+// the addon's reader thread into the queue every handle shares
+// (netns/capture-queue.ts), from which batches reach the sink on the JS
+// thread.
 import { EventEmitter } from 'node:events';
 import { addon, enterError, type PacketSocket } from './addon.ts';
 import { CURRENT_NETNS } from './interfaces.ts';
@@ -151,8 +152,8 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
    * is retired (settleMs): see finish(). Returns this handle's packets
    * delivered; 0 when closed. Never throws.
    */
-  drain(): number {
-    return this.#socket ? this.#socket.drain() : 0;
+  poll(): number {
+    return this.#socket ? this.#socket.poll() : 0;
   }
 
   /**
@@ -214,21 +215,6 @@ export class CaptureHandle extends EventEmitter<{ closed: [reason: PodflowError 
 }
 
 /**
- * Bounds the queue every handle's packets wait in between the reader thread
- * and the JS thread (allocated in 256 KiB chunks only while there is a
- * backlog), and how many records one event-loop turn delivers (so capture
- * cannot starve the rest of the loop). Applies to every handle, now and later.
- */
-export function configureCaptureQueue(options: { queueBytes?: number; recordsPerTurn?: number }): void {
-  addon.configureCapture(options);
-}
-
-/** The shared capture queue now: its chunks in use or spare, and its bound. */
-export function captureQueue(): { allocatedBytes: number; maxBytes: number } {
-  return addon.captureQueue();
-}
-
-/**
  * Opens a capture of every interface of the namespace at nsPath
  * (CURRENT_NETNS: the calling thread's own, with no setns), also of those
  * that appear later. `expect` is the namespace nsPath must still name (a
@@ -249,12 +235,12 @@ export async function openCaptureAsync(
   options: CaptureOptions = {},
   onLinksChanged?: () => void,
 ): Promise<CaptureHandle> {
-  const o: Required<CaptureOptions> = { ...DEFAULT_CAPTURE_OPTIONS, ...options };
-  if (!Number.isInteger(o.snaplen) || o.snaplen <= 0 || o.snaplen > 65535) {
-    throw new PodflowError('PODFLOW_ERR_NETNS_CONFIG', `snaplen ${o.snaplen} must be an integer from 1 to 65535`);
+  const settings: Required<CaptureOptions> = { ...DEFAULT_CAPTURE_OPTIONS, ...options };
+  if (!Number.isInteger(settings.snaplen) || settings.snaplen <= 0 || settings.snaplen > 65535) {
+    throw new PodflowError('PODFLOW_ERR_NETNS_CONFIG', `snaplen ${settings.snaplen} must be an integer from 1 to 65535`);
   }
-  if (!Number.isInteger(o.dnsSnaplen) || o.dnsSnaplen < 0 || o.dnsSnaplen > 65535) {
-    throw new PodflowError('PODFLOW_ERR_NETNS_CONFIG', `dnsSnaplen ${o.dnsSnaplen} must be an integer from 0 to 65535`);
+  if (!Number.isInteger(settings.dnsSnaplen) || settings.dnsSnaplen < 0 || settings.dnsSnaplen > 65535) {
+    throw new PodflowError('PODFLOW_ERR_NETNS_CONFIG', `dnsSnaplen ${settings.dnsSnaplen} must be an integer from 0 to 65535`);
   }
   let handle: CaptureHandle | undefined;
   const socket = new addon.PacketSocket(
@@ -263,12 +249,12 @@ export async function openCaptureAsync(
     onLinksChanged && (() => void (handle && !handle.closed && onLinksChanged())),
   );
   const socketOptions = {
-    bufferBytes: o.bufferBytes,
-    snaplen: o.snaplen,
-    dnsSnaplen: o.dnsSnaplen,
-    blockTimeoutMs: o.timeoutMs,
-    loopback: o.loopback,
-    ownFramesOnly: o.ownFramesOnly,
+    bufferBytes: settings.bufferBytes,
+    snaplen: settings.snaplen,
+    dnsSnaplen: settings.dnsSnaplen,
+    blockTimeoutMs: settings.timeoutMs,
+    loopback: settings.loopback,
+    ownFramesOnly: settings.ownFramesOnly,
     expectInode: expect.inode,
     expectDev: expect.dev,
   };
@@ -281,6 +267,6 @@ export async function openCaptureAsync(
   });
   // Nothing is delivered before this: delivery runs on a later event-loop
   // turn than the open's callback and this continuation.
-  handle = new CaptureHandle(nsPath, socket, sink, o.timeoutMs);
+  handle = new CaptureHandle(nsPath, socket, sink, settings.timeoutMs);
   return handle;
 }

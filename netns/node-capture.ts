@@ -5,7 +5,7 @@
 // interface becomes an observation point (kind 'pod' for eth0-like
 // interfaces, 'loopback' for lo, if asked) at its first packet. The
 // namespace's interfaces and addresses are listed again when its netlink
-// notifications say they changed: no namespace is polled. When a
+// notifications say they changed, never on a timer. When a
 // namespace vanishes or its handle fails, the handle finishes (the kernel's
 // last ring block is read first) and each of its points is reported
 // 'closed': whoever meters the points ends their flows then.
@@ -117,7 +117,7 @@ interface Attached {
 }
 
 export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
-  readonly #o: Required<Omit<NodeCaptureOptions, 'capture'>> & { capture: CaptureOptions };
+  readonly #options: Required<Omit<NodeCaptureOptions, 'capture'>> & { capture: CaptureOptions };
   readonly #attached = new Map<string, Attached>();
   /** Handles of detached namespaces, reading the kernel's last block before they close. */
   readonly #finishing = new Set<Attached>();
@@ -131,7 +131,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
 
   constructor(options: NodeCaptureOptions) {
     super();
-    this.#o = {
+    this.#options = {
       podInterfaceFilter: () => true,
       captureLoopback: false,
       namespaceFilter: () => true,
@@ -145,9 +145,9 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   start(): void {
     if (this.#running) return;
     this.#running = true;
-    this.#o.discovery.on('added', this.#onAdded);
-    this.#o.discovery.on('removed', this.#onRemoved);
-    for (const ns of this.#o.discovery.namespaces()) this.#onAdded(ns);
+    this.#options.discovery.on('added', this.#onAdded);
+    this.#options.discovery.on('removed', this.#onRemoved);
+    for (const ns of this.#options.discovery.namespaces()) this.#onAdded(ns);
   }
 
   /**
@@ -225,12 +225,12 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   #unfollow(): void {
     if (!this.#running) return;
     this.#running = false;
-    this.#o.discovery.off('added', this.#onAdded);
-    this.#o.discovery.off('removed', this.#onRemoved);
+    this.#options.discovery.off('added', this.#onAdded);
+    this.#options.discovery.off('removed', this.#onRemoved);
   }
 
   #attach(ns: DiscoveredNamespace): void {
-    if (!this.#running || this.#attached.has(ns.key) || !this.#o.namespaceFilter(ns)) return;
+    if (!this.#running || this.#attached.has(ns.key) || !this.#options.namespaceFilter(ns)) return;
     const a: Attached = { ns, handle: undefined, path: '', opening: false, retry: undefined, points: new Map(), reported: undefined };
     this.#attached.set(ns.key, a);
     this.#report({ type: 'attached', ns });
@@ -265,7 +265,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
    */
   #open(a: Attached): void {
     a.opening = true;
-    const capture = { ...this.#o.capture, loopback: this.#o.captureLoopback };
+    const capture = { ...this.#options.capture, loopback: this.#options.captureLoopback };
     void (async () => {
       let handle: CaptureHandle | undefined;
       let lastError: unknown;
@@ -297,7 +297,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
       this.#counters.openFailures++;
       this.#report({ type: 'open-failed', ns: a.ns, error });
       if (current) {
-        a.retry = setTimeout(() => this.#guard(() => this.#attached.get(a.ns.key) === a && !a.handle && !a.opening && this.#open(a)), this.#o.openRetryMs);
+        a.retry = setTimeout(() => this.#guard(() => this.#attached.get(a.ns.key) === a && !a.handle && !a.opening && this.#open(a)), this.#options.openRetryMs);
         a.retry.unref();
       }
       return;
@@ -323,7 +323,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
       return;
     }
     p.packets += count;
-    this.#o.sink(p.point.id, p.linkType, buf, start, end);
+    this.#options.sink(p.point.id, p.linkType, buf, start, end);
   }
 
   /**
@@ -356,7 +356,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   #newPoint(a: Attached, ifindex: number, hatype: number): Point | null {
     const kind = kindOf(hatype);
     const name = this.#listInterfaces(a)?.find((i) => i.index === ifindex)?.name ?? `if${ifindex}`;
-    const wanted = kind === 'loopback' ? this.#o.captureLoopback : this.#o.podInterfaceFilter(name);
+    const wanted = kind === 'loopback' ? this.#options.captureLoopback : this.#options.podInterfaceFilter(name);
     if (!wanted) {
       a.points.set(ifindex, null);
       return null;

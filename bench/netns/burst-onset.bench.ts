@@ -50,7 +50,8 @@ if (process.getuid?.() !== 0) {
   const { SimNode } = await import('../../sim/simnode.ts');
   const { NetnsDiscovery } = await import('../../netns/discovery.ts');
   const { NodeCapture } = await import('../../netns/node-capture.ts');
-  const { DEFAULT_CAPTURE_OPTIONS, captureQueue } = await import('../../netns/capture.ts');
+  const { DEFAULT_CAPTURE_OPTIONS } = await import('../../netns/capture.ts');
+  const { captureQueue } = await import('../../netns/capture-queue.ts');
   const { PacketDecoder } = await import('../../flow/decode.ts');
   const { FlowMeter } = await import('../../flow/meter.ts');
   const { PacketIngest } = await import('../../flow/ingest.ts');

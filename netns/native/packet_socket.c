@@ -205,7 +205,7 @@ static struct {
   packet_socket **slots;
   uint32_t nslots;
   // JS thread only: where delivery is, shared by nested deliveries (a
-  // callback that drains or closes delivers from the same place on).
+  // callback that polls or closes delivers from the same place on).
   chunk *cursor;
   uint32_t cursor_segment;
   uint32_t turn_budget;
@@ -421,7 +421,7 @@ static void handle_requests(void) {
         s->slot = take_slot(s);
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)s->slot + 1};
         // Without a slot or a place in the epoll set, the socket is read only
-        // when JS drains it: slower, never silent (its kernel drops count).
+        // when JS polls it: slower, never silent (its kernel drops count).
         if (s->slot != UINT32_MAX) {
           epoll_ctl(reader.epfd, EPOLL_CTL_ADD, s->fd, &ev);
           struct epoll_event link_ev = {.events = EPOLLIN, .data.u64 = LINK_EVENT | ((uint64_t)s->slot + 1)};
@@ -636,7 +636,7 @@ static bool chunk_buffer(napi_env env, chunk *c, segment *g, napi_value *buffer,
 }
 
 // Delivers queued segments in order, at most `budget` records (then the rest
-// waits for the next event-loop turn). Nested calls (a callback that drains
+// waits for the next event-loop turn). Nested calls (a callback that polls
 // or closes) go on from the same place, so nothing is skipped or repeated.
 // Returns true when the queue is empty.
 static bool deliver(uint32_t budget) {
@@ -1117,10 +1117,10 @@ static napi_value open_async(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// drain(): delivers, now, every packet of this socket the kernel has handed
+// poll(): delivers, now, every packet of this socket the kernel has handed
 // over (every retired block), and whatever else is queued. Returns how many of
 // this socket's were delivered.
-static napi_value socket_drain(napi_env env, napi_callback_info info) {
+static napi_value socket_poll(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   packet_socket *s = unwrap(env, info, &argc, NULL);
   if (!s) return NULL;
@@ -1152,7 +1152,7 @@ static napi_value socket_stats(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// close(): delivers what the kernel handed over (as drain()), then releases
+// close(): delivers what the kernel handed over (as poll()), then releases
 // the socket and its ring; what the kernel still held in the block it was
 // filling was received but never delivered (JS counts it as unread; wait two
 // block timeouts first to keep it).
@@ -1285,7 +1285,7 @@ static napi_value capture_queue(napi_env env, napi_callback_info info) {
 napi_value packet_socket_init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"openAsync", NULL, open_async, NULL, NULL, NULL, napi_default, NULL},
-      {"drain", NULL, socket_drain, NULL, NULL, NULL, napi_default, NULL},
+      {"poll", NULL, socket_poll, NULL, NULL, NULL, napi_default, NULL},
       {"stats", NULL, socket_stats, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, socket_close, NULL, NULL, NULL, napi_default, NULL},
   };
