@@ -1,17 +1,23 @@
-// Address → integer on typed arrays: open addressing with linear probing,
-// IPv4 keys as one 32-bit word, IPv6 keys as four, each slot's key and value
-// side by side in one array (a lookup reads one cache line, mostly). The
-// lease table's index of every address it knows (100k pods: 100k entries),
-// looked up once per flow end: one hash and, mostly, one probe, where a Map
-// keyed by number or string walks its buckets and entries. Deletion shifts
-// the following entries back (no tombstones), so lookups stay short under
-// churn.
+// Address → (integer, time) on typed arrays: open addressing with linear
+// probing, IPv4 keys as one 32-bit word, IPv6 keys as four, each slot's key,
+// value and time side by side (16 bytes for IPv4, 32 for IPv6, aligned: one
+// slot is one cache line). The lease table's index of every address it knows
+// (100k pods: 100k entries), looked up once per flow end: one hash and,
+// mostly, one probe, where a Map keyed by number or string walks its buckets
+// and entries. The time lets the lease table answer the common case (one
+// open lease at the address) from the slot alone. Deletion shifts the
+// following entries back (no tombstones), so lookups stay short under churn.
 import type { IpKey } from './ip-keys.ts';
 
 const EMPTY = -1;
 const MIN_CAPACITY = 64;
 
-/** One table of fixed-width keys (1 word for IPv4, 4 for IPv6); a slot is the key's words, then the value. */
+/**
+ * One table of fixed-width keys (1 word for IPv4, 4 for IPv6). A slot is
+ * `stride` 32-bit words: the key's words, the value, and in its last two
+ * words a float64, the time (NaN when none), read through a second view of
+ * the same memory.
+ */
 class Table {
   readonly #width: number;
   readonly #stride: number;
@@ -19,12 +25,17 @@ class Table {
   #mask = MIN_CAPACITY - 1;
   /** Value EMPTY: a free slot. */
   #slots: Int32Array;
+  /** The same memory as #slots: a slot's time is element slot * stride / 2 + stride / 2 - 1. */
+  #times: Float64Array;
   #size = 0;
+  /** The time of the key last found by get(); NaN when it was absent. */
+  foundTime = NaN;
 
-  constructor(width: number) {
+  constructor(width: 1 | 4) {
     this.#width = width;
-    this.#stride = width + 1;
+    this.#stride = width === 1 ? 4 : 8;
     this.#slots = emptySlots(MIN_CAPACITY, this.#stride);
+    this.#times = new Float64Array(this.#slots.buffer);
   }
 
   get size(): number {
@@ -48,16 +59,22 @@ class Table {
   }
 
   get(words: Int32Array): number {
-    return this.#slots[this.#find(words) * this.#stride + this.#width]!;
+    const slot = this.#find(words);
+    const value = this.#slots[slot * this.#stride + this.#width]!;
+    // A free slot's time is whatever its last entry left.
+    this.foundTime = value === EMPTY ? NaN : this.#times[((slot + 1) * this.#stride >> 1) - 1]!;
+    return value;
   }
 
-  set(words: Int32Array, value: number): void {
-    const base = this.#find(words) * this.#stride;
+  set(words: Int32Array, value: number, time: number): void {
+    const slot = this.#find(words);
+    const base = slot * this.#stride;
     if (this.#slots[base + this.#width] === EMPTY) {
       for (let w = 0; w < this.#width; w++) this.#slots[base + w] = words[w]!;
       this.#size++;
     }
     this.#slots[base + this.#width] = value;
+    this.#times[((slot + 1) * this.#stride >> 1) - 1] = time;
     // At most half full: probe sequences stay a slot or two long.
     if (this.#size * 2 > this.#capacity) this.#resize(this.#capacity * 2);
   }
@@ -77,6 +94,7 @@ class Table {
       // The entry at `next` may move to `slot` unless its home lies cyclically in (slot, next].
       const stays = slot <= next ? home > slot && home <= next : home > slot || home <= next;
       if (stays) continue;
+      // The whole slot: key, value and time.
       slots.copyWithin(slot * stride, next * stride, next * stride + stride);
       slot = next;
     }
@@ -92,6 +110,7 @@ class Table {
     this.#capacity = capacity;
     this.#mask = capacity - 1;
     this.#slots = emptySlots(capacity, stride);
+    this.#times = new Float64Array(this.#slots.buffer);
     for (let base = 0; base < old.length; base += stride) {
       if (old[base + width] === EMPTY) continue;
       const to = this.#find(old, base) * stride;
@@ -102,7 +121,9 @@ class Table {
 
 function emptySlots(capacity: number, stride: number): Int32Array {
   const slots = new Int32Array(capacity * stride);
-  for (let value = stride - 1; value < slots.length; value += stride) slots[value] = EMPTY;
+  // Value EMPTY where the key's words end (IPv4: word 1; IPv6: word 4).
+  const width = stride === 4 ? 1 : 4;
+  for (let value = width; value < slots.length; value += stride) slots[value] = EMPTY;
   return slots;
 }
 
@@ -112,25 +133,30 @@ function hash(words: Int32Array, at: number, width: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-/** IpKey (ip-keys.ts) → a non-negative integer. */
+/** IpKey (ip-keys.ts) → a non-negative integer and a time. */
 export class AddressTable {
   readonly #v4 = new Table(1);
   readonly #v6 = new Table(4);
   /** The key being looked up, as words: reused, so a lookup allocates nothing. */
   readonly #words = new Int32Array(4);
+  /** The time of the key last passed to get() (one probe answers both; no pair is allocated); NaN when it was absent. */
+  foundTime = NaN;
 
   get size(): number {
     return this.#v4.size + this.#v6.size;
   }
 
-  /** The value for key, or -1. */
+  /** The value for key, or -1; its time is foundTime afterwards. */
   get(key: IpKey): number {
-    return this.#table(key).get(this.#words);
+    const table = this.#table(key);
+    const value = table.get(this.#words);
+    this.foundTime = table.foundTime;
+    return value;
   }
 
-  /** value >= 0. */
-  set(key: IpKey, value: number): void {
-    this.#table(key).set(this.#words, value);
+  /** value >= 0; time any number, NaN for none. */
+  set(key: IpKey, value: number, time = NaN): void {
+    this.#table(key).set(this.#words, value, time);
   }
 
   delete(key: IpKey): void {

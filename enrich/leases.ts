@@ -36,13 +36,15 @@
 //
 // Representation (a cluster's every pod, node and service is here, on every
 // node): a lease is a row of numbers in one Float64Array (its fields side by
-// side), a holder a row of typed arrays (struct of arrays) plus its answer,
-// an address a slot of an open-addressing table (address-table.ts) naming its
-// first lease, the leases of an address a chain through their rows. A lease
-// costs ~80 bytes and a lookup reads a hash slot, the chain's rows and the
-// answer's pointer, where a lease object, its holder's Map and Set and its
-// answers cost ~900 bytes and ~10 dependent loads. The closed leases wait in
-// a ring in closing order.
+// side) and its answer, a holder a row of typed arrays (struct of arrays)
+// plus its answer, an address a slot of an open-addressing table
+// (address-table.ts) naming its first lease, the leases of an address a chain
+// through their rows. A lease costs ~80 bytes. Nearly every address has one
+// lease, open, a pod's or a node's: its slot then also holds that lease's
+// start, so a lookup reads the slot (one cache line) and the answer's pointer
+// and nothing else; otherwise it walks the chain's rows. A lease object, its
+// holder's Map and Set and its answers cost ~900 bytes and ~10 dependent
+// loads. The closed leases wait in a ring in closing order.
 
 import { PodflowError } from '../common/errors.ts';
 import { AddressTable } from './address-table.ts';
@@ -241,11 +243,20 @@ export class LeaseTable {
   #leases = new Float64Array(1024 * LEASE_FIELDS);
   /** IPv6 leases' addresses (their IpKey strings); an IPv4 one is in its row (V4). */
   readonly #leaseV6: Array<string | undefined> = [];
-  /** Frozen at close from the holder, so a closed lease names the holder as it was; an open one reads its holder's. */
+  /**
+   * Every lease's answer, by lease, so a lookup reads it without its holder's row: an open lease's is its
+   * holder's current one (set again on each of the holder's events), a closed one's frozen at its close, so
+   * it names the holder as it was.
+   */
   readonly #leaseAnswer: Array<HolderAnswer | undefined> = [];
   readonly #leasePorts: Array<readonly ServicePortAnswer[] | undefined> = [];
 
-  /** Address → its first lease (open or closed); the others follow through their NEXT_AT_ADDRESS. */
+  /**
+   * Address → its first lease (open or closed) × 4 + that lease's holder kind; the others follow through
+   * their NEXT_AT_ADDRESS. The slot's time is the first lease's validFrom when that lease alone answers
+   * every lookup from then on (the only lease at the address, open, a pod's or a node's: nearly every
+   * address), NaN otherwise: such a lookup reads the slot and the answer, no lease row.
+   */
   readonly #addresses = new AddressTable();
   /** Closed leases in closing order (a ring), so expiry stops at the first one still in its grace period. */
   #closedRing = new Int32Array(1024);
@@ -325,10 +336,17 @@ export class LeaseTable {
   }
 
   lookupKey(key: IpKey, atMs: number, port = 0, protocol = 0): LeaseAnswer {
+    const indexed = this.#addresses.get(key);
+    if (atMs >= this.#addresses.foundTime) {
+      // The address's one open lease, since foundTime: the answer without its row (NaN compares false).
+      if ((indexed & 3) === POD) this.stats.lookups.pod++;
+      else this.stats.lookups.node++;
+      return this.#leaseAnswer[indexed >> 2]!;
+    }
     const leases = this.#leases;
     let best = NONE;
     let matches = 0;
-    for (let lease = this.#addresses.get(key); lease !== NONE; lease = leases[lease * LEASE_FIELDS + NEXT_AT_ADDRESS]!) {
+    for (let lease = indexed >> 2; lease !== NONE; lease = leases[lease * LEASE_FIELDS + NEXT_AT_ADDRESS]!) {
       const row = lease * LEASE_FIELDS;
       if (leases[row + FROM]! <= atMs && atMs < leases[row + UNTIL]!) {
         matches++;
@@ -341,11 +359,8 @@ export class LeaseTable {
       this.stats.lookups[answer.type]++;
       return answer;
     }
-    const row = best * LEASE_FIELDS;
-    const open = leases[row + UNTIL] === Infinity;
-    const holder = leases[row + HOLDER]!;
     // Counted by the kind in the row, so the answer object itself is not read here.
-    switch (leases[row + KIND]) {
+    switch (leases[best * LEASE_FIELDS + KIND]) {
       case POD:
         this.stats.lookups.pod++;
         break;
@@ -354,10 +369,10 @@ export class LeaseTable {
         break;
       default: {
         this.stats.lookups.service++;
-        for (const p of (open ? this.#holderPorts[holder] : this.#leasePorts[best])!) if (p.port === port && p.protocol === protocol) return p.answer;
+        for (const p of this.#leasePorts[best]!) if (p.port === port && p.protocol === protocol) return p.answer;
       }
     }
-    return (open ? this.#holderAnswer[holder] : this.#leaseAnswer[best])!;
+    return this.#leaseAnswer[best]!;
   }
 
   /** Drops closed leases whose grace period has ended by nowMs. Applying an event does this too. */
@@ -417,8 +432,13 @@ export class LeaseTable {
     // A lease whose address left the object closes naming the holder as it was before this event;
     // one still listed follows the holder's answer by itself.
     for (const lease of this.#openOf(holder)) if (!wanted.has(this.#keyOf(lease))) this.#close(lease, atMs);
-    this.#holderAnswer[holder] = answer();
+    const current = answer();
+    this.#holderAnswer[holder] = current;
     this.#holderPorts[holder] = ports;
+    for (let lease = this.#holderOpen[holder]!; lease !== NONE; lease = this.#leases[lease * LEASE_FIELDS + NEXT_OF_HOLDER]!) {
+      this.#leaseAnswer[lease] = current;
+      this.#leasePorts[lease] = ports;
+    }
     for (const key of wanted) {
       if (this.#openLeaseAt(holder, key) !== NONE) continue;
       if (this.#holderLost.get(holder)?.has(key)) this.stats.staleClaimsIgnored++;
@@ -429,7 +449,7 @@ export class LeaseTable {
   #claim(holder: number, key: IpKey, atMs: number): void {
     // The address's leases as they are now: closing one below may forget an older one (maxClosedLeases).
     const others: number[] = [];
-    for (let other = this.#addresses.get(key); other !== NONE; other = this.#leases[other * LEASE_FIELDS + NEXT_AT_ADDRESS]!) others.push(other);
+    for (let other = this.#firstLease(key); other !== NONE; other = this.#leases[other * LEASE_FIELDS + NEXT_AT_ADDRESS]!) others.push(other);
     let validFrom = -Infinity;
     for (const other of others) {
       if (this.#leases[other * LEASE_FIELDS + UNTIL] !== Infinity) {
@@ -458,10 +478,12 @@ export class LeaseTable {
       this.#leaseV6[lease] = undefined;
     } else this.#leaseV6[lease] = key;
     // Read the address's first lease again: closing one above may have forgotten an older one (maxClosedLeases).
-    leases[row + NEXT_AT_ADDRESS] = this.#addresses.get(key);
-    this.#addresses.set(key, lease);
+    leases[row + NEXT_AT_ADDRESS] = this.#firstLease(key);
     leases[row + NEXT_OF_HOLDER] = this.#holderOpen[holder]!;
     this.#holderOpen[holder] = lease;
+    this.#leaseAnswer[lease] = this.#holderAnswer[holder];
+    this.#leasePorts[lease] = this.#holderPorts[holder];
+    this.#indexAddress(key, lease);
     this.#open++;
   }
 
@@ -472,14 +494,16 @@ export class LeaseTable {
     const holder = this.#leases[lease * LEASE_FIELDS + HOLDER]!;
     this.#unlinkFromHolder(holder, lease);
     this.#open--;
-    this.#leaseAnswer[lease] = closedAnswer(this.#holderAnswer[holder]!);
-    this.#leasePorts[lease] = this.#holderPorts[holder];
+    this.#leaseAnswer[lease] = closedAnswer(this.#leaseAnswer[lease]!);
+    const key = this.#keyOf(lease);
+    // A closed lease no longer answers alone.
+    this.#indexAddress(key, this.#firstLease(key));
     if (this.#closedCount === this.#maxClosed) {
       this.stats.closedEvicted++;
       this.#dropOldestClosed();
     }
     this.#pushClosed(lease);
-    this.#onClosed?.(this.#keyOf(lease), until);
+    this.#onClosed?.(key, until);
   }
 
   /** The holder's open leases, in the order they were claimed (a copy: closing them changes the chain). */
@@ -511,6 +535,24 @@ export class LeaseTable {
     }
   }
 
+  /** The address's first lease, or NONE. */
+  #firstLease(key: IpKey): number {
+    return this.#addresses.get(key) >> 2;
+  }
+
+  /** Points the address at its first lease (NONE: forgets the address), marking whether that lease alone answers (#addresses). */
+  #indexAddress(key: IpKey, first: number): void {
+    if (first === NONE) {
+      this.#addresses.delete(key);
+      return;
+    }
+    const leases = this.#leases;
+    const row = first * LEASE_FIELDS;
+    const kind = leases[row + KIND]!;
+    const alone = leases[row + NEXT_AT_ADDRESS] === NONE && leases[row + UNTIL] === Infinity && kind !== SERVICE;
+    this.#addresses.set(key, first * 4 + kind, alone ? leases[row + FROM]! : NaN);
+  }
+
   #keyOf(lease: number): IpKey {
     return this.#leaseV6[lease] ?? this.#leases[lease * LEASE_FIELDS + V4]!;
   }
@@ -535,17 +577,17 @@ export class LeaseTable {
     const key = this.#keyOf(lease);
     const leases = this.#leases;
     const after = leases[lease * LEASE_FIELDS + NEXT_AT_ADDRESS]!;
-    const first = this.#addresses.get(key);
-    if (first === lease) {
-      if (after === NONE) this.#addresses.delete(key);
-      else this.#addresses.set(key, after);
-    } else {
+    const first = this.#firstLease(key);
+    if (first === lease) this.#indexAddress(key, after);
+    else {
       for (let at = first; at !== NONE; at = leases[at * LEASE_FIELDS + NEXT_AT_ADDRESS]!) {
         if (leases[at * LEASE_FIELDS + NEXT_AT_ADDRESS] === lease) {
           leases[at * LEASE_FIELDS + NEXT_AT_ADDRESS] = after;
           break;
         }
       }
+      // The open lease left behind may now be the only one.
+      this.#indexAddress(key, first);
     }
     this.#leaseAnswer[lease] = undefined;
     this.#leasePorts[lease] = undefined;

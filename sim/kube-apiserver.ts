@@ -4,7 +4,9 @@
 // global, increasing resourceVersion; a list answers items plus the version
 // they are as of; a watch from version N streams (chunked, one JSON object per
 // line) every change after N, BOOKMARKs when asked, and 410 Gone when N is
-// older than the retained event window. The test drives changes with
+// older than the retained event window. The window is per resource, as
+// kube-apiserver keeps a watch cache per resource: a storm of pod changes does
+// not expire the version a quiet resource's watch resumes from. The test drives changes with
 // create/update/delete, can forbid a resource (RBAC 403), and can stop the
 // server and start it again on the same port with its state kept.
 //
@@ -41,7 +43,7 @@ export interface KubeApiServerOptions {
   tls?: boolean;
   /** The bearer token clients must send; default a random one. */
   token?: string;
-  /** Changes kept for watches to resume from; a watch from before them gets 410 Gone. Default 1000. */
+  /** Changes kept per resource for watches to resume from; a watch from before its resource's gets 410 Gone. Default 1000. */
   eventWindow?: number;
   /** How a too-old watch version is refused: an ERROR event with a 410 Status in a 200 stream (as kube-apiserver does), or an HTTP 410. */
   goneAs?: 'event' | 'http';
@@ -112,9 +114,10 @@ export class KubeApiServer {
   readonly #bookmarkIntervalMs: number;
   readonly #limitAtVersionZero: 'honoured' | 'ignored';
   readonly #objects = new Map<KubeKind, Map<string, StoredObject>>();
-  #events: ChangeEvent[] = [];
-  /** Watches from a version below this have lost events: 410 Gone. */
-  #oldestResumable = 0;
+  /** By resource: its retained changes, oldest first. */
+  readonly #events = new Map<KubeKind, ChangeEvent[]>();
+  /** By resource: watches from a version below this have lost events: 410 Gone. */
+  readonly #oldestResumable = new Map<KubeKind, number>();
   #resourceVersion = 1;
   readonly #forbidden = new Set<KubeKind>();
   readonly #watchers = new Set<Watcher>();
@@ -132,6 +135,7 @@ export class KubeApiServer {
     this.#bookmarkIntervalMs = options.bookmarkIntervalMs ?? 1000;
     this.#limitAtVersionZero = options.limitAtVersionZero ?? 'honoured';
     for (const kind of Object.keys(kinds) as KubeKind[]) this.#objects.set(kind, new Map());
+    this.#forgetEvents(0);
   }
 
   get url(): string {
@@ -189,8 +193,15 @@ export class KubeApiServer {
 
   /** Drops every retained event: a watch from any earlier version now gets 410 Gone. */
   compact(): void {
-    this.#events = [];
-    this.#oldestResumable = this.#resourceVersion;
+    this.#forgetEvents(this.#resourceVersion);
+  }
+
+  /** Drops every resource's retained events: watches from below `version` get 410 Gone. */
+  #forgetEvents(version: number): void {
+    for (const kind of Object.keys(kinds) as KubeKind[]) {
+      this.#events.set(kind, []);
+      this.#oldestResumable.set(kind, version);
+    }
   }
 
   /**
@@ -273,8 +284,7 @@ export class KubeApiServer {
       this.#objects.set(kind, new Map([...objects].map(([key, o]) => [key, { namespace: o.metadata.namespace, json: JSON.stringify(o) }])));
     }
     this.#resourceVersion = backup.resourceVersion;
-    this.#events = [];
-    this.#oldestResumable = backup.resourceVersion;
+    this.#forgetEvents(backup.resourceVersion);
   }
 
   /** Writes a kubeconfig for this server (server URL, CA, token) and returns its path. */
@@ -314,11 +324,9 @@ export class KubeApiServer {
 
   #record(kind: KubeKind, type: 'ADDED' | 'MODIFIED' | 'DELETED', namespace: string | undefined, json: string): void {
     const event: ChangeEvent = { rv: this.#resourceVersion, kind, namespace, line: eventLine(type, json) };
-    this.#events.push(event);
-    if (this.#events.length > this.#eventWindow) {
-      const dropped = this.#events.shift()!;
-      this.#oldestResumable = dropped.rv;
-    }
+    const events = this.#events.get(kind)!;
+    events.push(event);
+    if (events.length > this.#eventWindow) this.#oldestResumable.set(kind, events.shift()!.rv);
     for (const watcher of this.#watchers) if (matches(watcher, event)) watcher.response.write(event.line);
   }
 
@@ -385,7 +393,7 @@ export class KubeApiServer {
     if (token) {
       const [tokenId, tokenOffset] = token.split(':');
       const found = this.#snapshots.get(tokenId ?? '');
-      if (!found || found.rv < this.#oldestResumable) {
+      if (!found || found.rv < this.#oldestResumable.get(kind)!) {
         return answer(410, statusObject(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'));
       }
       snapshot = found;
@@ -414,8 +422,9 @@ export class KubeApiServer {
   #watch(kind: KubeKind, namespace: string | undefined, query: URLSearchParams, res: ServerResponse, answer: (status: number, body: unknown) => void): void {
     const from = query.get('resourceVersion') ?? '';
     const fromVersion = Number(from);
-    if (from !== '' && from !== '0' && (fromVersion < this.#oldestResumable || fromVersion > this.#resourceVersion)) {
-      const gone = statusObject(410, 'Expired', `too old resource version: ${from} (${this.#oldestResumable})`);
+    const oldest = this.#oldestResumable.get(kind)!;
+    if (from !== '' && from !== '0' && (fromVersion < oldest || fromVersion > this.#resourceVersion)) {
+      const gone = statusObject(410, 'Expired', `too old resource version: ${from} (${oldest})`);
       if (this.#goneAs === 'http') return answer(410, gone);
       this.requests.push({ kind, watch: true, query, status: 200 });
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -433,7 +442,7 @@ export class KubeApiServer {
         if (namespace === undefined || object.namespace === namespace) res.write(eventLine('ADDED', object.json));
       }
     } else {
-      for (const event of this.#events) if (event.rv > fromVersion && matches(watcher, event)) res.write(event.line);
+      for (const event of this.#events.get(kind)!) if (event.rv > fromVersion && matches(watcher, event)) res.write(event.line);
     }
     const info = kinds[kind];
     const bookmark = (): void => {

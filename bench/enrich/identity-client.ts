@@ -12,7 +12,10 @@
 // Talks to the bench over the IPC channel: it reports 'synced', then answers
 // each command ('memory', 'lookups', 'relist', 'storm-start', 'storm-peek',
 // 'storm-end', 'exit') with one message.
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
+import { constants, monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { getHeapStatistics } from 'node:v8';
 import type * as k8s from '@kubernetes/client-node';
@@ -24,6 +27,8 @@ const { values: opts } = parseArgs({
     dist: { type: 'string' },
     kubeconfig: { type: 'string' },
     node: { type: 'string', default: 'bench-node' },
+    /** A directory to write a CPU profile of the storm to (storm-client.cpuprofile), for chrome://inspect or speedscope. */
+    'profile-storm': { type: 'string' },
   },
 });
 
@@ -51,12 +56,57 @@ interface Subject {
   synced(): Promise<void>;
   /** Relists completed so far, over all resources. */
   relists(): number;
+  /** Per resource: its watches' restarts after an error, relists and errors so far. */
+  restarts?(): Record<string, { restarts: number; relists: number; errors: number }>;
   pods(): number;
   lookups?(count: number, hot: boolean): { perSecond: number; answered: Record<string, number> };
 }
 
+/** GC pauses (PerformanceObserver 'gc' entries) between start() and stop(), by kind: which collections the lag waited for. */
+class GcPauses {
+  #pauses: Array<{ kind: number; at: number; ms: number }> = [];
+  readonly #observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) this.#pauses.push({ kind: (entry as PerformanceEntry & { detail: { kind: number } }).detail.kind, at: performance.timeOrigin + entry.startTime, ms: entry.duration });
+  });
+
+  start(): void {
+    this.#pauses = [];
+    this.#observer.observe({ entryTypes: ['gc'] });
+  }
+
+  /**
+   * Count, total and longest pause (ms) of the scavenges (young generation) and of the rest (mark-compact,
+   * incremental marking steps, weak callbacks), and every pause as [start (epoch ms), ms, major or not].
+   */
+  stop(): { minor: { count: number; totalMs: number; maxMs: number }; major: { count: number; totalMs: number; maxMs: number }; pauses: Array<[number, number, boolean]> } {
+    this.#observer.disconnect();
+    const sum = (pauses: Array<{ ms: number }>) => ({ count: pauses.length, totalMs: pauses.reduce((t, p) => t + p.ms, 0), maxMs: Math.max(0, ...pauses.map((p) => p.ms)) });
+    const minor = (p: { kind: number }) => p.kind === constants.NODE_PERFORMANCE_GC_MINOR;
+    return {
+      minor: sum(this.#pauses.filter(minor)),
+      major: sum(this.#pauses.filter((p) => !minor(p))),
+      pauses: this.#pauses.map((p) => [p.at, p.ms, !minor(p)]),
+    };
+  }
+}
+
 /** This process's event-loop delay during a storm: how much of the lag is its own. */
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+/** This process's GC pauses during a storm. */
+const gcPauses = new GcPauses();
+/** The informers' restarts and relists when the storm began. */
+let restartsBefore: ReturnType<NonNullable<Subject['restarts']>> | undefined;
+/** Restarts, relists and errors between two counts, for the resources that had any: a storm should cause none. */
+function restartsDuring(before: typeof restartsBefore, after: typeof restartsBefore): string {
+  if (!before || !after) return '';
+  return Object.entries(after)
+    .map(([resource, a]) => [resource, a.restarts - before[resource]!.restarts, a.relists - before[resource]!.relists, a.errors - before[resource]!.errors] as const)
+    .filter(([, restarts, relists, errors]) => restarts + relists + errors > 0)
+    .map(([resource, restarts, relists, errors]) => `${resource}: ${restarts} restarts, ${relists} relists, ${errors} errors`)
+    .join('; ');
+}
+/** The storm's CPU profile, when asked for. */
+let profiler: Session | undefined;
 
 /** Events by `${type} ${namespace}/${name}` → first time seen (epoch ms), recorded during a storm. */
 let storm: Map<string, number> | undefined;
@@ -89,6 +139,7 @@ async function podflow(dist: string, kubeconfig: string): Promise<Subject> {
       while (!caches.synced()) await sleep(5);
     },
     relists: () => Object.values(caches.status()).reduce((n, s) => n + s.relists, 0),
+    restarts: () => Object.fromEntries(Object.entries(caches.status()).map(([resource, s]) => [resource, { restarts: s.restarts, relists: s.relists, errors: s.errors }])),
     pods: () => caches.status().pod.objects,
     lookups(count, hot) {
       // The keys the enricher looks up (enrich/ip-keys.ts: IPv4 as its uint32), side by side in one
@@ -190,8 +241,16 @@ process.on('message', async (command: { do: string; count?: number; hot?: boolea
     }
     case 'storm-start':
       storm = new Map();
+      restartsBefore = subject?.restarts?.();
       loopDelay.reset();
       loopDelay.enable();
+      gcPauses.start();
+      if (opts['profile-storm']) {
+        profiler = new Session();
+        profiler.connect();
+        await profiler.post('Profiler.enable');
+        await profiler.post('Profiler.start');
+      }
       send({ stormStarted: { cpuSeconds: cpuSeconds() } });
       break;
     case 'storm-peek':
@@ -199,7 +258,20 @@ process.on('message', async (command: { do: string; count?: number; hot?: boolea
       break;
     case 'storm-end':
       loopDelay.disable();
-      send({ storm: { seen: [...(storm ?? [])], loopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 } } });
+      if (profiler) {
+        const { profile } = await profiler.post('Profiler.stop');
+        writeFileSync(join(opts['profile-storm']!, 'storm-client.cpuprofile'), JSON.stringify(profile));
+        profiler.disconnect();
+        profiler = undefined;
+      }
+      send({
+        storm: {
+          seen: [...(storm ?? [])],
+          loopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
+          gc: gcPauses.stop(),
+          restarts: restartsDuring(restartsBefore, subject?.restarts?.()),
+        },
+      });
       storm = undefined;
       break;
     case 'exit':

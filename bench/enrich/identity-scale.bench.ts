@@ -27,7 +27,8 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFi
 import { stripTypeScriptTypes } from 'node:module';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { performance } from 'node:perf_hooks';
+import { Session } from 'node:inspector/promises';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type BenchResult, benchDir, load, machine, node, printResult, removeDir, repoRoot, writeResult } from '../lib/harness.ts';
 import { KubeApiServer } from '../../sim/kube-apiserver.ts';
@@ -46,6 +47,8 @@ const { values: opts } = parseArgs({
     'storm-rate': { type: 'string', default: '1000' },
     'storm-seconds': { type: 'string', default: '30' },
     'limit-at-zero': { type: 'string', default: 'ignored' },
+    /** A directory for CPU profiles of each storm: the client's (storm-client.cpuprofile) and this process's, the test API server's (storm-server.cpuprofile). */
+    'profile-storm': { type: 'string' },
   },
 });
 const podCounts = opts.pods.split(',').map(Number);
@@ -120,6 +123,14 @@ class Client {
   }
 }
 
+/** The client's GC pauses over a storm (identity-client.ts GcPauses). */
+interface GcSummary {
+  minor: { count: number; totalMs: number; maxMs: number };
+  major: { count: number; totalMs: number; maxMs: number };
+  /** [start (epoch ms), ms, major or not]. */
+  pauses: Array<[number, number, boolean]>;
+}
+
 interface Memory {
   rss: number;
   heapUsed: number;
@@ -143,7 +154,17 @@ interface Row {
   relistPeak?: number;
   relistAfter?: number;
   stormCpuPercent?: number;
-  lag?: { p50: number; p99: number; max: number; missing: number; loopDelayP99: number; loopDelayMax: number };
+  lag?: {
+    p50: number;
+    p99: number;
+    max: number;
+    missing: number;
+    loopDelayP99: number;
+    loopDelayMax: number;
+    serverLoopDelayP99: number;
+    serverLoopDelayMax: number;
+    gc: Omit<GcSummary, 'pauses'>;
+  };
 }
 
 const loadBefore = load();
@@ -202,6 +223,7 @@ async function measureCase(impl: string, pods: number, server: KubeApiServer, sh
   const args = [clientScript, '--impl', impl === 'before' ? 'podflow' : impl, '--kubeconfig', kubeconfigOf(server)];
   if (impl === 'podflow') args.push('--dist', dist);
   if (impl === 'before') args.push('--dist', beforeDist!);
+  if (opts['profile-storm']) args.push('--profile-storm', stormProfileDir(impl, pods));
   const client = new Client(args);
   try {
     const synced = await client.next<{ synced: { seconds: number; cpuSeconds: number; pods: number } }>(600_000, 'sync');
@@ -256,6 +278,10 @@ async function measureCase(impl: string, pods: number, server: KubeApiServer, sh
  */
 async function updateStorm(client: Client, server: KubeApiServer, shape: ClusterShape, from: StormState, row: Row): Promise<Row['lag']> {
   const started = await client.ask<{ stormStarted: { cpuSeconds: number } }>({ do: 'storm-start' }, 10_000, 'storm');
+  // This process's event-loop delay: the test API server's (and the storm's making's) share of the lag.
+  const serverLoopDelay = monitorEventLoopDelay({ resolution: 10 });
+  serverLoopDelay.enable();
+  const profiler = opts['profile-storm'] ? await startProfiler() : undefined;
   const sent = new Map<string, number>();
   const epochMs = () => performance.timeOrigin + performance.now();
   const total = stormRate * stormSeconds;
@@ -302,7 +328,13 @@ async function updateStorm(client: Client, server: KubeApiServer, shape: Cluster
     peek = (await client.ask<{ storm: { cpuSeconds: number; seen: number } }>({ do: 'storm-peek' }, 10_000, 'storm')).storm;
   } while (peek.seen < sent.size && performance.now() < deadline);
   const wall = (performance.now() - t0) / 1000;
-  const { seen, loopDelayMs } = (await client.ask<{ storm: { seen: Array<[string, number]>; loopDelayMs: { p99: number; max: number } } }>({ do: 'storm-end' }, 10_000, 'storm')).storm;
+  serverLoopDelay.disable();
+  if (profiler) await stopProfiler(profiler, join(stormProfileDir(row.impl, row.pods), 'storm-server.cpuprofile'));
+  const { seen, loopDelayMs, gc, restarts } = (
+    await client.ask<{ storm: { seen: Array<[string, number]>; loopDelayMs: { p99: number; max: number }; gc: GcSummary; restarts: string } }>({ do: 'storm-end' }, 10_000, 'storm')
+  ).storm;
+  if (restarts) process.stderr.write(`  storm: the client's watches restarted or relisted during it: ${restarts}\n`);
+  const serverDelay = { p99: serverLoopDelay.percentile(99) / 1e6, max: serverLoopDelay.max / 1e6 };
   row.stormCpuPercent = ((peek.cpuSeconds - started.stormStarted.cpuSeconds) / wall) * 100;
   const lags: number[] = [];
   const at = new Map(seen);
@@ -310,12 +342,53 @@ async function updateStorm(client: Client, server: KubeApiServer, shape: Cluster
     const got = at.get(key);
     if (got !== undefined) lags.push(got - time);
   }
+  if (opts['profile-storm']) {
+    // Each change's times beside the client's GC pauses: which lags a pause explains.
+    const timeline = { changes: [...sent].map(([key, time]) => [key, time, at.get(key) ?? null]), clientGc: gc.pauses };
+    writeFileSync(join(stormProfileDir(row.impl, row.pods), 'storm-timeline.json'), JSON.stringify(timeline));
+  }
+  const { pauses: _, ...gcSummary } = gc;
   lags.sort((a, b) => a - b);
   const q = (p: number) => lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] ?? NaN;
   process.stderr.write(
-    `  storm: ${sent.size} changes, ${lags.length} seen, lag p50 ${q(0.5).toFixed(1)} ms p99 ${q(0.99).toFixed(1)} ms max ${lags.at(-1)?.toFixed(1)} ms, CPU ${row.stormCpuPercent.toFixed(0)}%, client's event-loop delay p99 ${loopDelayMs.p99.toFixed(1)} ms max ${loopDelayMs.max.toFixed(1)} ms\n`,
+    `  storm: ${sent.size} changes, ${lags.length} seen, lag p50 ${q(0.5).toFixed(1)} ms p99 ${q(0.99).toFixed(1)} ms max ${lags.at(-1)?.toFixed(1)} ms, CPU ${row.stormCpuPercent.toFixed(0)}%, client's event-loop delay p99 ${loopDelayMs.p99.toFixed(1)} ms max ${loopDelayMs.max.toFixed(1)} ms, ` +
+      `client's GC: ${gcText(gc)}; server's event-loop delay p99 ${serverDelay.p99.toFixed(1)} ms max ${serverDelay.max.toFixed(1)} ms\n`,
   );
-  return { p50: q(0.5), p99: q(0.99), max: lags.at(-1) ?? NaN, missing: sent.size - lags.length, loopDelayP99: loopDelayMs.p99, loopDelayMax: loopDelayMs.max };
+  return {
+    p50: q(0.5),
+    p99: q(0.99),
+    max: lags.at(-1) ?? NaN,
+    missing: sent.size - lags.length,
+    loopDelayP99: loopDelayMs.p99,
+    loopDelayMax: loopDelayMs.max,
+    serverLoopDelayP99: serverDelay.p99,
+    serverLoopDelayMax: serverDelay.max,
+    gc: gcSummary,
+  };
+}
+
+const gcText = (gc: GcSummary): string =>
+  `${gc.minor.count} scavenges (max ${gc.minor.maxMs.toFixed(1)} ms, ${gc.minor.totalMs.toFixed(0)} ms in all), ${gc.major.count} major pauses (max ${gc.major.maxMs.toFixed(1)} ms, ${gc.major.totalMs.toFixed(0)} ms in all)`;
+
+/** Where a case's storm profiles go (made). */
+function stormProfileDir(impl: string, pods: number): string {
+  const dir = join(opts['profile-storm']!, `${impl}-${pods}`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+async function startProfiler(): Promise<Session> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return session;
+}
+
+async function stopProfiler(session: Session, path: string): Promise<void> {
+  const { profile } = await session.post('Profiler.stop');
+  writeFileSync(path, JSON.stringify(profile));
+  session.disconnect();
 }
 
 /** Deletes go to the original pods in index order, then to the pods storms made, oldest first (every delete follows a create). */
@@ -369,6 +442,7 @@ const result: BenchResult = {
   columns: [
     'process', 'pods', 'start → synced s', 'sync CPU-s', 'RSS peak in sync MiB', 'RSS after sync (GC) MiB', 'V8 heap used MiB', 'RSS above 0 pods, B/pod',
     'lookups/s random', 'lookups/s hot 256', 'relist s', 'relist CPU-s', 'relist RSS peak MiB', 'RSS after relist MiB', 'storm CPU % of a core', 'storm lag p50 / p99 / max ms', 'client event-loop delay in storm p99 / max ms',
+    'client GC in storm: longest scavenge / longest major pause ms, all pauses ms', 'server (bench process) event-loop delay in storm p99 / max ms',
   ],
   rows: rows.map((r) => ({
     label: r.failed ? `${label[r.impl]} — failed: ${r.failed.slice(0, 200)}` : label[r.impl]!,
@@ -378,6 +452,8 @@ const result: BenchResult = {
       rate(r.lookupsRandom), rate(r.lookupsHot), f(r.relistSeconds), f(r.relistCpu), r.relistPeak ? mib(r.relistPeak) : '–', r.relistAfter ? mib(r.relistAfter) : '–',
       f(r.stormCpuPercent, 0), r.lag ? `${f(r.lag.p50)} / ${f(r.lag.p99)} / ${f(r.lag.max)}${r.lag.missing ? ` (${r.lag.missing} not seen)` : ''}` : '–',
       r.lag ? `${f(r.lag.loopDelayP99)} / ${f(r.lag.loopDelayMax)}` : '–',
+      r.lag ? `${f(r.lag.gc.minor.maxMs)} / ${f(r.lag.gc.major.maxMs)}, ${f(r.lag.gc.minor.totalMs + r.lag.gc.major.totalMs, 0)}` : '–',
+      r.lag ? `${f(r.lag.serverLoopDelayP99)} / ${f(r.lag.serverLoopDelayMax)}` : '–',
     ],
   })),
   targets: ours?.after && oursZero?.after

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { AddressTable } from '../../enrich/address-table.ts';
 import { ipKey, type IpKey } from '../../enrich/ip-keys.ts';
 
-test('holds what a Map holds through growth, churn and shrinking, for IPv4 and IPv6 keys', () => {
+test('holds what a Map holds through growth, churn and shrinking, for IPv4 and IPv6 keys, each value with its time', () => {
   const table = new AddressTable();
-  const model = new Map<IpKey, number>();
+  const model = new Map<IpKey, [number, number]>();
   // A fixed pseudo-random sequence: the same run every time.
   let seed = 7;
   const random = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
@@ -18,28 +18,43 @@ test('holds what a Map holds through growth, churn and shrinking, for IPv4 and I
     const op = random(10);
     if (phase === 0 ? op < 7 : phase === 1 ? op < 5 : op < 1) {
       const value = random(1 << 30);
-      table.set(key, value);
-      model.set(key, value);
+      // Times as the lease table sets them: a start, -Infinity, or none (NaN).
+      const time = [1_750_000_000_000 + random(1 << 30), -Infinity, NaN][random(3)]!;
+      table.set(key, value, time);
+      model.set(key, [value, time]);
     } else {
       table.delete(key);
       model.delete(key);
     }
     if (step % 97 === 0) {
-      for (const [k, v] of model) assert.equal(table.get(k), v, `step ${step}`);
+      for (const [k, [value, time]] of model) {
+        assert.equal(table.get(k), value, `step ${step}`);
+        assert.equal(table.foundTime, time, `step ${step}`);
+      }
     }
     assert.equal(table.size, model.size);
   }
-  for (let i = 0; i < 6000; i++) assert.equal(table.get(keyOf(i)), model.get(keyOf(i)) ?? -1);
+  for (let i = 0; i < 6000; i++) {
+    assert.equal(table.get(keyOf(i)), model.get(keyOf(i))?.[0] ?? -1);
+    assert.equal(table.foundTime, model.get(keyOf(i))?.[1] ?? NaN);
+  }
 });
 
-test('an absent key is -1 and deleting it changes nothing', () => {
+test('an absent key is -1 with no time (NaN), also where a deleted one was, and deleting it changes nothing', () => {
   const table = new AddressTable();
   assert.equal(table.get(ipKey('10.0.0.1')!), -1);
+  assert.ok(Number.isNaN(table.foundTime));
   table.delete(ipKey('10.0.0.1')!);
   table.set(ipKey('10.0.0.1')!, 0);
-  table.set(ipKey('fd00::1')!, 5);
+  table.set(ipKey('fd00::1')!, 5, 1234);
   assert.equal(table.get(ipKey('10.0.0.1')!), 0);
+  assert.ok(Number.isNaN(table.foundTime));
   assert.equal(table.get(ipKey('fd00::1')!), 5);
+  assert.equal(table.foundTime, 1234);
   assert.equal(table.get(ipKey('fd00::2')!), -1);
+  table.set(ipKey('10.0.0.2')!, 7, 99);
+  table.delete(ipKey('10.0.0.2')!);
+  assert.equal(table.get(ipKey('10.0.0.2')!), -1);
+  assert.ok(Number.isNaN(table.foundTime));
   assert.equal(table.size, 2);
 });

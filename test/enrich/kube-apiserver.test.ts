@@ -83,6 +83,20 @@ test('refuses a watch from before the retained window with 410 Gone, as an ERROR
   }
 });
 
+test('keeps the window per resource, as the watch cache does: changes of pods do not expire a quiet resource\'s version', async (t) => {
+  const server = new KubeApiServer({ tls: false, eventWindow: 2 });
+  await server.start();
+  t.after(() => server.stop());
+  server.create('node', { metadata: { name: 'n1' } });
+  const quiet = server.resourceVersion;
+  for (let i = 0; i < 5; i++) server.create('pod', { metadata: { name: `p${i}`, namespace: 'ns' } });
+  server.create('node', { metadata: { name: 'n2' } });
+  const nodes = await request(server, `/api/v1/nodes?watch=true&resourceVersion=${quiet}&timeoutSeconds=1`);
+  assert.deepEqual(nodes.lines.map((l) => `${l.type} ${l.object?.metadata?.name}`), ['ADDED n2']);
+  const pods = await request(server, `/api/v1/pods?watch=true&resourceVersion=${quiet}`);
+  assert.deepEqual([pods.lines[0]!.type, pods.lines[0]!.object?.code], ['ERROR', 410], 'the pods\' window has moved past it');
+});
+
 test('keeps its state and port across stop() and start()', async (t) => {
   const server = new KubeApiServer({ tls: false });
   await server.start();
