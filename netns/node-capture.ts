@@ -151,10 +151,10 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   }
 
   /**
-   * Closes every handle at once (each of their points is reported 'closed') and
-   * stops following discovery. What the kernel has handed over is delivered;
-   * the ring blocks it is still filling are not (counted as unread): use
-   * stop() to keep them. Idempotent.
+   * Closes every handle at once (each of their points is reported 'closed')
+   * and stops following discovery. What the kernel has handed over is
+   * delivered; the ring blocks it is still filling are not (counted as
+   * unread): use stop() to keep them. Idempotent.
    */
   close(): void {
     this.#unfollow();
@@ -166,8 +166,8 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
    * The graceful end: stops following discovery (nothing new is attached),
    * keeps capturing until every packet that reached a ring before the call is
    * handed over (settleMs: two block timeouts, 250 ms by default), delivers
-   * everything, then closes every handle (each of their points is reported 'closed').
-   * Idempotent; close() during the wait ends it at once.
+   * everything, then closes every handle (each of their points is reported
+   * 'closed'). Idempotent; close() during the wait ends it at once.
    */
   async stop(): Promise<void> {
     this.#unfollow();

@@ -31,13 +31,13 @@ interface Rule {
 const RULES: Rule[] = [
   {
     from: 'netns/',
-    mustNot: ['flow/'],
+    mustNot: ['flow/', 'enrich/', 'ipfix/', 'agent/', 'web/', 'sim/', 'test/', 'bench/'],
     except: ['flow/records.ts'],
     why: "the capture writes the record layout that flow/ reads; what happens to a closed observation point's flows is the agent's to wire",
   },
   {
     from: 'flow/',
-    mustNot: ['netns/', 'enrich/', 'ipfix/', 'agent/'],
+    mustNot: ['netns/', 'enrich/', 'ipfix/', 'agent/', 'web/', 'sim/', 'test/', 'bench/'],
     why: 'flow/ is pure (bytes and timestamps in, records out): the same code meters a live capture and a pcap file',
   },
   {
@@ -116,6 +116,7 @@ test('the check flags a forbidden import of any kind, and only forbidden ones', 
     ['netns/b.ts', `import type { EndReason } from '../flow/types.ts';\nexport { PacketIngest } from '../flow/ingest.ts';\n`],
     ['netns/sub/c.ts', `const s = "import x from '../../flow/meter.ts'"; // import '../../flow/meter.ts'\nconst m = await import('../../flow/meter.ts');\n`],
     ['flow/d.ts', `import { addon } from '../netns/addon.ts';\nimport { PodflowError } from '../common/errors.ts';\nlet t: import('../agent/agent.ts').Agent;\n`],
+    ['netns/f.ts', `import { Identity } from '../enrich/identity.ts';\nimport { SimNode } from '../sim/simnode.ts';\n`],
     ['enrich/e.ts', `import { FlowMeter } from '../flow/meter.ts';\n`],
   ]);
   const found = checkLayering(files, RULES).map((v) => `${v.import.file} ${v.import.kind}${v.import.typeOnly ? ' type' : ''} ${v.import.target}`);
@@ -126,10 +127,12 @@ test('the check flags a forbidden import of any kind, and only forbidden ones', 
     'netns/sub/c.ts dynamic flow/meter.ts',
     'flow/d.ts static netns/addon.ts',
     'flow/d.ts dynamic type agent/agent.ts',
+    'netns/f.ts static enrich/identity.ts',
+    'netns/f.ts static sim/simnode.ts',
   ]);
   const [first] = checkLayering(new Map([['netns/a.ts', files.get('netns/a.ts')!]]), RULES);
   assert.equal(
     first?.message,
-    `netns/a.ts: import '../flow/meter.ts' (flow/meter.ts) breaks "netns/ must not import flow/ except flow/records.ts": ${RULES[0]!.why}`,
+    `netns/a.ts: import '../flow/meter.ts' (flow/meter.ts) breaks "netns/ must not import flow/, enrich/, ipfix/, agent/, web/, sim/, test/, bench/ except flow/records.ts": ${RULES[0]!.why}`,
   );
 });
