@@ -21,7 +21,12 @@
 // 410 Gone (the server compacts and ends every watch): time, CPU, RSS peak and
 // after; an update storm (--storm-rate changes/s for --storm-seconds: pods
 // created, given an address, and older pods deleted, as a rolling update
-// does): CPU and the lag from the server's write to the listener.
+// does): CPU and the lag from the server's write to the listener, beside
+// the client's event-loop delay and GC pauses and the server's CPU and
+// event-loop delay (the bench process's: the server shares the 2 cores).
+// --profile-storm DIR writes CPU profiles of the client and of the server
+// over each storm and a timeline of every change beside the client's GC
+// pauses, to find where a lag came from.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { stripTypeScriptTypes } from 'node:module';
@@ -29,7 +34,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { type BenchResult, benchDir, load, machine, node, printResult, removeDir, repoRoot, writeResult } from '../lib/harness.ts';
 import { KubeApiServer } from '../../sim/kube-apiserver.ts';
 import { clusterObjects, clusterPod, podIp, type ClusterShape } from '../../sim/cluster-objects.ts';
@@ -163,6 +168,7 @@ interface Row {
     loopDelayMax: number;
     serverLoopDelayP99: number;
     serverLoopDelayMax: number;
+    serverCpuPercent: number;
     gc: Omit<GcSummary, 'pauses'>;
   };
 }
@@ -190,7 +196,7 @@ let beforeDist: string | undefined;
 if (opts.before) {
   const src = join(work, 'before-src');
   mkdirSync(src);
-  execFileSync('bash', ['-c', `git -C ${repoRoot} archive ${opts.before} agent common enrich flow ipfix netns sim tsconfig.json tsconfig.build.json | tar -x -C ${src}`]);
+  execFileSync('bash', ['-c', `git -C ${repoRoot} archive ${opts.before} | tar -x -C ${src}`]);
   beforeDist = join(work, 'before-dist');
   // Dependencies the earlier commit had and the working tree no longer has (e.g. lru-cache), beside its build.
   const dependencies = (JSON.parse(execFileSync('git', ['-C', repoRoot, 'show', `${opts.before}:package.json`], { encoding: 'utf8' })) as { dependencies: Record<string, string> }).dependencies;
@@ -281,6 +287,7 @@ async function updateStorm(client: Client, server: KubeApiServer, shape: Cluster
   // This process's event-loop delay: the test API server's (and the storm's making's) share of the lag.
   const serverLoopDelay = monitorEventLoopDelay({ resolution: 10 });
   serverLoopDelay.enable();
+  const serverCpu = process.cpuUsage();
   const profiler = opts['profile-storm'] ? await startProfiler() : undefined;
   const sent = new Map<string, number>();
   const epochMs = () => performance.timeOrigin + performance.now();
@@ -317,6 +324,9 @@ async function updateStorm(client: Client, server: KubeApiServer, shape: Cluster
         sent.set(`delete ${victim.namespace}/${victim.name}`, epochMs());
         server.delete('pod', victim.name, victim.namespace);
       }
+      // Let the change leave before the next is made: the server's writes go out when the event loop
+      // turns, so a burst made at once would hold its first change for the making of all the others.
+      await yieldToLoop();
     }
     await sleep(10);
   }
@@ -334,7 +344,8 @@ async function updateStorm(client: Client, server: KubeApiServer, shape: Cluster
     await client.ask<{ storm: { seen: Array<[string, number]>; loopDelayMs: { p99: number; max: number }; gc: GcSummary; restarts: string } }>({ do: 'storm-end' }, 10_000, 'storm')
   ).storm;
   if (restarts) process.stderr.write(`  storm: the client's watches restarted or relisted during it: ${restarts}\n`);
-  const serverDelay = { p99: serverLoopDelay.percentile(99) / 1e6, max: serverLoopDelay.max / 1e6 };
+  const used = process.cpuUsage(serverCpu);
+  const serverDelay = { p99: serverLoopDelay.percentile(99) / 1e6, max: serverLoopDelay.max / 1e6, cpuPercent: ((used.user + used.system) / 1e6 / wall) * 100 };
   row.stormCpuPercent = ((peek.cpuSeconds - started.stormStarted.cpuSeconds) / wall) * 100;
   const lags: number[] = [];
   const at = new Map(seen);
@@ -352,7 +363,7 @@ async function updateStorm(client: Client, server: KubeApiServer, shape: Cluster
   const q = (p: number) => lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] ?? NaN;
   process.stderr.write(
     `  storm: ${sent.size} changes, ${lags.length} seen, lag p50 ${q(0.5).toFixed(1)} ms p99 ${q(0.99).toFixed(1)} ms max ${lags.at(-1)?.toFixed(1)} ms, CPU ${row.stormCpuPercent.toFixed(0)}%, client's event-loop delay p99 ${loopDelayMs.p99.toFixed(1)} ms max ${loopDelayMs.max.toFixed(1)} ms, ` +
-      `client's GC: ${gcText(gc)}; server's event-loop delay p99 ${serverDelay.p99.toFixed(1)} ms max ${serverDelay.max.toFixed(1)} ms\n`,
+      `client's GC: ${gcText(gc)}; server's CPU ${serverDelay.cpuPercent.toFixed(0)}%, event-loop delay p99 ${serverDelay.p99.toFixed(1)} ms max ${serverDelay.max.toFixed(1)} ms\n`,
   );
   return {
     p50: q(0.5),
@@ -363,6 +374,7 @@ async function updateStorm(client: Client, server: KubeApiServer, shape: Cluster
     loopDelayMax: loopDelayMs.max,
     serverLoopDelayP99: serverDelay.p99,
     serverLoopDelayMax: serverDelay.max,
+    serverCpuPercent: serverDelay.cpuPercent,
     gc: gcSummary,
   };
 }
@@ -442,7 +454,7 @@ const result: BenchResult = {
   columns: [
     'process', 'pods', 'start → synced s', 'sync CPU-s', 'RSS peak in sync MiB', 'RSS after sync (GC) MiB', 'V8 heap used MiB', 'RSS above 0 pods, B/pod',
     'lookups/s random', 'lookups/s hot 256', 'relist s', 'relist CPU-s', 'relist RSS peak MiB', 'RSS after relist MiB', 'storm CPU % of a core', 'storm lag p50 / p99 / max ms', 'client event-loop delay in storm p99 / max ms',
-    'client GC in storm: longest scavenge / longest major pause ms, all pauses ms', 'server (bench process) event-loop delay in storm p99 / max ms',
+    'client GC in storm: longest scavenge / longest major pause ms, all pauses ms', 'server (bench process) in storm: CPU % of a core, event-loop delay p99 / max ms',
   ],
   rows: rows.map((r) => ({
     label: r.failed ? `${label[r.impl]} — failed: ${r.failed.slice(0, 200)}` : label[r.impl]!,
@@ -453,7 +465,7 @@ const result: BenchResult = {
       f(r.stormCpuPercent, 0), r.lag ? `${f(r.lag.p50)} / ${f(r.lag.p99)} / ${f(r.lag.max)}${r.lag.missing ? ` (${r.lag.missing} not seen)` : ''}` : '–',
       r.lag ? `${f(r.lag.loopDelayP99)} / ${f(r.lag.loopDelayMax)}` : '–',
       r.lag ? `${f(r.lag.gc.minor.maxMs)} / ${f(r.lag.gc.major.maxMs)}, ${f(r.lag.gc.minor.totalMs + r.lag.gc.major.totalMs, 0)}` : '–',
-      r.lag ? `${f(r.lag.serverLoopDelayP99)} / ${f(r.lag.serverLoopDelayMax)}` : '–',
+      r.lag ? `${f(r.lag.serverCpuPercent, 0)}, ${f(r.lag.serverLoopDelayP99)} / ${f(r.lag.serverLoopDelayMax)}` : '–',
     ],
   })),
   targets: ours?.after && oursZero?.after
@@ -475,7 +487,7 @@ const result: BenchResult = {
     'B/pod: (RSS after sync − RSS of the same kind of process with 0 pods) / pods',
     `storm: creates (Pending, no address), updates (Running, its address) and deletes of the oldest pods in turn, ${stormRate}/s; lag: from just before the server writes the event to the listener seeing it (the same machine's clock); CPU over the storm and until every change was seen`,
     'lookups: LeaseTable.lookupKey(key, now) (what the enricher calls with a flow\'s address key) on the pods\' IPv4 addresses in a shuffled order, and on 256 of them, per second of the measuring thread\'s CPU time',
-    'storm lag counts the test API server\'s own delays too (it runs in the bench process, holding every object\'s JSON: ~730 MB at 100k pods, and its GC pauses); the client\'s event-loop delay over the storm says how much of it is the client\'s',
+    'storm lag counts the test API server\'s own delays too: it runs in the bench process (holding every object\'s JSON, ~730 MB at 100k pods) on the same 2 cores as the client; its CPU and event-loop delay over the storm are its share, the client\'s event-loop delay and GC pauses the client\'s own. Each change is written before the next is made (one event-loop turn each), so a catch-up after a stall of the bench does not hold changes back. The server keeps its window of changes per resource, as kube-apiserver\'s watch cache does, so the quiet resources\' watches resume (client-node ends a watch after 30 s without data) without a relist in the storm',
   ],
   machine: machine(),
   loadBefore,
