@@ -154,6 +154,18 @@ export class AddressTable {
     return value;
   }
 
+  /**
+   * get() for a 16-byte IPv6 address in network order that is not IPv4-mapped (ip-keys.ts isIpv4Mapped: its
+   * key is an IPv4 one), read from the bytes: no key string is made per lookup.
+   */
+  getIpv6(address: Uint8Array): number {
+    const words = this.#words;
+    for (let w = 0; w < 4; w++) words[w] = (address[4 * w]! << 24) | (address[4 * w + 1]! << 16) | (address[4 * w + 2]! << 8) | address[4 * w + 3]!;
+    const value = this.#v6.get(words);
+    this.foundTime = this.#v6.foundTime;
+    return value;
+  }
+
   /** value >= 0; time any number, NaN for none. */
   set(key: IpKey, value: number, time = NaN): void {
     this.#table(key).set(this.#words, value, time);

@@ -12,17 +12,16 @@ export type IpKey = number | string;
 /** The key of a 4- or 16-byte address in network order (as in FlowRecord). Cheap: no text, no allocation for IPv4. */
 export function ipKeyOf(a: Uint8Array): IpKey {
   if (a.length === 4) return ((a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!) >>> 0;
-  // ::ffff:a.b.c.d is the IPv4 address a.b.c.d seen through an IPv6 socket.
-  if (
-    a[10] === 0xff && a[11] === 0xff &&
-    (a[0]! | a[1]! | a[2]! | a[3]! | a[4]! | a[5]! | a[6]! | a[7]! | a[8]! | a[9]!) === 0
-  ) {
-    return ((a[12]! << 24) | (a[13]! << 16) | (a[14]! << 8) | a[15]!) >>> 0;
-  }
+  if (isIpv4Mapped(a)) return ((a[12]! << 24) | (a[13]! << 16) | (a[14]! << 8) | a[15]!) >>> 0;
   return String.fromCharCode(
     (a[0]! << 8) | a[1]!, (a[2]! << 8) | a[3]!, (a[4]! << 8) | a[5]!, (a[6]! << 8) | a[7]!,
     (a[8]! << 8) | a[9]!, (a[10]! << 8) | a[11]!, (a[12]! << 8) | a[13]!, (a[14]! << 8) | a[15]!,
   );
+}
+
+/** Whether 16 bytes are ::ffff:a.b.c.d, the IPv4 address a.b.c.d seen through an IPv6 socket (its key is the IPv4 one). */
+export function isIpv4Mapped(a: Uint8Array): boolean {
+  return a[10] === 0xff && a[11] === 0xff && (a[0]! | a[1]! | a[2]! | a[3]! | a[4]! | a[5]! | a[6]! | a[7]! | a[8]! | a[9]!) === 0;
 }
 
 /** The address of a key, 4 or 16 bytes in network order (ipKeyOf's inverse; an IPv4-mapped address comes back as IPv4). */

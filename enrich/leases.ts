@@ -48,7 +48,7 @@
 
 import { PodflowError } from '../common/errors.ts';
 import { AddressTable } from './address-table.ts';
-import { type IpKey, type IpPrefix, ipKey, ipKeyOf, parsePrefix } from './ip-keys.ts';
+import { type IpKey, type IpPrefix, ipKey, ipKeyOf, isIpv4Mapped, parsePrefix } from './ip-keys.ts';
 import type { SlimNode, SlimPod, SlimService, WatchEventType } from './types.ts';
 
 /** The agent's default too (kubernetes.leaseGraceSeconds): the default active timeout, the hold and a margin. */
@@ -332,17 +332,28 @@ export class LeaseTable {
    * service's side and give the port name.
    */
   lookup(address: Uint8Array, atMs: number, port = 0, protocol = 0): LeaseAnswer {
-    return this.lookupKey(ipKeyOf(address), atMs, port, protocol);
+    if (address.length === 4 || isIpv4Mapped(address)) return this.lookupKey(ipKeyOf(address), atMs, port, protocol);
+    // IPv6 from its bytes: its key (a string) is made only for an address no lease answers.
+    const indexed = this.#addresses.getIpv6(address);
+    return this.#answerAlone(indexed, atMs) ?? this.#walk(indexed, atMs, port, protocol, undefined, address);
   }
 
   lookupKey(key: IpKey, atMs: number, port = 0, protocol = 0): LeaseAnswer {
     const indexed = this.#addresses.get(key);
-    if (atMs >= this.#addresses.foundTime) {
-      // The address's one open lease, since foundTime: the answer without its row (NaN compares false).
-      if ((indexed & 3) === POD) this.stats.lookups.pod++;
-      else this.stats.lookups.node++;
-      return this.#leaseAnswer[indexed >> 2]!;
-    }
+    return this.#answerAlone(indexed, atMs) ?? this.#walk(indexed, atMs, port, protocol, key, undefined);
+  }
+
+  /** The answer of the address's one open lease if its slot has one since atMs or earlier (#addresses), without its row. */
+  #answerAlone(indexed: number, atMs: number): LeaseAnswer | undefined {
+    // NaN (no lone open lease) compares false.
+    if (!(atMs >= this.#addresses.foundTime)) return undefined;
+    if ((indexed & 3) === POD) this.stats.lookups.pod++;
+    else this.stats.lookups.node++;
+    return this.#leaseAnswer[indexed >> 2]!;
+  }
+
+  /** The answer at atMs from the address's leases, first to last (indexed: its #addresses value); the address is its key or its bytes. */
+  #walk(indexed: number, atMs: number, port: number, protocol: number, key: IpKey | undefined, address: Uint8Array | undefined): LeaseAnswer {
     const leases = this.#leases;
     let best = NONE;
     let matches = 0;
@@ -355,7 +366,7 @@ export class LeaseTable {
     }
     if (matches > 1) this.stats.lookupsAmbiguous++;
     if (best === NONE) {
-      const answer = this.#noHolder(key);
+      const answer = this.#noHolder(key ?? ipKeyOf(address!));
       this.stats.lookups[answer.type]++;
       return answer;
     }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AddressTable } from '../../enrich/address-table.ts';
-import { ipKey, type IpKey } from '../../enrich/ip-keys.ts';
+import { ipKey, ipKeyBytes, type IpKey } from '../../enrich/ip-keys.ts';
 
 test('holds what a Map holds through growth, churn and shrinking, for IPv4 and IPv6 keys, each value with its time', () => {
   const table = new AddressTable();
@@ -30,6 +30,10 @@ test('holds what a Map holds through growth, churn and shrinking, for IPv4 and I
       for (const [k, [value, time]] of model) {
         assert.equal(table.get(k), value, `step ${step}`);
         assert.equal(table.foundTime, time, `step ${step}`);
+        if (typeof k === 'string') {
+          assert.equal(table.getIpv6(ipKeyBytes(k)), value, `step ${step}: by bytes`);
+          assert.equal(table.foundTime, time, `step ${step}: by bytes`);
+        }
       }
     }
     assert.equal(table.size, model.size);
@@ -52,6 +56,10 @@ test('an absent key is -1 with no time (NaN), also where a deleted one was, and 
   assert.equal(table.get(ipKey('fd00::1')!), 5);
   assert.equal(table.foundTime, 1234);
   assert.equal(table.get(ipKey('fd00::2')!), -1);
+  assert.equal(table.getIpv6(ipKeyBytes(ipKey('fd00::1')!)), 5);
+  assert.equal(table.foundTime, 1234);
+  assert.equal(table.getIpv6(ipKeyBytes(ipKey('fd00::2')!)), -1);
+  assert.ok(Number.isNaN(table.foundTime));
   table.set(ipKey('10.0.0.2')!, 7, 99);
   table.delete(ipKey('10.0.0.2')!);
   assert.equal(table.get(ipKey('10.0.0.2')!), -1);

@@ -2,14 +2,14 @@
 // leases as objects in one list and answers a lookup by scanning it, driven
 // by the same random events (pods, nodes and services claiming, losing,
 // superseding and reusing a few addresses; pods finishing and ending early;
-// closed leases expiring and evicted). Every lookup, at times before, inside
-// and after the leases, must name the same holder as the model does, so the
+// closed leases expiring and evicted). Every lookup, by key and by bytes, at
+// times before, inside and after the leases, must name the same holder as the model does, so the
 // table's representation (typed-array rows, the address slot that answers an
 // address's one open lease alone) cannot drift from the rules.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LeaseTable } from '../../enrich/leases.ts';
-import { type IpKey, ipKey } from '../../enrich/ip-keys.ts';
+import { type IpKey, ipKey, ipKeyBytes } from '../../enrich/ip-keys.ts';
 import type { SlimPod, SlimService } from '../../enrich/types.ts';
 import { node, pod, service } from '../helpers/slim-objects.ts';
 
@@ -177,8 +177,13 @@ test('every lookup names the holder the rules name, through random claims, reuse
       for (const atMs of [-Infinity, now - 20_000, now - random(8000), now - 1, now, now + random(5000)]) {
         const [port, protocol] = random(2) === 0 ? [80, 6] : [53, 17];
         const key = ipKey(address)!;
-        // The same holder, and for a closed pod lease the same copy without addresses.
-        assert.deepEqual(table.lookupKey(key, atMs, port, protocol), model.lookup(key, atMs, port, protocol) ?? { type: 'unknown' }, `step ${step}: ${address} at ${atMs - T0}`);
+        // The same holder, and for a closed pod lease the same copy without addresses; by key and by bytes
+        // (an IPv4 address also as IPv4-mapped IPv6).
+        const expected = model.lookup(key, atMs, port, protocol) ?? { type: 'unknown' };
+        assert.deepEqual(table.lookupKey(key, atMs, port, protocol), expected, `step ${step}: ${address} at ${atMs - T0}`);
+        const bytes = ipKeyBytes(key);
+        const mapped = bytes.length === 4 && random(2) === 0 ? Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...bytes) : bytes;
+        assert.deepEqual(table.lookup(mapped, atMs, port, protocol), expected, `step ${step}: ${address} as bytes at ${atMs - T0}`);
         lookups++;
       }
     }
