@@ -14,10 +14,10 @@ export interface HttpEndpoints {
 
 export class AgentHttp {
   readonly #server: Server;
-  readonly #e: HttpEndpoints;
+  readonly #endpoints: HttpEndpoints;
 
   constructor(endpoints: HttpEndpoints) {
-    this.#e = endpoints;
+    this.#endpoints = endpoints;
     this.#server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -25,11 +25,11 @@ export class AgentHttp {
       } else if (path === '/healthz') {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       } else if (path === '/readyz') {
-        const why = this.#e.notReady();
+        const why = this.#endpoints.notReady();
         res.writeHead(why ? 503 : 200, { 'content-type': 'text/plain' }).end(why ? `not ready: ${why}\n` : 'ok\n');
       } else if (path === '/metrics') {
-        this.#e.registry.metrics().then(
-          (text) => res.writeHead(200, { 'content-type': this.#e.registry.contentType }).end(text),
+        this.#endpoints.registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': this.#endpoints.registry.contentType }).end(text),
           (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
         );
       } else {

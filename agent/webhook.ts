@@ -191,10 +191,10 @@ export interface WebhookServerOptions {
 export class WebhookServer {
   readonly stats: WebhookStats = { injected: 0, skipped: 0, malformed: 0 };
   readonly #server: Server;
-  readonly #o: WebhookServerOptions;
+  readonly #options: WebhookServerOptions;
 
   constructor(options: WebhookServerOptions) {
-    this.#o = options;
+    this.#options = options;
     let cert = options.cert;
     let key = options.key;
     try {
@@ -213,7 +213,7 @@ export class WebhookServer {
 
   /** Listens on config.listen ("HOST:PORT"); resolves with the bound address. */
   listen(): Promise<AddressInfo> {
-    const listen = this.#o.config.listen;
+    const listen = this.#options.config.listen;
     const i = listen.lastIndexOf(':');
     const host = listen.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0';
     const port = Number(listen.slice(i + 1));
@@ -264,14 +264,14 @@ export class WebhookServer {
       else {
         try {
           parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          result = review(this.#o.config, parsed);
+          result = review(this.#options.config, parsed);
         } catch (err) {
           result = bad(`the body is not valid JSON: ${(err as Error).message}`);
         }
       }
       this.stats[result.outcome]++;
       try {
-        this.#o.onReview?.(result, isObject(parsed) && isObject(parsed.request) ? parsed.request : undefined);
+        this.#options.onReview?.(result, isObject(parsed) && isObject(parsed.request) ? parsed.request : undefined);
       } catch {
         // Logging must never fail a review.
       }

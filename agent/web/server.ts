@@ -42,7 +42,7 @@ interface Stream {
 }
 
 export class WebView {
-  readonly #o: WebViewOptions;
+  readonly #options: WebViewOptions;
   readonly #assets: Map<string, Asset>;
   readonly #streams = new Set<Stream>();
   readonly #server: Server;
@@ -51,7 +51,7 @@ export class WebView {
   #loopbackOnly = true;
 
   constructor(options: WebViewOptions) {
-    this.#o = options;
+    this.#options = options;
     this.#assets = loadAssets();
     this.#server = createServer((req, res) => this.#handle(req, res));
   }
@@ -74,7 +74,7 @@ export class WebView {
     const bound = this.#server.address() as AddressInfo;
     this.#loopbackOnly = isLoopback(bound.address);
     const shown = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
-    this.#timer = setInterval(() => this.#push(), this.#o.pushMs ?? 1_000);
+    this.#timer = setInterval(() => this.#push(), this.#options.pushMs ?? 1_000);
     this.#timer.unref();
     return { url: `http://${shown}:${bound.port}/`, exposed: !this.#loopbackOnly };
   }
@@ -140,7 +140,7 @@ export class WebView {
   }
 
   #send(stream: Stream): void {
-    const snapshot = this.#o.window.snapshot(stream.query, this.#o.stats());
+    const snapshot = this.#options.window.snapshot(stream.query, this.#options.stats());
     stream.blocked = !stream.res.write(`data: ${JSON.stringify(snapshot)}\n\n`);
   }
 }
