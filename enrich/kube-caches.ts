@@ -8,7 +8,7 @@
 // empty), and what ListWatch does not do, we add:
 //  - slimming in place: the list function streams each page (enrich/kube-list.ts:
 //    one item parsed at a time, no typed objects) and applies each item, slim
-//    (enrich/types.ts), to the map as it arrives; a relist then deletes what
+//    (enrich/kube-slim.ts), to the map as it arrives; a relist then deletes what
 //    it did not list. So a relist of 100k pods holds one map, not the old
 //    cache, the new one and the list at once. The Watch handed to ListWatch
 //    applies each event itself and passes ListWatch only what it needs to
@@ -18,13 +18,14 @@
 //  - clean shutdown: ListWatch can open a watch after stop() (a list or a
 //    reconnect delay in flight); the Watch wrapper refuses once closed and
 //    aborts every stream it opened, and the delays run on timers we cancel.
-import { readFileSync } from 'node:fs';
-import { KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
-import { PodflowError, type ErrorCode } from '../common/errors.ts';
+// The kubeconfig and the errors' descriptions are enrich/kube-config.ts's.
+import { type KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { PodflowError } from '../common/errors.ts';
 import { systemClock, type Clock, type ClockTimer } from '../ipfix/clock.ts';
-import { Interner } from './interner.ts';
+import { describeKubeError, loadInCluster, loadKubeconfigFile, versionUnavailable } from './kube-config.ts';
 import { listPage, type ListPageQuery } from './kube-list.ts';
-import type { SlimNode, SlimOwner, SlimOwnerLink, SlimPod, SlimService, SlimServicePort, WatchEventType } from './types.ts';
+import { checkLabelKeys, slimNode, slimOwnerLink, slimPod, slimService, type RawObject } from './kube-slim.ts';
+import type { SlimNode, SlimOwnerLink, SlimPod, SlimService, WatchEventType } from './types.ts';
 
 /** The slim type each watched resource is reduced to. */
 export interface KubeSlimObjects {
@@ -81,10 +82,6 @@ export interface KubeCachesOptions {
   clock?: Clock;
 }
 
-export const maxLabelKeys = 16;
-/** Label values are at most 63 characters in valid objects; the bound keeps an invalid one from growing the cache. */
-export const maxLabelValueLength = 63;
-
 // Factor 1.5, not 2: after an outage of T seconds the next attempt comes at
 // most (factor - 1) × T after the server's return, so a 10 s outage is over
 // for us within 5 s. Attempts while the server is down are cheap (a refused
@@ -112,30 +109,6 @@ interface ResourceState {
   lastSyncVersion: string;
   restartDelayMs: number;
   restartTimer: ClockTimer | undefined;
-}
-
-/** Raw object fields read by the slimmers: both the JSON of watch events and the client's list classes have these shapes. */
-interface RawObject {
-  metadata?: {
-    name?: string;
-    namespace?: string;
-    uid?: string;
-    resourceVersion?: string;
-    labels?: Record<string, string>;
-    ownerReferences?: Array<{ kind?: string; name?: string; uid?: string; controller?: boolean }>;
-    deletionTimestamp?: Date | string;
-  };
-  spec?: {
-    nodeName?: string;
-    hostNetwork?: boolean;
-    clusterIPs?: string[];
-    ports?: Array<{ name?: string; port?: number; protocol?: string }>;
-  };
-  status?: {
-    phase?: string;
-    podIPs?: Array<{ ip?: string }>;
-    addresses?: Array<{ type?: string; address?: string }>;
-  };
 }
 
 export class KubeCaches {
@@ -287,10 +260,6 @@ export class KubeCaches {
 
   onError(listener: KubeErrorListener): void {
     this.#errorListeners.add(listener);
-  }
-
-  offError(listener: KubeErrorListener): void {
-    this.#errorListeners.delete(listener);
   }
 
   /** True once every resource's first list is done. */
@@ -464,13 +433,6 @@ export class KubeCaches {
   }
 }
 
-/** A list refused because the server cannot serve the version asked for: 410 Expired, or 504 "Too large resource version". */
-function versionUnavailable(err: unknown): boolean {
-  const e = err as { code?: unknown; body?: unknown };
-  if (e?.code === 410) return true;
-  return e?.code === 504 && /too large resource version/i.test(statusMessage(e.body) ?? '');
-}
-
 function uidOf(slim: unknown): string {
   return (slim as { uid: string }).uid;
 }
@@ -480,234 +442,10 @@ function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-// Values many cached objects share, kept once (enrich/interner.ts). One set
-// per process: equal values are interchangeable wherever they come from.
-const internedBound = 1 << 16;
-/** Namespaces, node names, phases, owner kinds and names. */
-const strings = new Interner<string>(internedBound);
-/** Controlling owners by uid: the pods of a ReplicaSet, the ReplicaSets of a Deployment. */
-const owners = new Interner<SlimOwner>(internedBound);
-/** Kept labels by content: every pod of a workload has the same. */
-const labelSets = new Interner<SlimPod['labels']>(internedBound);
-const noLabels: SlimPod['labels'] = Object.freeze([]);
-
-function shared(text: string): string {
-  return strings.intern(text, text);
-}
-
-function controllerOwner(raw: RawObject): SlimOwner | undefined {
-  const reference = raw.metadata?.ownerReferences?.find((r) => r.controller === true);
-  if (reference === undefined) return undefined;
-  const owner: SlimOwner = Object.freeze({ kind: shared(reference.kind ?? ''), name: shared(reference.name ?? ''), uid: reference.uid ?? '' });
-  const kept = owners.intern(owner.uid, owner);
-  // A uid names one object; should two differ anyway, each keeps its own.
-  return kept.kind === owner.kind && kept.name === owner.name ? kept : owner;
-}
-
-export function slimPod(raw: RawObject, labelKeys: readonly string[]): SlimPod {
-  const metadata = raw.metadata ?? {};
-  let labels = noLabels;
-  if (metadata.labels !== undefined) {
-    const found: Array<readonly [string, string]> = [];
-    let content = '';
-    for (const key of labelKeys) {
-      const value = metadata.labels[key];
-      if (value === undefined) continue;
-      const cut = value.slice(0, maxLabelValueLength);
-      found.push(Object.freeze([key, cut] as const));
-      content += `${key}\u0000${cut}\u0000`;
-    }
-    if (found.length > 0) labels = labelSets.intern(content, Object.freeze(found));
-  }
-  // Exactly as long as needed (a pushed array keeps room to grow): most pods have one address.
-  const entries = raw.status?.podIPs ?? [];
-  const podIPs = entries.length === 1 && entries[0]!.ip ? [entries[0]!.ip] : entries.filter((e) => e.ip).map((e) => e.ip!);
-  return {
-    uid: metadata.uid ?? '',
-    namespace: shared(metadata.namespace ?? ''),
-    name: metadata.name ?? '',
-    nodeName: shared(raw.spec?.nodeName ?? ''),
-    hostNetwork: raw.spec?.hostNetwork === true,
-    phase: shared(raw.status?.phase ?? ''),
-    podIPs,
-    owner: controllerOwner(raw),
-    labels,
-    deletingSinceMs: metadata.deletionTimestamp === undefined ? undefined : new Date(metadata.deletionTimestamp).getTime(),
-  };
-}
-
-export function slimService(raw: RawObject): SlimService {
-  const metadata = raw.metadata ?? {};
-  const ports: SlimServicePort[] = (raw.spec?.ports ?? []).map((p) => ({ name: p.name ?? '', port: p.port ?? 0, protocol: p.protocol ?? 'TCP' }));
-  return {
-    uid: metadata.uid ?? '',
-    namespace: metadata.namespace ?? '',
-    name: metadata.name ?? '',
-    clusterIPs: (raw.spec?.clusterIPs ?? []).filter((ip) => ip !== 'None' && ip !== ''),
-    ports,
-  };
-}
-
-export function slimNode(raw: RawObject): SlimNode {
-  const addresses: string[] = [];
-  for (const a of raw.status?.addresses ?? []) {
-    if ((a.type === 'InternalIP' || a.type === 'ExternalIP') && a.address) addresses.push(a.address);
-  }
-  return { uid: raw.metadata?.uid ?? '', name: raw.metadata?.name ?? '', addresses };
-}
-
-export function slimOwnerLink(raw: RawObject): SlimOwnerLink {
-  const metadata = raw.metadata ?? {};
-  return { uid: metadata.uid ?? '', namespace: shared(metadata.namespace ?? ''), name: metadata.name ?? '', owner: controllerOwner(raw) };
-}
-
 function checkBackoff(backoff: KubeBackoff): KubeBackoff {
   const { initialMs, maxMs, factor } = backoff;
   if (!(initialMs > 0) || !(maxMs >= initialMs) || !(factor >= 1)) {
     throw new PodflowError('PODFLOW_ERR_KUBE_SETTING', `restartBackoff needs 0 < initialMs <= maxMs and factor >= 1, got ${JSON.stringify(backoff)}`);
   }
   return backoff;
-}
-
-function checkLabelKeys(keys: readonly string[]): readonly string[] {
-  if (keys.length > maxLabelKeys) {
-    throw new PodflowError('PODFLOW_ERR_KUBE_SETTING', `at most ${maxLabelKeys} label keys are kept, got ${keys.length}`);
-  }
-  for (const key of keys) {
-    if (typeof key !== 'string' || key === '' || key.length > 317) {
-      throw new PodflowError('PODFLOW_ERR_KUBE_SETTING', `invalid label key ${JSON.stringify(key)}`);
-    }
-  }
-  return [...keys];
-}
-
-function loadKubeconfigFile(file: string): KubeConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
-    throw new PodflowError('PODFLOW_ERR_KUBE_CONFIG', `kubeconfig ${file}: cannot read it (${why})`, { cause: err });
-  }
-  if (text.trim() === '') throw new PodflowError('PODFLOW_ERR_KUBE_CONFIG', `kubeconfig ${file}: the file is empty`);
-  const kubeConfig = new KubeConfig();
-  try {
-    kubeConfig.loadFromFile(file);
-  } catch (err) {
-    throw new PodflowError('PODFLOW_ERR_KUBE_CONFIG', `kubeconfig ${file}: not a valid kubeconfig (${firstLine(err)})`, { cause: err });
-  }
-  checkKubeConfig(kubeConfig, `kubeconfig ${file}`);
-  return kubeConfig;
-}
-
-function loadInCluster(): KubeConfig {
-  const { KUBERNETES_SERVICE_HOST: host, KUBERNETES_SERVICE_PORT: port } = process.env;
-  if (!host || !port) {
-    throw new PodflowError(
-      'PODFLOW_ERR_KUBE_CONFIG',
-      'no kubeconfig given and not in a cluster (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset)',
-    );
-  }
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromCluster();
-  checkKubeConfig(kubeConfig, 'in-cluster config');
-  return kubeConfig;
-}
-
-/** Checks what client-node only finds out at the first request, so a broken config fails at start-up with its file named. */
-function checkKubeConfig(kubeConfig: KubeConfig, where: string): void {
-  const fail = (problem: string): never => {
-    throw new PodflowError('PODFLOW_ERR_KUBE_CONFIG', `${where}: ${problem}`);
-  };
-  const contextName = kubeConfig.getCurrentContext();
-  if (!contextName) fail('no current-context');
-  const context = kubeConfig.getContextObject(contextName);
-  if (!context) fail(`current-context "${contextName}" is not among its contexts`);
-  const cluster = kubeConfig.getCurrentCluster();
-  if (!cluster) fail(`context "${contextName}" names cluster "${context?.cluster}", which is not among its clusters`);
-  if (!cluster?.server) fail(`cluster "${cluster?.name}" has no server URL`);
-  let url: URL | undefined;
-  try {
-    url = new URL(cluster!.server);
-  } catch {
-    fail(`cluster "${cluster!.name}" has a malformed server URL "${cluster!.server}"`);
-  }
-  if (url!.protocol === 'http:' && !cluster!.skipTLSVerify) {
-    fail(`cluster "${cluster!.name}" uses plain http (${cluster!.server}); client-node refuses that without insecure-skip-tls-verify`);
-  }
-  if (url!.protocol !== 'http:' && url!.protocol !== 'https:') fail(`cluster "${cluster!.name}" server URL is not http(s): ${cluster!.server}`);
-  for (const [what, file] of [['certificate-authority', cluster!.caFile], ['token file', tokenFileOf(kubeConfig)]] as const) {
-    if (file === undefined) continue;
-    try {
-      readFileSync(file);
-    } catch (err) {
-      fail(`cannot read its ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-    }
-  }
-  if (!kubeConfig.getCurrentUser()) fail(`context "${contextName}" names user "${context?.user}", which is not among its users`);
-}
-
-function tokenFileOf(kubeConfig: KubeConfig): string | undefined {
-  const config = kubeConfig.getCurrentUser()?.authProvider?.config as { tokenFile?: string } | undefined;
-  return config?.tokenFile;
-}
-
-function firstLine(err: unknown): string {
-  return String(err instanceof Error ? err.message : err).split('\n')[0] ?? '';
-}
-
-/**
- * Turns what client-node reports (ApiException from a list, an Error with a
- * statusCode from a watch, a fetch TypeError with a socket cause) into one
- * coded error whose message names the resource and the cause.
- */
-export function describeKubeError(plural: string, server: string, err: unknown): PodflowError {
-  const e = err as { code?: unknown; statusCode?: unknown; body?: unknown; name?: string; message?: string; cause?: { code?: string; message?: string } };
-  const status = typeof e?.statusCode === 'number' ? e.statusCode : typeof e?.code === 'number' ? e.code : undefined;
-  const serverSays = statusMessage(e?.body);
-  const suffix = serverSays ? ` (the server says: ${serverSays})` : '';
-  let code: ErrorCode;
-  let detail: string;
-  if (status === 401) {
-    code = 'PODFLOW_ERR_KUBE_UNAUTHORIZED';
-    detail = `${plural}: unauthorized (401): the API server rejected the credentials; check the token of the kubeconfig user or service account${suffix}`;
-  } else if (status === 403) {
-    code = 'PODFLOW_ERR_KUBE_FORBIDDEN';
-    detail = `${plural}: forbidden (403): the service account may not list or watch ${plural}; check the ClusterRole${suffix}`;
-  } else if (status !== undefined) {
-    code = 'PODFLOW_ERR_KUBE_API';
-    detail = `${plural}: the API server answered HTTP ${status}${suffix || `: ${firstLine(err)}`}`;
-  } else if (isConnectionError(e)) {
-    code = 'PODFLOW_ERR_KUBE_UNREACHABLE';
-    const cause = e.cause?.code ?? (typeof e.code === 'string' ? e.code : undefined) ?? e.cause?.message ?? firstLine(err);
-    detail = `${plural}: cannot reach the API server at ${server} or the connection was lost (${cause})`;
-  } else {
-    code = 'PODFLOW_ERR_KUBE_API';
-    detail = `${plural}: unexpected error from the Kubernetes client: ${firstLine(err)}`;
-  }
-  return new PodflowError(code, detail, { cause: err });
-}
-
-/** undici's fetch fails with "fetch failed" (cause: the socket error) and a cut stream with "terminated"; client timeouts are TimeoutErrors. */
-function isConnectionError(e: { code?: unknown; name?: string; message?: string; cause?: { code?: string } }): boolean {
-  return (
-    typeof e?.cause?.code === 'string' ||
-    typeof e?.code === 'string' ||
-    e?.name === 'TimeoutError' ||
-    e?.message === 'fetch failed' ||
-    e?.message === 'terminated'
-  );
-}
-
-function statusMessage(body: unknown): string | undefined {
-  if (typeof body === 'string') {
-    try {
-      return statusMessage(JSON.parse(body));
-    } catch {
-      return body.slice(0, 200) || undefined;
-    }
-  }
-  const message = (body as { message?: unknown } | undefined)?.message;
-  return typeof message === 'string' ? message : undefined;
 }
