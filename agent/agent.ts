@@ -128,6 +128,7 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
   const kubeWarn = new RateLimitedWarn(kubeLog);
   const kube = kubeCachesOrWhyNot(config, kubeLog);
   if (kube.caches) kube.caches.onError((resource, err) => kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'informer stopped; restarting with backoff'));
+  kube.caches?.onBadObject((resource, err) => kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'skipped a listed object'));
   const caches: IdentityCaches & { start(): void; close(): Promise<unknown> } = kube.caches ?? NO_CACHES;
   const discovery = new NetnsDiscovery({
     netnsDirs: config.namespaces.netnsDirs,

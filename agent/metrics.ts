@@ -355,6 +355,7 @@ export function createMetrics(s: MetricSources): Registry {
   perResource('podflow_kube_cache_events_total', 'Add, update and delete events applied to the cache.', (st) => st.events, 'counter');
   perResource('podflow_kube_cache_errors_total', 'Errors that stopped the informer (each followed by a restart).', (st) => st.errors, 'counter');
   perResource('podflow_kube_cache_restarts_total', 'Informers started again after an error.', (st) => st.restarts, 'counter');
+  perResource('podflow_kube_cache_bad_objects_total', 'Listed objects skipped because their JSON was malformed.', (st) => st.badObjects, 'counter');
   perResource('podflow_kube_cache_relists_total', 'Lists after the first one (each follows a 410 Gone: the watch version had expired).', (st) => st.relists, 'counter');
   const leases = () => s.identity().leases;
   counter(r, 'podflow_lease_lookups_total', "IP lease lookups, by outcome: the remote end of every flow, and the observed end of a flow whose namespace is not tied to a pod.", ['outcome'], (set) => {

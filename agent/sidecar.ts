@@ -170,6 +170,7 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
     }
     kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'informer stopped; restarting with backoff');
   });
+  caches?.onBadObject((resource, err) => kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'skipped a listed object'));
 
   // One namespace, known from the start, never removed.
   const ns = currentNamespace();

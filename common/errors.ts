@@ -46,6 +46,7 @@ export const errorCatalog = {
   PODFLOW_ERR_KUBE_UNREACHABLE: 'cannot reach the Kubernetes API server',
   PODFLOW_ERR_KUBE_API: 'the Kubernetes API server answered with an error',
   PODFLOW_ERR_KUBE_CLOSED: 'the Kubernetes caches are closed',
+  PODFLOW_ERR_KUBE_BAD_OBJECT: 'a listed Kubernetes object is not valid JSON',
   PODFLOW_ERR_ENRICH_CONFIG: 'invalid identity enrichment setting',
   // agent: configuration and lifecycle of `podflow agent`
   PODFLOW_ERR_CONFIG_FILE: 'cannot read the agent configuration file',

@@ -1,6 +1,6 @@
 // A Kubernetes list's JSON ({"kind":…,"metadata":{…},"items":[{…},…]}), split
 // as its bytes arrive into each item's JSON text and the list without its
-// items. Pure: bytes in, strings out.
+// items. Pure: bytes in, each item's bytes and the rest's parsed JSON out.
 //
 // Why by hand: an API server answers a list at resourceVersion=0 from its
 // watch cache whole, whatever the limit (k8s.io/apiserver cacher: limits are
@@ -8,12 +8,15 @@
 // longer than V8's longest string, so no client that reads the body as one
 // text (client-node's generated API does, then deserialises every field into
 // typed classes) can read it at all. Item by item, only one item's text and
-// object live at a time, and JSON.parse (native) does the decoding. A
-// streaming JSON library (tokens assembled into objects in JavaScript) is
-// several times slower than this byte scan plus JSON.parse per item.
+// object live at a time, and the reader decodes each item as it likes
+// (enrich/json-fields.ts: the kept members, then JSON.parse). A streaming
+// JSON library (tokens assembled into objects in JavaScript) is several
+// times slower than this byte scan plus JSON.parse per item.
 //
 // The scan relies on UTF-8: '"', '\\', '{', '}', '[', ']' and ':' never occur
 // inside a multi-byte sequence, so bytes can be tested one at a time.
+
+import { keptFields, keptFieldsAt, type FieldTree } from './json-fields.ts';
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -23,8 +26,19 @@ const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 const COLON = 0x3a;
 
+export interface JsonListSplitterOptions {
+  /** Each item's JSON text: the kept members only, when `keep` is given. */
+  onItem: (json: string) => void;
+  /** An item that is not a JSON object (it was skipped; the list goes on). */
+  onBadItem: (error: SyntaxError) => void;
+  /** The members of each item to keep (enrich/json-fields.ts); without it, whole items. */
+  keep?: FieldTree;
+}
+
 export class JsonListSplitter {
   readonly #onItem: (json: string) => void;
+  readonly #onBadItem: (error: SyntaxError) => void;
+  readonly #keep: FieldTree | undefined;
   /** Open objects and arrays. */
   #depth = 0;
   #inString = false;
@@ -36,17 +50,21 @@ export class JsonListSplitter {
   #member = '';
   /** Inside the items array's brackets. */
   #inItems = false;
-  /** Pieces of the item being read (it may span chunks). */
+  /** Pieces of the item being read byte by byte (it spans chunks, or was found malformed). */
   #item: Buffer[] = [];
+  /** Why the item being read byte by byte is malformed, when it is. */
+  #itemError: SyntaxError | undefined;
   /** Pieces of everything but the items' contents. */
   readonly #rest: Buffer[] = [];
   #items = 0;
 
-  constructor(onItem: (json: string) => void) {
-    this.#onItem = onItem;
+  constructor(options: JsonListSplitterOptions) {
+    this.#onItem = options.onItem;
+    this.#onBadItem = options.onBadItem;
+    this.#keep = options.keep;
   }
 
-  /** Items handed to onItem so far. */
+  /** Items handed to onItem or onBadItem so far. */
   get items(): number {
     return this.#items;
   }
@@ -92,7 +110,28 @@ export class JsonListSplitter {
             // The list keeps its brackets, empty: the items go to onItem.
             this.#rest.push(chunk.subarray(restFrom, i + 1));
             restFrom = -1;
-          } else if (inItems && depth === 3 && c === OPEN_BRACE) itemFrom = i;
+          } else if (inItems && depth === 3 && c === OPEN_BRACE) {
+            // An item wholly in this chunk (most are) is read once, by the
+            // kept-members scan, which also finds its end; one that runs on
+            // into the next chunk or is malformed is read by this loop and
+            // decoded once complete.
+            if (this.#keep !== undefined) {
+              let kept: { text: string; end: number } | undefined;
+              try {
+                kept = keptFieldsAt(chunk, i, this.#keep);
+              } catch (err) {
+                this.#itemError = err as SyntaxError;
+              }
+              if (kept !== undefined) {
+                this.#items++;
+                this.#onItem(kept.text);
+                i = kept.end - 1;
+                depth--;
+                break;
+              }
+            }
+            itemFrom = i;
+          }
           break;
         case CLOSE_BRACE:
         case CLOSE_BRACKET:
@@ -127,9 +166,20 @@ export class JsonListSplitter {
   }
 
   #emitItem(): void {
-    const json = this.#item.length === 1 ? this.#item[0]!.toString('utf8') : Buffer.concat(this.#item).toString('utf8');
+    const json = this.#item.length === 1 ? this.#item[0]! : Buffer.concat(this.#item);
+    const error = this.#itemError;
     this.#item = [];
+    this.#itemError = undefined;
     this.#items++;
-    this.#onItem(json);
+    if (this.#keep === undefined) return this.#onItem(json.toString('utf8'));
+    let text: string;
+    try {
+      if (error !== undefined) throw error;
+      text = keptFields(json, this.#keep);
+    } catch (err) {
+      return this.#onBadItem(err as SyntaxError);
+    }
+    this.#onItem(text);
   }
 }
+

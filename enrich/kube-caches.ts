@@ -24,7 +24,8 @@ import { PodflowError } from '../common/errors.ts';
 import { systemClock, type Clock, type ClockTimer } from '../ipfix/clock.ts';
 import { describeKubeError, loadInCluster, loadKubeconfigFile, versionUnavailable } from './kube-config.ts';
 import { listPage, type ListPageQuery } from './kube-list.ts';
-import { checkLabelKeys, slimNode, slimOwnerLink, slimPod, slimService, type RawObject } from './kube-slim.ts';
+import type { FieldTree } from './json-fields.ts';
+import { checkLabelKeys, nodeFields, ownerLinkFields, podFields, serviceFields, slimNode, slimOwnerLink, slimPod, slimService, type RawObject } from './kube-slim.ts';
 import type { SlimNode, SlimOwnerLink, SlimPod, SlimService, WatchEventType } from './types.ts';
 
 /** The slim type each watched resource is reduced to. */
@@ -58,6 +59,11 @@ export interface KubeResourceStatus {
   restarts: number;
   /** Lists completed after the first one: each follows a 410 Gone (the watch version had expired). */
   relists: number;
+  /**
+   * Listed objects skipped because their JSON was malformed. Unread, such an
+   * object is not in the cache (a relist deletes it if it was).
+   */
+  badObjects: number;
   /** The message of the last error, naming the resource and the cause; undefined until one happens. */
   lastError: string | undefined;
 }
@@ -123,6 +129,7 @@ export class KubeCaches {
   readonly #delayTimers = new Set<ClockTimer>();
   readonly #openWatches = new Set<AbortController>();
   readonly #errorListeners = new Set<KubeErrorListener>();
+  readonly #badObjectListeners = new Set<KubeErrorListener>();
   #started = false;
   #closed = false;
 
@@ -144,17 +151,17 @@ export class KubeCaches {
 
     // Every list request carries the close signal, so close() ends a list in flight too.
     const signal = this.#closing.signal;
-    const listers: Record<KubeResource, [plural: string, path: string, slim: (o: RawObject) => unknown]> = {
-      pod: ['pods', '/api/v1/pods', (o) => slimPod(o, this.#labelKeys)],
-      service: ['services', '/api/v1/services', slimService],
-      node: ['nodes', '/api/v1/nodes', slimNode],
-      replicaset: ['replicasets', '/apis/apps/v1/replicasets', slimOwnerLink],
-      job: ['jobs', '/apis/batch/v1/jobs', slimOwnerLink],
+    const listers: Record<KubeResource, [plural: string, path: string, keep: FieldTree, slim: (o: RawObject) => unknown]> = {
+      pod: ['pods', '/api/v1/pods', podFields(this.#labelKeys), (o) => slimPod(o, this.#labelKeys)],
+      service: ['services', '/api/v1/services', serviceFields, slimService],
+      node: ['nodes', '/api/v1/nodes', nodeFields, slimNode],
+      replicaset: ['replicasets', '/apis/apps/v1/replicasets', ownerLinkFields, slimOwnerLink],
+      job: ['jobs', '/apis/batch/v1/jobs', ownerLinkFields, slimOwnerLink],
     };
 
     this.#states = new Map();
     for (const resource of kubeResources) {
-      const [plural, path, slim] = listers[resource];
+      const [plural, path, keep, slim] = listers[resource];
       const state: ResourceState = {
         resource,
         plural,
@@ -162,7 +169,7 @@ export class KubeCaches {
         byKey: new Map(),
         byUid: resource === 'replicaset' || resource === 'job' ? new Map() : undefined,
         listeners: new Set(),
-        status: { synced: false, objects: 0, events: 0, errors: 0, restarts: 0, relists: 0, lastError: undefined },
+        status: { synced: false, objects: 0, events: 0, errors: 0, restarts: 0, relists: 0, badObjects: 0, lastError: undefined },
         listsDone: 0,
         lastSyncVersion: '',
         restartDelayMs: this.#backoff.initialMs,
@@ -188,11 +195,17 @@ export class KubeCaches {
           const key = this.#apply(state, 'update', item as RawObject, slim);
           listed.add(key);
         };
+        const onBadItem = (error: SyntaxError): void => {
+          if (this.#closed) return;
+          state.status.badObjects++;
+          const described = new PodflowError('PODFLOW_ERR_KUBE_BAD_OBJECT', `${plural}: skipped one listed object (${error.message})`, { cause: error });
+          for (const listener of this.#badObjectListeners) listener(resource, described);
+        };
         do {
           // A continued page carries no version: the token holds it (and the server refuses a match with it).
           const query: ListPageQuery =
             next !== undefined ? { limit, continue: next } : resourceVersion === undefined ? { limit } : { limit, resourceVersion, resourceVersionMatch: 'NotOlderThan' };
-          const page = await listPage(kubeConfig, path, query, signal, onItem);
+          const page = await listPage(kubeConfig, path, query, signal, { keep, onItem, onBadItem });
           // A paginated list has one resourceVersion: the first page's.
           if (next === undefined) listedAt = page.resourceVersion;
           next = page.continue;
@@ -260,6 +273,11 @@ export class KubeCaches {
 
   onError(listener: KubeErrorListener): void {
     this.#errorListeners.add(listener);
+  }
+
+  /** Told of every listed object skipped as malformed JSON (PODFLOW_ERR_KUBE_BAD_OBJECT), e.g. for the agent's log. */
+  onBadObject(listener: KubeErrorListener): void {
+    this.#badObjectListeners.add(listener);
   }
 
   /** True once every resource's first list is done. */

@@ -1,12 +1,14 @@
 // One page of a Kubernetes list, read as it streams: each item's JSON is
-// parsed on its own and handed on, so neither the whole body nor a typed
-// object graph of it is ever held (enrich/json-list.ts says why). The request
+// cut to the members the caller keeps (enrich/json-fields.ts), parsed on its
+// own and handed on, so neither the whole body nor a typed object graph of
+// it is ever held (enrich/json-list.ts says why). The request
 // is made as client-node's Watch makes its own (its authentication, TLS and
 // proxy set-up through RequestContext, undici's fetch), so a list and a watch
 // reach the server the same way; a refusal is client-node's ApiException,
 // as its generated list functions throw.
 import { ApiException, HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { fetch } from 'undici';
+import type { FieldTree } from './json-fields.ts';
 import { JsonListSplitter } from './json-list.ts';
 
 export interface ListPageQuery {
@@ -22,16 +24,25 @@ export interface ListPageMetadata {
   continue: string | undefined;
 }
 
+export interface ListPageItems {
+  /** The members of each item read (the rest is skipped unparsed). */
+  keep: FieldTree;
+  /** Each item, parsed (kept members only). */
+  onItem: (item: unknown) => void;
+  /** An item that is not valid JSON: skipped, the list goes on. */
+  onBadItem: (error: SyntaxError) => void;
+}
+
 /** A Status body is small; a proxy's error page need not be: what is kept of it for the error. */
 const maxErrorBodyBytes = 64 * 1024;
 
 /**
  * GETs path (e.g. /api/v1/pods) with the query, calling onItem with each
- * item, parsed, in order. Throws ApiException for an answer other than 200
+ * item, parsed, in order, or onBadItem. Throws ApiException for an answer other than 200
  * (its body the server's Status text), a SyntaxError for a body that is not
  * a list, and what fetch throws for a lost connection or the signal.
  */
-export async function listPage(kubeConfig: KubeConfig, path: string, query: ListPageQuery, signal: AbortSignal, onItem: (item: unknown) => void): Promise<ListPageMetadata> {
+export async function listPage(kubeConfig: KubeConfig, path: string, query: ListPageQuery, signal: AbortSignal, items: ListPageItems): Promise<ListPageMetadata> {
   const url = new URL(`${kubeConfig.getCurrentCluster()?.server ?? ''}${path}`);
   for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, String(value));
   const context = new RequestContext(url.toString(), HttpMethod.GET);
@@ -46,7 +57,16 @@ export async function listPage(kubeConfig: KubeConfig, path: string, query: List
     const body = (await response.text()).slice(0, maxErrorBodyBytes);
     throw new ApiException(response.status, `HTTP ${response.status} listing ${path}`, body, Object.fromEntries(response.headers));
   }
-  const splitter = new JsonListSplitter((json) => onItem(JSON.parse(json)));
+  const onItem = (json: string): void => {
+    let item: unknown;
+    try {
+      item = JSON.parse(json);
+    } catch (err) {
+      return items.onBadItem(err as SyntaxError);
+    }
+    items.onItem(item);
+  };
+  const splitter = new JsonListSplitter({ keep: items.keep, onItem, onBadItem: items.onBadItem });
   for await (const chunk of response.body ?? []) splitter.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
   const metadata = splitter.end().metadata as { resourceVersion?: unknown; continue?: unknown } | undefined;
   return {

@@ -3,6 +3,7 @@
 // Pure but for the shared intern tables: JSON in, slim objects out.
 import { PodflowError } from '../common/errors.ts';
 import { Interner } from './interner.ts';
+import type { FieldTree } from './json-fields.ts';
 import type { SlimNode, SlimOwner, SlimOwnerLink, SlimPod, SlimService, SlimServicePort } from './types.ts';
 
 const maxLabelKeys = 16;
@@ -32,6 +33,23 @@ export interface RawObject {
     addresses?: Array<{ type?: string; address?: string }>;
   };
 }
+
+// What a list reads of each item (enrich/json-fields.ts): the members the
+// slimmers below read, and the version. Of a pod's labels only the
+// configured keys.
+const objectMetadata = { name: true, namespace: true, uid: true, resourceVersion: true } as const;
+
+export function podFields(labelKeys: readonly string[]): FieldTree {
+  const labels = Object.fromEntries(labelKeys.map((key) => [key, true] as const));
+  return {
+    metadata: { ...objectMetadata, labels, ownerReferences: true, deletionTimestamp: true },
+    spec: { nodeName: true, hostNetwork: true },
+    status: { phase: true, podIPs: true },
+  };
+}
+export const serviceFields: FieldTree = { metadata: objectMetadata, spec: { clusterIPs: true, ports: true } };
+export const nodeFields: FieldTree = { metadata: objectMetadata, status: { addresses: true } };
+export const ownerLinkFields: FieldTree = { metadata: { ...objectMetadata, ownerReferences: true } };
 
 // Values many cached objects share, kept once (enrich/interner.ts). One set
 // per process: equal values are interchangeable wherever they come from.

@@ -261,6 +261,17 @@ export class KubeApiServer {
     this.#record(kind, 'DELETED', current.metadata.namespace, JSON.stringify(current));
   }
 
+  /**
+   * Stores `json` as the text of an existing object, as it is (malformed
+   * JSON too): lists then serve it, for tests of what a client does with a
+   * broken object. No watch event is sent.
+   */
+  replaceText(kind: KubeKind, name: string, namespace: string | undefined, json: string): void {
+    const stored = this.#objects.get(kind)!.get(keyOf(kind, name, namespace));
+    if (!stored) throw new Error(`${kind} ${keyOf(kind, name, namespace)} does not exist`);
+    stored.json = json;
+  }
+
   /** The objects and version now, for restore(). */
   backup(): KubeServerBackup {
     const objects = new Map<KubeKind, Map<string, KubeObject>>();

@@ -5,7 +5,7 @@ import { JsonListSplitter } from '../../enrich/json-list.ts';
 /** Feeds text to a splitter in chunks of the given sizes (cycled); returns the parsed items and the rest. */
 function split(text: string, sizes: number[]): { items: unknown[]; rest: Record<string, unknown> } {
   const items: unknown[] = [];
-  const splitter = new JsonListSplitter((json) => items.push(JSON.parse(json)));
+  const splitter = new JsonListSplitter({ onItem: (json) => items.push(JSON.parse(json)), onBadItem: (err) => assert.fail(err) });
   const bytes = Buffer.from(text, 'utf8');
   for (let at = 0, n = 0; at < bytes.length; n++) {
     const size = sizes[n % sizes.length]!;
@@ -45,11 +45,48 @@ test('reads the list members in any order, and a list without items', () => {
 test('a list cut short or malformed is a SyntaxError at its end, never a wrong result', () => {
   const full = JSON.stringify({ kind: 'PodList', metadata: {}, items: tricky });
   for (const cut of [10, full.indexOf('"items"') + 12, full.length - 2]) {
-    const splitter = new JsonListSplitter(() => {});
+    const splitter = new JsonListSplitter({ onItem: () => {}, onBadItem: () => {} });
     splitter.push(Buffer.from(full.slice(0, cut)));
     assert.throws(() => splitter.end(), SyntaxError, `cut at ${cut}`);
   }
-  const notObject = new JsonListSplitter(() => {});
+  const notObject = new JsonListSplitter({ onItem: () => {}, onBadItem: () => {} });
   notObject.push(Buffer.from('[1,2]'));
   assert.throws(() => notObject.end(), /not a JSON object/);
+});
+
+test('with the members to keep, each item is its kept members, at every chunk boundary', () => {
+  const keep = { metadata: { name: true }, status: true } as const;
+  const text = JSON.stringify({ kind: 'PodList', metadata: { resourceVersion: '9' }, items: tricky });
+  const expected = tricky.map((item) => ({ metadata: { name: item.metadata.name }, ...('status' in item ? { status: item.status } : {}) }));
+  for (const sizes of [[text.length], [1], [2, 3, 5, 7], [64], [1, 1000]]) {
+    const items: unknown[] = [];
+    const splitter = new JsonListSplitter({ keep, onItem: (json) => items.push(JSON.parse(json)), onBadItem: (err) => assert.fail(err) });
+    const bytes = Buffer.from(text);
+    for (let at = 0, n = 0; at < bytes.length; n++) {
+      splitter.push(bytes.subarray(at, at + sizes[n % sizes.length]!));
+      at += sizes[n % sizes.length]!;
+    }
+    assert.deepEqual(items, expected, `chunks of ${sizes}`);
+    assert.deepEqual(splitter.end(), { kind: 'PodList', metadata: { resourceVersion: '9' }, items: [] });
+  }
+});
+
+test('a malformed item is handed to onBadItem and skipped; the items around it come through', () => {
+  const text = '{"kind":"PodList","items":[{"metadata":{"name":"a"}},{"metadata":{"name" "b"}},{"metadata":{"name":"c"},"x":[1,,tru]}]}';
+  for (const sizes of [[text.length], [1], [7]]) {
+    const items: unknown[] = [];
+    const bad: SyntaxError[] = [];
+    const splitter = new JsonListSplitter({ keep: { metadata: { name: true } }, onItem: (json) => items.push(JSON.parse(json)), onBadItem: (err) => bad.push(err) });
+    const bytes = Buffer.from(text);
+    for (let at = 0, n = 0; at < bytes.length; n++) {
+      splitter.push(bytes.subarray(at, at + sizes[n % sizes.length]!));
+      at += sizes[n % sizes.length]!;
+    }
+    // The third is malformed in a member not kept: its extent is still found, and what is kept is read.
+    assert.deepEqual(items, [{ metadata: { name: 'a' } }, { metadata: { name: 'c' } }], `chunks of ${sizes}`);
+    assert.equal(bad.length, 1);
+    assert.ok(bad[0] instanceof SyntaxError);
+    assert.equal(splitter.items, 3);
+    assert.deepEqual(splitter.end(), { kind: 'PodList', items: [] });
+  }
 });
