@@ -16,15 +16,18 @@
 // The scan relies on UTF-8: '"', '\\', '{', '}', '[', ']' and ':' never occur
 // inside a multi-byte sequence, so bytes can be tested one at a time.
 
-import { keptFields, keptFieldsAt, type FieldTree } from './json-fields.ts';
-
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
-const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
-const COLON = 0x3a;
+import {
+  BACKSLASH,
+  CLOSE_BRACE,
+  CLOSE_BRACKET,
+  COLON,
+  keptFields,
+  keptFieldsAt,
+  OPEN_BRACE,
+  OPEN_BRACKET,
+  QUOTE,
+  type FieldTree,
+} from './json-fields.ts';
 
 export interface JsonListSplitterOptions {
   /** Each item's JSON text: the kept members only, when `keep` is given. */
