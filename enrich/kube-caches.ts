@@ -24,6 +24,7 @@ import { PodflowError } from '../common/errors.ts';
 import { systemClock, type Clock, type ClockTimer } from '../ipfix/clock.ts';
 import { describeKubeError, loadInCluster, loadKubeconfigFile, versionUnavailable } from './kube-config.ts';
 import { listPage, type ListPageQuery } from './kube-list.ts';
+import { NamedObjects } from './named-objects.ts';
 import type { FieldTree } from './json-fields.ts';
 import { checkLabelKeys, nodeFields, ownerLinkFields, podFields, serviceFields, slimNode, slimOwnerLink, slimPod, slimService, type RawObject } from './kube-slim.ts';
 import type { SlimNode, SlimOwnerLink, SlimPod, SlimService, WatchEventType } from './types.ts';
@@ -104,8 +105,8 @@ interface ResourceState {
   /** The API's plural name, used in messages ("pods: forbidden (403) ..."). */
   plural: string;
   informer: ListWatch<KubernetesObject>;
-  /** namespace/name → slim object: the one map of the resource's objects. */
-  byKey: Map<string, unknown>;
+  /** The one map of the resource's slim objects, by namespace and name. */
+  objects: NamedObjects<unknown>;
   /** uid → slim object, for the owner-chain resources. */
   byUid: Map<string, unknown> | undefined;
   listeners: Set<AnyListener>;
@@ -166,7 +167,7 @@ export class KubeCaches {
         resource,
         plural,
         informer: undefined as never,
-        byKey: new Map(),
+        objects: new NamedObjects(),
         byUid: resource === 'replicaset' || resource === 'job' ? new Map() : undefined,
         listeners: new Set(),
         status: { synced: false, objects: 0, events: 0, errors: 0, restarts: 0, relists: 0, badObjects: 0, lastError: undefined },
@@ -185,15 +186,16 @@ export class KubeCaches {
       // an exact one. If the server cannot serve that version (410 Expired,
       // or 504 "too large": e.g. etcd restored from a backup), a consistent
       // list, in pages. Each item is applied as it arrives (an add, an update,
-      // or nothing when unchanged); `listed` holds the keys seen, so what the
+      // or nothing when unchanged); `listed` holds the names seen, so what the
       // list did not name is deleted once it is complete.
-      const listAt = async (resourceVersion: string | undefined, limit: number | undefined, listed: Set<string>): Promise<string> => {
+      const listAt = async (resourceVersion: string | undefined, limit: number | undefined, listed: NamedObjects<true>): Promise<string> => {
         let listedAt = '';
         let next: string | undefined;
         const onItem = (item: unknown): void => {
           if (this.#closed) return;
-          const key = this.#apply(state, 'update', item as RawObject, slim);
-          listed.add(key);
+          const raw = item as RawObject;
+          this.#apply(state, 'update', raw, slim);
+          listed.set(raw.metadata?.namespace ?? '', raw.metadata?.name ?? '', true);
         };
         const onBadItem = (error: SyntaxError): void => {
           if (this.#closed) return;
@@ -213,7 +215,7 @@ export class KubeCaches {
         return listedAt;
       };
       const list = async (): Promise<KubernetesListObject<KubernetesObject>> => {
-        const listed = new Set<string>();
+        const listed = new NamedObjects<true>();
         let version: string;
         if (state.listsDone === 0 || state.lastSyncVersion === '') version = await listAt('0', pageSize, listed);
         else {
@@ -224,7 +226,7 @@ export class KubeCaches {
             version = await listAt(undefined, pageSize, listed);
           }
         }
-        for (const [key, object] of state.byKey) if (!listed.has(key)) this.#remove(state, key, object, object);
+        for (const [namespace, name, object] of state.objects.entries()) if (!listed.has(namespace, name)) this.#remove(state, namespace, name, object, object);
         state.lastSyncVersion = version;
         if (state.listsDone++ > 0) state.status.relists++;
         // Applied already: ListWatch keeps nothing, and watches from this version.
@@ -288,20 +290,20 @@ export class KubeCaches {
 
   status(): Record<KubeResource, KubeResourceStatus> {
     const result = {} as Record<KubeResource, KubeResourceStatus>;
-    for (const [resource, state] of this.#states) result[resource] = { ...state.status, objects: state.byKey.size };
+    for (const [resource, state] of this.#states) result[resource] = { ...state.status, objects: state.objects.size };
     return result;
   }
 
   pods(): IterableIterator<SlimPod> {
-    return this.#state('pod').byKey.values() as IterableIterator<SlimPod>;
+    return this.#state('pod').objects.values() as IterableIterator<SlimPod>;
   }
 
   services(): IterableIterator<SlimService> {
-    return this.#state('service').byKey.values() as IterableIterator<SlimService>;
+    return this.#state('service').objects.values() as IterableIterator<SlimService>;
   }
 
   nodes(): IterableIterator<SlimNode> {
-    return this.#state('node').byKey.values() as IterableIterator<SlimNode>;
+    return this.#state('node').objects.values() as IterableIterator<SlimNode>;
   }
 
   replicaSet(uid: string): SlimOwnerLink | undefined {
@@ -409,38 +411,38 @@ export class KubeCaches {
   /**
    * Applies an object's state: 'update' (from a list or an ADDED or MODIFIED
    * event) is an add for a name not cached, an update for a cached one (no
-   * event when nothing podflow keeps changed); 'delete' removes it. Returns
-   * its key.
+   * event when nothing podflow keeps changed); 'delete' removes it.
    */
-  #apply(state: ResourceState, type: 'update' | 'delete', raw: RawObject, slim: (o: RawObject) => unknown): string {
-    const key = `${raw.metadata?.namespace ?? ''}/${raw.metadata?.name ?? ''}`;
-    const previous = state.byKey.get(key);
+  #apply(state: ResourceState, type: 'update' | 'delete', raw: RawObject, slim: (o: RawObject) => unknown): void {
+    const namespace = raw.metadata?.namespace ?? '';
+    const name = raw.metadata?.name ?? '';
+    const previous = state.objects.get(namespace, name);
     const next = slim(raw);
     if (type === 'delete') {
-      if (previous !== undefined) this.#remove(state, key, next, previous);
-      return key;
+      if (previous !== undefined) this.#remove(state, namespace, name, next, previous);
+      return;
     }
     if (previous !== undefined && uidOf(previous) !== uidOf(next)) {
       // Same name, new object (a StatefulSet pod recreated while we were away, seen
       // by a relist as an update): to subscribers it is a delete and an add.
-      this.#remove(state, key, previous, previous);
-      this.#store(state, key, next, undefined);
-      return key;
+      this.#remove(state, namespace, name, previous, previous);
+      this.#store(state, namespace, name, next, undefined);
+      return;
     }
-    if (previous !== undefined && sameJson(previous, next)) return key;
-    this.#store(state, key, next, previous);
-    return key;
+    if (previous !== undefined && sameJson(previous, next)) return;
+    this.#store(state, namespace, name, next, previous);
   }
 
-  #store(state: ResourceState, key: string, next: unknown, previous: unknown): void {
-    state.byKey.set(key, next);
+  /** `name` is the object's own (the slimmers keep metadata.name as it is), so the map holds no copy of it. */
+  #store(state: ResourceState, namespace: string, name: string, next: unknown, previous: unknown): void {
+    state.objects.set(namespace, name, next);
     state.byUid?.set(uidOf(next), next);
     this.#emit(state, previous === undefined ? 'add' : 'update', next, previous);
   }
 
   /** `last` is the object's last state seen (a delete event's, or the cached one). */
-  #remove(state: ResourceState, key: string, last: unknown, previous: unknown): void {
-    state.byKey.delete(key);
+  #remove(state: ResourceState, namespace: string, name: string, last: unknown, previous: unknown): void {
+    state.objects.delete(namespace, name);
     state.byUid?.delete(uidOf(previous));
     this.#emit(state, 'delete', last, previous);
   }
