@@ -224,7 +224,10 @@ test('the webhook injects over real HTTPS only where selected, never twice, and 
     assert.equal(json.code, 'PODFLOW_ERR_WEBHOOK_REVIEW', what);
     assert.ok(typeof json.error === 'string' && json.error.length > 10, `${what}: a clear message (${json.error})`);
   }
-  assert.match(webhook.logs(), /"msg":"malformed review \(400\)"/);
+  // The log lines are written before each answer but reach the pipe when pino's stream flushes: wait for them.
+  const malformedLogged = () => webhook.logs().split('"msg":"malformed review (400)"').length - 1;
+  await waitFor(() => malformedLogged() >= malformed.length, 10_000, () => `${malformed.length} "malformed review (400)" log lines, saw ${malformedLogged()}:\n${webhook.logs()}`);
+  assert.equal(malformedLogged(), malformed.length, 'one log line per malformed review');
   assert.match(webhook.logs(), /"msg":"sidecar injected"/);
 
   // Load: 1,000 reviews, 32 connections, every one answered 200 with the right decision.
