@@ -42,7 +42,7 @@ import type { IdentityCaches } from '../enrich/identity.ts';
 import { PodflowError } from '../common/errors.ts';
 import { Exporter } from '../ipfix/exporter.ts';
 import { notSentTotal } from '../ipfix/transport.ts';
-import type { ExportRecord } from '../ipfix/types.ts';
+import type { ExportRecord } from '../enrich/export-record.ts';
 import type { Registry } from 'prom-client';
 
 /** Records are handed to the exporter in batches of at most this many, or every tick. */

@@ -3,8 +3,7 @@
 // end the agent observed, and the per-flow features beyond the common fields. Shared by the
 // terminal view (agent/collector-view.ts) and the browser view (agent/web/).
 import type { FieldValue } from '../ipfix/decoder.ts';
-import type { EndpointType } from '../ipfix/types.ts';
-import { FlowDirection } from '../ipfix/types.ts';
+import { type EndpointType, FlowDirection } from '../enrich/export-record.ts';
 import { TCP_NO_TIME } from '../ipfix/feature-elements.ts';
 
 export type Fields = Readonly<Record<string, FieldValue>>;

@@ -11,7 +11,7 @@ import type { KubeResource, KubeResourceStatus } from '../enrich/kube-caches.ts'
 import type { IdentityStats } from '../enrich/identity.ts';
 import type { NodeCaptureCounters } from '../netns/node-capture.ts';
 import type { DiscoveryStats } from '../netns/discovery.ts';
-import { type ExportRecord, FlowDirection } from '../ipfix/types.ts';
+import { type ExportRecord, FlowDirection } from '../enrich/export-record.ts';
 import { EndReason } from '../flow/types.ts';
 import { DnsRcodeName } from '../flow/features/dns.ts';
 

@@ -22,7 +22,7 @@
 //   (namespaceGone).
 import { PodflowError } from '../common/errors.ts';
 import type { FlowRecord } from '../flow/types.ts';
-import { type EndpointIdentity, type ExportRecord, FlowDirection, UNKNOWN_ENDPOINT } from '../ipfix/types.ts';
+import { type EndpointIdentity, type ExportRecord, FlowDirection, UNKNOWN_ENDPOINT } from './export-record.ts';
 import type { ObservationPoint } from '../netns/capture.ts';
 import { type IpKey, ipKey, ipKeyOf } from './ip-keys.ts';
 import type { LeaseAnswer } from './leases.ts';

@@ -16,8 +16,8 @@
 // Start it before NodeCapture.start(), so it sees every namespace and
 // observation point; KubeCaches may start before or after (current objects
 // are applied at start()).
-import type { ExportRecord } from '../ipfix/types.ts';
-import { type Clock, type ClockTimer, systemClock } from '../ipfix/clock.ts';
+import type { ExportRecord } from './export-record.ts';
+import { type Clock, type ClockTimer, systemClock } from '../common/clock.ts';
 import type { FlowRecord } from '../flow/types.ts';
 import type { NodeCaptureEvent } from '../netns/node-capture.ts';
 import { type IpKey, ipKeyBytes } from './ip-keys.ts';

@@ -21,7 +21,7 @@
 // The kubeconfig and the errors' descriptions are enrich/kube-config.ts's.
 import { type KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { PodflowError } from '../common/errors.ts';
-import { systemClock, type Clock, type ClockTimer } from '../ipfix/clock.ts';
+import { systemClock, type Clock, type ClockTimer } from '../common/clock.ts';
 import { describeKubeError, loadInCluster, loadKubeconfigFile, versionUnavailable } from './kube-config.ts';
 import { listPage, type ListPageQuery } from './kube-list.ts';
 import { NamedObjects } from './named-objects.ts';

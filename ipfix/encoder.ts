@@ -44,7 +44,7 @@ import {
   UnitsCode,
   VARIABLE_LENGTH,
 } from './registry.ts';
-import type { EndpointIdentity, ExportRecord } from './types.ts';
+import type { EndpointIdentity, ExportRecord } from '../enrich/export-record.ts';
 
 export const IPFIX_VERSION = 10;
 export const MESSAGE_HEADER_BYTES = 16;

@@ -3,7 +3,7 @@
 // records. export() never blocks and never throws for network trouble; the
 // transports count what went wrong and `stats()` shows it per target.
 import { PodflowError } from '../common/errors.ts';
-import { type Clock, systemClock } from './clock.ts';
+import { type Clock, systemClock } from '../common/clock.ts';
 import { IpfixEncoder } from './encoder.ts';
 import type { FeatureElementSet, FeatureName } from './feature-elements.ts';
 import { type ExportTarget, parseExportTarget } from './target.ts';
@@ -12,7 +12,7 @@ import { type Connector, type StreamTransportOptions, StreamTransport, tcpConnec
 import { readTlsFiles, tlsConnector } from './transport-tls.ts';
 import { type UdpTransportOptions, UdpTransport } from './transport-udp.ts';
 import type { ExportTransport, TransportOptions, TransportStats } from './transport.ts';
-import type { ExportRecord } from './types.ts';
+import type { ExportRecord } from '../enrich/export-record.ts';
 
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 

@@ -8,7 +8,7 @@ import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { PodflowError } from '../common/errors.ts';
 import { DEFAULT_STREAM_MAX_MESSAGE_BYTES } from './transport-tcp.ts';
 import type { IpfixEncoder } from './encoder.ts';
-import type { ExportRecord } from './types.ts';
+import type { ExportRecord } from '../enrich/export-record.ts';
 import {
   DEFAULT_MAX_QUEUED_RECORDS,
   type EncodedMessage,

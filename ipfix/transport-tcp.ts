@@ -33,10 +33,10 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PodflowError } from '../common/errors.ts';
-import type { ClockTimer } from './clock.ts';
+import type { ClockTimer } from '../common/clock.ts';
 import type { IpfixEncoder } from './encoder.ts';
 import { unacknowledgedBytes } from './tcp-queue.ts';
-import type { ExportRecord } from './types.ts';
+import type { ExportRecord } from '../enrich/export-record.ts';
 import {
   Backoff,
   DEFAULT_BACKOFF_INITIAL_MS,

@@ -12,9 +12,9 @@ import dgram from 'node:dgram';
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { PodflowError } from '../common/errors.ts';
-import type { ClockTimer } from './clock.ts';
+import type { ClockTimer } from '../common/clock.ts';
 import type { IpfixEncoder } from './encoder.ts';
-import type { ExportRecord } from './types.ts';
+import type { ExportRecord } from '../enrich/export-record.ts';
 import {
   Backoff,
   DEFAULT_BACKOFF_INITIAL_MS,

@@ -3,10 +3,10 @@
 // A transport owns the encoder of its transport session (RFC 7011 §3.1:
 // sequence numbers count per transport session and observation domain), so
 // collectors never see one session's numbering leak into another.
-import type { Clock } from './clock.ts';
+import type { Clock } from '../common/clock.ts';
 import type { PodflowError } from '../common/errors.ts';
 import type { IpfixEncoder } from './encoder.ts';
-import type { ExportRecord } from './types.ts';
+import type { ExportRecord } from '../enrich/export-record.ts';
 
 /** Makes the encoder for a new transport session, with the message size limit of the transport. */
 export type EncoderFactory = (maxMessageBytes: number) => IpfixEncoder;

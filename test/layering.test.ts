@@ -41,6 +41,17 @@ const RULES: Rule[] = [
     why: 'flow/ is pure (bytes and timestamps in, records out): the same code meters a live capture and a pcap file',
   },
   {
+    from: 'enrich/',
+    mustNot: ['ipfix/', 'agent/', 'web/', 'sim/', 'test/', 'bench/'],
+    why: 'enrich/ names the ends of a flow and defines the record it hands on (enrich/export-record.ts); ipfix/ encodes that record and the agent wires both',
+  },
+  {
+    from: 'ipfix/',
+    mustNot: ['netns/', 'enrich/', 'agent/', 'web/', 'sim/', 'test/', 'bench/'],
+    except: ['enrich/export-record.ts', 'enrich/ip-keys.ts'],
+    why: 'ipfix/ encodes what it is given (the record enrich/ hands on) and knows nothing of capture, of how ends are named, or of the agent that wires it; it parses addresses with the same pure ip-keys.ts as the lease table',
+  },
+  {
     from: 'common/',
     mustNot: ['netns/', 'flow/', 'enrich/', 'ipfix/', 'agent/', 'web/', 'sim/', 'test/', 'bench/'],
     why: 'common/ is shared by every folder, so it leans on none',
@@ -118,6 +129,8 @@ test('the check flags a forbidden import of any kind, and only forbidden ones', 
     ['flow/d.ts', `import { addon } from '../netns/addon.ts';\nimport { PodflowError } from '../common/errors.ts';\nlet t: import('../agent/agent.ts').Agent;\n`],
     ['netns/f.ts', `import { Identity } from '../enrich/identity.ts';\nimport { SimNode } from '../sim/simnode.ts';\n`],
     ['enrich/e.ts', `import { FlowMeter } from '../flow/meter.ts';\n`],
+    ['enrich/g.ts', `import type { ExportRecord } from './export-record.ts';\nimport { IpfixEncoder } from '../ipfix/encoder.ts';\n`],
+    ['ipfix/h.ts', `import type { ExportRecord } from '../enrich/export-record.ts';\nimport { Identity } from '../enrich/identity.ts';\nimport { Agent } from '../agent/agent.ts';\n`],
   ]);
   const found = checkLayering(files, RULES).map((v) => `${v.import.file} ${v.import.kind}${v.import.typeOnly ? ' type' : ''} ${v.import.target}`);
   assert.deepEqual(found, [
@@ -129,6 +142,9 @@ test('the check flags a forbidden import of any kind, and only forbidden ones', 
     'flow/d.ts dynamic type agent/agent.ts',
     'netns/f.ts static enrich/identity.ts',
     'netns/f.ts static sim/simnode.ts',
+    'enrich/g.ts static ipfix/encoder.ts',
+    'ipfix/h.ts static enrich/identity.ts',
+    'ipfix/h.ts static agent/agent.ts',
   ]);
   const [first] = checkLayering(new Map([['netns/a.ts', files.get('netns/a.ts')!]]), RULES);
   assert.equal(

@@ -22,7 +22,7 @@ import { DEFAULT_FEATURES, enabledFeatures, type FeatureSwitches, FlowFeatures }
 import { FEATURE_ENCODINGS, type FeatureElementSet, type FieldWriter } from '../../ipfix/feature-elements.ts';
 import type { Exporter } from '../../ipfix/exporter.ts';
 import { notSentTotal } from '../../ipfix/transport.ts';
-import type { EndpointIdentity, ExportRecord } from '../../ipfix/types.ts';
+import type { EndpointIdentity, ExportRecord } from '../../enrich/export-record.ts';
 
 /** A replayed file is one observation point. */
 const OBSERVATION_POINT = 1;
@@ -159,7 +159,7 @@ class FileExport {
   #batch: ExportRecord[] = [];
 
   static async open(targets: string[], interfaceName: string, clusterName: string, features: FeatureSwitches, featureElements: FeatureElementSet): Promise<FileExport> {
-    const [{ Exporter }, { UNKNOWN_ENDPOINT }] = await Promise.all([import('../../ipfix/exporter.ts'), import('../../ipfix/types.ts')]);
+    const [{ Exporter }, { UNKNOWN_ENDPOINT }] = await Promise.all([import('../../ipfix/exporter.ts'), import('../../enrich/export-record.ts')]);
     const exporter = new Exporter({
       targets,
       observationDomainId: OBSERVATION_POINT,

@@ -37,7 +37,7 @@ import {
   writeResult,
 } from '../lib/harness.ts';
 import { notSentTotal } from '../../ipfix/transport.ts';
-import type { EndpointIdentity, ExportRecord } from '../../ipfix/types.ts';
+import type { EndpointIdentity, ExportRecord } from '../../enrich/export-record.ts';
 
 const { values: opts } = parseArgs({
   options: {
@@ -117,7 +117,7 @@ interface Pod {
 
 async function makeBatches(): Promise<ExportRecord[][]> {
   const { exportRecord, podEnd } = await import('../../test/helpers/ipfix-records.ts');
-  const { FlowDirection } = await import('../../ipfix/types.ts');
+  const { FlowDirection } = await import('../../enrich/export-record.ts');
   const rnd = mulberry32(0x1f10f);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const int = (n: number) => Math.floor(rnd() * n);

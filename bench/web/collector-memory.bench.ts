@@ -22,7 +22,7 @@ import { type BenchResult, load, machine, node, printResult, repoRoot, writeResu
 import { NODE_FLAGS } from '../../common/node-runtime.ts';
 import { Exporter } from '../../ipfix/exporter.ts';
 import type { CollectedRecord } from '../../ipfix/collector.ts';
-import type { ExportRecord } from '../../ipfix/types.ts';
+import type { ExportRecord } from '../../enrich/export-record.ts';
 
 const { values: opts } = parseArgs({
   options: { records: { type: 'string', default: '1000000' }, batch: { type: 'string', default: '2000' }, case: { type: 'string' }, clients: { type: 'string' } },

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMetrics, type MetricSources, OTHER_WORKLOAD, UNKNOWN_WORKLOAD, WorkloadTraffic } from '../../agent/metrics.ts';
-import { FlowDirection, UNKNOWN_ENDPOINT } from '../../ipfix/types.ts';
+import { FlowDirection, UNKNOWN_ENDPOINT } from '../../enrich/export-record.ts';
 import { exportRecord, podEnd, TCP_FLOW } from '../helpers/ipfix-records.ts';
 
 const labels = (t: WorkloadTraffic) => t.stats().series.map((s) => `${s.namespace} ${s.workload} ${s.direction} ${s.bytes}`).sort();

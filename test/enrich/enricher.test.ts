@@ -6,7 +6,7 @@ import { NetnsPods } from '../../enrich/netns-pods.ts';
 import type { OwnerLookup } from '../../enrich/owners.ts';
 import type { DiscoveredNamespace } from '../../netns/discovery.ts';
 import type { ObservationPoint } from '../../netns/capture.ts';
-import { type EndpointIdentity, type ExportRecord, FlowDirection } from '../../ipfix/types.ts';
+import { type EndpointIdentity, type ExportRecord, FlowDirection } from '../../enrich/export-record.ts';
 import type { FlowRecord } from '../../flow/types.ts';
 import { PodflowError } from '../../common/errors.ts';
 import { flowRecord } from '../helpers/ipfix-records.ts';

@@ -7,7 +7,7 @@ import { Identity, type IdentityCaches } from '../../enrich/identity.ts';
 import type { SlimNode, SlimOwnerLink, SlimPod, SlimService, WatchEventType } from '../../enrich/types.ts';
 import type { NodeCaptureEvent } from '../../netns/node-capture.ts';
 import type { ObservationPoint } from '../../netns/capture.ts';
-import type { ExportRecord } from '../../ipfix/types.ts';
+import type { ExportRecord } from '../../enrich/export-record.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { flowRecord } from '../helpers/ipfix-records.ts';
 import { link, owner, pod } from '../helpers/slim-objects.ts';

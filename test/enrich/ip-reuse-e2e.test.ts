@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type EndpointIdentity, type ExportRecord, FlowDirection } from '../../ipfix/types.ts';
+import { type EndpointIdentity, type ExportRecord, FlowDirection } from '../../enrich/export-record.ts';
 import { canRunSimNode, SimNode, type SimPod } from '../../sim/simnode.ts';
 import { KubeApiServer } from '../../sim/kube-apiserver.ts';
 import { waitFor } from '../helpers/wait.ts';

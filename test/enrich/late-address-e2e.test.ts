@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FlowDirection } from '../../ipfix/types.ts';
+import { FlowDirection } from '../../enrich/export-record.ts';
 import { EndReason } from '../../flow/types.ts';
 import { canRunSimNode, capturedPackets, SimNode } from '../../sim/simnode.ts';
 import { KubeApiServer } from '../../sim/kube-apiserver.ts';

@@ -1,6 +1,6 @@
 // A Clock whose time moves only when the test says: advance(ms) runs the
 // timers that fall due, in order.
-import type { Clock, ClockTimer } from '../../ipfix/clock.ts';
+import type { Clock, ClockTimer } from '../../common/clock.ts';
 
 export class FakeClock implements Clock {
   #now: number;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Identity, type IdentityOptions } from '../../enrich/identity.ts';
 import { KubeCaches } from '../../enrich/kube-caches.ts';
 import type { NodeCaptureEvent } from '../../netns/node-capture.ts';
-import type { ExportRecord } from '../../ipfix/types.ts';
+import type { ExportRecord } from '../../enrich/export-record.ts';
 import type { SimNode } from '../../sim/simnode.ts';
 import type { KubeApiServer, KubeObject } from '../../sim/kube-apiserver.ts';
 import { meteredCapture, type MeteredCaptureOptions } from './metered-capture.ts';

@@ -1,6 +1,6 @@
 // ExportRecords for IPFIX tests and benchmarks: a flow with both ends named.
 import type { FlowRecord } from '../../flow/types.ts';
-import { type EndpointIdentity, type ExportRecord, FlowDirection, UNKNOWN_ENDPOINT } from '../../ipfix/types.ts';
+import { type EndpointIdentity, type ExportRecord, FlowDirection, UNKNOWN_ENDPOINT } from '../../enrich/export-record.ts';
 
 export function podEnd(name: string, overrides: Partial<EndpointIdentity> = {}): EndpointIdentity {
   return {

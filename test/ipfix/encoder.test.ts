@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { IpfixSession } from '../../ipfix/decoder.ts';
 import { IpfixEncoder, TemplateId } from '../../ipfix/encoder.ts';
 import { DEFAULT_UDP_MAX_MESSAGE_BYTES } from '../../ipfix/transport-udp.ts';
-import type { ExportRecord } from '../../ipfix/types.ts';
+import type { ExportRecord } from '../../enrich/export-record.ts';
 import { DNS_FLOW, exportRecord, IPV6_FLOW, podEnd } from '../helpers/ipfix-records.ts';
 
 const NOW = 1_750_000_000_500;

@@ -13,7 +13,7 @@ import { Exporter } from '../../ipfix/exporter.ts';
 import { IpfixEncoder } from '../../ipfix/encoder.ts';
 import { DEFAULT_FEATURES, enabledFeatures } from '../../flow/features/flow-features.ts';
 import { ENDPOINT_FIELDS, InformationElementRegistry } from '../../ipfix/registry.ts';
-import type { EndpointIdentity } from '../../ipfix/types.ts';
+import type { EndpointIdentity } from '../../enrich/export-record.ts';
 import { DNS_FLOW, exportRecord, IPV6_FLOW } from '../helpers/ipfix-records.ts';
 import { corpusDir } from '../helpers/corpus.ts';
 import { concat, ethernet, ipv4, udp } from '../helpers/packets.ts';

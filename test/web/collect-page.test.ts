@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { Exporter } from '../../ipfix/exporter.ts';
-import { FlowDirection, UNKNOWN_ENDPOINT } from '../../ipfix/types.ts';
+import { FlowDirection, UNKNOWN_ENDPOINT } from '../../enrich/export-record.ts';
 import { NODE_BIN, NODE_FLAGS } from '../../common/node-runtime.ts';
 import { canRunChromium, openPage, type OpenPage, screenshot, waitForPage } from '../helpers/browser.ts';
 import { exportRecord, podEnd } from '../helpers/ipfix-records.ts';

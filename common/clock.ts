@@ -1,6 +1,7 @@
-// The time seam of the exporter (STYLE point 5): template refresh, reconnect
-// backoff and close deadlines read the time and set timers only through a
-// Clock, so tests step time with a fake clock instead of waiting.
+// The time seam: code that reads the time or sets timers (the exporter's
+// template refresh, reconnect backoff and close deadlines; the Kubernetes
+// caches' restart backoff; the lease table's tick) does so only through a Clock, so a test steps time with a
+// fake clock (test/helpers/fake-clock.ts) instead of waiting for it.
 
 export interface Clock {
   /** Milliseconds since the epoch. */

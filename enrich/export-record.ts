@@ -1,6 +1,8 @@
-// What the exporter takes: a finished flow with the identity of both ends.
-// Pure data. Until Kubernetes enrichment lands every end is "unknown", and the
-// templates and encoder already carry every identity field.
+// What enrichment hands on: a finished flow with the Kubernetes identity of
+// both ends. Pure data, defined here because enrich/ makes it; ipfix/ encodes
+// it and agent/ counts it, both later in the data path (docs/design.md,
+// "Layering"). An end the enricher cannot name is UNKNOWN_ENDPOINT, as is
+// every end of `podflow replay`, which has no cluster to ask.
 import type { FlowRecord } from '../flow/types.ts';
 
 /** Why an end has (or lacks) identity; exported as a string so an empty field says why. */
