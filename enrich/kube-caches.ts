@@ -1,7 +1,7 @@
 // Watched caches of the Kubernetes objects podflow names flows with: pods (all
 // namespaces), services, nodes, and the owner-chain links (replica sets, jobs).
 //
-// Each resource is one client-node ListWatch (STYLE: reuse, don't rewrite): it
+// Each resource is one client-node ListWatch, reused rather than rewritten: it
 // runs the protocol (list, then watch from the list's version; resume after a
 // timeout from the last version; relist after 410 Gone; reconnect backoff).
 // The objects are ours, in one map per resource (ListWatch's own map stays

@@ -10,6 +10,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { PCAP_RECORDS_START } from '../../flow/pcap-file.ts';
+import { LinkType, RECORD_HEADER_BYTES } from '../../flow/records.ts';
 import { generatePcap } from '../gen-pcap.ts';
 import {
   type BenchResult,
@@ -37,15 +39,12 @@ const packets = Number(opts.packets);
 const flows = Number(opts.flows);
 const runs = Number(opts.runs);
 
-const PCAP_HEADER = 24;
-const RECORD_HEADER = 16;
-const ETHERNET = 1;
 
 type CaseName = 'parse' | 'decode' | 'meter';
-const CASES: { name: CaseName; label: string; platformRef: string }[] = [
-  { name: 'parse', label: 'parse records only', platformRef: '4.5 M' },
-  { name: 'decode', label: 'parse + PacketDecoder.decode', platformRef: '–' },
-  { name: 'meter', label: 'parse + decode + FlowMeter (PacketIngest.ingest)', platformRef: '3.4 M (typed-array hash table)' },
+const CASES: { name: CaseName; label: string }[] = [
+  { name: 'parse', label: 'parse records only' },
+  { name: 'decode', label: 'parse + PacketDecoder.decode' },
+  { name: 'meter', label: 'parse + decode + FlowMeter (PacketIngest.ingest)' },
 ];
 
 interface CaseResult {
@@ -67,27 +66,27 @@ async function runCase(name: CaseName, bytes: Buffer): Promise<CaseResult> {
     if (name === 'parse') {
       let n = 0;
       let sum = 0;
-      for (let at = PCAP_HEADER; at + RECORD_HEADER <= end; ) {
+      for (let at = PCAP_RECORDS_START; at + RECORD_HEADER_BYTES <= end; ) {
         const caplen = bytes[at + 8]! | (bytes[at + 9]! << 8) | (bytes[at + 10]! << 16) | (bytes[at + 11]! << 24);
-        sum += bytes[at + RECORD_HEADER + 23]!; // the IP protocol byte: one touch of the frame
-        at += RECORD_HEADER + caplen;
+        sum += bytes[at + RECORD_HEADER_BYTES + 23]!; // the IP protocol byte: one touch of the frame
+        at += RECORD_HEADER_BYTES + caplen;
         n++;
       }
       seen = n + (sum < 0 ? 1 : 0);
     } else if (name === 'decode') {
       const decoder = new PacketDecoder();
       let n = 0;
-      for (let at = PCAP_HEADER; at + RECORD_HEADER <= end; ) {
+      for (let at = PCAP_RECORDS_START; at + RECORD_HEADER_BYTES <= end; ) {
         const caplen = bytes[at + 8]! | (bytes[at + 9]! << 8) | (bytes[at + 10]! << 16) | (bytes[at + 11]! << 24);
-        if (decoder.decode(ETHERNET, bytes, at + RECORD_HEADER, caplen)) n++;
-        at += RECORD_HEADER + caplen;
+        if (decoder.decode(LinkType.ETHERNET, bytes, at + RECORD_HEADER_BYTES, caplen)) n++;
+        at += RECORD_HEADER_BYTES + caplen;
       }
       seen = n;
     } else {
       let ended = 0;
       const meter = new FlowMeter({ onFlow: () => void ended++ });
       const ingest = new PacketIngest(new PacketDecoder(), meter);
-      ingest.ingest(1, ETHERNET, bytes, PCAP_HEADER, end);
+      ingest.ingest(1, LinkType.ETHERNET, bytes, PCAP_RECORDS_START, end);
       meter.flush();
       seen = ingest.stats.metered;
       nflows = ended;
@@ -132,7 +131,6 @@ if (opts.case) {
           formatRate(packets / warm),
           `${(cold * 1e3).toFixed(1)} / ${(warm * 1e3).toFixed(1)}`,
           `${((cold / packets) * 1e9).toFixed(0)} / ${((warm / packets) * 1e9).toFixed(0)}`,
-          c.platformRef,
           rs.map((r) => r.load1.toFixed(2)).join(' / '),
         ],
       };
@@ -141,7 +139,7 @@ if (opts.case) {
     const result: BenchResult = {
       name: 'flow/meter',
       title: `decode + meter in memory: ${packets / 1e6}M packets / ${flows / 1e3}k flows, median of ${runs}`,
-      columns: ['case', 'packets/s cold', 'packets/s warm', 'ms cold / warm', 'ns/packet cold / warm', 'PLATFORM.md reference', 'load 1m'],
+      columns: ['case', 'packets/s cold', 'packets/s warm', 'ms cold / warm', 'ns/packet cold / warm', 'load 1m'],
       rows,
       targets: [],
       commands: [`node bench/flow/meter.bench.ts --packets ${packets} --flows ${flows} --runs ${runs}`],
