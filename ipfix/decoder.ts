@@ -15,7 +15,7 @@ import {
   VARIABLE_LENGTH,
 } from './registry.ts';
 import { formatIPv6 } from '../flow/address.ts';
-import { IPFIX_VERSION, MESSAGE_HEADER_BYTES, SET_HEADER_BYTES, SetId } from './encoder.ts';
+import { FIRST_DATA_SET_ID, IPFIX_VERSION, MESSAGE_HEADER_BYTES, SET_HEADER_BYTES, SetId, TWO_32 } from './wire.ts';
 
 export const DecodeProblem = {
   /** Fewer than 16 bytes, or fewer than the header's length field says. */
@@ -227,7 +227,7 @@ export class IpfixSession {
       const end = o + setLength;
       if (setId === SetId.TEMPLATE || setId === SetId.OPTIONS_TEMPLATE) {
         this.#templateSet(view, start, end, setId === SetId.OPTIONS_TEMPLATE, templates, problem);
-      } else if (setId >= 256) {
+      } else if (setId >= FIRST_DATA_SET_ID) {
         const template = templates.get(setId);
         if (template) this.#dataSet(bytes, view, start, end, setId, template, result.records, problem);
         else problem(DecodeProblem.UNKNOWN_TEMPLATE);
@@ -242,7 +242,7 @@ export class IpfixSession {
       if (r.options) this.#learnType(r.fields);
     }
     this.stats.records += dataRecords;
-    this.#nextSequence.set(domainId, (result.sequenceNumber + dataRecords) % 4294967296);
+    this.#nextSequence.set(domainId, (result.sequenceNumber + dataRecords) % TWO_32);
     return result;
   }
 
@@ -263,7 +263,7 @@ export class IpfixSession {
         // Withdrawal (RFC 7011 §8.1): one template, or all of the set's kind (id 2 or 3).
         if (id === (options ? SetId.OPTIONS_TEMPLATE : SetId.TEMPLATE)) {
           for (const [tid, t] of templates) if (t.options === options) this.#forget(templates, tid);
-        } else if (id >= 256) this.#forget(templates, id);
+        } else if (id >= FIRST_DATA_SET_ID) this.#forget(templates, id);
         else {
           problem(DecodeProblem.BAD_TEMPLATE);
           return;
@@ -272,7 +272,7 @@ export class IpfixSession {
         o += 4;
         continue;
       }
-      if (id < 256) {
+      if (id < FIRST_DATA_SET_ID) {
         problem(DecodeProblem.BAD_TEMPLATE);
         return;
       }

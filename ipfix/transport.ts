@@ -6,6 +6,7 @@
 import type { Clock } from '../common/clock.ts';
 import type { PodflowError } from '../common/errors.ts';
 import type { IpfixEncoder } from './encoder.ts';
+import { TWO_32 } from './wire.ts';
 import type { ExportRecord } from '../enrich/export-record.ts';
 
 /** Makes the encoder for a new transport session, with the message size limit of the transport. */
@@ -212,8 +213,6 @@ export class TransportCounters {
     };
   }
 }
-
-const TWO_32 = 4294967296;
 
 /** Every record a transport did not send, whatever the reason. */
 export function notSentTotal(stats: TransportStats): number {

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IpfixSession } from '../../ipfix/decoder.ts';
-import { IpfixEncoder, TemplateId } from '../../ipfix/encoder.ts';
+import { IpfixEncoder } from '../../ipfix/encoder.ts';
+import { TemplateId } from '../../ipfix/templates.ts';
 import { DEFAULT_UDP_MAX_MESSAGE_BYTES } from '../../ipfix/transport-udp.ts';
 import type { ExportRecord } from '../../enrich/export-record.ts';
 import { DNS_FLOW, exportRecord, IPV6_FLOW, podEnd } from '../helpers/ipfix-records.ts';
