@@ -41,10 +41,8 @@ import {
 } from './registry.ts';
 import { StringBlocks } from './string-blocks.ts';
 import { buildTemplates, featureSets, type Template, templateRecordBytes, TemplateId } from './templates.ts';
-import { FIRST_DATA_SET_ID, IPFIX_VERSION, MESSAGE_HEADER_BYTES, SET_HEADER_BYTES, SetId, TWO_32, writeU16, writeU32, writeUnsigned } from './wire.ts';
+import { FIRST_DATA_SET_ID, IPFIX_VERSION, MAX_MESSAGE_BYTES, MESSAGE_HEADER_BYTES, SET_HEADER_BYTES, SetId, TWO_32, writeU16, writeU32, writeUnsigned } from './wire.ts';
 
-/** 1500-byte MTU minus IPv4 (20) and UDP (8) headers. */
-export const DEFAULT_MAX_MESSAGE_BYTES = 1472;
 /**
  * Strings longer than this many UTF-8 bytes are cut (never inside a
  * character). Kubernetes names are at most 253 bytes; the limit mainly bounds
@@ -56,7 +54,11 @@ export interface IpfixEncoderOptions {
   observationDomainId: number;
   /** PEN of podflow's elements; default 32473 (documentation only, RFC 5612): set your own. */
   enterpriseNumber?: number;
-  /** Largest message returned, header included: 1472 (default) suits UDP over a 1500-byte MTU; TCP may use up to 65535. */
+  /**
+   * Largest message returned, header included, 512..65535; default
+   * MAX_MESSAGE_BYTES (65535). The transport decides it: UDP passes its
+   * path MTU's (DEFAULT_UDP_MAX_MESSAGE_BYTES), a stream the default.
+   */
   maxMessageBytes?: number;
   /** Longest string field in UTF-8 bytes, 1..65535; longer ones are truncated and counted. Default 512. */
   maxStringBytes?: number;
@@ -166,14 +168,14 @@ export class IpfixEncoder {
 
   constructor(options: IpfixEncoderOptions) {
     const { observationDomainId, enterpriseNumber = DEFAULT_ENTERPRISE_NUMBER } = options;
-    const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const maxMessageBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     const maxStringBytes = options.maxStringBytes ?? DEFAULT_MAX_STRING_BYTES;
     if (!Number.isInteger(observationDomainId) || observationDomainId < 0 || observationDomainId > 0xffffffff) {
       throw new PodflowError('PODFLOW_ERR_IPFIX_CONFIG', `observationDomainId must be an integer from 0 to 2^32-1, got ${observationDomainId}`);
     }
     // 512 bytes: room for the largest template message (~380 bytes) in one piece.
-    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 512 || maxMessageBytes > 65535) {
-      throw new PodflowError('PODFLOW_ERR_IPFIX_CONFIG', `maxMessageBytes must be an integer from 512 to 65535, got ${maxMessageBytes}`);
+    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 512 || maxMessageBytes > MAX_MESSAGE_BYTES) {
+      throw new PodflowError('PODFLOW_ERR_IPFIX_CONFIG', `maxMessageBytes must be an integer from 512 to ${MAX_MESSAGE_BYTES}, got ${maxMessageBytes}`);
     }
     if (!Number.isInteger(maxStringBytes) || maxStringBytes < 1 || maxStringBytes > 65535) {
       throw new PodflowError('PODFLOW_ERR_IPFIX_CONFIG', `maxStringBytes must be an integer from 1 to 65535, got ${maxStringBytes}`);
@@ -232,19 +234,6 @@ export class IpfixEncoder {
    */
   templateMessages(): Uint8Array[] {
     return this.#pack(this.#templateItems.filter((item) => item !== this.#typeTemplateItem));
-  }
-
-  /**
-   * Withdraws all templates and options templates (RFC 7011 §8.1, template ids
-   * 2 and 3 with no fields). Only for a graceful end of a TCP or SCTP session;
-   * never on UDP.
-   */
-  withdrawalMessage(): Uint8Array {
-    const record = (id: number) => new Uint8Array([id >> 8, id, 0, 0]);
-    return this.#pack([
-      { setId: SetId.TEMPLATE, bytes: record(SetId.TEMPLATE) },
-      { setId: SetId.OPTIONS_TEMPLATE, bytes: record(SetId.OPTIONS_TEMPLATE) },
-    ])[0]!;
   }
 
   /**

@@ -6,7 +6,6 @@
 // bounded queue (RecordQueue) rather than growing the stream's buffer.
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { PodflowError } from '../common/errors.ts';
-import { DEFAULT_STREAM_MAX_MESSAGE_BYTES } from './transport-tcp.ts';
 import type { IpfixEncoder } from './encoder.ts';
 import type { ExportRecord } from '../enrich/export-record.ts';
 import {
@@ -18,6 +17,7 @@ import {
   type TransportOptions,
   type TransportStats,
 } from './transport.ts';
+import { MAX_MESSAGE_BYTES } from './wire.ts';
 
 export interface FileTransportOptions extends TransportOptions {
   /** Records held while the file's stream is backed up; default DEFAULT_MAX_QUEUED_RECORDS. */
@@ -59,7 +59,7 @@ export class FileTransport implements ExportTransport {
       this.#queue.discard('sendFailed');
     });
     this.#out.on('drain', () => this.#drain());
-    this.#encoder = options.newEncoder(DEFAULT_STREAM_MAX_MESSAGE_BYTES);
+    this.#encoder = options.newEncoder(MAX_MESSAGE_BYTES);
     for (const message of this.#counters.opening(this.#encoder)) this.#write(message);
   }
 

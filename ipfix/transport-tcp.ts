@@ -36,6 +36,7 @@ import { PodflowError } from '../common/errors.ts';
 import type { ClockTimer } from '../common/clock.ts';
 import type { IpfixEncoder } from './encoder.ts';
 import { unacknowledgedBytes } from './tcp-queue.ts';
+import { MAX_MESSAGE_BYTES } from './wire.ts';
 import type { ExportRecord } from '../enrich/export-record.ts';
 import {
   Backoff,
@@ -52,8 +53,6 @@ import {
 } from './transport.ts';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-/** The IPFIX length field's limit; on a stream the MTU does not matter. */
-export const DEFAULT_STREAM_MAX_MESSAGE_BYTES = 65_535;
 export const DEFAULT_STALL_TIMEOUT_MS = 30_000;
 
 /** A connection in progress: the socket, and the event after which it can carry IPFIX. */
@@ -77,7 +76,7 @@ export interface StreamTransportOptions extends TransportOptions {
   backoffMaxMs?: number;
   /** Default 10 s: a collector that drops SYNs must not stall the export for the kernel's ~2 min. */
   connectTimeoutMs?: number;
-  /** Default DEFAULT_STREAM_MAX_MESSAGE_BYTES. */
+  /** Default MAX_MESSAGE_BYTES (the length field's limit): on a stream the MTU does not matter. */
   maxMessageBytes?: number;
   /** Default DEFAULT_STALL_TIMEOUT_MS: how long the kernel may take nothing while data waits. */
   stallTimeoutMs?: number;
@@ -157,7 +156,7 @@ export class StreamTransport implements ExportTransport {
       backoffInitialMs: DEFAULT_BACKOFF_INITIAL_MS,
       backoffMaxMs: DEFAULT_BACKOFF_MAX_MS,
       connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
-      maxMessageBytes: DEFAULT_STREAM_MAX_MESSAGE_BYTES,
+      maxMessageBytes: MAX_MESSAGE_BYTES,
       stallTimeoutMs: DEFAULT_STALL_TIMEOUT_MS,
       inDoubtBytes: options.inDoubtBytes ?? inDoubtBytesOfHost(),
       ...options,

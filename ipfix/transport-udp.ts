@@ -37,7 +37,11 @@ import {
  */
 export const DEFAULT_TEMPLATE_REFRESH_MS = 600_000;
 export const DEFAULT_TEMPLATE_REFRESH_MESSAGES = 4096;
-/** 1500-byte Ethernet MTU minus the IPv6 (40) and UDP (8) headers; also fits IPv4. */
+/**
+ * 1500-byte Ethernet MTU minus the IPv6 (40) and UDP (8) headers. IPv6's
+ * header, not IPv4's (20): the socket's family follows the collector's
+ * address, known only once its name resolves, and one size fits both.
+ */
 export const DEFAULT_UDP_MAX_MESSAGE_BYTES = 1452;
 
 /** The part of a dgram socket the transport uses; tests pass a fake. */

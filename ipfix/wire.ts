@@ -8,6 +8,12 @@ export const SET_HEADER_BYTES = 4;
 /** Set ids (RFC 7011 §3.3.2); data sets carry their template's id, 256 and above. */
 export const SetId = { TEMPLATE: 2, OPTIONS_TEMPLATE: 3 } as const;
 export const FIRST_DATA_SET_ID = 256;
+/**
+ * The largest message the header's 16-bit length can say. A stream (TCP,
+ * TLS, a file) carries messages of any size up to it; UDP's limit is its
+ * own (DEFAULT_UDP_MAX_MESSAGE_BYTES in transport-udp.ts: the path MTU).
+ */
+export const MAX_MESSAGE_BYTES = 65_535;
 
 /** Export time and sequence numbers are unsigned 32-bit and wrap (RFC 7011 §3.1). */
 export const TWO_32 = 4294967296;

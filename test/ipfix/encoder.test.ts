@@ -191,7 +191,8 @@ test('a record that alone does not fit a message is dropped and counted, the oth
 });
 
 test('the sequence number counts the data records sent before each message', () => {
-  const { encoder, session } = pair();
+  // Messages of 5 of these records at most, so 10 records span messages.
+  const { encoder, session } = pair({ maxMessageBytes: 1472 });
   const seen: number[] = [];
   for (const batch of [3, 0, 10, 1]) {
     for (const m of encoder.encode(Array.from({ length: batch }, () => exportRecord()))) {
