@@ -55,7 +55,7 @@ export interface CollectorStats {
 
 export class Collector {
   readonly listen: NetworkTarget;
-  readonly #o: CollectorOptions;
+  readonly #options: CollectorOptions;
   readonly #stats: CollectorStats;
   readonly #udpSessions = new Map<string, IpfixSession>();
   readonly #connections = new Set<net.Socket>();
@@ -66,7 +66,7 @@ export class Collector {
 
   constructor(options: CollectorOptions) {
     this.listen = typeof options.listen === 'string' ? parseListenAddress(options.listen) : options.listen;
-    this.#o = options;
+    this.#options = options;
     const problems = {} as Record<DecodeProblem, number>;
     for (const p of Object.keys(new IpfixSession().stats.problems) as DecodeProblem[]) problems[p] = 0;
     this.#stats = {
@@ -107,7 +107,7 @@ export class Collector {
     this.#server = server;
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
       this.#stats.tlsHandshakeFailures++;
-      this.#o.onWarning?.(`TLS handshake with ${peer(socket.remoteAddress, socket.remotePort)} failed: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+      this.#options.onWarning?.(`TLS handshake with ${peer(socket.remoteAddress, socket.remotePort)} failed: ${err.code ? `${err.code}: ` : ''}${err.message}`);
     });
     await listening(server, () => server.listen(port, host), this.listen.url);
     server.on('error', () => this.#stats.connectionErrors++);
@@ -178,7 +178,7 @@ export class Collector {
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       this.#stats.connectionErrors++;
-      this.#o.onWarning?.(`${name}: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+      this.#options.onWarning?.(`${name}: ${err.code ? `${err.code}: ` : ''}${err.message}`);
     });
     socket.on('close', () => {
       this.#stats.openConnections--;
@@ -187,7 +187,7 @@ export class Collector {
   }
 
   #sessionOptions(): IpfixSessionOptions {
-    return { enterpriseNumber: this.#o.enterpriseNumber, maxDomains: this.#o.maxDomains, maxTemplateFields: this.#o.maxTemplateFields };
+    return { enterpriseNumber: this.#options.enterpriseNumber, maxDomains: this.#options.maxDomains, maxTemplateFields: this.#options.maxTemplateFields };
   }
 
   #decode(session: IpfixSession, name: string, message: Uint8Array): void {
@@ -201,7 +201,7 @@ export class Collector {
     for (const r of decoded.records) {
       if (r.options) s.optionsRecords++;
       else s.flowRecords++;
-      this.#o.onRecord({ ...r, session: name, observationDomainId: decoded.observationDomainId });
+      this.#options.onRecord({ ...r, session: name, observationDomainId: decoded.observationDomainId });
     }
   }
 }

@@ -86,18 +86,18 @@ export class Exporter {
     for (const t of this.#transports) t.destroy();
   }
 
-  #transport(target: ExportTarget, exportingProcessId: number, o: ExporterOptions): ExportTransport {
+  #transport(target: ExportTarget, exportingProcessId: number, options: ExporterOptions): ExportTransport {
     const common: TransportOptions = {
       clock: this.#clock,
       exportingProcessId,
-      onError: (err) => o.onError?.(err, target.url),
+      onError: (err) => options.onError?.(err, target.url),
       newEncoder: (maxMessageBytes) =>
         new IpfixEncoder({
-          observationDomainId: o.observationDomainId,
-          enterpriseNumber: o.enterpriseNumber,
-          maxStringBytes: o.maxStringBytes,
-          ...(o.features && { features: o.features }),
-          ...(o.featureElements && { featureElements: o.featureElements }),
+          observationDomainId: options.observationDomainId,
+          enterpriseNumber: options.enterpriseNumber,
+          maxStringBytes: options.maxStringBytes,
+          ...(options.features && { features: options.features }),
+          ...(options.featureElements && { featureElements: options.featureElements }),
           maxMessageBytes,
           clock: () => this.#clock.now(),
         }),
@@ -106,13 +106,13 @@ export class Exporter {
       case 'file':
         return new FileTransport(target.url, target.path, common);
       case 'udp':
-        return new UdpTransport(target.url, { ...common, ...o.udp, host: target.host, port: target.port });
+        return new UdpTransport(target.url, { ...common, ...options.udp, host: target.host, port: target.port });
       case 'tcp':
-        return new StreamTransport(target.url, { ...common, ...o.tcp, connect: o.tcp?.connect ?? tcpConnector(target.host, target.port) });
+        return new StreamTransport(target.url, { ...common, ...options.tcp, connect: options.tcp?.connect ?? tcpConnector(target.host, target.port) });
       case 'tls': {
         const credentials = readTlsFiles(target.tls, 'PODFLOW_ERR_EXPORT_TLS_FILES');
-        const connect = o.tcp?.connect ?? tlsConnector(target.host, target.port, target.tls.servername, credentials);
-        return new StreamTransport(target.url, { ...common, ...o.tcp, connect });
+        const connect = options.tcp?.connect ?? tlsConnector(target.host, target.port, target.tls.servername, credentials);
+        return new StreamTransport(target.url, { ...common, ...options.tcp, connect });
       }
     }
   }

@@ -58,7 +58,7 @@ export class FileTransport implements ExportTransport {
       this.#counters.error(new PodflowError('PODFLOW_ERR_EXPORT_FILE', `${path}: ${err.message}`, { cause: err }));
       this.#queue.discard('sendFailed');
     });
-    this.#out.on('drain', () => this.#drain());
+    this.#out.on('drain', () => this.#writeQueued());
     this.#encoder = options.newEncoder(MAX_MESSAGE_BYTES);
     for (const message of this.#counters.opening(this.#encoder)) this.#write(message);
   }
@@ -67,7 +67,7 @@ export class FileTransport implements ExportTransport {
     if (this.#closed) throw new PodflowError('PODFLOW_ERR_EXPORT_CLOSED', this.target);
     if (this.#failed) this.#counters.notSentRecords('sendFailed', records);
     else this.#queue.push(records);
-    this.#drain();
+    this.#writeQueued();
   }
 
   stats(): TransportStats {
@@ -78,7 +78,7 @@ export class FileTransport implements ExportTransport {
   async close(timeoutMs: number): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
-      this.#drain();
+      this.#writeQueued();
     }
     let timer;
     await Promise.race([this.#finished, new Promise<void>((resolve) => (timer = this.#clock.setTimeout(resolve, timeoutMs)))]);
@@ -93,7 +93,7 @@ export class FileTransport implements ExportTransport {
   }
 
   /** Writes queued records while the stream takes them; resumes on 'drain'; ends the file once closed and empty. */
-  #drain(): void {
+  #writeQueued(): void {
     while (!this.#failed && this.#queue.size > 0 && !this.#out.writableNeedDrain) {
       for (const message of this.#counters.encode(this.#encoder, this.#queue.shift()!)) this.#write(message);
     }

@@ -127,7 +127,7 @@ interface Written {
 
 export class StreamTransport implements ExportTransport {
   readonly target: string;
-  readonly #o: Required<StreamTransportOptions>;
+  readonly #options: Required<StreamTransportOptions>;
   readonly #counters: TransportCounters;
   readonly #queue: RecordQueue;
   readonly #backoff: Backoff;
@@ -151,7 +151,7 @@ export class StreamTransport implements ExportTransport {
 
   constructor(target: string, options: StreamTransportOptions) {
     this.target = target;
-    this.#o = {
+    this.#options = {
       maxQueuedRecords: DEFAULT_MAX_QUEUED_RECORDS,
       backoffInitialMs: DEFAULT_BACKOFF_INITIAL_MS,
       backoffMaxMs: DEFAULT_BACKOFF_MAX_MS,
@@ -162,22 +162,22 @@ export class StreamTransport implements ExportTransport {
       ...options,
     };
     for (const name of ['maxQueuedRecords', 'backoffInitialMs', 'backoffMaxMs', 'connectTimeoutMs', 'stallTimeoutMs', 'inDoubtBytes'] as const) {
-      if (!(this.#o[name] > 0)) throw new PodflowError('PODFLOW_ERR_EXPORT_CONFIG', `${name} must be positive, got ${this.#o[name]}`);
+      if (!(this.#options[name] > 0)) throw new PodflowError('PODFLOW_ERR_EXPORT_CONFIG', `${name} must be positive, got ${this.#options[name]}`);
     }
     this.#counters = new TransportCounters(target, options);
-    this.#queue = new RecordQueue(this.#o.maxQueuedRecords, this.#counters);
-    this.#backoff = new Backoff(this.#o.backoffInitialMs, this.#o.backoffMaxMs);
+    this.#queue = new RecordQueue(this.#options.maxQueuedRecords, this.#counters);
+    this.#backoff = new Backoff(this.#options.backoffInitialMs, this.#options.backoffMaxMs);
     this.#connect();
   }
 
   export(records: readonly ExportRecord[]): void {
     if (this.#state === 'closed' || this.#closing) throw new PodflowError('PODFLOW_ERR_EXPORT_CLOSED', this.target);
     this.#queue.push(records);
-    this.#drain();
+    this.#sendQueued();
   }
 
   stats(): TransportStats {
-    const trusted = !this.#suspect || this.#o.clock.now() - this.#sessionStartMs >= this.#o.stallTimeoutMs;
+    const trusted = !this.#suspect || this.#options.clock.now() - this.#sessionStartMs >= this.#options.stallTimeoutMs;
     return this.#counters.snapshot(this.#state === 'ready' && trusted, this.#queue.size);
   }
 
@@ -185,12 +185,12 @@ export class StreamTransport implements ExportTransport {
     if (this.#state === 'closed') return;
     if (this.#closing) return new Promise((resolve) => this.#whenClosed(resolve));
     await new Promise<void>((resolve) => {
-      this.#closing = { resolve, deadline: this.#o.clock.setTimeout(() => this.destroy(), timeoutMs) };
-      if (this.#state === 'ready') this.#drain();
+      this.#closing = { resolve, deadline: this.#options.clock.setTimeout(() => this.destroy(), timeoutMs) };
+      if (this.#state === 'ready') this.#sendQueued();
       else if (this.#queue.size === 0) this.destroy();
       else if (this.#state === 'backoff') {
         // Records are waiting: one more attempt now rather than at the end of the backoff.
-        this.#o.clock.clearTimeout(this.#timer!);
+        this.#options.clock.clearTimeout(this.#timer!);
         this.#connect();
       }
     });
@@ -199,11 +199,11 @@ export class StreamTransport implements ExportTransport {
   destroy(): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
-    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#options.clock.clearTimeout(this.#timer);
     this.#endSession(true);
     this.#queue.discard('closed');
     if (this.#closing) {
-      this.#o.clock.clearTimeout(this.#closing.deadline);
+      this.#options.clock.clearTimeout(this.#closing.deadline);
       this.#closing.resolve();
     }
   }
@@ -219,26 +219,26 @@ export class StreamTransport implements ExportTransport {
   #connect(): void {
     this.#state = 'connecting';
     this.#timer = undefined;
-    const connection = this.#o.connect();
+    const connection = this.#options.connect();
     const socket = connection.socket;
     this.#socket = socket;
     let ready = false;
-    const timeout = this.#o.clock.setTimeout(() => {
-      const err = Object.assign(new Error(`no connection after ${this.#o.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' });
+    const timeout = this.#options.clock.setTimeout(() => {
+      const err = Object.assign(new Error(`no connection after ${this.#options.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' });
       this.#lost(socket, connection.describe(err, 'connecting'));
-    }, this.#o.connectTimeoutMs);
+    }, this.#options.connectTimeoutMs);
     socket.once(connection.readyEvent, () => {
       ready = true;
-      this.#o.clock.clearTimeout(timeout);
+      this.#options.clock.clearTimeout(timeout);
       this.#ready(socket);
     });
     socket.on('error', (err) => {
-      this.#o.clock.clearTimeout(timeout);
+      this.#options.clock.clearTimeout(timeout);
       this.#lost(socket, connection.describe(err, ready ? 'connected' : 'connecting'));
     });
     // The collector ending its side ('end', its FIN) means it will read no more either.
     const closed = (fin: boolean) => {
-      this.#o.clock.clearTimeout(timeout);
+      this.#options.clock.clearTimeout(timeout);
       if (socket !== this.#socket) return;
       if (this.#closing && socket.writableEnded && fin) {
         // Our close: the collector ended its side after ours, having read up to our FIN (what
@@ -253,7 +253,7 @@ export class StreamTransport implements ExportTransport {
     };
     socket.on('end', () => closed(true));
     socket.on('close', () => closed(false));
-    socket.on('drain', () => this.#drain());
+    socket.on('drain', () => this.#sendQueued());
     // Collectors send nothing on an IPFIX connection; reading keeps 'end'/'close' flowing.
     socket.resume();
   }
@@ -262,19 +262,19 @@ export class StreamTransport implements ExportTransport {
     if (socket !== this.#socket) return;
     if (this.#connections++ > 0) this.#counters.reconnects++;
     this.#backoff.reset();
-    this.#encoder = this.#o.newEncoder(this.#o.maxMessageBytes);
+    this.#encoder = this.#options.newEncoder(this.#options.maxMessageBytes);
     this.#writtenBytes = 0;
     this.#acceptedBytes = 0;
-    this.#progressMs = this.#o.clock.now();
+    this.#progressMs = this.#options.clock.now();
     this.#sessionStartMs = this.#progressMs;
     for (const message of this.#counters.opening(this.#encoder)) this.#write(socket, message);
     this.#state = 'ready';
     this.#watchStall(socket);
-    this.#drain();
+    this.#sendQueued();
   }
 
   /** Sends queued records while the socket takes them; resumes on 'drain'. */
-  #drain(): void {
+  #sendQueued(): void {
     const socket = this.#socket;
     if (this.#state !== 'ready' || !socket) return;
     while (this.#queue.size > 0 && !socket.writableNeedDrain) {
@@ -295,9 +295,9 @@ export class StreamTransport implements ExportTransport {
     socket.write(message.bytes, (err) => {
       if (err || socket !== this.#socket) return;
       this.#acceptedBytes += length;
-      this.#progressMs = this.#o.clock.now();
+      this.#progressMs = this.#options.clock.now();
       // What the kernel took this long ago has left both kernels' buffers: the collector read it.
-      const read = this.#acceptedBytes - this.#o.inDoubtBytes;
+      const read = this.#acceptedBytes - this.#options.inDoubtBytes;
       let i = 0;
       while (i < this.#written.length && this.#written[i]!.end <= read) i++;
       if (i > 0) this.#written.splice(0, i);
@@ -329,22 +329,22 @@ export class StreamTransport implements ExportTransport {
     const check = () => {
       if (socket !== this.#socket || this.#state !== 'ready') return;
       const waiting = this.#acceptedBytes < this.#writtenBytes;
-      const idleMs = this.#o.clock.now() - this.#progressMs;
-      if (waiting && idleMs >= this.#o.stallTimeoutMs) {
+      const idleMs = this.#options.clock.now() - this.#progressMs;
+      if (waiting && idleMs >= this.#options.stallTimeoutMs) {
         this.#suspect = true;
         const queued = this.#writtenBytes - this.#acceptedBytes;
         this.#lost(socket, new PodflowError('PODFLOW_ERR_EXPORT_STALLED', `${this.target}: the collector read nothing for ${Math.round(idleMs / 1000)} s with ${queued} bytes waiting; connecting again`));
         return;
       }
-      if (this.#o.clock.now() - this.#sessionStartMs >= this.#o.stallTimeoutMs) this.#suspect = false;
-      this.#stallTimer = this.#o.clock.setTimeout(check, waiting ? this.#o.stallTimeoutMs - idleMs : this.#o.stallTimeoutMs);
+      if (this.#options.clock.now() - this.#sessionStartMs >= this.#options.stallTimeoutMs) this.#suspect = false;
+      this.#stallTimer = this.#options.clock.setTimeout(check, waiting ? this.#options.stallTimeoutMs - idleMs : this.#options.stallTimeoutMs);
     };
-    this.#stallTimer = this.#o.clock.setTimeout(check, this.#o.stallTimeoutMs);
+    this.#stallTimer = this.#options.clock.setTimeout(check, this.#options.stallTimeoutMs);
   }
 
   /** Ends the current session: what it holds that the collector may not have read is counted as not sent. */
   #endSession(destroy: boolean): void {
-    if (this.#stallTimer !== undefined) this.#o.clock.clearTimeout(this.#stallTimer);
+    if (this.#stallTimer !== undefined) this.#options.clock.clearTimeout(this.#stallTimer);
     this.#stallTimer = undefined;
     for (const w of this.#written) this.#counters.notSentRecords('connectionLost', w.records);
     this.#written = [];
@@ -363,6 +363,6 @@ export class StreamTransport implements ExportTransport {
       return;
     }
     this.#state = 'backoff';
-    this.#timer = this.#o.clock.setTimeout(() => this.#connect(), this.#backoff.next());
+    this.#timer = this.#options.clock.setTimeout(() => this.#connect(), this.#backoff.next());
   }
 }

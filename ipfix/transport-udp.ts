@@ -80,7 +80,7 @@ type State = 'resolving' | 'backoff' | 'ready' | 'closed';
 export class UdpTransport implements ExportTransport {
   readonly target: string;
   readonly #counters: TransportCounters;
-  readonly #o: UdpTransportOptions & Required<Pick<UdpTransportOptions, 'templateRefreshMs' | 'templateRefreshMessages'>>;
+  readonly #options: UdpTransportOptions & Required<Pick<UdpTransportOptions, 'templateRefreshMs' | 'templateRefreshMessages'>>;
   readonly #encoder: IpfixEncoder;
   readonly #queue: RecordQueue;
   readonly #backoff: Backoff;
@@ -88,15 +88,15 @@ export class UdpTransport implements ExportTransport {
   #socket: UdpSocket | undefined;
   #timer: ClockTimer | undefined;
   #inFlight = 0;
-  /** Resolves close(): everything sent, or the transport destroyed. */
-  #drained: (() => void) | undefined;
+  /** Set while close() waits: ends the wait once everything is sent (#endCloseWaitIfAllSent) or the transport is destroyed. */
+  #endCloseWait: (() => void) | undefined;
   #lastTemplatesMs = -Infinity;
   #messagesSinceTemplates = 0;
   #closing = false;
 
   constructor(target: string, options: UdpTransportOptions) {
     this.target = target;
-    this.#o = {
+    this.#options = {
       templateRefreshMs: DEFAULT_TEMPLATE_REFRESH_MS,
       templateRefreshMessages: DEFAULT_TEMPLATE_REFRESH_MESSAGES,
       ...options,
@@ -104,7 +104,7 @@ export class UdpTransport implements ExportTransport {
     const maxQueued = options.maxQueuedRecords ?? DEFAULT_MAX_QUEUED_RECORDS;
     const backoffInitialMs = options.backoffInitialMs ?? DEFAULT_BACKOFF_INITIAL_MS;
     const backoffMaxMs = options.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS;
-    for (const [name, value] of Object.entries({ templateRefreshMs: this.#o.templateRefreshMs, templateRefreshMessages: this.#o.templateRefreshMessages, maxQueuedRecords: maxQueued, backoffInitialMs, backoffMaxMs })) {
+    for (const [name, value] of Object.entries({ templateRefreshMs: this.#options.templateRefreshMs, templateRefreshMessages: this.#options.templateRefreshMessages, maxQueuedRecords: maxQueued, backoffInitialMs, backoffMaxMs })) {
       if (!(value > 0)) throw new PodflowError('PODFLOW_ERR_EXPORT_CONFIG', `${name} must be positive, got ${value}`);
     }
     this.#counters = new TransportCounters(target, options);
@@ -131,14 +131,14 @@ export class UdpTransport implements ExportTransport {
     this.#closing = true;
     if (this.#inFlight > 0 || this.#queue.size > 0) {
       await new Promise<void>((resolve) => {
-        const timer = this.#o.clock.setTimeout(resolve, timeoutMs);
-        this.#drained = () => {
-          this.#o.clock.clearTimeout(timer);
+        const timer = this.#options.clock.setTimeout(resolve, timeoutMs);
+        this.#endCloseWait = () => {
+          this.#options.clock.clearTimeout(timer);
           resolve();
         };
         if (this.#state === 'backoff') {
           // Records wait for the name: one more lookup now, not at the end of the backoff (it gives up if it fails).
-          this.#o.clock.clearTimeout(this.#timer!);
+          this.#options.clock.clearTimeout(this.#timer!);
           this.#resolve();
         }
       });
@@ -149,23 +149,23 @@ export class UdpTransport implements ExportTransport {
   destroy(): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
-    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#options.clock.clearTimeout(this.#timer);
     this.#queue.discard('closed');
     try {
       this.#socket?.close();
     } catch {
       // Already closed: destroy is idempotent.
     }
-    this.#drained?.();
+    this.#endCloseWait?.();
   }
 
   /** Looks the host up (an address as given needs none), then opens a socket of its family. */
   #resolve(): void {
     this.#state = 'resolving';
     this.#timer = undefined;
-    const { host } = this.#o;
+    const { host } = this.#options;
     const family = isIP(host);
-    const found = family !== 0 ? Promise.resolve({ address: host, family }) : (this.#o.lookup ?? dnsLookup)(host);
+    const found = family !== 0 ? Promise.resolve({ address: host, family }) : (this.#options.lookup ?? dnsLookup)(host);
     found.then(
       ({ address, family }) => this.#open(address, family === 6 ? 'udp6' : 'udp4'),
       (err: NodeJS.ErrnoException) => this.#retry(new PodflowError('PODFLOW_ERR_EXPORT_RESOLVE', `${this.target}: cannot resolve '${host}': ${err.code ?? err.message}`, { cause: err })),
@@ -176,7 +176,7 @@ export class UdpTransport implements ExportTransport {
     if (this.#state === 'closed') return;
     let socket: UdpSocket;
     try {
-      socket = (this.#o.createSocket ?? ((t) => dgram.createSocket(t)))(type);
+      socket = (this.#options.createSocket ?? ((t) => dgram.createSocket(t)))(type);
     } catch (err) {
       this.#retry(new PodflowError('PODFLOW_ERR_EXPORT_SEND', `${this.target}: ${(err as Error).message}`, { cause: err }));
       return;
@@ -185,7 +185,7 @@ export class UdpTransport implements ExportTransport {
     // An ICMP port unreachable from an earlier datagram surfaces here or in a send callback.
     socket.on('error', (err) => this.#counters.error(sendError(this.target, err)));
     // A connected socket reports ECONNREFUSED (nothing listens) instead of losing datagrams silently.
-    socket.connect(this.#o.port, address, (err) => {
+    socket.connect(this.#options.port, address, (err) => {
       if (this.#state === 'closed') return;
       if (err) {
         this.#socket = undefined;
@@ -196,7 +196,7 @@ export class UdpTransport implements ExportTransport {
       this.#state = 'ready';
       this.#backoff.reset();
       for (let batch = this.#queue.shift(); batch; batch = this.#queue.shift()) this.#send(batch);
-      this.#whenDrained();
+      this.#endCloseWaitIfAllSent();
     });
   }
 
@@ -208,12 +208,12 @@ export class UdpTransport implements ExportTransport {
       return;
     }
     this.#state = 'backoff';
-    this.#timer = this.#o.clock.setTimeout(() => this.#resolve(), this.#backoff.next());
+    this.#timer = this.#options.clock.setTimeout(() => this.#resolve(), this.#backoff.next());
   }
 
   #send(records: readonly ExportRecord[]): void {
-    const now = this.#o.clock.now();
-    if (now - this.#lastTemplatesMs >= this.#o.templateRefreshMs || this.#messagesSinceTemplates >= this.#o.templateRefreshMessages) {
+    const now = this.#options.clock.now();
+    if (now - this.#lastTemplatesMs >= this.#options.templateRefreshMs || this.#messagesSinceTemplates >= this.#options.templateRefreshMessages) {
       for (const message of this.#counters.opening(this.#encoder)) this.#datagram(message);
       this.#lastTemplatesMs = now;
       this.#messagesSinceTemplates = 0;
@@ -231,12 +231,12 @@ export class UdpTransport implements ExportTransport {
         this.#counters.notSentRecords('sendFailed', message.records);
       } else this.#counters.sent(message.bytes, message.records.flows);
       this.#inFlight--;
-      this.#whenDrained();
+      this.#endCloseWaitIfAllSent();
     });
   }
 
-  #whenDrained(): void {
-    if (this.#inFlight === 0 && this.#queue.size === 0) this.#drained?.();
+  #endCloseWaitIfAllSent(): void {
+    if (this.#inFlight === 0 && this.#queue.size === 0) this.#endCloseWait?.();
   }
 }
 

@@ -111,12 +111,12 @@ export class TransportCounters {
   readonly notSent: Record<NotSentReason, number> = { queueFull: 0, tooLarge: 0, sendFailed: 0, connectionLost: 0, closed: 0 };
   /** What RFC 7011 §4.3 reports about records not sent. */
   #notSent: RecordSummary = { ...NONE };
-  readonly #o: TransportOptions;
+  readonly #options: TransportOptions;
 
   constructor(target: string, options: TransportOptions) {
     this.target = target;
     this.startedMs = options.clock.now();
-    this.#o = options;
+    this.#options = options;
   }
 
   /** Counts records that will never be sent, or may not have reached the collector, for `reason`. */
@@ -135,7 +135,7 @@ export class TransportCounters {
   error(err: PodflowError): void {
     this.errors++;
     this.lastError = err;
-    this.#o.onError(err);
+    this.#options.onError(err);
   }
 
   /** A message handed to the socket or file; `records` of its data records. */
@@ -182,7 +182,7 @@ export class TransportCounters {
       ...encoder.typeInformationMessages(),
       ...encoder.templateMessages(),
       encoder.reliabilityStatsMessage({
-        exportingProcessId: this.#o.exportingProcessId,
+        exportingProcessId: this.#options.exportingProcessId,
         notSentFlowTotalCount: this.#notSent.flows,
         notSentPacketTotalCount: this.#notSent.packets,
         notSentOctetTotalCount: this.#notSent.octets,
