@@ -252,14 +252,9 @@ export class IpfixEncoder {
   encode(records: readonly ExportRecord[], onTooLarge?: (record: ExportRecord) => void): Uint8Array[] {
     const out: Uint8Array[] = [];
     const limit = this.maxMessageBytes;
+    let msgStart = this.#messageStart(this.#slabPos);
     let buf = this.#slab;
     let view = this.#slabView;
-    let msgStart = this.#slabPos;
-    if (buf.length - msgStart < limit) {
-      buf = this.#newSlab();
-      view = this.#slabView;
-      msgStart = 0;
-    }
     let pos = msgStart + MESSAGE_HEADER_BYTES;
     let setStart = -1;
     let setId = 0;
@@ -293,12 +288,9 @@ export class IpfixEncoder {
       if (pos - msgStart + (newSet ? SET_HEADER_BYTES : 0) + size > limit) {
         out.push(this.#finishSlabMessage(buf, msgStart, pos, setStart, inMessage));
         // The next message starts where this one ends: returned bytes are never written again.
-        msgStart = pos;
-        if (buf.length - msgStart < limit) {
-          buf = this.#newSlab();
-          view = this.#slabView;
-          msgStart = 0;
-        }
+        msgStart = this.#messageStart(pos);
+        buf = this.#slab;
+        view = this.#slabView;
         pos = msgStart + MESSAGE_HEADER_BYTES;
         setStart = -1;
         inMessage = 0;
@@ -324,7 +316,6 @@ export class IpfixEncoder {
       out.push(this.#finishSlabMessage(buf, msgStart, pos, setStart, inMessage));
       msgStart = pos;
     }
-    this.#slab = buf;
     this.#slabPos = msgStart;
     this.stats.flowRecords += encoded;
     this.stats.stringsTruncated += cuts;
@@ -490,11 +481,14 @@ export class IpfixEncoder {
     return buf.subarray(msgStart, end);
   }
 
-  #newSlab(): Uint8Array {
+  /** Where the next message starts: at `from` of the current slab, or at 0 of a new one when less than maxMessageBytes is left. */
+  #messageStart(from: number): number {
+    if (this.#slab.length - from >= this.maxMessageBytes) return from;
     this.#slab = new Uint8Array(Math.max(SLAB_BYTES, 4 * this.maxMessageBytes));
     this.#slabView = new DataView(this.#slab.buffer);
-    return this.#slab;
+    return 0;
   }
+
 }
 
 /** The longest prefix of `s` whose UTF-8 fits `max` bytes, never splitting a character. */
