@@ -11,7 +11,8 @@
 //                          nothing else: the floor
 //   podflow                KubeCaches + Identity built as the image runs them
 //                          (scripts/build-dist.sh), wired as agent.ts does
-//   before (--before REV)  the same, built from an earlier commit
+//   before (--before REV)  the same, built from an earlier commit, run with
+//                          the environment that commit set (NODE_ENVIRONMENT)
 //   client-node informers  the reference: client-node's makeInformer for the
 //                          same five resources, holding what client-node holds
 //
@@ -89,8 +90,9 @@ class Client {
   #waiting: ((m: object) => void) | undefined;
   #exit: Promise<void>;
 
-  constructor(args: string[]) {
-    this.child = spawn(node, [...NODE_FLAGS, '--expose-gc', ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: repoRoot, env: { ...process.env, ...NODE_ENVIRONMENT } });
+  /** environment: what the image sets for node (common/node-runtime.ts NODE_ENVIRONMENT, of the tree measured). */
+  constructor(args: string[], environment: Readonly<Record<string, string>>) {
+    this.child = spawn(node, [...NODE_FLAGS, '--expose-gc', ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: repoRoot, env: { ...process.env, ...environment } });
     this.child.on('message', (m: object) => {
       if ('error' in m) process.stderr.write(`  ${String(m.error)}\n`);
       else if (this.#waiting) {
@@ -196,6 +198,7 @@ execFileSync('bash', [join(repoRoot, 'scripts/build-dist.sh'), dist], { stdio: '
 const clientScript = join(work, 'identity-client.mjs');
 writeFileSync(clientScript, stripTypeScriptTypes(readFileSync(join(benchDir, 'enrich/identity-client.ts'), 'utf8')));
 let beforeDist: string | undefined;
+let beforeEnvironment: Readonly<Record<string, string>> = {};
 if (opts.before) {
   const src = join(work, 'before-src');
   mkdirSync(src);
@@ -209,6 +212,8 @@ if (opts.before) {
   // The native addon, where its loader looks for it (as scripts/build-dist.sh places it).
   mkdirSync(join(beforeDist, 'netns/native/build/Release'), { recursive: true });
   copyFileSync(join(repoRoot, 'netns/native/build/Release/netns.node'), join(beforeDist, 'netns/native/build/Release/netns.node'));
+  // The environment its image set (none before common/node-runtime.ts had NODE_ENVIRONMENT).
+  beforeEnvironment = ((await import(join(beforeDist, 'common/node-runtime.js'))) as { NODE_ENVIRONMENT?: Record<string, string> }).NODE_ENVIRONMENT ?? {};
 }
 
 const kubeconfigOf = (server: KubeApiServer) => server.writeKubeconfig(join(work, `kubeconfig-${server.resourceVersion}`));
@@ -239,7 +244,7 @@ async function measureCase(impl: string, pods: number, server: KubeApiServer, sh
   if (impl === 'podflow') args.push('--dist', dist);
   if (impl === 'before') args.push('--dist', beforeDist!);
   if (opts['profile-storm']) args.push('--profile-storm', stormProfileDir(impl, pods));
-  const client = new Client(args);
+  const client = new Client(args, impl === 'before' ? beforeEnvironment : NODE_ENVIRONMENT);
   try {
     const synced = await client.next<{ synced: { seconds: number; cpuSeconds: number; pods: number } }>(600_000, 'sync');
     row.syncSeconds = synced.synced.seconds;
