@@ -17,7 +17,7 @@ import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { constants, monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { getHeapStatistics } from 'node:v8';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import type * as k8s from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -48,7 +48,12 @@ async function memory(): Promise<object> {
   gc();
   const m = process.memoryUsage();
   const h = getHeapStatistics();
-  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, physical: h.total_physical_size, resident: residentKinds() };
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, physical: h.total_physical_size, resident: residentKinds(), spaces: heapSpaces() };
+}
+
+/** Each V8 heap space's bytes in use and resident: where the heap's committed-but-free pages are. */
+function heapSpaces(): Record<string, { used: number; physical: number }> {
+  return Object.fromEntries(getHeapSpaceStatistics().map((space) => [space.space_name, { used: space.space_used_size, physical: space.physical_space_size }]));
 }
 
 /**

@@ -146,6 +146,7 @@ interface Memory {
   arrayBuffers: number;
   physical: number;
   resident: { brk: number; anonymous: number; file: number; stack: number };
+  spaces: Record<string, { used: number; physical: number }>;
 }
 
 interface Row {
@@ -234,7 +235,10 @@ interface StormState {
 /** What the RSS is made of: V8's heap (used of committed, and resident), malloc's main arena, other anonymous memory (V8's pages among it), files. */
 function residentLine(m: Memory): string {
   const r = m.resident;
-  return `V8 heap used ${mib(m.heapUsed)} of ${mib(m.heapTotal)} MiB (${mib(m.physical)} resident), external ${mib(m.external)} (array buffers ${mib(m.arrayBuffers)}); resident: malloc main arena ${mib(r.brk)}, anonymous ${mib(r.anonymous)} (of it not V8 heap: ${mib(r.anonymous - m.physical)}), files ${mib(r.file)}, stacks ${mib(r.stack)} MiB`;
+  return `V8 heap used ${mib(m.heapUsed)} of ${mib(m.heapTotal)} MiB (${mib(m.physical)} resident), external ${mib(m.external)} (array buffers ${mib(m.arrayBuffers)}); resident: malloc main arena ${mib(r.brk)}, anonymous ${mib(r.anonymous)} (of it not V8 heap: ${mib(r.anonymous - m.physical)}), files ${mib(r.file)}, stacks ${mib(r.stack)} MiB; V8 spaces used/resident MiB: ${Object.entries(m.spaces)
+    .filter(([, space]) => space.physical >= MiB)
+    .map(([name, space]) => `${name} ${mib(space.used)}/${mib(space.physical)}`)
+    .join(', ')}`;
 }
 
 /** One case: start the client, measure sync, memory, lookups, a relist and a storm. */
@@ -278,8 +282,10 @@ async function measureCase(impl: string, pods: number, server: KubeApiServer, sh
     row.relistSeconds = (performance.now() - c0) / 1000;
     row.relistCpu = relisted.relisted.cpuSeconds;
     row.relistPeak = rss(client.child.pid!).peak;
-    row.relistAfter = (await client.ask<{ memory: Memory }>({ do: 'memory' }, 60_000, 'memory')).memory.rss;
+    const relistMemory = (await client.ask<{ memory: Memory }>({ do: 'memory' }, 60_000, 'memory')).memory;
+    row.relistAfter = relistMemory.rss;
     process.stderr.write(`  ${impl} ${pods}: relisted in ${row.relistSeconds.toFixed(1)} s, peak ${mib(row.relistPeak)} MiB, after ${mib(row.relistAfter)} MiB\n`);
+    process.stderr.write(`  ${impl} ${pods}: after the relist: ${residentLine(relistMemory)}\n`);
     row.lag = await updateStorm(client, server, shape, stormFrom, row);
     return row;
   } catch (err) {
