@@ -71,6 +71,29 @@ test('with the members to keep, each item is its kept members, at every chunk bo
   }
 });
 
+test('with the members to keep, an item longer than what is carried to the next chunk is read all the same', () => {
+  const keep = { metadata: { name: true } } as const;
+  const long = { metadata: { name: 'long', annotations: { big: 'x'.repeat(600 * 1024) } } };
+  const text = JSON.stringify({ kind: 'PodList', items: [{ metadata: { name: 'a' } }, long, { metadata: { name: 'b' } }] });
+  for (const size of [64 * 1024, 16 * 1024 + 3]) {
+    const items: unknown[] = [];
+    const splitter = new JsonListSplitter({ keep, onItem: (json) => items.push(JSON.parse(json)), onBadItem: (err) => assert.fail(err) });
+    const bytes = Buffer.from(text);
+    for (let at = 0; at < bytes.length; at += size) splitter.push(bytes.subarray(at, at + size));
+    assert.deepEqual(items, [{ metadata: { name: 'a' } }, { metadata: { name: 'long' } }, { metadata: { name: 'b' } }], `chunks of ${size}`);
+    assert.deepEqual(splitter.end(), { kind: 'PodList', items: [] });
+  }
+});
+
+test('with the members to keep, a list cut inside an item is refused at its end', () => {
+  const text = '{"kind":"PodList","items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]}';
+  for (let cut = text.indexOf('{"metadata"') + 1; cut < text.length - 2; cut++) {
+    const splitter = new JsonListSplitter({ keep: { metadata: { name: true } }, onItem: () => {}, onBadItem: () => {} });
+    splitter.push(Buffer.from(text.slice(0, cut)));
+    assert.throws(() => splitter.end(), SyntaxError, `cut at ${cut}`);
+  }
+});
+
 test('a malformed item is handed to onBadItem and skipped; the items around it come through', () => {
   const text = '{"kind":"PodList","items":[{"metadata":{"name":"a"}},{"metadata":{"name" "b"}},{"metadata":{"name":"c"},"x":[1,,tru]}]}';
   for (const sizes of [[text.length], [1], [7]]) {
