@@ -27,7 +27,7 @@ const { values: opts } = parseArgs({
     dist: { type: 'string' },
     kubeconfig: { type: 'string' },
     node: { type: 'string', default: 'bench-node' },
-    /** A directory to write a CPU profile of the storm to (storm-client.cpuprofile), for chrome://inspect or speedscope. */
+    /** A directory to write CPU profiles of the sync and of the storm to (sync-client.cpuprofile, storm-client.cpuprofile), for chrome://inspect or speedscope. */
     'profile-storm': { type: 'string' },
   },
 });
@@ -249,6 +249,13 @@ async function clientNode(kubeconfig: string): Promise<Subject> {
   };
 }
 
+// The sync's CPU profile, when asked for (sync-client.cpuprofile beside the storm's).
+const syncProfiler = opts['profile-storm'] ? new Session() : undefined;
+if (syncProfiler) {
+  syncProfiler.connect();
+  await syncProfiler.post('Profiler.enable');
+  await syncProfiler.post('Profiler.start');
+}
 const t0 = performance.now();
 const c0 = cpuSeconds();
 let subject: Subject | undefined;
@@ -256,6 +263,11 @@ if (opts.impl === 'podflow') subject = await podflow(opts.dist!, opts.kubeconfig
 else if (opts.impl === 'client-node') subject = await clientNode(opts.kubeconfig!);
 else await import('@kubernetes/client-node');
 if (subject) await subject.synced();
+if (syncProfiler) {
+  const { profile } = await syncProfiler.post('Profiler.stop');
+  writeFileSync(join(opts['profile-storm']!, 'sync-client.cpuprofile'), JSON.stringify(profile));
+  syncProfiler.disconnect();
+}
 send({ synced: { seconds: (performance.now() - t0) / 1000, sinceProcessStart: performance.now() / 1000, cpuSeconds: cpuSeconds() - c0, pods: subject?.pods() ?? 0 } });
 
 process.on('message', async (command: { do: string; count?: number; hot?: boolean; readAnswer?: boolean; relists?: number }) => {

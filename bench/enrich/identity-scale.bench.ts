@@ -27,7 +27,8 @@
 // event-loop delay (the bench process's: the server shares the 2 cores).
 // --profile-storm DIR writes CPU profiles of the client and of the server
 // over each storm and a timeline of every change beside the client's GC
-// pauses, to find where a lag came from.
+// pauses, to find where a lag came from, and the client's over its sync
+// (sync-client.cpuprofile).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { stripTypeScriptTypes } from 'node:module';
