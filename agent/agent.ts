@@ -35,6 +35,7 @@ import { EndReason } from '../flow/types.ts';
 import type { FlowRecord } from '../flow/types.ts';
 import { type DiscoveredNamespace, type DiscoveryStats, NetnsDiscovery } from '../netns/discovery.ts';
 import { type NamespaceEvents, NodeCapture, type NodeCaptureEvent } from '../netns/node-capture.ts';
+import { listAddresses } from '../netns/interfaces.ts';
 import { captureQueue, configureCaptureQueue } from '../netns/capture-queue.ts';
 import { Identity, type IdentityCapture, type IdentityStats } from '../enrich/identity.ts';
 import { KubeCaches, type KubeResource, type KubeResourceStatus, kubeResources } from '../enrich/kube-caches.ts';
@@ -147,6 +148,7 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
         nodeName: config.nodeName,
         clusterName: config.clusterName,
         procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
+        listAddresses,
         leases: { graceMs: config.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: config.clusterCidrs },
         // Without caches nothing will ever name a held flow better: it goes at Identity's next tick.
         holdMaxAgeMs: kube.caches ? config.kubernetes.holdUnnamedSeconds * 1000 : 1,

@@ -29,7 +29,6 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PodflowError } from '../common/errors.ts';
 import type { DiscoveredNamespace } from '../netns/discovery.ts';
-import { listInterfaces } from '../netns/interfaces.ts';
 import { type IpKey, ipKey } from './ip-keys.ts';
 import type { SlimPod, WatchEventType } from './types.ts';
 
@@ -38,8 +37,12 @@ export interface NetnsPodsOptions {
   nodeName: string;
   /** procfs root for cgroup lookups; null skips them (address matching only). Default '/proc'. */
   procRoot?: string | null;
-  /** The addresses of a namespace's interfaces. Default: read inside it with getifaddrs (netns/interfaces.ts). */
-  listAddresses?: (nsPath: string) => string[];
+  /**
+   * The addresses of a namespace's interfaces, read inside it: the agent
+   * passes netns/interfaces.ts's listAddresses (getifaddrs in the native
+   * addon), so enrich/ loads no native code and its tests need no build.
+   */
+  listAddresses: (nsPath: string) => string[];
   /** Told when a namespace's pod or addresses changed (tied, untied, tied to another pod, an address came or went). */
   onChange?: (key: string) => void;
   /**
@@ -128,7 +131,7 @@ export class NetnsPods {
     if (!options.nodeName) throw new PodflowError('PODFLOW_ERR_ENRICH_CONFIG', 'nodeName (NODE_NAME) is empty');
     this.#nodeName = options.nodeName;
     this.#procRoot = options.procRoot === undefined ? '/proc' : options.procRoot;
-    this.#listAddresses = options.listAddresses ?? ((path) => listInterfaces(path).flatMap((i) => i.addresses.map((a) => a.address)));
+    this.#listAddresses = options.listAddresses;
     this.#onChange = options.onChange ?? (() => {});
     this.#onAddressFreed = options.onAddressFreed ?? (() => {});
   }

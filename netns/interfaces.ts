@@ -76,3 +76,8 @@ export function listInterfaces(nsPath: string): NetnsInterface[] {
   }
   return result;
 }
+
+/** The addresses of every interface of the network namespace at nsPath, as text (what NetnsPods ties a namespace by). */
+export function listAddresses(nsPath: string): string[] {
+  return listInterfaces(nsPath).flatMap((i) => i.addresses.map((a) => a.address));
+}

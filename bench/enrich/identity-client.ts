@@ -156,6 +156,7 @@ async function podflow(dist: string, kubeconfig: string): Promise<Subject> {
     nodeName: opts.node!,
     clusterName: 'bench',
     procRoot: null,
+    listAddresses: () => [], // no namespace is attached: the capture here emits nothing
     leases: { graceMs: DEFAULT_CONFIG.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: DEFAULT_CONFIG.clusterCidrs },
     onRecord: () => {},
   });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Identity, type IdentityOptions } from '../../enrich/identity.ts';
 import { KubeCaches } from '../../enrich/kube-caches.ts';
 import type { NodeCaptureEvent } from '../../netns/node-capture.ts';
+import { listAddresses } from '../../netns/interfaces.ts';
 import type { ExportRecord } from '../../enrich/export-record.ts';
 import type { SimNode } from '../../sim/simnode.ts';
 import type { KubeApiServer, KubeObject } from '../../sim/kube-apiserver.ts';
@@ -47,6 +48,7 @@ export async function identityPipeline(
     clusterName: 'sim',
     onRecord: (r) => records.push(r),
     splitFlowsAt: (address, atMs, keep) => void meter.splitFlowsAt(address, atMs, keep),
+    listAddresses,
     tickMs: 100,
     ...options.identity,
   });
