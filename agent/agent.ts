@@ -39,7 +39,7 @@ import { listAddresses } from '../netns/interfaces.ts';
 import { captureQueue, configureCaptureQueue } from '../netns/capture-queue.ts';
 import { Identity, type IdentityCapture, type IdentityStats } from '../enrich/identity.ts';
 import { KubeCaches, type KubeResource, type KubeResourceStatus, kubeResources } from '../enrich/kube-caches.ts';
-import type { IdentityCaches } from '../enrich/identity.ts';
+import { NetnsPods } from '../enrich/netns-pods.ts';
 import { PodflowError } from '../common/errors.ts';
 import { Exporter } from '../ipfix/exporter.ts';
 import { notSentTotal } from '../ipfix/transport.ts';
@@ -87,8 +87,6 @@ export interface ObservedNaming {
   enrich(flow: FlowRecord): void;
   /** Starts the caches syncing and subscribes (to the caches and the capture's events); before capture starts. */
   start(): void;
-  /** On the agent's coarse timer, for what has no timer of its own. */
-  tick?(now: number): void;
   /** At stop, after the meter's FORCED_END flush: unsubscribes and releases every flow still held. */
   close(): void;
   /** Ends the Kubernetes clients. */
@@ -130,7 +128,6 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
   const kube = kubeCachesOrWhyNot(config, kubeLog);
   if (kube.caches) kube.caches.onError((resource, err) => kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'informer stopped; restarting with backoff'));
   kube.caches?.onBadObject((resource, err) => kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'skipped a listed object'));
-  const caches: IdentityCaches & { start(): void; close(): Promise<unknown> } = kube.caches ?? NO_CACHES;
   const discovery = new NetnsDiscovery({
     netnsDirs: config.namespaces.netnsDirs,
     procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
@@ -142,13 +139,17 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
     ...(config.namespaces.pathFilter && { namespaceFilter: pathFilter(config.namespaces.pathFilter, discovery, log.child({ component: 'capture' })) }),
     naming: ({ capture, onRecord, splitFlowsAt }) => {
       const identity = new Identity({
-        caches,
+        caches: kube.caches,
         capture,
         splitFlowsAt,
-        nodeName: config.nodeName,
+        namespaces: (events) =>
+          new NetnsPods({
+            nodeName: config.nodeName,
+            procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
+            listAddresses,
+            ...events,
+          }),
         clusterName: config.clusterName,
-        procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
-        listAddresses,
         leases: { graceMs: config.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: config.clusterCidrs },
         // Without caches nothing will ever name a held flow better: it goes at Identity's next tick.
         holdMaxAgeMs: kube.caches ? config.kubernetes.holdUnnamedSeconds * 1000 : 1,
@@ -157,11 +158,11 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
       return {
         enrich: identity.enrich,
         start: () => {
-          caches.start();
+          kube.caches?.start();
           identity.start();
         },
         close: () => identity.close(), // flows held for the first sync are enriched now
-        closeCaches: () => caches.close(),
+        closeCaches: async () => kube.caches?.close(),
         notReady: () => (kube.caches ? cachesNotSynced(kube.caches.status()) : `Kubernetes identity off: ${kube.whyNot}; flows are exported with identity unknown`),
         cacheStatus: () => (kube.caches ? kube.caches.status() : unusableCachesStatus(kube.whyNot)),
         stats: () => identity.stats(),
@@ -188,20 +189,6 @@ function kubeCachesOrWhyNot(config: AgentConfig, log: Logger): { caches: KubeCac
     return { whyNot: err.message };
   }
 }
-
-/** The caches when there are none: nothing cached, nothing to wait for. */
-const NO_CACHES: IdentityCaches & { start(): void; close(): Promise<unknown> } = {
-  on: () => undefined,
-  off: () => undefined,
-  synced: () => true,
-  pods: () => [],
-  services: () => [],
-  nodes: () => [],
-  replicaSet: () => undefined,
-  job: () => undefined,
-  start: () => undefined,
-  close: async () => undefined,
-};
 
 /** Every resource not synced, with why: the caches' metrics and alert show an agent that has none. */
 function unusableCachesStatus(why: string): Record<KubeResource, KubeResourceStatus> {
@@ -435,7 +422,6 @@ export class Agent {
     // this timer ran late (timers run before I/O callbacks after a busy turn).
     for (const h of this.#capture.handles()) h.poll();
     this.#meter.expire(now - this.#capture.settleMs());
-    this.#naming.tick?.(now);
     this.#flushBatch();
   }
 

@@ -9,19 +9,22 @@
 //   with capture.loopback).
 // - The observed end is this pod, from the downward API (POD_NAME,
 //   POD_NAMESPACE, POD_UID, NODE_NAME, POD_IPS and the labels file in
-//   PODFLOW_PODINFO_DIR), not from a namespace→pod map. Its workload comes
-//   from well-known labels (pod-template-hash → Deployment, ...), since
-//   ownerReferences are not in the downward API.
+//   PODFLOW_PODINFO_DIR), not from NetnsPods: Identity's namespace→pod
+//   lookup is that one pod (onePod). Its workload comes from well-known
+//   labels (pod-template-hash → Deployment, ...), since ownerReferences are
+//   not in the downward API.
 // - The remote end: through the Kubernetes caches when the pod's service
 //   account may list and watch them (the same lease table as the DaemonSet);
 //   when it may not (403) or there is no API access at all, by IP alone
 //   (endpoint type 'unknown', or 'external' outside clusterCidrs), with no
-//   flows held waiting for a sync that will never come.
+//   flows held waiting for a sync that will never come (Identity without
+//   caches, or told withoutCaches() at the 403).
 // - Everything else is the DaemonSet's, by being the same Agent
 //   (agent/agent.ts) with this file's AgentMode injected: the same start
 //   order, Exporter (same IPFIX elements and templates) and export batching,
-//   FlowMeter, Enricher, createMetrics, HTTP, logging, and the same graceful
-//   stop (capture drained, FORCED_END, flush, exporter closed).
+//   FlowMeter, Identity (lease table, Enricher, its timer), createMetrics,
+//   HTTP, logging, and the same graceful stop (capture drained, FORCED_END,
+//   flush, exporter closed).
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -30,12 +33,9 @@ import type { AgentConfig } from './config.ts';
 import { type AgentMode, cachesNotSynced, RateLimitedWarn } from './agent.ts';
 import type { DiscoveredNamespace } from '../netns/discovery.ts';
 import { CURRENT_NETNS, listCurrentInterfaces } from '../netns/interfaces.ts';
-import type { NodeCaptureEvent } from '../netns/node-capture.ts';
-import { Enricher } from '../enrich/enricher.ts';
-import type { IdentityStats } from '../enrich/identity.ts';
-import { type IpKey, ipKey, ipKeyBytes } from '../enrich/ip-keys.ts';
-import { KubeCaches, type KubeChangeListener, type KubeResource, type KubeResourceStatus } from '../enrich/kube-caches.ts';
-import { LeaseTable } from '../enrich/leases.ts';
+import { Identity, type IdentityNamespaces } from '../enrich/identity.ts';
+import { type IpKey, ipKey } from '../enrich/ip-keys.ts';
+import { KubeCaches, type KubeResource, type KubeResourceStatus } from '../enrich/kube-caches.ts';
 import type { NamespacePod } from '../enrich/netns-pods.ts';
 import type { OwnerLookup } from '../enrich/owners.ts';
 import type { SlimOwner, SlimOwnerLink, SlimPod } from '../enrich/types.ts';
@@ -138,20 +138,38 @@ export function currentNamespace(): DiscoveredNamespace {
 }
 
 /**
+ * The namespace→pod lookup of the sidecar: the one namespace the process is
+ * in, tied to its pod from the start and never removed, so there is nothing
+ * to learn from the pods or the capture's namespaces and nothing to tie.
+ */
+function onePod(self: NamespacePod): IdentityNamespaces {
+  return {
+    get: (key) => (key === self.key ? self : undefined),
+    pending: 0,
+    stats: { byCgroup: 0, byAddress: 0, untied: 0, ambiguous: 0, readErrors: 0 },
+    applyPod: () => undefined,
+    addNamespace: async () => undefined,
+    setInterfaceAddresses: () => undefined,
+    removeNamespace: () => undefined,
+    resolvePending: async () => undefined,
+  };
+}
+
+/**
  * Sidecar mode for Agent: the one namespace the process is in, the observed
  * end named from the downward API, the remote end through the caches while
  * the pod may read them, else by IP alone.
  */
 export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.ProcessEnv = process.env): AgentMode {
-  const identity = readDownwardIdentity(env, config.nodeName);
+  const downward = readDownwardIdentity(env, config.nodeName);
   const agentLog = log.child({ component: 'agent', mode: 'sidecar' });
   const kubeLog = log.child({ component: 'kube' });
   const kubeWarn = new RateLimitedWarn(kubeLog);
-  let enricher: Enricher | undefined;
 
   // The caches, when the pod may use the API server at all; a 403 turns them off (remote ends by IP alone).
   let caches: KubeCaches | undefined;
   let cachesUsable: boolean;
+  let identity: Identity | undefined;
   try {
     caches = new KubeCaches({ kubeconfig: config.kubernetes.kubeconfig || undefined, labelKeys: config.labelKeys });
     cachesUsable = true;
@@ -164,8 +182,8 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
     if (err.code === 'PODFLOW_ERR_KUBE_FORBIDDEN' && cachesUsable) {
       cachesUsable = false;
       kubeLog.info({ resource, err }, "the pod's service account may not read the caches: remote ends are named by IP alone");
+      identity?.withoutCaches();
       void caches?.close();
-      enricher?.markSynced();
       return;
     }
     kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'informer stopped; restarting with backoff');
@@ -175,54 +193,32 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
   // One namespace, known from the start, never removed.
   const ns = currentNamespace();
   const addresses = new Set<IpKey>();
-  for (const ip of identity.podIPs) addresses.add(ipKey(ip)!);
-  const self = slimSelf(identity, config.labelKeys);
-  const selfPod: NamespacePod = { key: ns.key, uid: self.uid, pod: self, via: undefined, addresses, gone: false };
-  const [, rsOwner] = ownerFromLabels(identity.podName, identity.labels);
+  for (const ip of downward.podIPs) addresses.add(ipKey(ip)!);
+  const self = slimSelf(downward, config.labelKeys);
+  const [, rsOwner] = ownerFromLabels(downward.podName, downward.labels);
+  const owners: OwnerLookup = {
+    replicaSet: (uid) => (uid === self.owner?.uid ? ({ uid, namespace: self.namespace, name: self.owner.name, owner: rsOwner } satisfies SlimOwnerLink) : caches?.replicaSet(uid)),
+    job: (uid) => caches?.job(uid),
+  };
 
   return {
     logFields: { mode: 'sidecar' },
     namespaces: { on: () => undefined, off: () => undefined, namespaces: () => [ns], start: async () => undefined, close: () => undefined },
     naming: ({ capture, onRecord, splitFlowsAt }) => {
-      let handlerErrors = 0;
-      const guard = (fn: () => void): void => {
-        try {
-          fn();
-        } catch {
-          handlerErrors++;
-        }
-      };
-      const leases = new LeaseTable({
-        graceMs: config.kubernetes.leaseGraceSeconds * 1000,
-        clusterCidrs: config.clusterCidrs,
-        // A remote address passed to another holder: its open flows are split there (as Identity does for the DaemonSet); the pod's own are kept.
-        onClosed: (key, atMs) => splitFlowsAt(ipKeyBytes(key), atMs, () => addresses.has(key)),
-      });
-      const owners: OwnerLookup = {
-        replicaSet: (uid) => (uid === self.owner?.uid ? ({ uid, namespace: self.namespace, name: self.owner.name, owner: rsOwner } satisfies SlimOwnerLink) : caches?.replicaSet(uid)),
-        job: (uid) => caches?.job(uid),
-      };
-      const e = new Enricher({
-        clusterName: config.clusterName,
-        leases,
+      const naming = new Identity({
+        caches: cachesUsable ? caches : undefined,
         owners,
-        namespaces: { get: (key) => (key === ns.key ? selfPod : undefined) },
+        capture,
+        splitFlowsAt,
+        namespaces: () => onePod({ key: ns.key, uid: self.uid, pod: self, via: undefined, addresses, gone: false }),
+        clusterName: config.clusterName,
+        leases: { graceMs: config.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: config.clusterCidrs },
         holdMaxAgeMs: config.kubernetes.holdUnnamedSeconds * 1000,
         onRecord,
       });
-      enricher = e;
-      if (!cachesUsable) e.markSynced();
-      const onPod: KubeChangeListener<'pod'> = (type, pod) => guard(() => leases.applyPod(type, pod, Date.now()));
-      const onService: KubeChangeListener<'service'> = (type, s) => guard(() => leases.applyService(type, s, Date.now()));
-      const onNode: KubeChangeListener<'node'> = (type, n) => guard(() => leases.applyNode(type, n, Date.now()));
-      const onCapture = (event: NodeCaptureEvent): void =>
-        guard(() => {
-          if (event.type === 'opened') e.addObservationPoint(event.point);
-          else if (event.type === 'closed') e.removeObservationPoint(event.point.id);
-        });
-      let subscribed = false;
+      identity = naming;
       return {
-        enrich: (flow) => e.enrich(flow),
+        enrich: naming.enrich,
         start: () => {
           // The namespace's own addresses also mark the pod's side of a flow (as NetnsPods does for the DaemonSet).
           try {
@@ -236,45 +232,16 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
           } catch (err) {
             agentLog.warn({ err }, 'cannot list the pod network interfaces; direction from POD_IPS only');
           }
-          capture.on('event', onCapture);
-          if (caches && cachesUsable) {
-            const now = Date.now();
-            subscribed = true;
-            caches.on('pod', onPod);
-            caches.on('service', onService);
-            caches.on('node', onNode);
-            for (const n of caches.nodes()) leases.applyNode('add', n, now);
-            for (const s of caches.services()) leases.applyService('add', s, now);
-            for (const p of caches.pods()) leases.applyPod('add', p, now);
-            caches.start();
-          }
+          naming.start();
+          if (cachesUsable) caches?.start();
         },
-        tick: (now) =>
-          guard(() => {
-            leases.expire(now);
-            if (!e.synced && caches?.synced()) e.markSynced();
-            e.expireHeld();
-          }),
-        close: () => {
-          capture.off('event', onCapture);
-          if (caches && subscribed) {
-            caches.off('pod', onPod);
-            caches.off('service', onService);
-            caches.off('node', onNode);
-          }
-          e.flush();
-        },
+        close: () => naming.close(),
         closeCaches: async () => caches?.close(),
         notReady: () => (caches && cachesUsable ? cachesNotSynced(caches.status()) : undefined),
         cacheStatus: () => (caches && cachesUsable ? caches.status() : ({} as Record<KubeResource, KubeResourceStatus>)),
-        stats: (): IdentityStats => ({
-          leases: { ...leases.stats, lookups: { ...leases.stats.lookups }, open: leases.openLeases, closed: leases.closedLeases },
-          namespaces: { byCgroup: 0, byAddress: 0, untied: 0, ambiguous: 0, readErrors: 0, pending: 0 },
-          enricher: { ...e.stats, heldNow: e.heldFlows },
-          handlerErrors,
-        }),
+        stats: () => naming.stats(),
       };
     },
-    startedFields: () => ({ pod: `${identity.namespace}/${identity.podName}`, uid: identity.uid, nodeName: identity.nodeName, workload: self.owner }),
+    startedFields: () => ({ pod: `${downward.namespace}/${downward.podName}`, uid: downward.uid, nodeName: downward.nodeName, workload: self.owner }),
   };
 }

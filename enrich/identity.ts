@@ -1,17 +1,21 @@
-// Wiring of the identity core: feeds the lease table and the namespace→pod
-// map from KubeCaches change events and NodeCapture events, and runs one
-// coarse timer for what has no event of its own (lease expiry, release of
-// flows held too long, namespaces still to tie to a pod). FlowMeter's onFlow
-// goes to enrich(). Everything with logic lives in the pure pieces; this
-// file only subscribes and forwards:
+// Wiring of the identity core, for both modes: feeds the lease table and the
+// namespace→pod lookup (IdentityNamespaces: the DaemonSet's NetnsPods, the
+// sidecar's one pod) from KubeCaches change events and NodeCapture events,
+// and runs one coarse timer for what has no event of its own (lease expiry,
+// release of flows held too long, namespaces still to tie to a pod).
+// FlowMeter's onFlow goes to enrich(). Everything with logic lives in the
+// pure pieces; this file only subscribes and forwards:
 // - a namespace's interface addresses (NodeCapture 'interfaces') go to the
-//   namespace→pod map, whose changes release the flows held for it;
+//   namespace→pod lookup, whose changes release the flows held for it;
 // - a terminating pod's address leaving its namespace, or the namespace
 //   going from the node, ends that pod's leases (the address is free now);
 //   a namespace gone releases its held flows;
 // - a lease that closes splits the flows still open on its address at its
 //   end (splitFlowsAt), except where the address is the observed pod's own,
 //   so each record names one remote holder.
+// Without caches (no usable Kubernetes configuration, or a service account
+// that may not read them: withoutCaches()) no flow waits for a sync and
+// remote ends are named by what the lease table knows: by address alone.
 //
 // Start it before NodeCapture.start(), so it sees every namespace and
 // observation point; KubeCaches may start before or after (current objects
@@ -24,9 +28,10 @@ import { type IpKey, ipKeyBytes } from './ip-keys.ts';
 import { Enricher, type EnricherStats } from './enricher.ts';
 import type { KubeChangeListener } from './kube-caches.ts';
 import { LeaseTable, type LeaseStats, type LeaseTableOptions } from './leases.ts';
-import { NetnsPods, type NetnsPodsOptions, type NetnsPodsStats } from './netns-pods.ts';
+import type { DiscoveredNamespace } from '../netns/discovery.ts';
+import type { NamespacePod, NetnsPodsOptions, NetnsPodsStats } from './netns-pods.ts';
 import type { OwnerLookup } from './owners.ts';
-import type { SlimNode, SlimPod, SlimService } from './types.ts';
+import type { SlimNode, SlimPod, SlimService, WatchEventType } from './types.ts';
 
 /** What Identity uses of KubeCaches. */
 export interface IdentityCaches extends OwnerLookup {
@@ -48,11 +53,35 @@ export interface IdentityCapture {
   off(event: 'event', listener: (event: NodeCaptureEvent) => void): unknown;
 }
 
-export interface IdentityOptions extends Omit<NetnsPodsOptions, 'nodeName'> {
-  caches: IdentityCaches;
+/**
+ * Which pod a captured namespace is (the observed end of its flows), learnt
+ * from the pods and the capture's namespaces: NetnsPods (enrich/netns-pods.ts)
+ * for the DaemonSet, the one pod the process is in for the sidecar.
+ */
+export interface IdentityNamespaces {
+  /** By namespace key `${dev}:${inode}`. */
+  get(key: string): NamespacePod | undefined;
+  /** Namespaces not tied to a pod yet. */
+  readonly pending: number;
+  readonly stats: NetnsPodsStats;
+  applyPod(type: WatchEventType, pod: SlimPod): void;
+  addNamespace(ns: DiscoveredNamespace): Promise<void>;
+  setInterfaceAddresses(key: string, addresses: readonly string[]): void;
+  removeNamespace(key: string): void;
+  resolvePending(): Promise<void>;
+}
+
+/** What the namespace→pod lookup tells Identity. */
+export type IdentityNamespaceEvents = Required<Pick<NetnsPodsOptions, 'onChange' | 'onAddressFreed'>>;
+
+export interface IdentityOptions {
+  /** Pods, services and nodes: the remote ends' leases, the namespaces' pods. None: no flow waits for a sync, remote ends by address alone. */
+  caches?: IdentityCaches;
+  /** ReplicaSets and Jobs by uid, for the workload of a pod. Default: the caches'. */
+  owners?: OwnerLookup;
   capture: IdentityCapture;
-  /** NODE_NAME. */
-  nodeName: string;
+  /** Builds the namespace→pod lookup, given what it tells Identity. */
+  namespaces: (events: IdentityNamespaceEvents) => IdentityNamespaces;
   clusterName: string;
   onRecord: (record: ExportRecord) => void;
   leases?: Omit<LeaseTableOptions, 'onClosed'>;
@@ -77,11 +106,14 @@ export interface IdentityStats {
   handlerErrors: number;
 }
 
+/** The owner lookup without caches: no ReplicaSet or Job is known. */
+const NO_OWNERS: OwnerLookup = { replicaSet: () => undefined, job: () => undefined };
+
 export class Identity {
   readonly leases: LeaseTable;
-  readonly namespaces: NetnsPods;
+  readonly namespaces: IdentityNamespaces;
   readonly enricher: Enricher;
-  readonly #caches: IdentityCaches;
+  #caches: IdentityCaches | undefined;
   readonly #capture: IdentityCapture;
   readonly #splitFlowsAt: NonNullable<IdentityOptions['splitFlowsAt']>;
   /** The namespace key of every open observation point. */
@@ -140,15 +172,14 @@ export class Identity {
     this.#tickMs = options.tickMs ?? 1000;
     this.#splitFlowsAt = options.splitFlowsAt ?? (() => {});
     this.leases = new LeaseTable({ ...options.leases, onClosed: (key, atMs) => this.#addressReleased(key, atMs) });
-    this.namespaces = new NetnsPods({
-      ...options,
+    this.namespaces = options.namespaces({
       onChange: (key) => this.enricher.namespaceChanged(key),
       onAddressFreed: (uid) => this.leases.endPod(uid, this.#clock.now()),
     });
     this.enricher = new Enricher({
       clusterName: options.clusterName,
       leases: this.leases,
-      owners: options.caches,
+      owners: options.owners ?? options.caches ?? NO_OWNERS,
       namespaces: this.namespaces,
       onRecord: options.onRecord,
       holdMaxFlows: options.holdMaxFlows,
@@ -161,16 +192,19 @@ export class Identity {
   start(): void {
     if (this.#running) return;
     this.#running = true;
-    const now = this.#clock.now();
-    for (const node of this.#caches.nodes()) this.leases.applyNode('add', node, now);
-    for (const service of this.#caches.services()) this.leases.applyService('add', service, now);
-    for (const pod of this.#caches.pods()) {
-      this.leases.applyPod('add', pod, now);
-      this.namespaces.applyPod('add', pod);
+    const caches = this.#caches;
+    if (caches !== undefined) {
+      const now = this.#clock.now();
+      for (const node of caches.nodes()) this.leases.applyNode('add', node, now);
+      for (const service of caches.services()) this.leases.applyService('add', service, now);
+      for (const pod of caches.pods()) {
+        this.leases.applyPod('add', pod, now);
+        this.namespaces.applyPod('add', pod);
+      }
+      caches.on('pod', this.#onPod);
+      caches.on('service', this.#onService);
+      caches.on('node', this.#onNode);
     }
-    this.#caches.on('pod', this.#onPod);
-    this.#caches.on('service', this.#onService);
-    this.#caches.on('node', this.#onNode);
     this.#capture.on('event', this.#onCapture);
     this.#checkSynced();
     this.#schedule();
@@ -182,11 +216,20 @@ export class Identity {
     this.#running = false;
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#caches.off('pod', this.#onPod);
-    this.#caches.off('service', this.#onService);
-    this.#caches.off('node', this.#onNode);
+    this.#unsubscribeCaches();
     this.#capture.off('event', this.#onCapture);
     this.enricher.flush();
+  }
+
+  /**
+   * The caches cannot be used from now on (the service account may not read
+   * them): unsubscribes from them, and no flow waits for their sync; what
+   * the lease table knows stays, remote ends are named by it.
+   */
+  withoutCaches(): void {
+    if (this.#running) this.#unsubscribeCaches();
+    this.#caches = undefined;
+    this.#checkSynced();
   }
 
   /** FlowMeter's onFlow. */
@@ -206,8 +249,14 @@ export class Identity {
     this.#splitFlowsAt(ipKeyBytes(key), atMs, (id) => this.namespaces.get(this.#pointNamespaces.get(id) ?? '')?.addresses.has(key) === true);
   }
 
+  #unsubscribeCaches(): void {
+    this.#caches?.off('pod', this.#onPod);
+    this.#caches?.off('service', this.#onService);
+    this.#caches?.off('node', this.#onNode);
+  }
+
   #checkSynced(): void {
-    if (!this.enricher.synced && this.#caches.synced()) this.enricher.markSynced();
+    if (!this.enricher.synced && (this.#caches?.synced() ?? true)) this.enricher.markSynced();
   }
 
   #schedule(): void {

@@ -147,16 +147,16 @@ const seen = (type: string, namespace: string, name: string): void => {
 async function podflow(dist: string, kubeconfig: string): Promise<Subject> {
   const { KubeCaches } = (await import(`${dist}/enrich/kube-caches.js`)) as typeof import('../../enrich/kube-caches.ts');
   const { Identity } = (await import(`${dist}/enrich/identity.js`)) as typeof import('../../enrich/identity.ts');
+  const { NetnsPods } = (await import(`${dist}/enrich/netns-pods.js`)) as typeof import('../../enrich/netns-pods.ts');
   const { DEFAULT_CONFIG } = (await import(`${dist}/agent/config.js`)) as typeof import('../../agent/config.ts');
   const caches = new KubeCaches({ kubeconfig, labelKeys: DEFAULT_CONFIG.labelKeys });
   const capture = { on: () => capture, off: () => capture };
   const identity = new Identity({
     caches,
     capture,
-    nodeName: opts.node!,
+    // No namespace is attached: the capture here emits nothing.
+    namespaces: (events) => new NetnsPods({ nodeName: opts.node!, procRoot: null, listAddresses: () => [], ...events }),
     clusterName: 'bench',
-    procRoot: null,
-    listAddresses: () => [], // no namespace is attached: the capture here emits nothing
     leases: { graceMs: DEFAULT_CONFIG.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: DEFAULT_CONFIG.clusterCidrs },
     onRecord: () => {},
   });

@@ -12,6 +12,7 @@ import { FakeClock } from '../helpers/fake-clock.ts';
 import { flowRecord } from '../helpers/ipfix-records.ts';
 import { link, owner, pod } from '../helpers/slim-objects.ts';
 import { ipKey } from '../../enrich/ip-keys.ts';
+import { NetnsPods } from '../../enrich/netns-pods.ts';
 
 class FakeCaches extends EventEmitter implements IdentityCaches {
   isSynced = false;
@@ -37,8 +38,8 @@ function setup(addresses = ['198.18.0.10']) {
   const records: ExportRecord[] = [];
   const ended: Array<{ address: string; atMs: number; kept: number[] }> = [];
   const identity = new Identity({
-    caches, capture, nodeName: 'node-1', clusterName: 'c1', onRecord: (r) => records.push(r), clock,
-    procRoot: null, listAddresses: () => addresses, holdMaxAgeMs: 5000,
+    caches, capture, clusterName: 'c1', onRecord: (r) => records.push(r), clock,
+    namespaces: (events) => new NetnsPods({ nodeName: 'node-1', procRoot: null, listAddresses: () => addresses, ...events }), holdMaxAgeMs: 5000,
     splitFlowsAt: (address, atMs, keep) => ended.push({ address: address.join('.'), atMs, kept: [5, 6].filter(keep) }),
   });
   return { clock, caches, capture, records, identity, ended };
@@ -129,5 +130,36 @@ test('a handler that throws is counted and does not reach the caches', () => {
   identity.start();
   caches.change('add', { ...pod('bad'), podIPs: null as unknown as string[] });
   assert.equal(identity.stats().handlerErrors, 1);
+  identity.close();
+});
+
+test('caches that cannot be used (withoutCaches) are no longer listened to, and no flow waits for their sync', () => {
+  const { clock, caches, capture, records, identity } = setup();
+  identity.start();
+  capture.emit('event', { type: 'opened', point: POINT });
+  identity.enrich(flowRecord({ observationPointId: 5, sourceTransportPort: 1 }));
+  assert.equal(records.length, 0, 'held for the first sync');
+  identity.withoutCaches();
+  assert.deepEqual(records.map((r) => r.flow.sourceTransportPort), [1], 'released at once');
+  assert.equal(caches.listenerCount('pod'), 0);
+  caches.change('add', pod('web-1', { podIPs: ['198.18.0.10'] }));
+  assert.equal(identity.leases.lookupKey(ipKey('198.18.0.10')!, clock.now() + 1).type, 'unknown', 'a change event of the caches is not applied');
+  identity.close();
+});
+
+test('without caches, no flow waits for a sync', () => {
+  const clock = new FakeClock();
+  const capture = new EventEmitter<{ event: [NodeCaptureEvent] }>();
+  const records: ExportRecord[] = [];
+  const identity = new Identity({
+    capture, clusterName: 'c1', onRecord: (r) => records.push(r), clock,
+    namespaces: (events) => new NetnsPods({ nodeName: 'node-1', procRoot: null, listAddresses: () => [], ...events }),
+  });
+  identity.start();
+  capture.emit('event', { type: 'opened', point: POINT });
+  assert.equal(identity.enricher.synced, true);
+  identity.enrich(flowRecord({ observationPointId: 5 }));
+  assert.equal(records.length, 1, 'named at once');
+  assert.equal(identity.stats().enricher.held, 0);
   identity.close();
 });

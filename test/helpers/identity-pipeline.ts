@@ -9,6 +9,7 @@ import type { TestContext } from 'node:test';
 import { join } from 'node:path';
 import { Identity, type IdentityOptions } from '../../enrich/identity.ts';
 import { KubeCaches } from '../../enrich/kube-caches.ts';
+import { NetnsPods } from '../../enrich/netns-pods.ts';
 import type { NodeCaptureEvent } from '../../netns/node-capture.ts';
 import { listAddresses } from '../../netns/interfaces.ts';
 import type { ExportRecord } from '../../enrich/export-record.ts';
@@ -35,7 +36,7 @@ export async function identityPipeline(
     nodeName: string;
     labelKeys?: string[];
     capture?: Omit<MeteredCaptureOptions, 'onFlow'>;
-    identity?: Pick<IdentityOptions, 'tickMs' | 'listAddresses'>;
+    identity?: Pick<IdentityOptions, 'tickMs'>;
   },
 ) {
   const caches = new KubeCaches({ kubeconfig: server.writeKubeconfig(join(options.dir, 'kubeconfig')), labelKeys: options.labelKeys });
@@ -44,11 +45,10 @@ export async function identityPipeline(
   const identity = new Identity({
     caches,
     capture,
-    nodeName: options.nodeName,
+    namespaces: (events) => new NetnsPods({ nodeName: options.nodeName, listAddresses, ...events }),
     clusterName: 'sim',
     onRecord: (r) => records.push(r),
     splitFlowsAt: (address, atMs, keep) => void meter.splitFlowsAt(address, atMs, keep),
-    listAddresses,
     tickMs: 100,
     ...options.identity,
   });
