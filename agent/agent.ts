@@ -2,11 +2,11 @@
 // IPFIX export, with metrics, health endpoints and a bounded graceful stop.
 // The only place that knows all the other folders.
 //
-// One Agent serves both modes; what differs is injected as an AgentMode:
-// how namespaces are found and attached (the DaemonSet: node-wide discovery,
-// daemonsetMode below; the sidecar: the namespace the process is in,
-// agent/sidecar.ts) and how the observed end is named (NetnsPods mapping via
-// Identity, or the downward-API identity). Start order, export batching,
+// One Agent serves both modes; what differs is injected as an AgentMode
+// (agent/mode.ts): how namespaces are found and attached (the DaemonSet:
+// node-wide discovery, agent/daemonset.ts; the sidecar: the namespace the
+// process is in, agent/sidecar.ts) and Identity's namespace→pod lookup
+// (NetnsPods, or the downward-API pod). Start order, export batching,
 // metrics, HTTP, logging and the stop are shared.
 //
 // Start order: Kubernetes caches start syncing (not awaited: an unreachable
@@ -27,20 +27,15 @@ import type { Logger } from 'pino';
 import type { AgentConfig } from './config.ts';
 import { createMetrics, type MetricSources, WorkloadTraffic } from './metrics.ts';
 import { AgentHttp } from './http.ts';
+import type { AgentMode, AgentModeFactory, ObservedNaming } from './mode.ts';
+import { RateLimitedWarn } from './rate-limited-warn.ts';
 import { PacketDecoder } from '../flow/decode.ts';
 import { PacketIngest } from '../flow/ingest.ts';
 import { FlowMeter } from '../flow/meter.ts';
 import { enabledFeatures, FlowFeatures } from '../flow/features/flow-features.ts';
 import { EndReason } from '../flow/types.ts';
-import type { FlowRecord } from '../flow/types.ts';
-import { type DiscoveredNamespace, type DiscoveryStats, NetnsDiscovery } from '../netns/discovery.ts';
-import { type NamespaceEvents, NodeCapture, type NodeCaptureEvent } from '../netns/node-capture.ts';
-import { listAddresses } from '../netns/interfaces.ts';
+import { NodeCapture, type NodeCaptureEvent } from '../netns/node-capture.ts';
 import { captureQueue, configureCaptureQueue } from '../netns/capture-queue.ts';
-import { Identity, type IdentityCapture, type IdentityStats } from '../enrich/identity.ts';
-import { KubeCaches, type KubeResource, type KubeResourceStatus, kubeResources } from '../enrich/kube-caches.ts';
-import { NetnsPods } from '../enrich/netns-pods.ts';
-import { PodflowError } from '../common/errors.ts';
 import { Exporter } from '../ipfix/exporter.ts';
 import { notSentTotal } from '../ipfix/transport.ts';
 import type { ExportRecord } from '../enrich/export-record.ts';
@@ -49,188 +44,6 @@ import type { Registry } from 'prom-client';
 /** Records are handed to the exporter in batches of at most this many, or every tick. */
 const EXPORT_BATCH = 512;
 const TICK_MS = 250;
-/** A repeated warning of the same kind is logged at most once per this period, with the count suppressed. */
-const WARN_PERIOD_MS = 30_000;
-
-/** Logs the first warning of a key, then at most one per period with how many were suppressed. */
-export class RateLimitedWarn {
-  readonly #log: Logger;
-  readonly #periodMs: number;
-  readonly #last = new Map<string, { at: number; suppressed: number }>();
-  constructor(log: Logger, periodMs = WARN_PERIOD_MS) {
-    this.#log = log;
-    this.#periodMs = periodMs;
-  }
-  warn(key: string, fields: object, message: string): void {
-    const now = Date.now();
-    const seen = this.#last.get(key);
-    if (seen && now - seen.at < this.#periodMs) {
-      seen.suppressed++;
-      return;
-    }
-    this.#log.warn({ ...fields, suppressed: seen?.suppressed ?? 0 }, message);
-    this.#last.set(key, { at: now, suppressed: 0 });
-  }
-}
-
-/** How namespaces are found: NetnsDiscovery node-wide, or the one namespace the process is in. */
-export interface NamespaceSource extends NamespaceEvents {
-  start(): Promise<void>;
-  close(): void;
-  /** Discovery's counters, when namespaces are discovered. */
-  stats?(): DiscoveryStats;
-}
-
-/** How the observed end of a flow is named, with the Kubernetes caches behind it. */
-export interface ObservedNaming {
-  /** FlowMeter's onFlow. */
-  enrich(flow: FlowRecord): void;
-  /** Starts the caches syncing and subscribes (to the caches and the capture's events); before capture starts. */
-  start(): void;
-  /** At stop, after the meter's FORCED_END flush: unsubscribes and releases every flow still held. */
-  close(): void;
-  /** Ends the Kubernetes clients. */
-  closeCaches(): Promise<unknown>;
-  /** Why naming is not ready (the caches have not synced, or cannot be used), or undefined. */
-  notReady(): string | undefined;
-  cacheStatus(): Record<KubeResource, KubeResourceStatus>;
-  stats(): IdentityStats;
-}
-
-/** What the naming is given of the agent. */
-export interface NamingWiring {
-  capture: IdentityCapture;
-  onRecord: (record: ExportRecord) => void;
-  /** Splits the meter's open flows with this address at atMs, except at the observation points keep() spares (the address's lease closed then). */
-  splitFlowsAt: (address: Uint8Array, atMs: number, keep: (observationPointId: number) => boolean) => void;
-}
-
-/** What differs between the DaemonSet and the sidecar; everything else is Agent's. */
-export interface AgentMode {
-  /** Extra fields on the agent's own log lines. */
-  readonly logFields: object;
-  readonly namespaces: NamespaceSource;
-  /** Which found namespaces to attach to. Default: all. */
-  readonly namespaceFilter?: (ns: DiscoveredNamespace) => boolean;
-  /** Builds the naming once the capture exists (its events tell the observation points). */
-  naming(wiring: NamingWiring): ObservedNaming;
-  /** Fields of the 'agent started' line besides metrics and collectors. */
-  startedFields(): object;
-}
-
-/** Builds a mode from the configuration and the root logger; may throw (before anything opens). */
-export type AgentModeFactory = (config: AgentConfig, log: Logger) => AgentMode;
-
-/** The DaemonSet: every pod namespace of the node (NetnsDiscovery), pods named through NetnsPods (Identity). */
-export const daemonsetMode: AgentModeFactory = (config, log) => {
-  const kubeLog = log.child({ component: 'kube' });
-  const kubeWarn = new RateLimitedWarn(kubeLog);
-  const kube = kubeCachesOrWhyNot(config, kubeLog);
-  if (kube.caches) kube.caches.onError((resource, err) => kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'informer stopped; restarting with backoff'));
-  kube.caches?.onBadObject((resource, err) => kubeWarn.warn(`${resource}:${err.code}`, { resource, err }, 'skipped a listed object'));
-  const discovery = new NetnsDiscovery({
-    netnsDirs: config.namespaces.netnsDirs,
-    procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
-    rescanIntervalMs: config.namespaces.rescanSeconds * 1000,
-  });
-  return {
-    logFields: {},
-    namespaces: discovery,
-    ...(config.namespaces.pathFilter && { namespaceFilter: pathFilter(config.namespaces.pathFilter, discovery, log.child({ component: 'capture' })) }),
-    naming: ({ capture, onRecord, splitFlowsAt }) => {
-      const identity = new Identity({
-        caches: kube.caches,
-        capture,
-        splitFlowsAt,
-        namespaces: (events) =>
-          new NetnsPods({
-            nodeName: config.nodeName,
-            procRoot: config.namespaces.proc ? config.namespaces.procRoot : null,
-            listAddresses,
-            ...events,
-          }),
-        clusterName: config.clusterName,
-        leases: { graceMs: config.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: config.clusterCidrs },
-        // Without caches nothing will ever name a held flow better: it goes at Identity's next tick.
-        holdMaxAgeMs: kube.caches ? config.kubernetes.holdUnnamedSeconds * 1000 : 1,
-        onRecord,
-      });
-      return {
-        enrich: identity.enrich,
-        start: () => {
-          kube.caches?.start();
-          identity.start();
-        },
-        close: () => identity.close(), // flows held for the first sync are enriched now
-        closeCaches: async () => kube.caches?.close(),
-        notReady: () => (kube.caches ? cachesNotSynced(kube.caches.status()) : `Kubernetes identity off: ${kube.whyNot}; flows are exported with identity unknown`),
-        cacheStatus: () => (kube.caches ? kube.caches.status() : unusableCachesStatus(kube.whyNot)),
-        stats: () => identity.stats(),
-      };
-    },
-    startedFields: () => ({ nodeName: config.nodeName }),
-  };
-};
-
-/**
- * The Kubernetes caches, or why there are none: a configuration that cannot
- * be used (no kubeconfig and not in a cluster, a kubeconfig or service
- * account that cannot be read) must not stop capture and export, as an API
- * server that cannot be reached does not. The problem is logged once as an
- * error and /readyz names it; flows go out with identity unknown (counted in
- * podflow_lease_lookups_total and podflow_enrich_observed_fallbacks_total).
- */
-function kubeCachesOrWhyNot(config: AgentConfig, log: Logger): { caches: KubeCaches; whyNot?: undefined } | { caches?: undefined; whyNot: string } {
-  try {
-    return { caches: new KubeCaches({ kubeconfig: config.kubernetes.kubeconfig || undefined, labelKeys: config.labelKeys }) };
-  } catch (err) {
-    if (!(err instanceof PodflowError) || err.code !== 'PODFLOW_ERR_KUBE_CONFIG') throw err;
-    log.error({ err }, 'no usable Kubernetes configuration: capturing and exporting with identity unknown');
-    return { whyNot: err.message };
-  }
-}
-
-/** Every resource not synced, with why: the caches' metrics and alert show an agent that has none. */
-function unusableCachesStatus(why: string): Record<KubeResource, KubeResourceStatus> {
-  const status = { synced: false, objects: 0, events: 0, errors: 0, restarts: 0, relists: 0, lastError: why };
-  return Object.fromEntries(kubeResources.map((r) => [r, { ...status }])) as Record<KubeResource, KubeResourceStatus>;
-}
-
-/** Why the caches are not ready yet, naming the first resource that has not synced and its last error; undefined once all have. */
-export function cachesNotSynced(status: Record<KubeResource, KubeResourceStatus>): string | undefined {
-  const pending = kubeResources.filter((r) => !status[r].synced);
-  if (pending.length === 0) return undefined;
-  const failing = pending.find((r) => status[r].lastError !== undefined);
-  return `Kubernetes caches not synced (${pending.join(', ')})${failing ? `: ${status[failing].lastError}` : ''}`;
-}
-
-/**
- * namespaces.pathFilter: a namespace is attached when any of its paths (as
- * configured and as resolved, netns/discovery.ts) matches. Warns once when
- * the filter has excluded every namespace found so far: a filter that never
- * matches is otherwise only podflow_namespaces_attached staying 0.
- */
-function pathFilter(pattern: string, discovery: NetnsDiscovery, log: Logger): (ns: DiscoveredNamespace) => boolean {
-  const paths = new RegExp(pattern);
-  const excluded = new Set<string>();
-  let matched = false;
-  let warned = false;
-  return (ns) => {
-    if (ns.paths.some((p) => paths.test(p))) {
-      matched = true;
-      excluded.clear();
-      return true;
-    }
-    if (matched || warned) return false;
-    excluded.add(ns.key);
-    const known = discovery.namespaces();
-    if (known.every((k) => excluded.has(k.key))) {
-      warned = true;
-      log.warn({ pathFilter: pattern, namespaces: known.length, paths: known.slice(0, 5).flatMap((k) => k.paths) }, 'namespaces.pathFilter excludes every namespace found: nothing is captured');
-    }
-    return false;
-  };
-}
 
 export class Agent {
   readonly registry: Registry;
@@ -255,8 +68,8 @@ export class Agent {
   #stopping: Promise<void> | undefined;
   #started = false;
 
-  /** log: the root logger; each component gets its child. mode: the DaemonSet's by default. */
-  constructor(config: AgentConfig, log: Logger, mode: AgentModeFactory = daemonsetMode) {
+  /** log: the root logger; each component gets its child. mode: daemonsetMode (agent/daemonset.ts) or sidecarMode (agent/sidecar.ts). */
+  constructor(config: AgentConfig, log: Logger, mode: AgentModeFactory) {
     this.#c = config;
     // First: a mode that cannot start (e.g. no downward-API identity) throws before any connection opens.
     this.#mode = mode(config, log);

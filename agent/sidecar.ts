@@ -1,7 +1,7 @@
 // Sidecar mode (`podflow agent --mode=sidecar`): the agent inside one pod,
 // injected by `podflow webhook` or added by the Kustomize component.
 //
-// Differences from the DaemonSet (agent/agent.ts), and nothing else:
+// Differences from the DaemonSet (agent/daemonset.ts), and nothing else:
 // - Capture: only the pod's own network namespace, opened where the process
 //   already is (CURRENT_NETNS: no setns, so no CAP_SYS_ADMIN, no hostPID, no
 //   host paths; CAP_NET_RAW for the packet sockets is all it needs). Its
@@ -20,7 +20,7 @@
 //   flows held waiting for a sync that will never come (Identity without
 //   caches, or told withoutCaches() at the 403).
 // - Everything else is the DaemonSet's, by being the same Agent
-//   (agent/agent.ts) with this file's AgentMode injected: the same start
+//   (agent/agent.ts) with this file's AgentMode (agent/mode.ts): the same start
 //   order, Exporter (same IPFIX elements and templates) and export batching,
 //   FlowMeter, Identity (lease table, Enricher, its timer), createMetrics,
 //   HTTP, logging, and the same graceful stop (capture drained, FORCED_END,
@@ -30,7 +30,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PodflowError } from '../common/errors.ts';
 import type { AgentConfig } from './config.ts';
-import { type AgentMode, cachesNotSynced, RateLimitedWarn } from './agent.ts';
+import { type AgentMode, cachesNotSynced } from './mode.ts';
+import { RateLimitedWarn } from './rate-limited-warn.ts';
 import type { DiscoveredNamespace } from '../netns/discovery.ts';
 import { CURRENT_NETNS, listCurrentInterfaces } from '../netns/interfaces.ts';
 import { Identity, type IdentityNamespaces } from '../enrich/identity.ts';

@@ -46,9 +46,9 @@ export async function run(args: string[]): Promise<number> {
   const log = rootLogger(config.log.level, { node: config.nodeName });
   for (const note of notes) log.warn(note);
   // Loaded after the configuration is valid: a bad config fails fast, before the native addon and the clients load.
-  // Both modes are one Agent; sidecar mode injects the pod's own namespace only and its downward-API identity (agent/sidecar.ts).
-  const { Agent, daemonsetMode } = await import('../agent.ts');
-  const agent = new Agent(config, log, mode === 'sidecar' ? (await import('../sidecar.ts')).sidecarMode : daemonsetMode);
+  // Both modes are one Agent given its mode: every pod namespace of the node (agent/daemonset.ts), or the pod's own namespace and its downward-API identity (agent/sidecar.ts).
+  const { Agent } = await import('../agent.ts');
+  const agent = new Agent(config, log, mode === 'sidecar' ? (await import('../sidecar.ts')).sidecarMode : (await import('../daemonset.ts')).daemonsetMode);
   let signalled: (signal: string) => void = () => {};
   const stopped = new Promise<string>((resolve) => (signalled = resolve));
   const onSignal = (signal: NodeJS.Signals) => signalled(signal);

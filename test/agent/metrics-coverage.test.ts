@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../../agent/agent.ts';
+import { daemonsetMode } from '../../agent/daemonset.ts';
 import { loadConfig } from '../../agent/config.ts';
 import { createMetrics, type MetricSources } from '../../agent/metrics.ts';
 import { canRunSimNode, SimNode } from '../../sim/simnode.ts';
@@ -91,7 +92,7 @@ test('every number in every stats object of the agent is carried by a metric', {
     `kubernetes: {kubeconfig: ${server.writeKubeconfig(join(dir, 'kubeconfig'))}}`,
     '',
   ].join('\n'));
-  const agent = new Agent(loadConfig({ file, env: {} }), pino({ level: 'silent' }));
+  const agent = new Agent(loadConfig({ file, env: {} }), pino({ level: 'silent' }), daemonsetMode);
   t.after(() => agent.stop());
   await agent.start();
   await waitFor(() => agent.metricSources.capture().handlesOpen === 1 && agent.notReady() === undefined, 15_000, "the pod's capture open, caches synced");
