@@ -49,7 +49,7 @@ export class Agent {
   readonly registry: Registry;
   /** Every stats object of the agent, as /metrics reads them. */
   readonly metricSources: MetricSources;
-  readonly #c: AgentConfig;
+  readonly #config: AgentConfig;
   readonly #log: Logger;
   readonly #mode: AgentMode;
   readonly #decoder = new PacketDecoder();
@@ -70,7 +70,7 @@ export class Agent {
 
   /** log: the root logger; each component gets its child. mode: daemonsetMode (agent/daemonset.ts) or sidecarMode (agent/sidecar.ts). */
   constructor(config: AgentConfig, log: Logger, mode: AgentModeFactory) {
-    this.#c = config;
+    this.#config = config;
     // First: a mode that cannot start (e.g. no downward-API identity) throws before any connection opens.
     this.#mode = mode(config, log);
     this.#log = log.child({ component: 'agent', ...this.#mode.logFields });
@@ -146,7 +146,7 @@ export class Agent {
   async start(): Promise<{ metrics: string }> {
     let address;
     try {
-      address = await this.#http.listen(this.#c.metrics.listen);
+      address = await this.#http.listen(this.#config.metrics.listen);
     } catch (err) {
       // Nothing else has started but the exporter's connection: end it, or it keeps the process alive.
       this.#exporter.destroy();
@@ -158,7 +158,7 @@ export class Agent {
     this.#capture.start();
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
     this.#started = true;
-    this.#log.info({ metrics, collectors: this.#c.collectors, ...this.#mode.startedFields() }, 'agent started');
+    this.#log.info({ metrics, collectors: this.#config.collectors, ...this.#mode.startedFields() }, 'agent started');
     return { metrics };
   }
 
@@ -194,7 +194,7 @@ export class Agent {
     this.#meter.flush(EndReason.FORCED_END);
     this.#naming.close(); // flows still held are enriched now
     this.#flushBatch();
-    const budgetMs = this.#c.shutdown.timeoutSeconds * 1000;
+    const budgetMs = this.#config.shutdown.timeoutSeconds * 1000;
     const bounded = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<void>((r) => setTimeout(r, Math.max(ms, 0)).unref())]);
     await bounded(this.#exporter.close(), budgetMs * 0.8);
     this.#exporter.destroy();

@@ -12,7 +12,10 @@ export const objectSchema = (properties: Record<string, object>, required: strin
 export const listenSchema = { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):[0-9]{1,5}$' } as const;
 
 /** pino's levels. */
-export const logSchema = objectSchema({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] } });
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const logSchema = objectSchema({ level: { enum: LOG_LEVELS } });
 
 /** Objects merge key by key; anything else (arrays included) from `from` replaces what `into` has. */
 export function deepMerge(into: Tree, from: Tree): void {

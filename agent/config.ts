@@ -8,7 +8,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { PodflowError } from '../common/errors.ts';
-import { deepMerge, listenSchema, logSchema, objectSchema as obj, type Tree } from './config-tree.ts';
+import { deepMerge, listenSchema, type LogLevel, logSchema, objectSchema as obj, type Tree } from './config-tree.ts';
 import { parseExportTarget } from '../ipfix/target.ts';
 import type { FeatureElementSet } from '../ipfix/feature-elements.ts';
 import { DEFAULT_HOLD_MAX_AGE_MS } from '../enrich/enricher.ts';
@@ -30,7 +30,7 @@ export interface AgentConfig {
   namespaces: { netnsDirs: string[]; proc: boolean; procRoot: string; pathFilter: string; rescanSeconds: number };
   kubernetes: { kubeconfig: string; leaseGraceSeconds: number; holdUnnamedSeconds: number };
   metrics: { listen: string; maxWorkloadSeries: number };
-  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  log: { level: LogLevel };
   shutdown: { timeoutSeconds: number };
 }
 

@@ -17,14 +17,15 @@ import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { PodflowError } from '../common/errors.ts';
-import { deepMerge, listenSchema, logSchema, objectSchema as obj, type Tree } from './config-tree.ts';
+import { hostAndPort } from './http.ts';
+import { deepMerge, listenSchema, type LogLevel, logSchema, objectSchema as obj, type Tree } from './config-tree.ts';
 import { parseExportTarget } from '../ipfix/target.ts';
 import { decide, injectionPatch, type InjectionConfig } from './inject.ts';
 
 export interface WebhookConfig extends InjectionConfig {
   listen: string;
   tls: { certFile: string; keyFile: string };
-  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  log: { level: LogLevel };
 }
 
 export const DEFAULT_WEBHOOK_CONFIG: WebhookConfig = {
@@ -214,9 +215,7 @@ export class WebhookServer {
   /** Listens on config.listen ("HOST:PORT"); resolves with the bound address. */
   listen(): Promise<AddressInfo> {
     const listen = this.#options.config.listen;
-    const i = listen.lastIndexOf(':');
-    const host = listen.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0';
-    const port = Number(listen.slice(i + 1));
+    const { host = '0.0.0.0', port } = hostAndPort(listen);
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(new PodflowError('PODFLOW_ERR_WEBHOOK_LISTEN', `${listen}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }));
       this.#server.once('error', onError);

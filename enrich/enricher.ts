@@ -105,7 +105,7 @@ export class Enricher {
     observedUnknown: 0,
     directionGuessed: 0,
   };
-  readonly #o: Required<Omit<EnricherOptions, 'clusterName' | 'onRecord'>>;
+  readonly #options: Required<Omit<EnricherOptions, 'clusterName' | 'onRecord'>>;
   readonly #clusterName: string;
   readonly #onRecord: (record: ExportRecord) => void;
   readonly #points = new Map<number, Point>();
@@ -118,7 +118,7 @@ export class Enricher {
   #synced = false;
 
   constructor(options: EnricherOptions) {
-    this.#o = {
+    this.#options = {
       leases: options.leases,
       owners: options.owners,
       namespaces: options.namespaces,
@@ -128,8 +128,8 @@ export class Enricher {
     };
     this.#clusterName = options.clusterName;
     this.#onRecord = options.onRecord;
-    if (!Number.isInteger(this.#o.holdMaxFlows) || this.#o.holdMaxFlows < 1 || !(this.#o.holdMaxAgeMs > 0)) {
-      throw new PodflowError('PODFLOW_ERR_ENRICH_CONFIG', `holdMaxFlows must be a positive integer and holdMaxAgeMs positive, got ${this.#o.holdMaxFlows} and ${this.#o.holdMaxAgeMs}`);
+    if (!Number.isInteger(this.#options.holdMaxFlows) || this.#options.holdMaxFlows < 1 || !(this.#options.holdMaxAgeMs > 0)) {
+      throw new PodflowError('PODFLOW_ERR_ENRICH_CONFIG', `holdMaxFlows must be a positive integer and holdMaxAgeMs positive, got ${this.#options.holdMaxFlows} and ${this.#options.holdMaxAgeMs}`);
     }
   }
 
@@ -145,7 +145,7 @@ export class Enricher {
   /** Registers a capture's observation point (NodeCapture 'opened'). */
   addObservationPoint(point: ObservationPoint): void {
     const key = `${point.netnsDev}:${point.netnsInode}`;
-    this.#points.set(point.id, { point, key, namespace: this.#o.namespaces.get(key) });
+    this.#points.set(point.id, { point, key, namespace: this.#options.namespaces.get(key) });
   }
 
   /** Forgets a point (NodeCapture 'closed', after its flows were flushed); flows of it still held keep what they need. */
@@ -165,9 +165,9 @@ export class Enricher {
       return;
     }
     this.stats.held++;
-    this.#held.push({ flow, point, at: this.#o.now(), done: false });
+    this.#held.push({ flow, point, at: this.#options.now(), done: false });
     this.#heldNow++;
-    if (this.#heldNow > this.#o.holdMaxFlows) {
+    if (this.#heldNow > this.#options.holdMaxFlows) {
       this.stats.overflowHeld++;
       this.#releaseOldest();
     }
@@ -192,7 +192,7 @@ export class Enricher {
 
   /** Releases flows held holdMaxAgeMs or longer. Called periodically (one coarse timer for all). */
   expireHeld(): void {
-    const due = this.#o.now() - this.#o.holdMaxAgeMs;
+    const due = this.#options.now() - this.#options.holdMaxAgeMs;
     for (let h = this.#oldestHeld(); h !== undefined && h.at <= due; h = this.#oldestHeld()) {
       this.stats.expiredHeld++;
       this.#releaseOldest();
@@ -215,7 +215,7 @@ export class Enricher {
 
   #namespaceOf(p: Point): NamespacePod | undefined {
     // The namespace may have been registered after the point.
-    if (p.point !== undefined && p.namespace === undefined) p.namespace = this.#o.namespaces.get(p.key);
+    if (p.point !== undefined && p.namespace === undefined) p.namespace = this.#options.namespaces.get(p.key);
     return p.namespace;
   }
 
@@ -289,7 +289,7 @@ export class Enricher {
   }
 
   #observedByAddress(address: Uint8Array, flow: FlowRecord): EndpointIdentity {
-    const answer = this.#o.leases.lookup(address, flow.flowStartMilliseconds);
+    const answer = this.#options.leases.lookup(address, flow.flowStartMilliseconds);
     if (answer.type !== 'pod') return this.#observedUnknown();
     this.stats.observedByAddress++;
     return this.#podIdentity(answer.pod);
@@ -299,7 +299,7 @@ export class Enricher {
   #observedByNamespace(namespace: NamespacePod | undefined, flow: FlowRecord): EndpointIdentity {
     for (const key of namespace?.addresses ?? []) {
       if (key === LOOPBACK_V6 || (typeof key === 'number' && key >>> 24 === 127)) continue;
-      const answer = this.#o.leases.lookupKey(key, flow.flowStartMilliseconds);
+      const answer = this.#options.leases.lookupKey(key, flow.flowStartMilliseconds);
       if (answer.type !== 'pod') continue;
       this.stats.observedByAddress++;
       return this.#podIdentity(answer.pod);
@@ -313,7 +313,7 @@ export class Enricher {
   }
 
   #remote(address: Uint8Array, port: number, flow: FlowRecord): EndpointIdentity {
-    const answer = this.#o.leases.lookup(address, flow.flowStartMilliseconds, port, flow.protocolIdentifier);
+    const answer = this.#options.leases.lookup(address, flow.flowStartMilliseconds, port, flow.protocolIdentifier);
     switch (answer.type) {
       case 'pod':
         return this.#podIdentity(answer.pod);
@@ -350,7 +350,7 @@ export class Enricher {
   #podIdentity(pod: SlimPod): EndpointIdentity {
     const cached = this.#identities.get(pod);
     if (cached !== undefined) return cached;
-    const { workloadKind, workloadName, complete } = resolveOwner(pod, this.#o.owners);
+    const { workloadKind, workloadName, complete } = resolveOwner(pod, this.#options.owners);
     const identity: EndpointIdentity = Object.freeze({
       type: 'pod',
       namespace: pod.namespace,

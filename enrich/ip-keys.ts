@@ -1,10 +1,14 @@
-// Addresses as map keys. Kubernetes gives addresses as text (in whatever form
-// the writer chose), flow records as bytes; both are reduced to one key so the
-// lease table is keyed once and looked up without making text per flow:
-// IPv4 (and IPv4-mapped IPv6) is its uint32 value, IPv6 a string of eight
-// UTF-16 code units, one per 16-bit group. Display text is not made here:
-// where an address must be shown, ipfix/decoder.ts formatIPv6 and
-// agent/commands/replay.ts formatIPv4 already do that.
+// Addresses as keys. Kubernetes gives addresses as text (in whatever form
+// the writer chose), flow records as bytes; both are reduced to one key, so
+// the same address is the same key whatever form it came in: IPv4 (and
+// IPv4-mapped IPv6) is its uint32 value, IPv6 a string of eight UTF-16 code
+// units, one per 16-bit group. The keys index the lease table
+// (enrich/address-table.ts reads them as one 32-bit word or four; an IPv6
+// flow address is looked up from its bytes there, no key string made) and
+// the addresses of each namespace (NetnsPods), and mark the observed pod's
+// side of a flow (Enricher). Display text is not made here: flow/address.ts
+// formatIPv4 and formatIPv6 do that. Pure (no I/O), so ipfix/tcp-queue.ts
+// parses /proc/net/tcp addresses with it too.
 import { isIPv4 } from 'node:net';
 
 export type IpKey = number | string;
