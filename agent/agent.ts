@@ -1,11 +1,11 @@
-// The agent: wires namespace capture, decoding and metering, identity and
-// IPFIX export, with metrics, health endpoints and a bounded graceful stop.
+// The agent: wires namespace capture, decoding and metering, naming (the
+// Kubernetes identity of both ends) and IPFIX export, with metrics, health endpoints and a bounded graceful stop.
 // The only place that knows all the other folders.
 //
 // One Agent serves both modes; what differs is injected as an AgentMode
 // (agent/mode.ts): how namespaces are found and attached (the DaemonSet:
 // node-wide discovery, agent/daemonset.ts; the sidecar: the namespace the
-// process is in, agent/sidecar.ts) and Identity's namespace→pod lookup
+// process is in, agent/sidecar.ts) and Naming's namespace→pod lookup
 // (NetnsPods, or the downward-API pod). Start order, export batching,
 // metrics, HTTP, logging and the stop are shared.
 //
@@ -13,7 +13,7 @@
 // API server must not stop capture; flows are held, then named 'unknown'
 // after kubernetes.holdUnnamedSeconds; with no usable Kubernetes
 // configuration at all there are no caches, and flows are named 'unknown'
-// at once) → the naming (Identity) subscribes → namespaces are
+// at once) → the naming subscribes → namespaces are
 // found and capture attaches to them as they appear → records go to the
 // exporter (which connects and retries on its own) in batches on one coarse
 // timer.
@@ -27,7 +27,7 @@ import type { Logger } from 'pino';
 import type { AgentConfig } from './config.ts';
 import { createMetrics, type MetricSources, WorkloadTraffic } from './metrics.ts';
 import { AgentHttp } from './http.ts';
-import type { AgentMode, AgentModeFactory, ObservedNaming } from './mode.ts';
+import type { AgentMode, AgentModeFactory, ModeNaming } from './mode.ts';
 import { RateLimitedWarn } from './rate-limited-warn.ts';
 import { PacketDecoder } from '../flow/decode.ts';
 import { PacketIngest } from '../flow/ingest.ts';
@@ -57,7 +57,7 @@ export class Agent {
   readonly #features: FlowFeatures | undefined;
   readonly #ingest: PacketIngest;
   readonly #capture: NodeCapture;
-  readonly #naming: ObservedNaming;
+  readonly #naming: ModeNaming;
   readonly #exporter: Exporter;
   readonly #http: AgentHttp;
   readonly #traffic: WorkloadTraffic;
@@ -135,7 +135,7 @@ export class Agent {
       features: () => this.#features?.stats,
       exporter: () => this.#exporter.stats(),
       caches: () => this.#naming.cacheStatus(),
-      identity: () => this.#naming.stats(),
+      naming: () => this.#naming.stats(),
       traffic: () => this.#traffic.stats(),
     };
     this.registry = createMetrics(this.metricSources);

@@ -2,7 +2,7 @@
 // node's network namespace (hostNetwork), capturing every pod namespace
 // NetnsDiscovery finds (network namespace directories and /proc), each tied
 // to its pod by NetnsPods (cgroup path, else addresses). The observed end is
-// named by Identity with NetnsPods as its namespace→pod lookup, the remote
+// named by Naming with NetnsPods as its namespace→pod lookup, the remote
 // end by the lease table from the Kubernetes caches; without a usable
 // Kubernetes configuration the agent runs on with identity unknown and
 // /readyz says why. Its counterpart is agent/sidecar.ts; everything else is
@@ -13,12 +13,12 @@ import { type AgentModeFactory, cachesNotSynced } from './mode.ts';
 import { RateLimitedWarn } from './rate-limited-warn.ts';
 import { type DiscoveredNamespace, NetnsDiscovery } from '../netns/discovery.ts';
 import { listAddresses } from '../netns/interfaces.ts';
-import { Identity } from '../enrich/identity.ts';
+import { Naming } from '../enrich/naming.ts';
 import { KubeCaches, type KubeResource, type KubeResourceStatus, kubeResources } from '../enrich/kube-caches.ts';
 import { NetnsPods } from '../enrich/netns-pods.ts';
 import { PodflowError } from '../common/errors.ts';
 
-/** The DaemonSet: every pod namespace of the node (NetnsDiscovery), pods named through NetnsPods (Identity). */
+/** The DaemonSet: every pod namespace of the node (NetnsDiscovery), pods named through NetnsPods (Naming). */
 export const daemonsetMode: AgentModeFactory = (config, log) => {
   const kubeLog = log.child({ component: 'kube' });
   const kubeWarn = new RateLimitedWarn(kubeLog);
@@ -35,7 +35,7 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
     namespaces: discovery,
     ...(config.namespaces.pathFilter && { namespaceFilter: pathFilter(config.namespaces.pathFilter, discovery, log.child({ component: 'capture' })) }),
     naming: ({ capture, onRecord, splitFlowsAt }) => {
-      const identity = new Identity({
+      const naming = new Naming({
         caches: kube.caches,
         capture,
         splitFlowsAt,
@@ -48,21 +48,21 @@ export const daemonsetMode: AgentModeFactory = (config, log) => {
           }),
         clusterName: config.clusterName,
         leases: { graceMs: config.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: config.clusterCidrs },
-        // Without caches nothing will ever name a held flow better: it goes at Identity's next tick.
+        // Without caches nothing will ever name a held flow better: it goes at Naming's next tick.
         holdMaxAgeMs: kube.caches ? config.kubernetes.holdUnnamedSeconds * 1000 : 1,
         onRecord,
       });
       return {
-        enrich: identity.enrich,
+        enrich: naming.enrich,
         start: () => {
           kube.caches?.start();
-          identity.start();
+          naming.start();
         },
-        close: () => identity.close(), // flows held for the first sync are enriched now
+        close: () => naming.close(), // flows held for the first sync are enriched now
         closeCaches: async () => kube.caches?.close(),
         notReady: () => (kube.caches ? cachesNotSynced(kube.caches.status()) : `Kubernetes identity off: ${kube.whyNot}; flows are exported with identity unknown`),
         cacheStatus: () => (kube.caches ? kube.caches.status() : unusableCachesStatus(kube.whyNot)),
-        stats: () => identity.stats(),
+        stats: () => naming.stats(),
       };
     },
     startedFields: () => ({ nodeName: config.nodeName }),

@@ -8,7 +8,7 @@ import type { IngestStats } from '../flow/ingest.ts';
 import type { FlowFeatureStats } from '../flow/features/flow-features.ts';
 import { NOT_SENT_REASONS, type TransportStats } from '../ipfix/transport.ts';
 import type { KubeResource, KubeResourceStatus } from '../enrich/kube-caches.ts';
-import type { IdentityStats } from '../enrich/identity.ts';
+import type { NamingStats } from '../enrich/naming.ts';
 import type { NodeCaptureCounters } from '../netns/node-capture.ts';
 import type { DiscoveryStats } from '../netns/discovery.ts';
 import { type ExportRecord, FlowDirection } from '../enrich/export-record.ts';
@@ -37,7 +37,7 @@ export interface MetricSources {
   features: () => FlowFeatureStats | undefined;
   exporter: () => TransportStats[];
   caches: () => Record<KubeResource, KubeResourceStatus>;
-  identity: () => IdentityStats;
+  naming: () => NamingStats;
   traffic: () => WorkloadTrafficStats;
 }
 
@@ -280,7 +280,7 @@ export function createMetrics(s: MetricSources): Registry {
   });
   byLabel(r, Counter, 'podflow_handler_errors_total', 'Exceptions caught in event handlers and timers, by component (a bug; never propagated).', 'component', () => ({
     capture: s.capture().handlerErrors,
-    identity: s.identity().handlerErrors,
+    identity: s.naming().handlerErrors, // the exported label value of the naming stage (enrich/naming.ts)
   }));
   scraped(Counter, r, 'podflow_decode_errors_total', 'Captured packets not metered, by reason.', ['reason'], (set) => {
     for (const [reason, v] of Object.entries(s.decodeErrors())) set({ reason: snake(reason) }, v);
@@ -351,14 +351,14 @@ export function createMetrics(s: MetricSources): Registry {
   perResource('podflow_kube_cache_restarts_total', 'Informers started again after an error.', (st) => st.restarts, Counter);
   perResource('podflow_kube_cache_bad_objects_total', 'Listed objects skipped because their JSON was malformed.', (st) => st.badObjects, Counter);
   perResource('podflow_kube_cache_relists_total', 'Lists after the first one (each follows a 410 Gone: the watch version had expired).', (st) => st.relists, Counter);
-  const leases = () => s.identity().leases;
+  const leases = () => s.naming().leases;
   scraped(Counter, r, 'podflow_lease_lookups_total', "IP lease lookups, by outcome: the remote end of every flow, and the observed end of a flow whose namespace is not tied to a pod.", ['outcome'], (set) => {
-    for (const [outcome, v] of Object.entries(s.identity().leases.lookups)) set({ outcome }, v);
+    for (const [outcome, v] of Object.entries(s.naming().leases.lookups)) set({ outcome }, v);
   });
-  scraped(Counter, r, 'podflow_lease_lookups_ambiguous_total', 'Lease lookups where leases of more than one holder matched (the one that started last answered).', [], (set) => set({}, s.identity().leases.lookupsAmbiguous));
+  scraped(Counter, r, 'podflow_lease_lookups_ambiguous_total', 'Lease lookups where leases of more than one holder matched (the one that started last answered).', [], (set) => set({}, s.naming().leases.lookupsAmbiguous));
   scraped(Counter, r, 'podflow_lease_pods_ended_early_total', "Terminating pods whose leases ended before their delete event: their address left their namespace on this node, or the namespace went.", [], (set) => set({}, leases().podsEndedEarly));
-  scraped(Counter, r, 'podflow_lease_superseded_total', 'Open leases closed because another holder of the same kind claimed the address.', [], (set) => set({}, s.identity().leases.superseded));
-  scraped(Counter, r, 'podflow_lease_stale_claims_ignored_total', 'Claims of an address ignored because its holder had lost it to another (stale status).', [], (set) => set({}, s.identity().leases.staleClaimsIgnored));
+  scraped(Counter, r, 'podflow_lease_superseded_total', 'Open leases closed because another holder of the same kind claimed the address.', [], (set) => set({}, s.naming().leases.superseded));
+  scraped(Counter, r, 'podflow_lease_stale_claims_ignored_total', 'Claims of an address ignored because its holder had lost it to another (stale status).', [], (set) => set({}, s.naming().leases.staleClaimsIgnored));
   byLabel(r, Counter, 'podflow_lease_closed_dropped_total', "Closed leases dropped: after their grace period (expired), or before it by the bound on closed leases (evicted: late flows of that address are then named by its next holder or 'unknown').", 'reason', () => ({
     expired: leases().closedExpired,
     evicted: leases().closedEvicted,
@@ -368,18 +368,18 @@ export function createMetrics(s: MetricSources): Registry {
     return { update_for_unknown: l.updatesForUnknown, add_for_known: l.addsForKnown, delete_for_unknown: l.deletesForUnknown, invalid_address: l.invalidAddresses };
   });
   byLabel(r, Counter, 'podflow_namespace_pod_ties_total', "Namespaces tied to their pod, by how: the pod UID in a cgroup path, or the namespace's addresses.", 'via', () => ({
-    cgroup: s.identity().namespaces.byCgroup,
-    address: s.identity().namespaces.byAddress,
+    cgroup: s.naming().namespaces.byCgroup,
+    address: s.naming().namespaces.byAddress,
   }));
-  scraped(Counter, r, 'podflow_namespace_pod_untied_total', 'Ties by address undone: the pod terminated, finished or was deleted, or another pod claimed the address (the namespace is tied again to a single live holder, if any).', [], (set) => set({}, s.identity().namespaces.untied));
-  scraped(Counter, r, 'podflow_namespace_pod_ambiguous_total', "Times a namespace's addresses matched more than one live pod of this node (tied to none then).", [], (set) => set({}, s.identity().namespaces.ambiguous));
-  scraped(Counter, r, 'podflow_namespace_read_errors_total', "Reads of a namespace's processes or interfaces that failed (gone, or no permission).", [], (set) => set({}, s.identity().namespaces.readErrors));
-  scraped(Gauge, r, 'podflow_namespaces_untied', 'Attached namespaces tied to no pod now (their flows are held).', [], (set) => set({}, s.identity().namespaces.pending));
+  scraped(Counter, r, 'podflow_namespace_pod_untied_total', 'Ties by address undone: the pod terminated, finished or was deleted, or another pod claimed the address (the namespace is tied again to a single live holder, if any).', [], (set) => set({}, s.naming().namespaces.untied));
+  scraped(Counter, r, 'podflow_namespace_pod_ambiguous_total', "Times a namespace's addresses matched more than one live pod of this node (tied to none then).", [], (set) => set({}, s.naming().namespaces.ambiguous));
+  scraped(Counter, r, 'podflow_namespace_read_errors_total', "Reads of a namespace's processes or interfaces that failed (gone, or no permission).", [], (set) => set({}, s.naming().namespaces.readErrors));
+  scraped(Gauge, r, 'podflow_namespaces_untied', 'Attached namespaces tied to no pod now (their flows are held).', [], (set) => set({}, s.naming().namespaces.pending));
   byLabel(r, Gauge, 'podflow_leases', 'IP leases in the lease table, by state.', 'state', () => ({ open: leases().open, closed: leases().closed }));
-  scraped(Counter, r, 'podflow_enriched_flows_total', 'Flows named with identity and handed to export.', [], (set) => set({ }, s.identity().enricher.enriched));
-  scraped(Gauge, r, 'podflow_enrich_held_flows', "Flows held now, to be named once the caches have synced and their namespace is tied to a pod with an address known.", [], (set) => set({}, s.identity().enricher.heldNow));
-  scraped(Counter, r, 'podflow_enrich_held_total', "Flows held: finished before the caches' first sync, or in a namespace tied to no pod (or with no address known) yet.", [], (set) => set({}, s.identity().enricher.held));
-  const enricher = () => s.identity().enricher;
+  scraped(Counter, r, 'podflow_enriched_flows_total', 'Flows named with identity and handed to export.', [], (set) => set({ }, s.naming().enricher.enriched));
+  scraped(Gauge, r, 'podflow_enrich_held_flows', "Flows held now, to be named once the caches have synced and their namespace is tied to a pod with an address known.", [], (set) => set({}, s.naming().enricher.heldNow));
+  scraped(Counter, r, 'podflow_enrich_held_total', "Flows held: finished before the caches' first sync, or in a namespace tied to no pod (or with no address known) yet.", [], (set) => set({}, s.naming().enricher.held));
+  const enricher = () => s.naming().enricher;
   byLabel(r, Counter, 'podflow_enrich_hold_releases_total', "Held flows named, by why: what they waited for came (named), or with what was known because they were held their longest or the agent stopped (expired), too many were held (overflow), or their namespace went untied (namespace_gone).", 'reason', () => ({
     named: enricher().released,
     expired: enricher().expiredHeld,
@@ -390,8 +390,8 @@ export function createMetrics(s: MetricSources): Registry {
     by_address: enricher().observedByAddress,
     unknown: enricher().observedUnknown,
   }));
-  scraped(Counter, r, 'podflow_enrich_unknown_point_total', 'Flows of an observation point never registered: observed end unknown.', [], (set) => set({}, s.identity().enricher.unknownPoint));
-  scraped(Counter, r, 'podflow_enrich_direction_guessed_total', "Flows whose direction was guessed (ingress): none of the observed pod's addresses was known.", [], (set) => set({}, s.identity().enricher.directionGuessed));
+  scraped(Counter, r, 'podflow_enrich_unknown_point_total', 'Flows of an observation point never registered: observed end unknown.', [], (set) => set({}, s.naming().enricher.unknownPoint));
+  scraped(Counter, r, 'podflow_enrich_direction_guessed_total', "Flows whose direction was guessed (ingress): none of the observed pod's addresses was known.", [], (set) => set({}, s.naming().enricher.directionGuessed));
   scraped(Counter, r, 'podflow_workload_traffic_bytes_total', `IP bytes of exported flows by the observed pod's namespace, workload and direction (observed end unknown: "${UNKNOWN_WORKLOAD}"; at most the configured series, the rest under "${OTHER_WORKLOAD}").`, ['namespace', 'workload', 'direction'], (set) => {
     for (const x of s.traffic().series) set({ namespace: x.namespace, workload: x.workload, direction: x.direction }, x.bytes);
   });

@@ -7,7 +7,7 @@ import type { AgentConfig } from './config.ts';
 import type { FlowRecord } from '../flow/types.ts';
 import type { DiscoveredNamespace, DiscoveryStats } from '../netns/discovery.ts';
 import type { NamespaceEvents } from '../netns/node-capture.ts';
-import type { IdentityCapture, IdentityStats } from '../enrich/identity.ts';
+import type { NamingCapture, NamingStats } from '../enrich/naming.ts';
 import { type KubeResource, type KubeResourceStatus, kubeResources } from '../enrich/kube-caches.ts';
 import type { ExportRecord } from '../enrich/export-record.ts';
 
@@ -19,8 +19,8 @@ export interface NamespaceDiscovery extends NamespaceEvents {
   stats?(): DiscoveryStats;
 }
 
-/** How the observed end of a flow is named, with the Kubernetes caches behind it. */
-export interface ObservedNaming {
+/** A mode's naming: Naming (enrich/naming.ts) with the lifecycle and readiness of the Kubernetes caches behind it. */
+export interface ModeNaming {
   /** FlowMeter's onFlow. */
   enrich(flow: FlowRecord): void;
   /** Starts the caches syncing and subscribes (to the caches and the capture's events); before capture starts. */
@@ -32,12 +32,12 @@ export interface ObservedNaming {
   /** Why naming is not ready (the caches have not synced, or cannot be used), or undefined. */
   notReady(): string | undefined;
   cacheStatus(): Record<KubeResource, KubeResourceStatus>;
-  stats(): IdentityStats;
+  stats(): NamingStats;
 }
 
 /** What the naming is given of the agent. */
 export interface NamingWiring {
-  capture: IdentityCapture;
+  capture: NamingCapture;
   onRecord: (record: ExportRecord) => void;
   /** Splits the meter's open flows with this address at atMs, except at the observation points keep() spares (the address's lease closed then). */
   splitFlowsAt: (address: Uint8Array, atMs: number, keep: (observationPointId: number) => boolean) => void;
@@ -51,7 +51,7 @@ export interface AgentMode {
   /** Which found namespaces to attach to. Default: all. */
   readonly namespaceFilter?: (ns: DiscoveredNamespace) => boolean;
   /** Builds the naming once the capture exists (its events tell the observation points). */
-  naming(wiring: NamingWiring): ObservedNaming;
+  naming(wiring: NamingWiring): ModeNaming;
   /** Fields of the 'agent started' line besides metrics and collectors. */
   startedFields(): object;
 }

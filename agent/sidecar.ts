@@ -9,7 +9,7 @@
 //   with capture.loopback).
 // - The observed end is this pod, from the downward API (POD_NAME,
 //   POD_NAMESPACE, POD_UID, NODE_NAME, POD_IPS and the labels file in
-//   PODFLOW_PODINFO_DIR), not from NetnsPods: Identity's namespace→pod
+//   PODFLOW_PODINFO_DIR), not from NetnsPods: Naming's namespace→pod
 //   lookup is that one pod (onePod). Its workload comes from well-known
 //   labels (pod-template-hash → Deployment, ...), since ownerReferences are
 //   not in the downward API.
@@ -17,12 +17,12 @@
 //   account may list and watch them (the same lease table as the DaemonSet);
 //   when it may not (403) or there is no API access at all, by IP alone
 //   (endpoint type 'unknown', or 'external' outside clusterCidrs), with no
-//   flows held waiting for a sync that will never come (Identity without
+//   flows held waiting for a sync that will never come (Naming without
 //   caches, or told withoutCaches() at the 403).
 // - Everything else is the DaemonSet's, by being the same Agent
 //   (agent/agent.ts) with this file's AgentMode (agent/mode.ts): the same start
 //   order, Exporter (same IPFIX elements and templates) and export batching,
-//   FlowMeter, Identity (lease table, Enricher, its timer), createMetrics,
+//   FlowMeter, Naming (lease table, Enricher, its timer), createMetrics,
 //   HTTP, logging, and the same graceful stop (capture drained, FORCED_END,
 //   flush, exporter closed).
 import { readFileSync, statSync } from 'node:fs';
@@ -34,7 +34,7 @@ import { type AgentMode, cachesNotSynced } from './mode.ts';
 import { RateLimitedWarn } from './rate-limited-warn.ts';
 import type { DiscoveredNamespace } from '../netns/discovery.ts';
 import { CURRENT_NETNS, listCurrentInterfaces } from '../netns/interfaces.ts';
-import { Identity, type IdentityNamespaces } from '../enrich/identity.ts';
+import { Naming, type NamingNamespaces } from '../enrich/naming.ts';
 import { type IpKey, ipKey } from '../enrich/ip-keys.ts';
 import { KubeCaches, type KubeResource, type KubeResourceStatus } from '../enrich/kube-caches.ts';
 import type { NamespacePod } from '../enrich/netns-pods.ts';
@@ -42,7 +42,7 @@ import type { OwnerLookup } from '../enrich/owners.ts';
 import type { SlimOwner, SlimOwnerLink, SlimPod } from '../enrich/types.ts';
 
 /** This pod, as the downward API tells it. */
-export interface DownwardIdentity {
+export interface DownwardPod {
   podName: string;
   namespace: string;
   uid: string;
@@ -70,8 +70,8 @@ export function parseLabelsFile(text: string): Record<string, string> {
   return labels;
 }
 
-/** Reads the pod's identity from the environment and the labels file; throws PODFLOW_ERR_SIDECAR_IDENTITY naming what is missing. */
-export function readDownwardIdentity(env: NodeJS.ProcessEnv, nodeName: string): DownwardIdentity {
+/** Reads the pod from the environment and the labels file; throws PODFLOW_ERR_SIDECAR_IDENTITY naming what is missing. */
+export function readDownwardPod(env: NodeJS.ProcessEnv, nodeName: string): DownwardPod {
   const missing = ['POD_NAME', 'POD_NAMESPACE', 'POD_UID'].filter((k) => !env[k]);
   if (!nodeName) missing.push('NODE_NAME');
   if (missing.length > 0) {
@@ -117,17 +117,17 @@ export function ownerFromLabels(podName: string, labels: Record<string, string>)
 }
 
 /** The pod as a slim pod (the enricher's view), with the configured label keys only. */
-export function slimSelf(id: DownwardIdentity, labelKeys: readonly string[]): SlimPod {
+export function slimSelf(downward: DownwardPod, labelKeys: readonly string[]): SlimPod {
   return {
-    uid: id.uid,
-    namespace: id.namespace,
-    name: id.podName,
-    nodeName: id.nodeName,
+    uid: downward.uid,
+    namespace: downward.namespace,
+    name: downward.podName,
+    nodeName: downward.nodeName,
     hostNetwork: false,
     phase: 'Running',
-    podIPs: id.podIPs,
-    owner: ownerFromLabels(id.podName, id.labels)[0],
-    labels: labelKeys.filter((k) => id.labels[k] !== undefined).map((k) => [k, id.labels[k]!] as [string, string]),
+    podIPs: downward.podIPs,
+    owner: ownerFromLabels(downward.podName, downward.labels)[0],
+    labels: labelKeys.filter((k) => downward.labels[k] !== undefined).map((k) => [k, downward.labels[k]!] as [string, string]),
     deletingSinceMs: undefined,
   };
 }
@@ -143,7 +143,7 @@ export function currentNamespace(): DiscoveredNamespace {
  * in, tied to its pod from the start and never removed, so there is nothing
  * to learn from the pods or the capture's namespaces and nothing to tie.
  */
-function onePod(self: NamespacePod): IdentityNamespaces {
+function onePod(self: NamespacePod): NamingNamespaces {
   return {
     get: (key) => (key === self.key ? self : undefined),
     pending: 0,
@@ -162,7 +162,7 @@ function onePod(self: NamespacePod): IdentityNamespaces {
  * the pod may read them, else by IP alone.
  */
 export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.ProcessEnv = process.env): AgentMode {
-  const downward = readDownwardIdentity(env, config.nodeName);
+  const downward = readDownwardPod(env, config.nodeName);
   const agentLog = log.child({ component: 'agent', mode: 'sidecar' });
   const kubeLog = log.child({ component: 'kube' });
   const kubeWarn = new RateLimitedWarn(kubeLog);
@@ -170,7 +170,8 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
   // The caches, when the pod may use the API server at all; a 403 turns them off (remote ends by IP alone).
   let caches: KubeCaches | undefined;
   let cachesUsable: boolean;
-  let identity: Identity | undefined;
+  /** Told at a 403 that the caches cannot be used. */
+  let naming: Naming | undefined;
   try {
     caches = new KubeCaches({ kubeconfig: config.kubernetes.kubeconfig || undefined, labelKeys: config.labelKeys });
     cachesUsable = true;
@@ -183,7 +184,7 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
     if (err.code === 'PODFLOW_ERR_KUBE_FORBIDDEN' && cachesUsable) {
       cachesUsable = false;
       kubeLog.info({ resource, err }, "the pod's service account may not read the caches: remote ends are named by IP alone");
-      identity?.withoutCaches();
+      naming?.withoutCaches();
       void caches?.close();
       return;
     }
@@ -206,7 +207,7 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
     logFields: { mode: 'sidecar' },
     namespaces: { on: () => undefined, off: () => undefined, namespaces: () => [ns], start: async () => undefined, close: () => undefined },
     naming: ({ capture, onRecord, splitFlowsAt }) => {
-      const naming = new Identity({
+      const sidecarNaming = new Naming({
         caches: cachesUsable ? caches : undefined,
         owners,
         capture,
@@ -217,9 +218,9 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
         holdMaxAgeMs: config.kubernetes.holdUnnamedSeconds * 1000,
         onRecord,
       });
-      identity = naming;
+      naming = sidecarNaming;
       return {
-        enrich: naming.enrich,
+        enrich: sidecarNaming.enrich,
         start: () => {
           // The namespace's own addresses also mark the pod's side of a flow (as NetnsPods does for the DaemonSet).
           try {
@@ -233,14 +234,14 @@ export function sidecarMode(config: AgentConfig, log: Logger, env: NodeJS.Proces
           } catch (err) {
             agentLog.warn({ err }, 'cannot list the pod network interfaces; direction from POD_IPS only');
           }
-          naming.start();
+          sidecarNaming.start();
           if (cachesUsable) caches?.start();
         },
-        close: () => naming.close(),
+        close: () => sidecarNaming.close(),
         closeCaches: async () => caches?.close(),
         notReady: () => (caches && cachesUsable ? cachesNotSynced(caches.status()) : undefined),
         cacheStatus: () => (caches && cachesUsable ? caches.status() : ({} as Record<KubeResource, KubeResourceStatus>)),
-        stats: () => naming.stats(),
+        stats: () => sidecarNaming.stats(),
       };
     },
     startedFields: () => ({ pod: `${downward.namespace}/${downward.podName}`, uid: downward.uid, nodeName: downward.nodeName, workload: self.owner }),

@@ -329,7 +329,7 @@ export class NodeCapture extends EventEmitter<{ event: [NodeCaptureEvent] }> {
   /**
    * The namespace's interfaces now (undefined when no path opens it any
    * more: discovery reports the removal); reported when they changed.
-   * Identity re-reads a namespace's addresses from this.
+   * Naming (enrich/naming.ts) re-reads a namespace's addresses from this.
    */
   #listInterfaces(a: Attached): NetnsInterface[] | undefined {
     let interfaces: NetnsInterface[] | undefined;

@@ -137,11 +137,11 @@ test('the check flags a forbidden import of any kind, and only forbidden ones', 
     ['netns/b.ts', `import type { EndReason } from '../flow/types.ts';\nexport { PacketIngest } from '../flow/ingest.ts';\n`],
     ['netns/sub/c.ts', `const s = "import x from '../../flow/meter.ts'"; // import '../../flow/meter.ts'\nconst m = await import('../../flow/meter.ts');\n`],
     ['flow/d.ts', `import { addon } from '../netns/addon.ts';\nimport { PodflowError } from '../common/errors.ts';\nlet t: import('../agent/agent.ts').Agent;\n`],
-    ['netns/f.ts', `import { Identity } from '../enrich/identity.ts';\nimport { SimNode } from '../sim/simnode.ts';\n`],
+    ['netns/f.ts', `import { Naming } from '../enrich/naming.ts';\nimport { SimNode } from '../sim/simnode.ts';\n`],
     ['enrich/e.ts', `import { FlowMeter } from '../flow/meter.ts';\n`],
     ['enrich/g.ts', `import type { ExportRecord } from './export-record.ts';\nimport { IpfixEncoder } from '../ipfix/encoder.ts';\n`],
     ['enrich/i.ts', `import type { ObservationPoint } from '../netns/capture.ts';\nimport { listAddresses } from '../netns/interfaces.ts';\nlet e: import('../netns/node-capture.ts').NodeCaptureEvent;\nconst a = await import('../netns/addon.ts');\n`],
-    ['ipfix/h.ts', `import type { ExportRecord } from '../enrich/export-record.ts';\nimport { Identity } from '../enrich/identity.ts';\nimport { Agent } from '../agent/agent.ts';\n`],
+    ['ipfix/h.ts', `import type { ExportRecord } from '../enrich/export-record.ts';\nimport { Naming } from '../enrich/naming.ts';\nimport { Agent } from '../agent/agent.ts';\n`],
   ]);
   const found = checkLayering(files, RULES).map((v) => `${v.import.file} ${v.import.kind}${v.import.typeOnly ? ' type' : ''} ${v.import.target}`);
   assert.deepEqual(found, [
@@ -151,12 +151,12 @@ test('the check flags a forbidden import of any kind, and only forbidden ones', 
     'netns/sub/c.ts dynamic flow/meter.ts',
     'flow/d.ts static netns/addon.ts',
     'flow/d.ts dynamic type agent/agent.ts',
-    'netns/f.ts static enrich/identity.ts',
+    'netns/f.ts static enrich/naming.ts',
     'netns/f.ts static sim/simnode.ts',
     'enrich/g.ts static ipfix/encoder.ts',
     'enrich/i.ts static netns/interfaces.ts',
     'enrich/i.ts dynamic netns/addon.ts',
-    'ipfix/h.ts static enrich/identity.ts',
+    'ipfix/h.ts static enrich/naming.ts',
     'ipfix/h.ts static agent/agent.ts',
   ]);
   const [first] = checkLayering(new Map([['netns/a.ts', files.get('netns/a.ts')!]]), RULES);

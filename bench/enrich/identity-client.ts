@@ -3,8 +3,8 @@
 // file, so it runs as JavaScript like the image's agent, without the
 // resident type stripper; it imports nothing of podflow statically.
 //
-//   --impl podflow  KubeCaches + Identity from --dist (a scripts/build-dist.sh
-//                   output), wired as agent/agent.ts wires them
+//   --impl podflow  KubeCaches + Naming from --dist (a scripts/build-dist.sh
+//                   output), wired as agent/daemonset.ts wires them
 //   --impl client-node  the reference: one client-node makeInformer per
 //                   resource, holding the objects as client-node does
 //   --impl floor    Node with @kubernetes/client-node imported, nothing else
@@ -19,6 +19,7 @@ import { constants, monitorEventLoopDelay, performance, PerformanceObserver } fr
 import { parseArgs } from 'node:util';
 import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import type * as k8s from '@kubernetes/client-node';
+import type { NamingNamespaceEvents } from '../../enrich/naming.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const { values: opts } = parseArgs({
@@ -146,23 +147,30 @@ const seen = (type: string, namespace: string, name: string): void => {
 
 async function podflow(dist: string, kubeconfig: string): Promise<Subject> {
   const { KubeCaches } = (await import(`${dist}/enrich/kube-caches.js`)) as typeof import('../../enrich/kube-caches.ts');
-  const { Identity } = (await import(`${dist}/enrich/identity.js`)) as typeof import('../../enrich/identity.ts');
+  // A dist built from a commit before Naming (--before) has it as Identity in enrich/identity.js, which
+  // builds its NetnsPods from nodeName and procRoot instead of being given `namespaces`: both are passed.
+  const { Naming } = (await import(`${dist}/enrich/naming.js`).catch(async () => ({
+    Naming: ((await import(`${dist}/enrich/identity.js`)) as { Identity: unknown }).Identity,
+  }))) as typeof import('../../enrich/naming.ts');
   const { NetnsPods } = (await import(`${dist}/enrich/netns-pods.js`)) as typeof import('../../enrich/netns-pods.ts');
   const { DEFAULT_CONFIG } = (await import(`${dist}/agent/config.js`)) as typeof import('../../agent/config.ts');
   const caches = new KubeCaches({ kubeconfig, labelKeys: DEFAULT_CONFIG.labelKeys });
   const capture = { on: () => capture, off: () => capture };
-  const identity = new Identity({
+  const options = {
     caches,
     capture,
     // No namespace is attached: the capture here emits nothing.
-    namespaces: (events) => new NetnsPods({ nodeName: opts.node!, procRoot: null, listAddresses: () => [], ...events }),
+    namespaces: (events: NamingNamespaceEvents) => new NetnsPods({ nodeName: opts.node!, procRoot: null, listAddresses: () => [], ...events }),
+    nodeName: opts.node!,
+    procRoot: null,
     clusterName: 'bench',
     leases: { graceMs: DEFAULT_CONFIG.kubernetes.leaseGraceSeconds * 1000, clusterCidrs: DEFAULT_CONFIG.clusterCidrs },
     onRecord: () => {},
-  });
+  };
+  const naming = new Naming(options);
   caches.on('pod', (type, pod) => seen(type, pod.namespace, pod.name));
   caches.start();
-  identity.start();
+  naming.start();
   return {
     synced: async () => {
       while (!caches.synced()) await sleep(5);
@@ -191,7 +199,7 @@ async function podflow(dist: string, kubeconfig: string): Promise<Subject> {
       const set = Float64Array.from(hot ? keys.slice(0, 256) : keys);
       const now = Date.now();
       const answered: Record<string, number> = {};
-      const leases = identity.leases;
+      const leases = naming.leases;
       for (let i = 0; i < Math.min(count, 100_000); i++) leases.lookupKey(set[i % set.length]!, now); // warm-up
       // This thread's CPU time: on a loaded machine, wall time would count other processes' turns.
       const t0 = process.threadCpuUsage();

@@ -102,8 +102,8 @@ test('every number in every stats object of the agent is carried by a metric', {
   // The walk reaches every kind of stats object, including those the issue found unpublished.
   for (const path of [
     'capture.handles.sinkErrors', 'capture.handlerErrors', 'discovery.scanErrors', 'ingest.truncatedRecords', 'fragments.joined', 'segments.unparsed',
-    'exporter[0].templateSends', 'caches.pod.relists', 'caches.pod.restarts', 'identity.leases.superseded', 'identity.leases.closedEvicted',
-    'identity.enricher.directionGuessed', 'identity.namespaces.readErrors', 'traffic.overflowed',
+    'exporter[0].templateSends', 'caches.pod.relists', 'caches.pod.restarts', 'naming.leases.superseded', 'naming.leases.closedEvicted',
+    'naming.enricher.directionGuessed', 'naming.namespaces.readErrors', 'traffic.overflowed',
   ]) assert.ok(walked.includes(path), `${path} walked`);
   for (const path of Object.keys(CARRIED_ELSEWHERE)) assert.ok(walked.includes(path), `${path} (CARRIED_ELSEWHERE) is still a stats field`);
   assert.deepEqual(missing, []);

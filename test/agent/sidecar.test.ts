@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FLAGS, loadConfig } from '../../agent/config.ts';
 import { sidecarContainer } from '../../agent/inject.ts';
-import { ownerFromLabels, parseLabelsFile, readDownwardIdentity, slimSelf } from '../../agent/sidecar.ts';
+import { ownerFromLabels, parseLabelsFile, readDownwardPod, slimSelf } from '../../agent/sidecar.ts';
 import { DEFAULT_WEBHOOK_CONFIG } from '../../agent/webhook.ts';
 
 test('the labels file is read as the kubelet writes it (Go-quoted values)', () => {
@@ -31,14 +31,14 @@ test('the workload comes from the labels controllers set', () => {
 });
 
 test('a missing downward API value stops the sidecar with a message naming it', () => {
-  assert.throws(() => readDownwardIdentity({ POD_NAME: 'p' }, ''), (err: Error & { code?: string }) => {
+  assert.throws(() => readDownwardPod({ POD_NAME: 'p' }, ''), (err: Error & { code?: string }) => {
     assert.equal(err.code, 'PODFLOW_ERR_SIDECAR_IDENTITY');
     assert.match(err.message, /POD_NAMESPACE, POD_UID, NODE_NAME not set/);
     return true;
   });
-  assert.throws(() => readDownwardIdentity({ POD_NAME: 'p', POD_NAMESPACE: 'n', POD_UID: 'u', POD_IPS: '198.18.0.1,nope' }, 'node'), /POD_IPS: not an IP address: "nope"/);
-  assert.throws(() => readDownwardIdentity({ POD_NAME: 'p', POD_NAMESPACE: 'n', POD_UID: 'u', PODFLOW_PODINFO_DIR: '/nonexistent' }, 'node'), /labels file .* ENOENT/);
-  const id = readDownwardIdentity({ POD_NAME: 'p', POD_NAMESPACE: 'n', POD_UID: 'u', POD_IPS: '198.18.0.1,fd00::1' }, 'node');
+  assert.throws(() => readDownwardPod({ POD_NAME: 'p', POD_NAMESPACE: 'n', POD_UID: 'u', POD_IPS: '198.18.0.1,nope' }, 'node'), /POD_IPS: not an IP address: "nope"/);
+  assert.throws(() => readDownwardPod({ POD_NAME: 'p', POD_NAMESPACE: 'n', POD_UID: 'u', PODFLOW_PODINFO_DIR: '/nonexistent' }, 'node'), /labels file .* ENOENT/);
+  const id = readDownwardPod({ POD_NAME: 'p', POD_NAMESPACE: 'n', POD_UID: 'u', POD_IPS: '198.18.0.1,fd00::1' }, 'node');
   assert.deepEqual(id.podIPs, ['198.18.0.1', 'fd00::1']);
 });
 
@@ -69,7 +69,7 @@ test("the injected container's args and env load with the agent's own configurat
     assert.equal(config.nodeName, 'value-of-spec.nodeName');
     assert.equal(config.metrics.listen, `0.0.0.0:${DEFAULT_WEBHOOK_CONFIG.sidecar.metricsPort}`);
     writeFileSync(join(dir, 'labels'), 'app="x"\n');
-    const id = readDownwardIdentity({ ...env, POD_IPS: '198.18.0.1', PODFLOW_PODINFO_DIR: dir }, config.nodeName);
+    const id = readDownwardPod({ ...env, POD_IPS: '198.18.0.1', PODFLOW_PODINFO_DIR: dir }, config.nodeName);
     assert.equal(id.podName, 'value-of-metadata.name');
   } finally {
     rmSync(dir, { recursive: true, force: true });

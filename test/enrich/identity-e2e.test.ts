@@ -1,9 +1,9 @@
 // Needs root: a simulated node of network namespaces (skips with the reason otherwise).
 //
 // The whole identity path as the agent runs it: the test API server (HTTPS,
-// list and watch) → KubeCaches (real client-node informers) → Identity (lease
+// list and watch) → KubeCaches (real client-node informers) → Naming (lease
 // table, owners, namespace→pod map, enricher), and NetnsDiscovery →
-// NodeCapture → PacketIngest → FlowMeter → Identity.enrich, on real traffic.
+// NodeCapture → PacketIngest → FlowMeter → Naming.enrich, on real traffic.
 //
 // Ground truth is what the test made: which pod sent or received on which
 // port, and which Kubernetes object stands for which namespace.
@@ -87,12 +87,12 @@ test('names both ends of pod, service and node flows, and misattributes no flow 
   node.exec(frontend.netns, 'ip', ['neigh', 'replace', NODE_IP, 'lladdr', BRIDGE_MAC, 'dev', 'eth0', 'nud', 'permanent']);
 
   // --- The agent's pieces.
-  const { caches, records, capture, identity, events, nsKeyOf: keyOfPath } = await identityPipeline(t, node, server, { dir, nodeName: NODE, labelKeys: ['app'] });
+  const { caches, records, capture, naming, events, nsKeyOf: keyOfPath } = await identityPipeline(t, node, server, { dir, nodeName: NODE, labelKeys: ['app'] });
   capture.start();
 
   const nsKeyOf = (pod: SimPod) => keyOfPath(pod.nsPath);
-  const podOfNs = (pod: SimPod) => identity.namespaces.get(nsKeyOf(pod) ?? '')?.pod?.name;
-  await waitFor(() => identity.enricher.synced, 10_000, 'caches synced');
+  const podOfNs = (pod: SimPod) => naming.namespaces.get(nsKeyOf(pod) ?? '')?.pod?.name;
+  await waitFor(() => naming.enricher.synced, 10_000, 'caches synced');
   await waitFor(() => capture.counters().handlesOpen === 3, 5000, 'a capture in each of three pods');
   await waitFor(() => podOfNs(frontend) === 'frontend-5d8f-a' && podOfNs(backend) === 'backend-7c9b-x' && podOfNs(third) === 'report-29011-q', 5000, 'namespaces tied to pods');
 
@@ -160,8 +160,8 @@ test('names both ends of pod, service and node flows, and misattributes no flow 
   const API = `pod shop/api-6f4d-b uid-api-6f4d-b Deployment/api ${NODE} [["app","api-6f4d"]]`;
 
   assert.ok(records.every((r) => r.clusterName === 'sim'));
-  assert.equal(identity.stats().enricher.unknownPoint, 0);
-  assert.equal(identity.stats().handlerErrors, 0);
+  assert.equal(naming.stats().enricher.unknownPoint, 0);
+  assert.equal(naming.stats().handlerErrors, 0);
 
   // 1. Pods of two Deployments in two namespaces: full identity on both ends, seen at both pods.
   for (const [pod, direction] of [[frontend, FlowDirection.EGRESS], [backend, FlowDirection.INGRESS]] as const) {

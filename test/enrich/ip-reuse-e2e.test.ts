@@ -3,8 +3,8 @@
 // An address passes from a terminating pod to the next one on this node, in
 // the orders a cluster delivers the events in, with traffic at every step,
 // through the real parts: the test API server → KubeCaches (client-node) →
-// Identity, and real namespaces → NetnsDiscovery → NodeCapture → FlowMeter →
-// Identity, which ends the meter's flows on an address whose lease closed.
+// Naming, and real namespaces → NetnsDiscovery → NodeCapture → FlowMeter →
+// Naming, which ends the meter's flows on an address whose lease closed.
 //
 // Pod A (IP X, namespace N1) starts terminating; N1 goes; a new namespace N2
 // gets X; pod B with X appears in the API; A's delete arrives. Pod F pings X
@@ -56,13 +56,13 @@ for (const [ordering, steps] of Object.entries(ORDERINGS)) {
     const front = node.addPod(1);
     let holder: SimPod | undefined = node.addPod(3);
 
-    const { caches, records, capture, identity, events, nsKeyOf: keyOfPath } = await identityPipeline(t, node, server, { dir, nodeName: NODE });
+    const { caches, records, capture, naming, events, nsKeyOf: keyOfPath } = await identityPipeline(t, node, server, { dir, nodeName: NODE });
     capture.start();
 
     const nsKeyOf = (pod: SimPod) => keyOfPath(pod.nsPath);
-    const podOf = (key: string | undefined) => identity.namespaces.get(key ?? '')?.pod?.name;
+    const podOf = (key: string | undefined) => naming.namespaces.get(key ?? '')?.pod?.name;
     const cached = (name: string) => [...caches.pods()].find((p) => p.name === name);
-    await waitFor(() => identity.enricher.synced, 10_000, 'caches synced');
+    await waitFor(() => naming.enricher.synced, 10_000, 'caches synced');
     await waitFor(() => capture.counters().handlesOpen === 2, 5000, 'a capture in each of two pods');
     const n1 = nsKeyOf(holder)!;
     await waitFor(() => podOf(nsKeyOf(front)) === 'front-f' && podOf(n1) === 'old-a', 5000, 'namespaces tied to their pods');
@@ -158,7 +158,7 @@ for (const [ordering, steps] of Object.entries(ORDERINGS)) {
     }
     assert.deepEqual(wrong, [], '0 misattributed flows');
     assert.ok(icmpAtFront.some((r) => xEnd(r).podName === 'old-a') && icmpAtFront.some((r) => xEnd(r).podName === 'new-b'), 'the ping at F is split at the handover: a record for A, one for B');
-    assert.equal(identity.stats().handlerErrors, 0);
-    assert.equal(identity.stats().enricher.directionGuessed, 0);
+    assert.equal(naming.stats().handlerErrors, 0);
+    assert.equal(naming.stats().enricher.directionGuessed, 0);
   });
 }

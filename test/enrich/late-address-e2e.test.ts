@@ -39,15 +39,15 @@ test('a namespace whose address comes after it was attached: its first flows nam
   server.create('pod', podObject('front-f', front.ipv4, NODE));
   server.create('pod', podObject('late-l', late.ipv4, NODE));
 
-  const { records, capture, meter, identity, events, nsKeyOf } = await identityPipeline(t, node, server, { dir, nodeName: NODE });
-  await waitFor(() => identity.enricher.synced, 10_000, 'caches synced');
+  const { records, capture, meter, naming, events, nsKeyOf } = await identityPipeline(t, node, server, { dir, nodeName: NODE });
+  await waitFor(() => naming.enricher.synced, 10_000, 'caches synced');
   capture.start();
   const lateKey = nsKeyOf(late.nsPath)!;
   await waitFor(() => capture.counters().handlesOpen === 2, 5000, 'a capture in both pods');
   const listedEth0 = () =>
     events.flatMap((e) => (e.type === 'interfaces' && e.ns.key === lateKey ? [e.interfaces.find((i) => i.name === 'eth0')?.addresses.map((a) => a.address)] : []));
   assert.deepEqual(listedEth0(), [[]], 'attached before its address');
-  assert.equal(identity.namespaces.get(lateKey)?.pod, undefined);
+  assert.equal(naming.namespaces.get(lateKey)?.pod, undefined);
 
   // Traffic reaches the pod before its address does (the peer knows where it will be);
   // its flow ends while the namespace has no address.
@@ -64,7 +64,7 @@ test('a namespace whose address comes after it was attached: its first flows nam
   // The address comes: the capture lists it, and the held flow is named.
   node.exec(late.netns, 'ip', ['addr', 'add', `${late.ipv4}/24`, 'dev', 'eth0']);
   await waitFor(() => listedEth0().at(-1)?.includes(late.ipv4) === true, 5000, 'the address listed');
-  assert.equal(identity.namespaces.get(lateKey)?.pod?.name, 'late-l');
+  assert.equal(naming.namespaces.get(lateKey)?.pod?.name, 'late-l');
   assert.equal(atLate().length, 1);
 
   // The flush took the static neighbour with the last IPv4 address (the pods run without ARP).
@@ -86,6 +86,6 @@ test('a namespace whose address comes after it was attached: its first flows nam
     [7001, FlowDirection.EGRESS, 'late-l', 'front-f'],
     [7002, FlowDirection.INGRESS, 'late-l', 'front-f'],
   ]);
-  assert.equal(identity.stats().enricher.directionGuessed, 0);
-  assert.equal(identity.stats().enricher.released, 1, 'only the flow that ended before the address was held');
+  assert.equal(naming.stats().enricher.directionGuessed, 0);
+  assert.equal(naming.stats().enricher.released, 1, 'only the flow that ended before the address was held');
 });

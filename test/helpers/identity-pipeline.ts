@@ -1,13 +1,13 @@
 // The identity path of the agent without the agent, for tests on a simulated
-// node: the test API server → KubeCaches (client-node) → Identity, and the
+// node: the test API server → KubeCaches (client-node) → Naming, and the
 // node's namespaces → meteredCapture (discovery, NodeCapture, decode,
-// FlowMeter) → Identity.enrich, with the meter's flows split where a lease
-// closes, as the agent wires it. Identity and the caches are started, the
+// FlowMeter) → Naming.enrich, with the meter's flows split where a lease
+// closes, as the agent wires it. Naming and the caches are started, the
 // capture is not (callers start it when the scene is set); all close after
 // the test.
 import type { TestContext } from 'node:test';
 import { join } from 'node:path';
-import { Identity, type IdentityOptions } from '../../enrich/identity.ts';
+import { Naming, type NamingOptions } from '../../enrich/naming.ts';
 import { KubeCaches } from '../../enrich/kube-caches.ts';
 import { NetnsPods } from '../../enrich/netns-pods.ts';
 import type { NodeCaptureEvent } from '../../netns/node-capture.ts';
@@ -36,13 +36,13 @@ export async function identityPipeline(
     nodeName: string;
     labelKeys?: string[];
     capture?: Omit<MeteredCaptureOptions, 'onFlow'>;
-    identity?: Pick<IdentityOptions, 'tickMs'>;
+    naming?: Pick<NamingOptions, 'tickMs'>;
   },
 ) {
   const caches = new KubeCaches({ kubeconfig: server.writeKubeconfig(join(options.dir, 'kubeconfig')), labelKeys: options.labelKeys });
   const records: ExportRecord[] = [];
-  const { capture, discovery, meter } = await meteredCapture(t, node, { discoveryRescanMs: 100, ...options.capture, onFlow: (r) => identity.enrich(r) });
-  const identity = new Identity({
+  const { capture, discovery, meter } = await meteredCapture(t, node, { discoveryRescanMs: 100, ...options.capture, onFlow: (r) => naming.enrich(r) });
+  const naming = new Naming({
     caches,
     capture,
     namespaces: (events) => new NetnsPods({ nodeName: options.nodeName, listAddresses, ...events }),
@@ -50,17 +50,17 @@ export async function identityPipeline(
     onRecord: (r) => records.push(r),
     splitFlowsAt: (address, atMs, keep) => void meter.splitFlowsAt(address, atMs, keep),
     tickMs: 100,
-    ...options.identity,
+    ...options.naming,
   });
   const events: NodeCaptureEvent[] = [];
   capture.on('event', (e) => events.push(e));
   t.after(async () => {
-    identity.close();
+    naming.close();
     await caches.close();
   });
-  identity.start();
+  naming.start();
   caches.start();
   /** The discovered namespace key of a path, once discovery has it. */
   const nsKeyOf = (nsPath: string) => discovery.namespaces().find((ns) => ns.paths.includes(nsPath))?.key;
-  return { caches, records, capture, discovery, meter, identity, events, nsKeyOf };
+  return { caches, records, capture, discovery, meter, naming, events, nsKeyOf };
 }

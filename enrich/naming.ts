@@ -1,8 +1,10 @@
-// Wiring of the identity core, for both modes: feeds the lease table and the
-// namespace→pod lookup (IdentityNamespaces: the DaemonSet's NetnsPods, the
-// sidecar's one pod) from KubeCaches change events and NodeCapture events,
-// and runs one coarse timer for what has no event of its own (lease expiry,
-// release of flows held too long, namespaces still to tie to a pod).
+// Naming: gives both ends of every flow their identity (EndpointIdentity,
+// enrich/export-record.ts), in both modes. Wiring only: it feeds the lease
+// table and the namespace→pod lookup (NamingNamespaces: the DaemonSet's
+// NetnsPods, the sidecar's one pod) from KubeCaches change events and
+// NodeCapture events, and runs one coarse timer for what has no event of
+// its own (lease expiry, release of flows held too long, namespaces still to
+// tie to a pod).
 // FlowMeter's onFlow goes to enrich(). Everything with logic lives in the
 // pure pieces; this file only subscribes and forwards:
 // - a namespace's interface addresses (NodeCapture 'interfaces') go to the
@@ -33,8 +35,8 @@ import type { NamespacePod, NetnsPodsOptions, NetnsPodsStats } from './netns-pod
 import type { OwnerLookup } from './owners.ts';
 import type { SlimNode, SlimPod, SlimService, WatchEventType } from './types.ts';
 
-/** What Identity uses of KubeCaches. */
-export interface IdentityCaches extends OwnerLookup {
+/** What Naming uses of KubeCaches. */
+export interface NamingCaches extends OwnerLookup {
   on(resource: 'pod', listener: KubeChangeListener<'pod'>): void;
   on(resource: 'service', listener: KubeChangeListener<'service'>): void;
   on(resource: 'node', listener: KubeChangeListener<'node'>): void;
@@ -47,8 +49,8 @@ export interface IdentityCaches extends OwnerLookup {
   nodes(): Iterable<SlimNode>;
 }
 
-/** What Identity uses of NodeCapture. */
-export interface IdentityCapture {
+/** What Naming uses of NodeCapture. */
+export interface NamingCapture {
   on(event: 'event', listener: (event: NodeCaptureEvent) => void): unknown;
   off(event: 'event', listener: (event: NodeCaptureEvent) => void): unknown;
 }
@@ -58,7 +60,7 @@ export interface IdentityCapture {
  * from the pods and the capture's namespaces: NetnsPods (enrich/netns-pods.ts)
  * for the DaemonSet, the one pod the process is in for the sidecar.
  */
-export interface IdentityNamespaces {
+export interface NamingNamespaces {
   /** By namespace key `${dev}:${inode}`. */
   get(key: string): NamespacePod | undefined;
   /** Namespaces not tied to a pod yet. */
@@ -71,17 +73,17 @@ export interface IdentityNamespaces {
   resolvePending(): Promise<void>;
 }
 
-/** What the namespace→pod lookup tells Identity. */
-export type IdentityNamespaceEvents = Required<Pick<NetnsPodsOptions, 'onChange' | 'onAddressFreed'>>;
+/** What the namespace→pod lookup tells Naming. */
+export type NamingNamespaceEvents = Required<Pick<NetnsPodsOptions, 'onChange' | 'onAddressFreed'>>;
 
-export interface IdentityOptions {
+export interface NamingOptions {
   /** Pods, services and nodes: the remote ends' leases, the namespaces' pods. None: no flow waits for a sync, remote ends by address alone. */
-  caches?: IdentityCaches;
+  caches?: NamingCaches;
   /** ReplicaSets and Jobs by uid, for the workload of a pod. Default: the caches'. */
   owners?: OwnerLookup;
-  capture: IdentityCapture;
-  /** Builds the namespace→pod lookup, given what it tells Identity. */
-  namespaces: (events: IdentityNamespaceEvents) => IdentityNamespaces;
+  capture: NamingCapture;
+  /** Builds the namespace→pod lookup, given what it tells Naming. */
+  namespaces: (events: NamingNamespaceEvents) => NamingNamespaces;
   clusterName: string;
   onRecord: (record: ExportRecord) => void;
   leases?: Omit<LeaseTableOptions, 'onClosed'>;
@@ -98,7 +100,7 @@ export interface IdentityOptions {
   clock?: Clock;
 }
 
-export interface IdentityStats {
+export interface NamingStats {
   leases: LeaseStats & { open: number; closed: number };
   namespaces: NetnsPodsStats & { pending: number };
   enricher: EnricherStats & { heldNow: number };
@@ -109,13 +111,13 @@ export interface IdentityStats {
 /** The owner lookup without caches: no ReplicaSet or Job is known. */
 const NO_OWNERS: OwnerLookup = { replicaSet: () => undefined, job: () => undefined };
 
-export class Identity {
+export class Naming {
   readonly leases: LeaseTable;
-  readonly namespaces: IdentityNamespaces;
+  readonly namespaces: NamingNamespaces;
   readonly enricher: Enricher;
-  #caches: IdentityCaches | undefined;
-  readonly #capture: IdentityCapture;
-  readonly #splitFlowsAt: NonNullable<IdentityOptions['splitFlowsAt']>;
+  #caches: NamingCaches | undefined;
+  readonly #capture: NamingCapture;
+  readonly #splitFlowsAt: NonNullable<NamingOptions['splitFlowsAt']>;
   /** The namespace key of every open observation point. */
   readonly #pointNamespaces = new Map<number, string>();
   readonly #clock: Clock;
@@ -165,7 +167,7 @@ export class Identity {
       }
     });
 
-  constructor(options: IdentityOptions) {
+  constructor(options: NamingOptions) {
     this.#caches = options.caches;
     this.#capture = options.capture;
     this.#clock = options.clock ?? systemClock;
@@ -235,7 +237,7 @@ export class Identity {
   /** FlowMeter's onFlow. */
   readonly enrich = (flow: FlowRecord): void => this.enricher.enrich(flow);
 
-  stats(): IdentityStats {
+  stats(): NamingStats {
     return {
       leases: { ...this.leases.stats, lookups: { ...this.leases.stats.lookups }, open: this.leases.openLeases, closed: this.leases.closedLeases },
       namespaces: { ...this.namespaces.stats, pending: this.namespaces.pending },
@@ -283,7 +285,7 @@ export class Identity {
     try {
       fn();
     } catch {
-      // A bug in the identity path must not stop the caches' informers or the capture.
+      // A bug in naming must not stop the caches' informers or the capture.
       this.#handlerErrors++;
     }
   }
