@@ -9,8 +9,8 @@
 //
 //   client-node imported   Node with @kubernetes/client-node imported and
 //                          nothing else: the floor
-//   podflow                KubeCaches + Identity built as the image runs them
-//                          (scripts/build-dist.sh), wired as agent.ts does
+//   podflow                KubeCaches + Naming built as the image runs them
+//                          (scripts/build-dist.sh), wired as agent/daemonset.ts does
 //   before (--before REV)  the same, built from an earlier commit, run with
 //                          the environment that commit set (NODE_ENVIRONMENT)
 //   client-node informers  the reference: client-node's makeInformer for the
@@ -46,7 +46,7 @@ const { values: opts } = parseArgs({
   options: {
     pods: { type: 'string', default: '0,10000,50000,100000' },
     impls: { type: 'string', default: 'podflow,client-node' },
-    /** A commit to measure beside the working tree (its KubeCaches + Identity), e.g. the one before a change. */
+    /** A commit to measure beside the working tree (its KubeCaches + Naming), e.g. the one before a change. */
     before: { type: 'string' },
     /** The sizes to measure --before at (default: all of --pods); an old representation may take too long at the largest. */
     'before-pods': { type: 'string' },
@@ -457,8 +457,8 @@ try {
 
 const label: Record<string, string> = {
   floor: 'Node 24 with @kubernetes/client-node imported (floor)',
-  podflow: 'podflow KubeCaches + Identity',
-  before: `podflow KubeCaches + Identity at ${opts.before}`,
+  podflow: 'podflow KubeCaches + Naming',
+  before: `podflow KubeCaches + Naming at ${opts.before}`,
   'client-node': 'client-node makeInformer × 5 (reference)',
 };
 const zero = (impl: string) => rows.find((r) => r.impl === impl && r.pods === 0 && r.after);

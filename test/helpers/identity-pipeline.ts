@@ -7,7 +7,7 @@
 // the test.
 import type { TestContext } from 'node:test';
 import { join } from 'node:path';
-import { Naming, type NamingOptions } from '../../enrich/naming.ts';
+import { Naming } from '../../enrich/naming.ts';
 import { KubeCaches } from '../../enrich/kube-caches.ts';
 import { NetnsPods } from '../../enrich/netns-pods.ts';
 import type { NodeCaptureEvent } from '../../netns/node-capture.ts';
@@ -36,7 +36,6 @@ export async function identityPipeline(
     nodeName: string;
     labelKeys?: string[];
     capture?: Omit<MeteredCaptureOptions, 'onFlow'>;
-    naming?: Pick<NamingOptions, 'tickMs'>;
   },
 ) {
   const caches = new KubeCaches({ kubeconfig: server.writeKubeconfig(join(options.dir, 'kubeconfig')), labelKeys: options.labelKeys });
@@ -50,7 +49,6 @@ export async function identityPipeline(
     onRecord: (r) => records.push(r),
     splitFlowsAt: (address, atMs, keep) => void meter.splitFlowsAt(address, atMs, keep),
     tickMs: 100,
-    ...options.naming,
   });
   const events: NodeCaptureEvent[] = [];
   capture.on('event', (e) => events.push(e));
