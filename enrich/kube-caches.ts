@@ -156,8 +156,8 @@ export class KubeCaches {
       pod: ['pods', '/api/v1/pods', podFields(this.#labelKeys), (o) => slimPod(o, this.#labelKeys)],
       service: ['services', '/api/v1/services', serviceFields, slimService],
       node: ['nodes', '/api/v1/nodes', nodeFields, slimNode],
-      replicaset: ['replicasets', '/apis/apps/v1/replicasets', ownerLinkFields, slimOwnerLink],
-      job: ['jobs', '/apis/batch/v1/jobs', ownerLinkFields, slimOwnerLink],
+      replicaset: ['replicasets', '/apis/apps/v1/replicasets', ownerLinkFields, (o) => slimOwnerLink(o, 'ReplicaSet')],
+      job: ['jobs', '/apis/batch/v1/jobs', ownerLinkFields, (o) => slimOwnerLink(o, 'Job')],
     };
 
     this.#states = new Map();

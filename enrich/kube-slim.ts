@@ -54,7 +54,7 @@ export const ownerLinkFields: FieldTree = { metadata: { ...objectMetadata, owner
 // Values many cached objects share, kept once (enrich/interner.ts). One set
 // per process: equal values are interchangeable wherever they come from.
 const internedBound = 1 << 16;
-/** Namespaces, node names, phases, owner kinds and names. */
+/** Namespaces, node names, phases, owner kinds. (An owner's name is kept once by its owner, shared by uid below.) */
 const strings = new Interner<string>(internedBound);
 /** Controlling owners by uid: the pods of a ReplicaSet, the ReplicaSets of a Deployment. */
 const owners = new Interner<SlimOwner>(internedBound);
@@ -66,13 +66,18 @@ function shared(text: string): string {
   return strings.intern(text, text);
 }
 
+/** The owner kept for uid (the one object every reference to it shares), or a new one. */
+function ownerOf(kind: string, name: string, uid: string): SlimOwner {
+  const owner: SlimOwner = Object.freeze({ kind: shared(kind), name, uid });
+  const kept = owners.intern(uid, owner);
+  // A uid names one object; should two differ anyway, each keeps its own.
+  return kept.kind === owner.kind && kept.name === owner.name ? kept : owner;
+}
+
 function controllerOwner(raw: RawObject): SlimOwner | undefined {
   const reference = raw.metadata?.ownerReferences?.find((r) => r.controller === true);
   if (reference === undefined) return undefined;
-  const owner: SlimOwner = Object.freeze({ kind: shared(reference.kind ?? ''), name: shared(reference.name ?? ''), uid: reference.uid ?? '' });
-  const kept = owners.intern(owner.uid, owner);
-  // A uid names one object; should two differ anyway, each keeps its own.
-  return kept.kind === owner.kind && kept.name === owner.name ? kept : owner;
+  return ownerOf(reference.kind ?? '', reference.name ?? '', reference.uid ?? '');
 }
 
 export function slimPod(raw: RawObject, labelKeys: readonly string[]): SlimPod {
@@ -127,9 +132,14 @@ export function slimNode(raw: RawObject): SlimNode {
   return { uid: raw.metadata?.uid ?? '', name: raw.metadata?.name ?? '', addresses };
 }
 
-export function slimOwnerLink(raw: RawObject): SlimOwnerLink {
+/**
+ * kind: the object's own kind (ReplicaSet, Job). Its pods name it as their owner: the owner kept for its
+ * uid, made here if its pods come later, lends it its name and uid strings, so each is kept once.
+ */
+export function slimOwnerLink(raw: RawObject, kind: string): SlimOwnerLink {
   const metadata = raw.metadata ?? {};
-  return { uid: metadata.uid ?? '', namespace: shared(metadata.namespace ?? ''), name: metadata.name ?? '', owner: controllerOwner(raw) };
+  const asOwner = ownerOf(kind, metadata.name ?? '', metadata.uid ?? '');
+  return { uid: asOwner.uid, namespace: shared(metadata.namespace ?? ''), name: asOwner.name, owner: controllerOwner(raw) };
 }
 
 /** Throws PODFLOW_ERR_KUBE_SETTING for more than maxLabelKeys keys or an invalid one. */

@@ -36,10 +36,11 @@
 //
 // Representation (a cluster's every pod, node and service is here, on every
 // node): a lease is a row of numbers in one Float64Array (its fields side by
-// side) and its answer, a holder a row of typed arrays (struct of arrays)
-// plus its answer, an address a slot of an open-addressing table
-// (address-table.ts) naming its first lease, the leases of an address a chain
-// through their rows. A lease costs ~80 bytes. Nearly every address has one
+// side) and its answer (a service's answers per port in a map aside: most
+// leases are pods'), a holder a row of typed arrays (struct of arrays), an
+// address a slot of an open-addressing table (address-table.ts) naming its
+// first lease, the leases of an address a chain through their rows. A lease
+// costs ~80 bytes. Nearly every address has one
 // lease, open, a pod's or a node's: its slot then also holds that lease's
 // start, so a lookup reads the slot (one cache line) and the answer's pointer
 // and nothing else; otherwise it walks the chain's rows. A lease object, its
@@ -232,9 +233,6 @@ export class LeaseTable {
   #holderEnded = new Uint8Array(1024);
   /** The holder's first open lease; the others follow through their NEXT_OF_HOLDER. */
   #holderOpen = new Int32Array(1024).fill(NONE);
-  readonly #holderAnswer: Array<HolderAnswer | undefined> = [];
-  /** Services: one answer per port, tried in order. */
-  readonly #holderPorts: Array<readonly ServicePortAnswer[] | undefined> = [];
   /** Addresses lost to another holder while its object still lists them: only for holders that lost one. */
   readonly #holderLost = new Map<number, Set<IpKey>>();
 
@@ -249,7 +247,11 @@ export class LeaseTable {
    * it names the holder as it was.
    */
   readonly #leaseAnswer: Array<HolderAnswer | undefined> = [];
-  readonly #leasePorts: Array<readonly ServicePortAnswer[] | undefined> = [];
+  /**
+   * A service lease's answer per port, tried in order, by lease; only service leases with ports are here
+   * (by lease in an array, every pod's lease would pay a slot for it).
+   */
+  readonly #leasePorts = new Map<number, readonly ServicePortAnswer[]>();
 
   /**
    * Address → its first lease (open or closed) × 4 + that lease's holder kind; the others follow through
@@ -380,7 +382,7 @@ export class LeaseTable {
         break;
       default: {
         this.stats.lookups.service++;
-        for (const p of this.#leasePorts[best]!) if (p.port === port && p.protocol === protocol) return p.answer;
+        for (const p of this.#leasePorts.get(best) ?? NO_PORTS) if (p.port === port && p.protocol === protocol) return p.answer;
       }
     }
     return this.#leaseAnswer[best]!;
@@ -444,20 +446,19 @@ export class LeaseTable {
     // one still listed follows the holder's answer by itself.
     for (const lease of this.#openOf(holder)) if (!wanted.has(this.#keyOf(lease))) this.#close(lease, atMs);
     const current = answer();
-    this.#holderAnswer[holder] = current;
-    this.#holderPorts[holder] = ports;
     for (let lease = this.#holderOpen[holder]!; lease !== NONE; lease = this.#leases[lease * LEASE_FIELDS + NEXT_OF_HOLDER]!) {
       this.#leaseAnswer[lease] = current;
-      this.#leasePorts[lease] = ports;
+      this.#setPorts(lease, ports);
     }
     for (const key of wanted) {
       if (this.#openLeaseAt(holder, key) !== NONE) continue;
       if (this.#holderLost.get(holder)?.has(key)) this.stats.staleClaimsIgnored++;
-      else this.#claim(holder, key, atMs);
+      else this.#claim(holder, key, atMs, current, ports);
     }
   }
 
-  #claim(holder: number, key: IpKey, atMs: number): void {
+  /** A new open lease of the holder on the address, answering `answer` (and per port `ports`). */
+  #claim(holder: number, key: IpKey, atMs: number, answer: HolderAnswer, ports: readonly ServicePortAnswer[]): void {
     // The address's leases as they are now: closing one below may forget an older one (maxClosedLeases).
     const others: number[] = [];
     for (let other = this.#firstLease(key); other !== NONE; other = this.#leases[other * LEASE_FIELDS + NEXT_AT_ADDRESS]!) others.push(other);
@@ -492,8 +493,8 @@ export class LeaseTable {
     leases[row + NEXT_AT_ADDRESS] = this.#firstLease(key);
     leases[row + NEXT_OF_HOLDER] = this.#holderOpen[holder]!;
     this.#holderOpen[holder] = lease;
-    this.#leaseAnswer[lease] = this.#holderAnswer[holder];
-    this.#leasePorts[lease] = this.#holderPorts[holder];
+    this.#leaseAnswer[lease] = answer;
+    this.#setPorts(lease, ports);
     this.#indexAddress(key, lease);
     this.#open++;
   }
@@ -564,6 +565,11 @@ export class LeaseTable {
     this.#addresses.set(key, first * 4 + kind, alone ? leases[row + FROM]! : NaN);
   }
 
+  #setPorts(lease: number, ports: readonly ServicePortAnswer[]): void {
+    if (ports.length > 0) this.#leasePorts.set(lease, ports);
+    else this.#leasePorts.delete(lease);
+  }
+
   #keyOf(lease: number): IpKey {
     return this.#leaseV6[lease] ?? this.#leases[lease * LEASE_FIELDS + V4]!;
   }
@@ -601,7 +607,7 @@ export class LeaseTable {
       this.#indexAddress(key, first);
     }
     this.#leaseAnswer[lease] = undefined;
-    this.#leasePorts[lease] = undefined;
+    this.#leasePorts.delete(lease);
     this.#leaseV6[lease] = undefined;
     this.#leaseRows.release(lease);
   }
@@ -620,8 +626,6 @@ export class LeaseTable {
 
   /** A deleted holder's row: its closed leases keep their own answers, nothing else refers to it. */
   #releaseHolder(holder: number): void {
-    this.#holderAnswer[holder] = undefined;
-    this.#holderPorts[holder] = undefined;
     this.#holderLost.delete(holder);
     this.#holderRows.release(holder);
   }
