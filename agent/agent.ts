@@ -29,6 +29,7 @@ import { createMetrics, type MetricSources, WorkloadTraffic } from './metrics.ts
 import { AgentHttp } from './http.ts';
 import type { AgentMode, AgentModeFactory, ModeNaming } from './mode.ts';
 import { RateLimitedWarn } from './rate-limited-warn.ts';
+import { FreedMemoryReturn, listsOf } from './freed-memory.ts';
 import { PacketDecoder } from '../flow/decode.ts';
 import { PacketIngest } from '../flow/ingest.ts';
 import { FlowMeter } from '../flow/meter.ts';
@@ -36,6 +37,8 @@ import { enabledFeatures, FlowFeatures } from '../flow/features/flow-features.ts
 import { EndReason } from '../flow/types.ts';
 import { NodeCapture, type NodeCaptureEvent } from '../netns/node-capture.ts';
 import { captureQueue, configureCaptureQueue } from '../netns/capture-queue.ts';
+import { addon } from '../netns/addon.ts';
+import { systemClock } from '../common/clock.ts';
 import { Exporter } from '../ipfix/exporter.ts';
 import { notSentTotal } from '../ipfix/transport.ts';
 import type { ExportRecord } from '../enrich/export-record.ts';
@@ -58,6 +61,7 @@ export class Agent {
   readonly #ingest: PacketIngest;
   readonly #capture: NodeCapture;
   readonly #naming: ModeNaming;
+  readonly #freedMemory: FreedMemoryReturn;
   readonly #exporter: Exporter;
   readonly #http: AgentHttp;
   readonly #traffic: WorkloadTraffic;
@@ -121,6 +125,11 @@ export class Agent {
       // A flow on an address that passed to another holder ends there: each record names one holder.
       splitFlowsAt: (address, atMs, keep) => void this.#meter.splitFlowsAt(address, atMs, keep),
     });
+    this.#freedMemory = new FreedMemoryReturn({
+      lists: () => listsOf(this.#naming.cacheStatus()),
+      returnFreeMemory: () => addon.returnFreeMemory(),
+      clock: systemClock,
+    });
     this.#traffic = new WorkloadTraffic(config.metrics.maxWorkloadSeries);
     this.metricSources = {
       capture: () => this.#capture.counters(),
@@ -154,6 +163,7 @@ export class Agent {
     }
     const metrics = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
     this.#naming.start();
+    this.#freedMemory.start();
     await this.#mode.namespaces.start();
     this.#capture.start();
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
@@ -185,6 +195,7 @@ export class Agent {
   async #stop(): Promise<void> {
     const started = Date.now();
     clearInterval(this.#timer);
+    this.#freedMemory.stop();
     // Capture keeps delivering until every packet that reached a ring before
     // SIGTERM is readable (two block timeouts), reads the rings dry, then
     // closes: every observation point's flows end with FORCED_END.

@@ -26,6 +26,7 @@ export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
  * with the threshold fixed at glibc's default it kept 19-22 MiB, the agent's
  * RSS after sync 266 -> 232-236 MiB and after a relist 320 -> 261 MiB
  * (bench/enrich/identity-scale.bench.ts), sync time within the run-to-run
- * spread (9.2-11.0 s).
+ * spread (9.2-11.0 s). What stays free between blocks in use, below the
+ * top, the agent hands back after each list (agent/freed-memory.ts).
  */
 export const NODE_ENVIRONMENT: Readonly<Record<string, string>> = { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=131072' };

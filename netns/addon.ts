@@ -85,6 +85,8 @@ export interface NetnsAddon {
   listInterfaceAddresses(): InterfaceAddressEntry[];
   /** Inode of the calling thread's network namespace. */
   threadNetnsInode(): number;
+  /** malloc_trim(0): hands the kernel every page malloc keeps free (native/memory.c); true if any was. */
+  returnFreeMemory(): boolean;
 }
 
 const addonPath = './native/build/Release/netns.node';

@@ -171,6 +171,15 @@ async function podflow(dist: string, kubeconfig: string): Promise<Subject> {
   caches.on('pod', (type, pod) => seen(type, pod.namespace, pod.name));
   caches.start();
   naming.start();
+  // The agent gives back what malloc keeps after the lists (agent/freed-memory.ts), looking every 10 s; here
+  // every 100 ms, so what is measured after sync and after a relist is what an agent holds once it has looked.
+  // A dist from before it (--before) has none.
+  const freed = (await import(`${dist}/agent/freed-memory.js`).catch(() => undefined)) as typeof import('../../agent/freed-memory.ts') | undefined;
+  if (freed) {
+    const { addon } = (await import(`${dist}/netns/addon.js`)) as typeof import('../../netns/addon.ts');
+    const { systemClock } = (await import(`${dist}/common/clock.js`)) as typeof import('../../common/clock.ts');
+    new freed.FreedMemoryReturn({ lists: () => freed.listsOf(caches.status()), returnFreeMemory: () => addon.returnFreeMemory(), clock: systemClock, checkMs: 100 }).start();
+  }
   return {
     synced: async () => {
       while (!caches.synced()) await sleep(5);

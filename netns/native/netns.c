@@ -23,6 +23,7 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "memory.h"
 #include "napi_util.h"
 #include "packet_socket.h"
 
@@ -233,6 +234,7 @@ napi_value init(napi_env env, napi_value exports) {
     {"threadNetnsInode", NULL, thread_netns_inode, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK_NAPI(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  if (!memory_init(env, exports)) return NULL;
   return packet_socket_init(env, exports);
 }
 

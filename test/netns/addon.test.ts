@@ -64,6 +64,11 @@ test('a missing path or a file that is no namespace throws an errno error, not a
   assert.equal(addon.threadNetnsInode(), home);
 });
 
+test('returnFreeMemory (malloc_trim) answers whether it returned pages, and the process goes on', () => {
+  assert.equal(typeof addon.returnFreeMemory(), 'boolean');
+  assert.equal(addon.threadNetnsInode(), statSync('/proc/thread-self/ns/net').ino);
+});
+
 test('checks its arguments with a usage message', () => {
   const call = addon.runInNetns as unknown as (...args: unknown[]) => unknown;
   for (const args of [[], ['/run/netns/x'], [1, () => 1], ['', () => 1], ['/run/netns/x', 'not a function']]) {
