@@ -1,10 +1,14 @@
-// Gives the kernel back what malloc keeps free after the Kubernetes caches'
-// lists. A list of a large cluster streams hundreds of MB of JSON through
-// 64 KiB socket buffers; once read, glibc's malloc keeps the pages they freed
-// between blocks that stay. malloc_trim(0) (the addon's returnFreeMemory,
-// ~2 ms) hands them back; it runs after the first sync and after each
-// relist, the lists' big reads, not on a schedule of its own. At 100k pods:
-// RSS after sync 249 -> 225 MiB, after a relist 304 -> 283 MiB
+// Gives the kernel back what the Kubernetes caches' lists leave free. A
+// list of a large cluster streams hundreds of MB of JSON through 64 KiB
+// socket buffers; once read, V8 keeps the old-space pages its garbage
+// fragmented and glibc's malloc the pages the buffers freed between blocks
+// that stay. The addon's returnFreeMemory (netns/native/memory.c) has V8
+// collect all it can, compacting, and release its spare pages, then calls
+// malloc_trim(0). It holds the main thread (285 ms at 100k pods, 102 ms at
+// 10k; the capture queue takes the packets meanwhile), so it runs after the
+// first sync and after each relist, the lists' big reads, and on no
+// schedule of its own. At 100k pods: RSS after sync 208 -> 193 MiB, after a
+// relist 250 -> 194 MiB against malloc_trim alone
 // (bench/enrich/identity-scale.bench.ts).
 import type { Clock, ClockTimer } from '../common/clock.ts';
 
@@ -17,7 +21,7 @@ export function listsOf(status: Record<string, { synced: boolean; relists: numbe
 export interface FreedMemoryOptions {
   /** Whether every cache is synced, and how many relists they have made in all. */
   lists: () => { synced: boolean; relists: number };
-  /** malloc_trim(0). */
+  /** The addon's returnFreeMemory: V8's full collection, then malloc_trim(0). */
   returnFreeMemory: () => unknown;
   clock: Clock;
   /** How often the caches are looked at. Default 10 s. */

@@ -27,6 +27,7 @@ export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
  * RSS after sync 266 -> 232-236 MiB and after a relist 320 -> 261 MiB
  * (bench/enrich/identity-scale.bench.ts), sync time within the run-to-run
  * spread (9.2-11.0 s). What stays free between blocks in use, below the
- * top, the agent hands back after each list (agent/freed-memory.ts).
+ * top, the agent hands back after each list, with what V8 keeps
+ * (agent/freed-memory.ts).
  */
 export const NODE_ENVIRONMENT: Readonly<Record<string, string>> = { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=131072' };

@@ -42,6 +42,9 @@ const cpuSeconds = (): number => {
   return (c.user + c.system) / 1e6;
 };
 
+/** The longest the agent's return of free memory (a full GC and malloc_trim) has held the main thread. */
+let longestReturnMs = 0;
+
 /** Collects twice with a pause between, so V8 has released what it will (its memory reducer runs after a GC). */
 async function memory(): Promise<object> {
   gc();
@@ -49,7 +52,7 @@ async function memory(): Promise<object> {
   gc();
   const m = process.memoryUsage();
   const h = getHeapStatistics();
-  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, physical: h.total_physical_size, resident: residentKinds(), spaces: heapSpaces() };
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, returnPauseMs: longestReturnMs, physical: h.total_physical_size, resident: residentKinds(), spaces: heapSpaces() };
 }
 
 /** Each V8 heap space's bytes in use and resident: where the heap's committed-but-free pages are. */
@@ -171,14 +174,19 @@ async function podflow(dist: string, kubeconfig: string): Promise<Subject> {
   caches.on('pod', (type, pod) => seen(type, pod.namespace, pod.name));
   caches.start();
   naming.start();
-  // The agent gives back what malloc keeps after the lists (agent/freed-memory.ts), looking every 10 s; here
+  // The agent gives back what V8 and malloc keep after the lists (agent/freed-memory.ts), looking every 10 s; here
   // every 100 ms, so what is measured after sync and after a relist is what an agent holds once it has looked.
   // A dist from before it (--before) has none.
   const freed = (await import(`${dist}/agent/freed-memory.js`).catch(() => undefined)) as typeof import('../../agent/freed-memory.ts') | undefined;
   if (freed) {
     const { addon } = (await import(`${dist}/netns/addon.js`)) as typeof import('../../netns/addon.ts');
     const { systemClock } = (await import(`${dist}/common/clock.js`)) as typeof import('../../common/clock.ts');
-    new freed.FreedMemoryReturn({ lists: () => freed.listsOf(caches.status()), returnFreeMemory: () => addon.returnFreeMemory(), clock: systemClock, checkMs: 100 }).start();
+    const returnFreeMemory = (): void => {
+      const t0 = performance.now();
+      addon.returnFreeMemory();
+      longestReturnMs = Math.max(longestReturnMs, performance.now() - t0);
+    };
+    new freed.FreedMemoryReturn({ lists: () => freed.listsOf(caches.status()), returnFreeMemory, clock: systemClock, checkMs: 100 }).start();
   }
   return {
     synced: async () => {

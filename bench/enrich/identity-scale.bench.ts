@@ -147,6 +147,8 @@ interface Memory {
   arrayBuffers: number;
   physical: number;
   resident: { brk: number; anonymous: number; file: number; stack: number };
+  /** The longest main-thread pause of the agent's memory return so far (agent/freed-memory.ts); 0 for a process without it. */
+  returnPauseMs: number;
   spaces: Record<string, { used: number; physical: number }>;
 }
 
@@ -165,6 +167,7 @@ interface Row {
   relistCpu?: number;
   relistPeak?: number;
   relistAfter?: number;
+  relistMemory?: Memory;
   stormCpuPercent?: number;
   lag?: {
     p50: number;
@@ -211,9 +214,10 @@ if (opts.before) {
   const missing = Object.entries(dependencies).filter(([name]) => !existsSync(join(repoRoot, 'node_modules', name))).map(([name, version]) => `${name}@${version}`);
   if (missing.length > 0) execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', work, ...missing], { stdio: 'inherit' });
   execFileSync(join(repoRoot, 'node_modules/.bin/tsc'), ['-p', join(src, 'tsconfig.build.json'), '--outDir', beforeDist], { stdio: 'inherit' });
-  // The native addon, where its loader looks for it (as scripts/build-dist.sh places it).
+  // Its own native addon (what it does after the lists is in it), where its loader looks for it (as scripts/build-dist.sh places it).
+  execFileSync('bash', [join(repoRoot, 'scripts/build-native.sh'), src], { stdio: 'inherit' });
   mkdirSync(join(beforeDist, 'netns/native/build/Release'), { recursive: true });
-  copyFileSync(join(repoRoot, 'netns/native/build/Release/netns.node'), join(beforeDist, 'netns/native/build/Release/netns.node'));
+  copyFileSync(join(src, 'netns/native/build/Release/netns.node'), join(beforeDist, 'netns/native/build/Release/netns.node'));
   // The environment its image set (none before common/node-runtime.ts had NODE_ENVIRONMENT).
   beforeEnvironment = ((await import(join(beforeDist, 'common/node-runtime.js'))) as { NODE_ENVIRONMENT?: Record<string, string> }).NODE_ENVIRONMENT ?? {};
 }
@@ -285,6 +289,7 @@ async function measureCase(impl: string, pods: number, server: KubeApiServer, sh
     row.relistPeak = rss(client.child.pid!).peak;
     const relistMemory = (await client.ask<{ memory: Memory }>({ do: 'memory' }, 60_000, 'memory')).memory;
     row.relistAfter = relistMemory.rss;
+    row.relistMemory = relistMemory;
     process.stderr.write(`  ${impl} ${pods}: relisted in ${row.relistSeconds.toFixed(1)} s, peak ${mib(row.relistPeak)} MiB, after ${mib(row.relistAfter)} MiB\n`);
     process.stderr.write(`  ${impl} ${pods}: after the relist: ${residentLine(relistMemory)}\n`);
     row.lag = await updateStorm(client, server, shape, stormFrom, row);
@@ -475,7 +480,7 @@ const result: BenchResult = {
   title: `Identity at cluster scale: pods ${podCounts.join(', ')} (~7.5 KiB JSON each), relist after 410, ${stormRate}/s update storm for ${stormSeconds} s`,
   columns: [
     'process', 'pods', 'start → synced s', 'sync CPU-s', 'RSS peak in sync MiB', 'RSS after sync (GC) MiB', 'V8 heap used MiB', 'RSS above 0 pods, B/pod',
-    'lookups/s random', 'lookups/s hot 256', 'lookups/s random, answer read', 'relist s', 'relist CPU-s', 'relist RSS peak MiB', 'RSS after relist MiB', 'storm CPU % of a core', 'storm lag p50 / p99 / max ms', 'client event-loop delay in storm p99 / max ms',
+    'lookups/s random', 'lookups/s hot 256', 'lookups/s random, answer read', 'relist s', 'relist CPU-s', 'relist RSS peak MiB', 'RSS after relist MiB', 'memory return: longest pause ms', 'storm CPU % of a core', 'storm lag p50 / p99 / max ms', 'client event-loop delay in storm p99 / max ms',
     'client GC in storm: longest scavenge / longest major pause ms, all pauses ms', 'server (bench process) in storm: CPU % of a core, event-loop delay p99 / max ms',
   ],
   rows: rows.map((r) => ({
@@ -484,6 +489,7 @@ const result: BenchResult = {
     cells: [
       String(r.pods), f(r.syncSeconds), f(r.syncCpu), r.syncPeak ? mib(r.syncPeak) : '–', r.after ? mib(r.after.rss) : '–', r.after ? mib(r.after.heapUsed) : '–', perPod(r),
       rate(r.lookupsRandom), rate(r.lookupsHot), rate(r.lookupsRandomRead), f(r.relistSeconds), f(r.relistCpu), r.relistPeak ? mib(r.relistPeak) : '–', r.relistAfter ? mib(r.relistAfter) : '–',
+      r.relistMemory?.returnPauseMs ? f(r.relistMemory.returnPauseMs, 0) : '–',
       f(r.stormCpuPercent, 0), r.lag ? `${f(r.lag.p50)} / ${f(r.lag.p99)} / ${f(r.lag.max)}${r.lag.missing ? ` (${r.lag.missing} not seen)` : ''}` : '–',
       r.lag ? `${f(r.lag.loopDelayP99)} / ${f(r.lag.loopDelayMax)}` : '–',
       r.lag ? `${f(r.lag.gc.minor.maxMs)} / ${f(r.lag.gc.major.maxMs)}, ${f(r.lag.gc.minor.totalMs + r.lag.gc.major.totalMs, 0)}` : '–',
@@ -507,6 +513,7 @@ const result: BenchResult = {
     `the server answers a list at resourceVersion=0 ${limitAtZero === 'ignored' ? 'whole, ignoring limit, as kube-apiserver does from its watch cache' : 'in pages of limit'}; a relist after 410 asks for the last version seen without limit: whole too`,
     'RSS after sync: after two forced GCs 1 s apart (process.memoryUsage().rss); RSS peak: VmHWM over start → synced, and over the relist (reset with /proc/PID/clear_refs before it)',
     'B/pod: (RSS after sync − RSS of the same kind of process with 0 pods) / pods',
+    'memory return: the longest the main thread was held by the agent\'s return of free memory (agent/freed-memory.ts: a full, compacting V8 collection, then malloc_trim), which the client makes after the sync and after each resource\'s relist; – for a process without it',
     `storm: creates (Pending, no address), updates (Running, its address) and deletes of the oldest pods in turn, ${stormRate}/s; lag: from just before the server writes the event to the listener seeing it (the same machine's clock); CPU over the storm and until every change was seen`,
     'lookups: LeaseTable.lookupKey(key, now) (what the enricher calls with a flow\'s address key) on the pods\' IPv4 addresses in a shuffled order, and on 256 of them, per second of the measuring thread\'s CPU time; "answer read": the random ones again, each answer\'s type read as every caller reads it (the answer object, allocated with its pod, is one more load from anywhere in the heap)',
     'storm lag counts the test API server\'s own delays too: it runs in the bench process (holding every object\'s JSON, ~730 MB at 100k pods) on the same 2 cores as the client; its CPU and event-loop delay over the storm are its share, the client\'s event-loop delay and GC pauses the client\'s own. Each change is written before the next is made (one event-loop turn each), so a catch-up after a stall of the bench does not hold changes back. The server keeps its window of changes per resource, as kube-apiserver\'s watch cache does, so the quiet resources\' watches resume (client-node ends a watch after 30 s without data) without a relist in the storm',

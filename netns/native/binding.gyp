@@ -2,8 +2,9 @@
   'targets': [
     {
       'target_name': 'netns',
-      'sources': ['netns.c', 'packet_socket.c', 'memory.c'],
-      'cflags': ['-std=gnu11', '-Wall', '-Wextra'],
+      'sources': ['netns.c', 'packet_socket.c', 'memory.c', 'memory_gc.cc'],
+      'cflags': ['-Wall', '-Wextra'],
+      'cflags_c': ['-std=gnu11'],
     },
   ],
 }
