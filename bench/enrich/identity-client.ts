@@ -308,8 +308,15 @@ process.on('message', async (command: { do: string; count?: number; hot?: boolea
       // The bench has made every watch end with 410 Gone: wait until each resource has relisted.
       const c = cpuSeconds();
       const start = subject!.relists();
+      // What the RSS is made of at its highest, sampled between the list's chunks (the bench reads the exact peak from VmHWM).
+      let atPeak = process.memoryUsage();
+      const sampler = setInterval(() => {
+        const m = process.memoryUsage();
+        if (m.rss > atPeak.rss) atPeak = m;
+      }, 20);
       while (subject!.relists() < start + command.relists!) await sleep(5);
-      send({ relisted: { cpuSeconds: cpuSeconds() - c, pods: subject!.pods() } });
+      clearInterval(sampler);
+      send({ relisted: { cpuSeconds: cpuSeconds() - c, pods: subject!.pods(), atPeak } });
       break;
     }
     case 'storm-start':

@@ -152,6 +152,15 @@ interface Memory {
   spaces: Record<string, { used: number; physical: number }>;
 }
 
+/** process.memoryUsage() at one moment. */
+interface SampledMemory {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
 interface Row {
   impl: string;
   pods: number;
@@ -168,6 +177,8 @@ interface Row {
   relistPeak?: number;
   relistAfter?: number;
   relistMemory?: Memory;
+  /** The relist's highest RSS sample (every 20 ms) and what V8 held then. */
+  relistAtPeak?: SampledMemory;
   stormCpuPercent?: number;
   lag?: {
     p50: number;
@@ -246,6 +257,11 @@ function residentLine(m: Memory): string {
     .join(', ')}`;
 }
 
+function sampledLine(m: SampledMemory | undefined): string {
+  if (m === undefined) return 'not sampled';
+  return `RSS ${mib(m.rss)} MiB, V8 heap used ${mib(m.heapUsed)} of ${mib(m.heapTotal)} MiB, external ${mib(m.external)} MiB (array buffers ${mib(m.arrayBuffers)})`;
+}
+
 /** One case: start the client, measure sync, memory, lookups, a relist and a storm. */
 async function measureCase(impl: string, pods: number, server: KubeApiServer, shape: ClusterShape, stormFrom: StormState): Promise<Row> {
   const row: Row = { impl, pods };
@@ -283,14 +299,16 @@ async function measureCase(impl: string, pods: number, server: KubeApiServer, sh
     server.create('node', { metadata: { name: 'relist-marker' } });
     server.delete('node', 'relist-marker');
     server.compact();
-    const relisted = await client.ask<{ relisted: { cpuSeconds: number; pods: number } }>({ do: 'relist', relists: 5 }, 900_000, 'relist');
+    const relisted = await client.ask<{ relisted: { cpuSeconds: number; pods: number; atPeak: SampledMemory } }>({ do: 'relist', relists: 5 }, 900_000, 'relist');
     row.relistSeconds = (performance.now() - c0) / 1000;
     row.relistCpu = relisted.relisted.cpuSeconds;
     row.relistPeak = rss(client.child.pid!).peak;
     const relistMemory = (await client.ask<{ memory: Memory }>({ do: 'memory' }, 60_000, 'memory')).memory;
     row.relistAfter = relistMemory.rss;
     row.relistMemory = relistMemory;
+    row.relistAtPeak = relisted.relisted.atPeak;
     process.stderr.write(`  ${impl} ${pods}: relisted in ${row.relistSeconds.toFixed(1)} s, peak ${mib(row.relistPeak)} MiB, after ${mib(row.relistAfter)} MiB\n`);
+    process.stderr.write(`  ${impl} ${pods}: at the relist's highest sample: ${sampledLine(row.relistAtPeak)}\n`);
     process.stderr.write(`  ${impl} ${pods}: after the relist: ${residentLine(relistMemory)}\n`);
     row.lag = await updateStorm(client, server, shape, stormFrom, row);
     return row;
@@ -513,6 +531,9 @@ const result: BenchResult = {
     `the server answers a list at resourceVersion=0 ${limitAtZero === 'ignored' ? 'whole, ignoring limit, as kube-apiserver does from its watch cache' : 'in pages of limit'}; a relist after 410 asks for the last version seen without limit: whole too`,
     'RSS after sync: after two forced GCs 1 s apart (process.memoryUsage().rss); RSS peak: VmHWM over start → synced, and over the relist (reset with /proc/PID/clear_refs before it)',
     'B/pod: (RSS after sync − RSS of the same kind of process with 0 pods) / pods',
+    ...(ours?.relistAtPeak && ours.relistMemory
+      ? [`where the relist's peak is (podflow, ${ours.pods} pods, sampled every 20 ms): at the highest sample ${sampledLine(ours.relistAtPeak)}; after the relist and two GCs ${sampledLine(ours.relistMemory)}`]
+      : []),
     'memory return: the longest the main thread was held by the agent\'s return of free memory (agent/freed-memory.ts: a full, compacting V8 collection, then malloc_trim), which the client makes after the sync and after each resource\'s relist; – for a process without it',
     `storm: creates (Pending, no address), updates (Running, its address) and deletes of the oldest pods in turn, ${stormRate}/s; lag: from just before the server writes the event to the listener seeing it (the same machine's clock); CPU over the storm and until every change was seen`,
     'lookups: LeaseTable.lookupKey(key, now) (what the enricher calls with a flow\'s address key) on the pods\' IPv4 addresses in a shuffled order, and on 256 of them, per second of the measuring thread\'s CPU time; "answer read": the random ones again, each answer\'s type read as every caller reads it (the answer object, allocated with its pod, is one more load from anywhere in the heap)',
