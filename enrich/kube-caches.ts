@@ -186,16 +186,18 @@ export class KubeCaches {
       // an exact one. If the server cannot serve that version (410 Expired,
       // or 504 "too large": e.g. etcd restored from a backup), a consistent
       // list, in pages. Each item is applied as it arrives (an add, an update,
-      // or nothing when unchanged); `listed` holds the names seen, so what the
-      // list did not name is deleted once it is complete.
-      const listAt = async (resourceVersion: string | undefined, limit: number | undefined, listed: NamedObjects<true>): Promise<string> => {
+      // or nothing when unchanged); `listed` holds the cached object of each
+      // name seen (a set of objects: no copy of the names, which a relist of
+      // 100k pods would hold until it ends), so what the list did not name is
+      // deleted once it is complete.
+      const listAt = async (resourceVersion: string | undefined, limit: number | undefined, listed: Set<unknown>): Promise<string> => {
         let listedAt = '';
         let next: string | undefined;
         const onItem = (item: unknown): void => {
           if (this.#closed) return;
           const raw = item as RawObject;
           this.#apply(state, 'update', raw, slim);
-          listed.set(raw.metadata?.namespace ?? '', raw.metadata?.name ?? '', true);
+          listed.add(state.objects.get(raw.metadata?.namespace ?? '', raw.metadata?.name ?? ''));
         };
         const onBadItem = (error: SyntaxError): void => {
           if (this.#closed) return;
@@ -215,7 +217,7 @@ export class KubeCaches {
         return listedAt;
       };
       const list = async (): Promise<KubernetesListObject<KubernetesObject>> => {
-        const listed = new NamedObjects<true>();
+        const listed = new Set<unknown>();
         let version: string;
         if (state.listsDone === 0 || state.lastSyncVersion === '') version = await listAt('0', pageSize, listed);
         else {
@@ -226,7 +228,7 @@ export class KubeCaches {
             version = await listAt(undefined, pageSize, listed);
           }
         }
-        for (const [namespace, name, object] of state.objects.entries()) if (!listed.has(namespace, name)) this.#remove(state, namespace, name, object, object);
+        for (const [namespace, name, object] of state.objects.entries()) if (!listed.has(object)) this.#remove(state, namespace, name, object, object);
         state.lastSyncVersion = version;
         if (state.listsDone++ > 0) state.status.relists++;
         // Applied already: ListWatch keeps nothing, and watches from this version.
