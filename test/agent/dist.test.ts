@@ -2,7 +2,8 @@
 // JavaScript built by scripts/build-dist.sh, not the .ts the other tests run:
 // build it (inside the repository, where node_modules resolves; only when its
 // sources changed since the last build there) and run that form end to end:
-// capture, identity of both ends, export, metrics.
+// capture, identity of both ends, export, metrics, the return of free memory
+// after the caches' sync (the addon's one V8 call).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -35,6 +36,11 @@ test('the built JavaScript agent (the image\'s form) captures, names both ends a
     assert.equal(r.fields.k8sDestinationWorkloadName, 'backend');
   }
   assert.ok(sample((await agent.get('/metrics')).text, 'podflow_capture_packets_total') >= 12);
+  // After the caches' first sync (looked at every 10 s) the agent returns free memory through the addon's V8 call, and says so.
+  const returned = () => agent.logs.split('\n').find((l) => l.includes("returned free memory after the caches' lists"));
+  await waitFor(() => returned() !== undefined, 15_000, 'the free memory returned after the sync');
+  const fields = JSON.parse(returned()!) as { rssBeforeBytes: number; rssAfterBytes: number; pauseMs: number };
+  assert.ok(fields.rssAfterBytes > 0 && fields.rssBeforeBytes > 0 && fields.pauseMs >= 0, returned());
   agent.child.kill('SIGTERM');
   assert.equal(await agent.exited, 0);
 });
