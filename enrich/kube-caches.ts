@@ -196,8 +196,7 @@ export class KubeCaches {
         const onItem = (item: unknown): void => {
           if (this.#closed) return;
           const raw = item as RawObject;
-          this.#apply(state, 'update', raw, slim);
-          listed.add(state.objects.get(raw.metadata?.namespace ?? '', raw.metadata?.name ?? ''));
+          listed.add(this.#apply(state, 'update', raw, slim));
         };
         const onBadItem = (error: SyntaxError): void => {
           if (this.#closed) return;
@@ -413,26 +412,28 @@ export class KubeCaches {
   /**
    * Applies an object's state: 'update' (from a list or an ADDED or MODIFIED
    * event) is an add for a name not cached, an update for a cached one (no
-   * event when nothing podflow keeps changed); 'delete' removes it.
+   * event when nothing podflow keeps changed); 'delete' removes it. Returns
+   * the object cached under the name afterwards (undefined after a delete).
    */
-  #apply(state: ResourceState, type: 'update' | 'delete', raw: RawObject, slim: (o: RawObject) => unknown): void {
+  #apply(state: ResourceState, type: 'update' | 'delete', raw: RawObject, slim: (o: RawObject) => unknown): unknown {
     const namespace = raw.metadata?.namespace ?? '';
     const name = raw.metadata?.name ?? '';
     const previous = state.objects.get(namespace, name);
     const next = slim(raw);
     if (type === 'delete') {
       if (previous !== undefined) this.#remove(state, namespace, name, next, previous);
-      return;
+      return undefined;
     }
     if (previous !== undefined && uidOf(previous) !== uidOf(next)) {
       // Same name, new object (a StatefulSet pod recreated while we were away, seen
       // by a relist as an update): to subscribers it is a delete and an add.
       this.#remove(state, namespace, name, previous, previous);
       this.#store(state, namespace, name, next, undefined);
-      return;
+      return next;
     }
-    if (previous !== undefined && sameJson(previous, next)) return;
+    if (previous !== undefined && sameJson(previous, next)) return previous;
     this.#store(state, namespace, name, next, previous);
+    return next;
   }
 
   /** `name` is the object's own (the slimmers keep metadata.name as it is), so the map holds no copy of it. */

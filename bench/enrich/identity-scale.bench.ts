@@ -175,7 +175,6 @@ interface Row {
   relistSeconds?: number;
   relistCpu?: number;
   relistPeak?: number;
-  relistAfter?: number;
   relistMemory?: Memory;
   /** The relist's highest RSS sample (every 20 ms) and what V8 held then. */
   relistAtPeak?: SampledMemory;
@@ -304,10 +303,9 @@ async function measureCase(impl: string, pods: number, server: KubeApiServer, sh
     row.relistCpu = relisted.relisted.cpuSeconds;
     row.relistPeak = rss(client.child.pid!).peak;
     const relistMemory = (await client.ask<{ memory: Memory }>({ do: 'memory' }, 60_000, 'memory')).memory;
-    row.relistAfter = relistMemory.rss;
     row.relistMemory = relistMemory;
     row.relistAtPeak = relisted.relisted.atPeak;
-    process.stderr.write(`  ${impl} ${pods}: relisted in ${row.relistSeconds.toFixed(1)} s, peak ${mib(row.relistPeak)} MiB, after ${mib(row.relistAfter)} MiB\n`);
+    process.stderr.write(`  ${impl} ${pods}: relisted in ${row.relistSeconds.toFixed(1)} s, peak ${mib(row.relistPeak)} MiB, after ${mib(relistMemory.rss)} MiB\n`);
     process.stderr.write(`  ${impl} ${pods}: at the relist's highest sample: ${sampledLine(row.relistAtPeak)}\n`);
     process.stderr.write(`  ${impl} ${pods}: after the relist: ${residentLine(relistMemory)}\n`);
     row.lag = await updateStorm(client, server, shape, stormFrom, row);
@@ -506,7 +504,7 @@ const result: BenchResult = {
     ours: r.impl === 'podflow',
     cells: [
       String(r.pods), f(r.syncSeconds), f(r.syncCpu), r.syncPeak ? mib(r.syncPeak) : '–', r.after ? mib(r.after.rss) : '–', r.after ? mib(r.after.heapUsed) : '–', perPod(r),
-      rate(r.lookupsRandom), rate(r.lookupsHot), rate(r.lookupsRandomRead), f(r.relistSeconds), f(r.relistCpu), r.relistPeak ? mib(r.relistPeak) : '–', r.relistAfter ? mib(r.relistAfter) : '–',
+      rate(r.lookupsRandom), rate(r.lookupsHot), rate(r.lookupsRandomRead), f(r.relistSeconds), f(r.relistCpu), r.relistPeak ? mib(r.relistPeak) : '–', r.relistMemory ? mib(r.relistMemory.rss) : '–',
       r.relistMemory?.returnPauseMs ? f(r.relistMemory.returnPauseMs, 0) : '–',
       f(r.stormCpuPercent, 0), r.lag ? `${f(r.lag.p50)} / ${f(r.lag.p99)} / ${f(r.lag.max)}${r.lag.missing ? ` (${r.lag.missing} not seen)` : ''}` : '–',
       r.lag ? `${f(r.lag.loopDelayP99)} / ${f(r.lag.loopDelayMax)}` : '–',

@@ -1,4 +1,4 @@
-// Memory of the process, not of a namespace: returning what malloc keeps (memory.c).
+// Memory of the process, not of a namespace: returning what V8 and malloc keep free (memory.c).
 #pragma once
 #include <node_api.h>
 
