@@ -24,7 +24,8 @@ import { PodflowError } from '../common/errors.ts';
 import { systemClock, type Clock, type ClockTimer } from '../common/clock.ts';
 import { describeKubeError, loadInCluster, loadKubeconfigFile, versionUnavailable } from './kube-config.ts';
 import { listPage, type ListPageQuery } from './kube-list.ts';
-import { NamedObjects } from './named-objects.ts';
+import type { SharedPodRows } from './leases.ts';
+import { CachedAsObjects, CachedAsPodRows, type CachedObjects } from './cached-objects.ts';
 import type { FieldTree } from './json-fields.ts';
 import { checkLabelKeys, nodeFields, ownerLinkFields, podFields, serviceFields, slimNode, slimOwnerLink, slimPod, slimService, type RawObject } from './kube-slim.ts';
 import type { SlimNode, SlimOwnerLink, SlimPod, SlimService, WatchEventType } from './types.ts';
@@ -98,6 +99,9 @@ export const defaultRestartBackoff: KubeBackoff = { initialMs: 1000, maxMs: 30_0
 /** Told of every error that stopped an informer (before its restart), e.g. for the agent's log. */
 export type KubeErrorListener = (resource: KubeResource, error: PodflowError) => void;
 
+/** Any resource's slim object, as the per-resource state holds it. */
+type AnySlim = KubeSlimObjects[KubeResource];
+
 type AnyListener = (type: WatchEventType, object: never, previous: never) => void;
 
 interface ResourceState {
@@ -105,8 +109,8 @@ interface ResourceState {
   /** The API's plural name, used in messages ("pods: forbidden (403) ..."). */
   plural: string;
   informer: ListWatch<KubernetesObject>;
-  /** The one map of the resource's slim objects, by namespace and name. */
-  objects: NamedObjects<unknown>;
+  /** The one store of the resource's slim objects, by namespace and name. */
+  objects: CachedObjects<AnySlim>;
   /** uid → slim object, for the owner-chain resources. */
   byUid: Map<string, unknown> | undefined;
   listeners: Set<AnyListener>;
@@ -124,6 +128,7 @@ export class KubeCaches {
   readonly #labelKeys: readonly string[];
   readonly #server: string;
   readonly #states: Map<KubeResource, ResourceState>;
+  readonly #podStore = new CachedAsPodRows();
   /** Aborts every open watch stream and list request at close(). */
   readonly #closing = new AbortController();
   /** Reconnect delays handed to ListWatch; cancelled at close(), their promises then never settle. */
@@ -167,7 +172,7 @@ export class KubeCaches {
         resource,
         plural,
         informer: undefined as never,
-        objects: new NamedObjects(),
+        objects: resource === 'pod' ? this.#podStore : new CachedAsObjects(),
         byUid: resource === 'replicaset' || resource === 'job' ? new Map() : undefined,
         listeners: new Set(),
         status: { synced: false, objects: 0, events: 0, errors: 0, restarts: 0, relists: 0, badObjects: 0, lastError: undefined },
@@ -186,11 +191,11 @@ export class KubeCaches {
       // an exact one. If the server cannot serve that version (410 Expired,
       // or 504 "too large": e.g. etcd restored from a backup), a consistent
       // list, in pages. Each item is applied as it arrives (an add, an update,
-      // or nothing when unchanged); `listed` holds the cached object of each
-      // name seen (a set of objects: no copy of the names, which a relist of
-      // 100k pods would hold until it ends), so what the list did not name is
-      // deleted once it is complete.
-      const listAt = async (resourceVersion: string | undefined, limit: number | undefined, listed: Set<unknown>): Promise<string> => {
+      // or nothing when unchanged); `listed` holds the uid of each object
+      // seen, the cache's own string (no copy of names or uids, which a
+      // relist of 100k pods would hold until it ends), so what the list did
+      // not name is deleted once it is complete.
+      const listAt = async (resourceVersion: string | undefined, limit: number | undefined, listed: Set<string | undefined>): Promise<string> => {
         let listedAt = '';
         let next: string | undefined;
         const onItem = (item: unknown): void => {
@@ -216,7 +221,7 @@ export class KubeCaches {
         return listedAt;
       };
       const list = async (): Promise<KubernetesListObject<KubernetesObject>> => {
-        const listed = new Set<unknown>();
+        const listed = new Set<string | undefined>();
         let version: string;
         if (state.listsDone === 0 || state.lastSyncVersion === '') version = await listAt('0', pageSize, listed);
         else {
@@ -227,7 +232,11 @@ export class KubeCaches {
             version = await listAt(undefined, pageSize, listed);
           }
         }
-        for (const [namespace, name, object] of state.objects.entries()) if (!listed.has(object)) this.#remove(state, namespace, name, object, object);
+        for (const [namespace, name, uid] of state.objects.uids()) {
+          if (listed.has(uid)) continue;
+          const last = state.objects.get(namespace, name)!;
+          this.#remove(state, namespace, name, last, last);
+        }
         state.lastSyncVersion = version;
         if (state.listsDone++ > 0) state.status.relists++;
         // Applied already: ListWatch keeps nothing, and watches from this version.
@@ -293,6 +302,11 @@ export class KubeCaches {
     const result = {} as Record<KubeResource, KubeResourceStatus>;
     for (const [resource, state] of this.#states) result[resource] = { ...state.status, objects: state.objects.size };
     return result;
+  }
+
+  /** The pods' store by row, for the lease table to answer from (LeaseTableOptions.pods) rather than keep a copy. */
+  podRows(): SharedPodRows {
+    return this.#podStore;
   }
 
   pods(): IterableIterator<SlimPod> {
@@ -413,40 +427,41 @@ export class KubeCaches {
    * Applies an object's state: 'update' (from a list or an ADDED or MODIFIED
    * event) is an add for a name not cached, an update for a cached one (no
    * event when nothing podflow keeps changed); 'delete' removes it. Returns
-   * the object cached under the name afterwards (undefined after a delete).
+   * the uid of the object cached under the name afterwards, the cache's own
+   * string (undefined after a delete).
    */
-  #apply(state: ResourceState, type: 'update' | 'delete', raw: RawObject, slim: (o: RawObject) => unknown): unknown {
+  #apply(state: ResourceState, type: 'update' | 'delete', raw: RawObject, slim: (o: RawObject) => unknown): string | undefined {
     const namespace = raw.metadata?.namespace ?? '';
     const name = raw.metadata?.name ?? '';
-    const previous = state.objects.get(namespace, name);
-    const next = slim(raw);
+    const objects = state.objects;
+    const cachedUid = objects.uid(namespace, name);
+    const next = slim(raw) as AnySlim;
     if (type === 'delete') {
-      if (previous !== undefined) this.#remove(state, namespace, name, next, previous);
+      if (cachedUid !== undefined) this.#remove(state, namespace, name, next, objects.get(namespace, name)!);
       return undefined;
     }
-    if (previous !== undefined && uidOf(previous) !== uidOf(next)) {
+    if (cachedUid === undefined) this.#store(state, namespace, name, next, undefined);
+    else if (cachedUid !== next.uid) {
       // Same name, new object (a StatefulSet pod recreated while we were away, seen
       // by a relist as an update): to subscribers it is a delete and an add.
+      const previous = objects.get(namespace, name)!;
       this.#remove(state, namespace, name, previous, previous);
       this.#store(state, namespace, name, next, undefined);
-      return next;
-    }
-    if (previous !== undefined && sameJson(previous, next)) return previous;
-    this.#store(state, namespace, name, next, previous);
-    return next;
+    } else if (!objects.holds(namespace, name, next)) this.#store(state, namespace, name, next, objects.get(namespace, name));
+    return objects.uid(namespace, name);
   }
 
   /** `name` is the object's own (the slimmers keep metadata.name as it is), so the map holds no copy of it. */
-  #store(state: ResourceState, namespace: string, name: string, next: unknown, previous: unknown): void {
+  #store(state: ResourceState, namespace: string, name: string, next: AnySlim, previous: AnySlim | undefined): void {
     state.objects.set(namespace, name, next);
-    state.byUid?.set(uidOf(next), next);
+    state.byUid?.set(next.uid, next);
     this.#emit(state, previous === undefined ? 'add' : 'update', next, previous);
   }
 
   /** `last` is the object's last state seen (a delete event's, or the cached one). */
-  #remove(state: ResourceState, namespace: string, name: string, last: unknown, previous: unknown): void {
+  #remove(state: ResourceState, namespace: string, name: string, last: AnySlim, previous: AnySlim): void {
     state.objects.delete(namespace, name);
-    state.byUid?.delete(uidOf(previous));
+    state.byUid?.delete(previous.uid);
     this.#emit(state, 'delete', last, previous);
   }
 
@@ -454,15 +469,6 @@ export class KubeCaches {
     state.status.events++;
     for (const listener of state.listeners) (listener as (t: WatchEventType, o: unknown, p: unknown) => void)(type, object, previous);
   }
-}
-
-function uidOf(slim: unknown): string {
-  return (slim as { uid: string }).uid;
-}
-
-/** Slim objects are small plain data; comparing their JSON is cheap next to the event that carried them. */
-function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 function checkBackoff(backoff: KubeBackoff): KubeBackoff {

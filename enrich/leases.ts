@@ -40,7 +40,10 @@
 // leases are pods'), a holder a row of typed arrays (struct of arrays), an
 // address a slot of an open-addressing table (address-table.ts) naming its
 // first lease, the leases of an address a chain through their rows. A lease
-// costs ~80 bytes. Nearly every address has one
+// costs ~80 bytes. A pod holder's pod is a row of the pod table
+// (pod-table.ts), not the object it was given: its answer is made from the
+// row when a lookup first asks, and kept until the pod's next event (most
+// pods of a cluster are never looked up on a given node). Nearly every address has one
 // lease, open, a pod's or a node's: its slot then also holds that lease's
 // start, so a lookup reads the slot (one cache line) and the answer's pointer
 // and nothing else; otherwise it walks the chain's rows. A lease object, its
@@ -49,6 +52,8 @@
 
 import { PodflowError } from '../common/errors.ts';
 import { AddressTable } from './address-table.ts';
+import { NO_POD_ROW, PodTable } from './pod-table.ts';
+import { grown, Rows } from './rows.ts';
 import { type IpKey, type IpPrefix, ipKey, ipKeyOf, isIpv4Mapped, parsePrefix } from './ip-keys.ts';
 import type { SlimNode, SlimPod, SlimService, WatchEventType } from './types.ts';
 
@@ -74,6 +79,21 @@ export interface LeaseTableOptions {
    * holder).
    */
   onClosed?: (key: IpKey, atMs: number) => void;
+  /**
+   * Where the pods are kept already (the caches' store), so the table keeps
+   * no second copy: a pod applied that is found there is answered from its
+   * row there. The pods' events must then come from that store (each after
+   * the store has applied it) and say the state before them (applyPod's
+   * previous); keepOwnPods() ends the sharing.
+   */
+  pods?: SharedPodRows;
+}
+
+/** Pods kept by someone else, by row (see LeaseTableOptions.pods). */
+export interface SharedPodRows {
+  /** The row holding pod as it is now (same namespace, name and uid), or NO_POD_ROW. */
+  rowOf(pod: SlimPod): number;
+  pod(row: number): SlimPod;
 }
 
 export interface PodAnswer {
@@ -94,7 +114,7 @@ export interface NoHolderAnswer {
   /** 'external': outside the configured cluster CIDRs; 'unknown': inside them, or no CIDRs configured. */
   readonly type: 'external' | 'unknown';
 }
-/** Answers are shared, frozen objects: a lookup allocates nothing. */
+/** Answers are shared, frozen objects: a lookup allocates nothing but a pod's answer the first time it is asked after each of the pod's events. */
 export type LeaseAnswer = PodAnswer | NodeAnswer | ServiceAnswer | NoHolderAnswer;
 
 export interface LeaseStats {
@@ -141,17 +161,6 @@ const NONE = -1;
 const NO_PORTS: readonly ServicePortAnswer[] = Object.freeze([]);
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);
 
-/**
- * What a closed lease keeps of its holder's answer for the grace period: a
- * pod as it was but without its addresses, so the slim pod the caches have
- * dropped is not kept alive by it (the copy shares its strings, owner and
- * labels). Node and service answers are small and kept as they are.
- */
-function closedAnswer(answer: HolderAnswer): HolderAnswer {
-  if (answer.type !== 'pod') return answer;
-  return Object.freeze({ type: 'pod', pod: Object.freeze({ ...answer.pod, podIPs: NO_ADDRESSES }) });
-}
-
 const EXTERNAL: NoHolderAnswer = Object.freeze({ type: 'external' });
 const UNKNOWN: NoHolderAnswer = Object.freeze({ type: 'unknown' });
 
@@ -170,39 +179,6 @@ const NEXT_AT_ADDRESS = 4;
 const NEXT_OF_HOLDER = 5;
 const V4 = 6;
 const KIND = 7;
-
-/** Rows of a struct-of-arrays table: a free list of released rows, and growth by doubling. */
-class Rows {
-  capacity: number;
-  #used = 0;
-  readonly #free: number[] = [];
-
-  constructor(capacity: number) {
-    this.capacity = capacity;
-  }
-
-  /** A free row; grow(newCapacity) is called first when there is none. */
-  take(grow: (capacity: number) => void): number {
-    const row = this.#free.pop();
-    if (row !== undefined) return row;
-    if (this.#used === this.capacity) {
-      this.capacity *= 2;
-      grow(this.capacity);
-    }
-    return this.#used++;
-  }
-
-  release(row: number): void {
-    this.#free.push(row);
-  }
-}
-
-function grown<T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(array: T, capacity: number, fill?: number): T {
-  const bigger = new (array.constructor as new (n: number) => T)(capacity);
-  if (fill !== undefined) bigger.fill(fill);
-  bigger.set(array);
-  return bigger;
-}
 
 export class LeaseTable {
   readonly stats: LeaseStats = {
@@ -233,6 +209,13 @@ export class LeaseTable {
   #holderEnded = new Uint8Array(1024);
   /** The holder's first open lease; the others follow through their NEXT_OF_HOLDER. */
   #holderOpen = new Int32Array(1024).fill(NONE);
+  /** A pod holder's row in #podRows; NO_POD_ROW for the others. */
+  #holderPod = new Int32Array(1024).fill(NO_POD_ROW);
+  /** Whether a pod holder's row is in the shared store (LeaseTableOptions.pods) rather than in #podRows. */
+  #holderPodShared = new Uint8Array(1024);
+  /** Pod holders' pods, as their answers name them, where no shared store has them. */
+  readonly #podRows = new PodTable();
+  #sharedPods: SharedPodRows | undefined;
   /** Addresses lost to another holder while its object still lists them: only for holders that lost one. */
   readonly #holderLost = new Map<number, Set<IpKey>>();
 
@@ -243,8 +226,8 @@ export class LeaseTable {
   readonly #leaseV6: Array<string | undefined> = [];
   /**
    * Every lease's answer, by lease, so a lookup reads it without its holder's row: an open lease's is its
-   * holder's current one (set again on each of the holder's events), a closed one's frozen at its close, so
-   * it names the holder as it was.
+   * holder's current one (set again on each of the holder's events; a pod's undefined until a lookup makes
+   * it from the pod's row), a closed one's frozen at its close, so it names the holder as it was.
    */
   readonly #leaseAnswer: Array<HolderAnswer | undefined> = [];
   /**
@@ -270,6 +253,7 @@ export class LeaseTable {
   constructor(options: LeaseTableOptions = {}) {
     this.#graceMs = options.graceMs ?? DEFAULT_LEASE_GRACE_MS;
     this.#onClosed = options.onClosed;
+    this.#sharedPods = options.pods;
     const maxClosed = options.maxClosedLeases ?? DEFAULT_MAX_CLOSED_LEASES;
     if (!(this.#graceMs >= 0) || !Number.isInteger(maxClosed) || maxClosed < 1) {
       throw new PodflowError('PODFLOW_ERR_ENRICH_CONFIG', `lease graceMs must be >= 0 and maxClosedLeases a positive integer, got ${this.#graceMs} and ${maxClosed}`);
@@ -292,10 +276,12 @@ export class LeaseTable {
     return this.#closedCount;
   }
 
-  applyPod(type: WatchEventType, pod: SlimPod, atMs: number): void {
+  /** previous: the pod's state before this event (the caches' cached one), when known; its leases that this event closes name it. */
+  applyPod(type: WatchEventType, pod: SlimPod, atMs: number, previous?: SlimPod): void {
     const finished = pod.phase === 'Succeeded' || pod.phase === 'Failed';
     const addresses = pod.hostNetwork || finished ? [] : pod.podIPs;
-    this.#apply(this.#pods, POD, pod.uid, type, addresses, () => Object.freeze({ type: 'pod', pod }), NO_PORTS, atMs);
+    // The pod's row is written after the leases its event closes have taken their answer from it.
+    this.#apply(this.#pods, POD, pod.uid, type, addresses, (holder) => this.#writePod(holder, pod), NO_PORTS, atMs, previous);
   }
 
   /**
@@ -351,7 +337,7 @@ export class LeaseTable {
     if (!(atMs >= this.#addresses.foundTime)) return undefined;
     if ((indexed & 3) === POD) this.stats.lookups.pod++;
     else this.stats.lookups.node++;
-    return this.#leaseAnswer[indexed >> 2]!;
+    return this.#leaseAnswer[indexed >> 2] ?? this.#podAnswer(indexed >> 2);
   }
 
   /** The answer at atMs from the address's leases, first to last (indexed: its #addresses value); the address is its key or its bytes. */
@@ -385,7 +371,65 @@ export class LeaseTable {
         for (const p of this.#leasePorts.get(best) ?? NO_PORTS) if (p.port === port && p.protocol === protocol) return p.answer;
       }
     }
-    return this.#leaseAnswer[best]!;
+    return this.#leaseAnswer[best] ?? this.#podAnswer(best);
+  }
+
+  /** An open pod lease's answer, made from its holder's row and kept until the holder's next event. */
+  #podAnswer(lease: number): PodAnswer {
+    const holder = this.#leases[lease * LEASE_FIELDS + HOLDER]!;
+    const answer: PodAnswer = Object.freeze({ type: 'pod', pod: this.#podOf(holder) });
+    this.#leaseAnswer[lease] = answer;
+    return answer;
+  }
+
+  /**
+   * What a closed lease answers for its grace period: its holder as it was
+   * before the event that closed it. A pod's is made from its row (or from
+   * `before`) without addresses, so the row can go with the pod (the copy
+   * shares its strings, owner and labels). Node and service answers are
+   * small and kept as they are.
+   */
+  #closedAnswer(lease: number, holder: number, before: SlimPod | undefined): HolderAnswer {
+    if (this.#holderKind[holder] !== POD) return this.#leaseAnswer[lease]!;
+    return Object.freeze({ type: 'pod', pod: Object.freeze({ ...(before ?? this.#podOf(holder)), podIPs: NO_ADDRESSES }) });
+  }
+
+  /** A pod holder's pod, from its row in the shared store or in the table's own. */
+  #podOf(holder: number): SlimPod {
+    const row = this.#holderPod[holder]!;
+    return this.#holderPodShared[holder] === 1 ? this.#sharedPods!.pod(row) : this.#podRows.pod(row);
+  }
+
+  /** Points a pod holder at its row in the shared store, or writes the pod into a row of the table's own. */
+  #writePod(holder: number, pod: SlimPod): undefined {
+    const row = this.#holderPod[holder]!;
+    const ownRow = row !== NO_POD_ROW && this.#holderPodShared[holder] === 0;
+    const sharedRow = this.#sharedPods?.rowOf(pod) ?? NO_POD_ROW;
+    if (sharedRow !== NO_POD_ROW) {
+      if (ownRow) this.#podRows.release(row);
+      this.#holderPod[holder] = sharedRow;
+      this.#holderPodShared[holder] = 1;
+    } else if (ownRow) this.#podRows.set(row, pod);
+    else {
+      this.#holderPod[holder] = this.#podRows.add(pod);
+      this.#holderPodShared[holder] = 0;
+    }
+    return undefined;
+  }
+
+  /**
+   * Ends the sharing of the pods' store (LeaseTableOptions.pods): every pod
+   * answered from it is copied into the table's own rows, so the store may
+   * change or go from now on without the table being told.
+   */
+  keepOwnPods(): void {
+    if (this.#sharedPods === undefined) return;
+    for (const holder of this.#pods.values()) {
+      if (this.#holderPodShared[holder] === 0 || this.#holderPod[holder] === NO_POD_ROW) continue;
+      this.#holderPod[holder] = this.#podRows.add(this.#sharedPods.pod(this.#holderPod[holder]!));
+      this.#holderPodShared[holder] = 0;
+    }
+    this.#sharedPods = undefined;
   }
 
   /** Drops closed leases whose grace period has ended by nowMs. Applying an event does this too. */
@@ -406,9 +450,11 @@ export class LeaseTable {
     id: string,
     type: WatchEventType,
     addresses: readonly string[],
-    answer: () => HolderAnswer,
+    /** The holder's answer from now on; undefined: made from its pod row when a lookup asks (#podAnswer). */
+    answer: (holder: number) => HolderAnswer | undefined,
     ports: readonly ServicePortAnswer[],
     atMs: number,
+    before?: SlimPod,
   ): void {
     this.expire(atMs);
     let holder = holders.get(id);
@@ -417,7 +463,7 @@ export class LeaseTable {
         this.stats.deletesForUnknown++;
         return;
       }
-      for (const lease of this.#openOf(holder)) this.#close(lease, atMs);
+      for (const lease of this.#openOf(holder)) this.#close(lease, atMs, before);
       holders.delete(id);
       this.#releaseHolder(holder);
       return;
@@ -444,8 +490,8 @@ export class LeaseTable {
     }
     // A lease whose address left the object closes naming the holder as it was before this event;
     // one still listed follows the holder's answer by itself.
-    for (const lease of this.#openOf(holder)) if (!wanted.has(this.#keyOf(lease))) this.#close(lease, atMs);
-    const current = answer();
+    for (const lease of this.#openOf(holder)) if (!wanted.has(this.#keyOf(lease))) this.#close(lease, atMs, before);
+    const current = answer(holder);
     for (let lease = this.#holderOpen[holder]!; lease !== NONE; lease = this.#leases[lease * LEASE_FIELDS + NEXT_OF_HOLDER]!) {
       this.#leaseAnswer[lease] = current;
       this.#setPorts(lease, ports);
@@ -458,7 +504,7 @@ export class LeaseTable {
   }
 
   /** A new open lease of the holder on the address, answering `answer` (and per port `ports`). */
-  #claim(holder: number, key: IpKey, atMs: number, answer: HolderAnswer, ports: readonly ServicePortAnswer[]): void {
+  #claim(holder: number, key: IpKey, atMs: number, answer: HolderAnswer | undefined, ports: readonly ServicePortAnswer[]): void {
     // The address's leases as they are now: closing one below may forget an older one (maxClosedLeases).
     const others: number[] = [];
     for (let other = this.#firstLease(key); other !== NONE; other = this.#leases[other * LEASE_FIELDS + NEXT_AT_ADDRESS]!) others.push(other);
@@ -499,14 +545,15 @@ export class LeaseTable {
     this.#open++;
   }
 
-  #close(lease: number, atMs: number): void {
+  /** before: the holder's pod as it was before the event being applied, if it is not what its row says any more (a shared row). */
+  #close(lease: number, atMs: number, before?: SlimPod): void {
     // A clock step backwards must not make a lease end before it began.
     const until = Math.max(this.#leases[lease * LEASE_FIELDS + FROM]!, atMs);
     this.#leases[lease * LEASE_FIELDS + UNTIL] = until;
     const holder = this.#leases[lease * LEASE_FIELDS + HOLDER]!;
     this.#unlinkFromHolder(holder, lease);
     this.#open--;
-    this.#leaseAnswer[lease] = closedAnswer(this.#leaseAnswer[lease]!);
+    this.#leaseAnswer[lease] = this.#closedAnswer(lease, holder, before);
     const key = this.#keyOf(lease);
     // A closed lease no longer answers alone.
     this.#indexAddress(key, this.#firstLease(key));
@@ -617,16 +664,21 @@ export class LeaseTable {
       this.#holderKind = grown(this.#holderKind, capacity);
       this.#holderEnded = grown(this.#holderEnded, capacity);
       this.#holderOpen = grown(this.#holderOpen, capacity, NONE);
+      this.#holderPod = grown(this.#holderPod, capacity, NO_POD_ROW);
+      this.#holderPodShared = grown(this.#holderPodShared, capacity);
     });
     this.#holderKind[holder] = kind;
     this.#holderEnded[holder] = 0;
     this.#holderOpen[holder] = NONE;
+    this.#holderPod[holder] = NO_POD_ROW;
+    this.#holderPodShared[holder] = 0;
     return holder;
   }
 
   /** A deleted holder's row: its closed leases keep their own answers, nothing else refers to it. */
   #releaseHolder(holder: number): void {
     this.#holderLost.delete(holder);
+    if (this.#holderPod[holder] !== NO_POD_ROW && this.#holderPodShared[holder] === 0) this.#podRows.release(this.#holderPod[holder]!);
     this.#holderRows.release(holder);
   }
 

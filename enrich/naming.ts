@@ -29,7 +29,7 @@ import type { NodeCaptureEvent } from '../netns/node-capture.ts';
 import { type IpKey, ipKeyBytes } from './ip-keys.ts';
 import { Enricher, type EnricherStats } from './enricher.ts';
 import type { KubeChangeListener } from './kube-caches.ts';
-import { LeaseTable, type LeaseStats, type LeaseTableOptions } from './leases.ts';
+import { LeaseTable, type LeaseStats, type LeaseTableOptions, type SharedPodRows } from './leases.ts';
 import type { DiscoveredNamespace } from '../netns/discovery.ts';
 import type { NamespacePod, NetnsPodsOptions, NetnsPodsStats } from './netns-pods.ts';
 import type { OwnerLookup } from './owners.ts';
@@ -45,6 +45,8 @@ export interface NamingCaches extends OwnerLookup {
   off(resource: 'node', listener: KubeChangeListener<'node'>): void;
   synced(): boolean;
   pods(): Iterable<SlimPod>;
+  /** The caches' pods by row, which the lease table answers from instead of keeping a copy (KubeCaches has it). */
+  podRows?(): SharedPodRows;
   services(): Iterable<SlimService>;
   nodes(): Iterable<SlimNode>;
 }
@@ -86,7 +88,7 @@ export interface NamingOptions {
   namespaces: (events: NamingNamespaceEvents) => NamingNamespaces;
   clusterName: string;
   onRecord: (record: ExportRecord) => void;
-  leases?: Omit<LeaseTableOptions, 'onClosed'>;
+  leases?: Omit<LeaseTableOptions, 'onClosed' | 'pods'>;
   /**
    * Splits the open flows with this address at either end at atMs, except
    * at the observation points keep() spares (FlowMeter.splitFlowsAt): called
@@ -127,9 +129,9 @@ export class Naming {
   #running = false;
   #handlerErrors = 0;
 
-  readonly #onPod: KubeChangeListener<'pod'> = (type, pod) =>
+  readonly #onPod: KubeChangeListener<'pod'> = (type, pod, previous) =>
     this.#guard(() => {
-      this.leases.applyPod(type, pod, this.#clock.now());
+      this.leases.applyPod(type, pod, this.#clock.now(), previous);
       this.namespaces.applyPod(type, pod);
       this.#checkSynced();
     });
@@ -173,7 +175,7 @@ export class Naming {
     this.#clock = options.clock ?? systemClock;
     this.#tickMs = options.tickMs ?? 1000;
     this.#splitFlowsAt = options.splitFlowsAt ?? (() => {});
-    this.leases = new LeaseTable({ ...options.leases, onClosed: (key, atMs) => this.#addressReleased(key, atMs) });
+    this.leases = new LeaseTable({ ...options.leases, pods: options.caches?.podRows?.(), onClosed: (key, atMs) => this.#addressReleased(key, atMs) });
     this.namespaces = options.namespaces({
       onChange: (key) => this.enricher.namespaceChanged(key),
       onAddressFreed: (uid) => this.leases.endPod(uid, this.#clock.now()),
@@ -230,6 +232,8 @@ export class Naming {
    */
   withoutCaches(): void {
     if (this.#running) this.#unsubscribeCaches();
+    // The caches' store may change from now on unheard (or go): the lease table keeps its own copy of the pods.
+    this.leases.keepOwnPods();
     this.#caches = undefined;
     this.#checkSynced();
   }

@@ -8,6 +8,7 @@
 // address's one open lease alone) cannot drift from the rules.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { CachedAsPodRows } from '../../enrich/cached-objects.ts';
 import { LeaseTable } from '../../enrich/leases.ts';
 import { type IpKey, ipKey, ipKeyBytes } from '../../enrich/ip-keys.ts';
 import type { SlimPod, SlimService } from '../../enrich/types.ts';
@@ -132,11 +133,15 @@ class Model {
   }
 }
 
-test('every lookup names the holder the rules name, through random claims, reuse, supersession, endings, expiry and eviction', () => {
+/**
+ * The random run; with `store`, the table answers pods from it (LeaseTableOptions.pods) and every pod event
+ * is applied to the store first, as the caches do before they tell their listeners.
+ */
+function checkAgainstModel(store?: CachedAsPodRows): void {
   const T0 = 1_750_000_000_000;
   const graceMs = 5_000;
   const maxClosed = 6;
-  const table = new LeaseTable({ graceMs, maxClosedLeases: maxClosed });
+  const table = new LeaseTable({ graceMs, maxClosedLeases: maxClosed, pods: store });
   const model = new Model(graceMs, maxClosed);
   // A fixed pseudo-random sequence: the same run every time.
   let seed = 11;
@@ -155,7 +160,13 @@ test('every lookup names the holder the rules name, through random claims, reuse
     const type = (['add', 'update', 'update', 'delete'] as const)[random(4)]!;
     if (roll < 14) {
       const p = pod(`p${random(8)}`, { podIPs: pick(), phase: random(8) === 0 ? 'Succeeded' : 'Running', hostNetwork: random(20) === 0 });
-      table.applyPod(type, p, now);
+      if (store === undefined) table.applyPod(type, p, now);
+      else {
+        const previous = store.get(p.namespace, p.name);
+        if (type === 'delete') store.delete(p.namespace, p.name);
+        else store.set(p.namespace, p.name, p);
+        table.applyPod(type, p, now, previous);
+      }
       const finished = p.phase === 'Succeeded' || p.phase === 'Failed';
       model.apply('pod', p.uid, type, p.hostNetwork || finished ? [] : p.podIPs, { type: 'pod', pod: p }, [], now);
     } else if (roll < 16) {
@@ -193,4 +204,12 @@ test('every lookup names the holder the rules name, through random claims, reuse
   assert.equal(lookups, 4000 * pool.length * 6);
   for (const kind of ['pod', 'node', 'service', 'unknown'] as const) assert.ok(s.lookups[kind] > 100, `${kind} answers: ${s.lookups[kind]}`);
   for (const counted of ['lookupsAmbiguous', 'superseded', 'staleClaimsIgnored', 'closedExpired', 'closedEvicted', 'podsEndedEarly'] as const) assert.ok(s[counted] > 10, `${counted}: ${s[counted]}`);
+}
+
+test('every lookup names the holder the rules name, through random claims, reuse, supersession, endings, expiry and eviction', () => {
+  checkAgainstModel();
+});
+
+test('the same, with the pods answered from a store the events are applied to first (the caches\' pod rows)', () => {
+  checkAgainstModel(new CachedAsPodRows());
 });

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { CachedAsPodRows } from '../../enrich/cached-objects.ts';
 import { LeaseTable, type LeaseAnswer } from '../../enrich/leases.ts';
 import { ipKey, ipKeyOf, parsePrefix } from '../../enrich/ip-keys.ts';
 import { PodflowError } from '../../common/errors.ts';
@@ -268,4 +269,28 @@ test('applying an event expires closed leases whose grace period is over', () =>
   table.applyPod('add', pod('c', { podIPs: ['10.244.3.4'] }), T0 + 1010);
   assert.equal(table.closedLeases, 0);
   assert.equal(table.stats.closedExpired, 1);
+});
+
+test("pods answered from a shared store (the caches' rows): a lookup names the store's pod, and after keepOwnPods the store can change unheard", () => {
+  const store = new CachedAsPodRows();
+  const table = new LeaseTable({ pods: store });
+  const a = pod('a', { podIPs: [X], labels: [['app', 'one']] });
+  store.set(a.namespace, a.name, a);
+  table.applyPod('add', a, T0);
+  assert.deepEqual(table.lookupKey(ipKey(X)!, T0 + 1), { type: 'pod', pod: a });
+  // An update seen by the store first: the table answers the new state; a lease it closes names the state before.
+  const relabelled = { ...a, labels: [['app', 'two']] as const };
+  store.set(a.namespace, a.name, relabelled);
+  table.applyPod('update', relabelled, T0 + 10, a);
+  assert.deepEqual(table.lookupKey(ipKey(X)!, T0 + 11), { type: 'pod', pod: relabelled });
+  const moved = { ...relabelled, podIPs: ['10.244.1.8'] };
+  store.set(a.namespace, a.name, moved);
+  table.applyPod('update', moved, T0 + 20, relabelled);
+  assert.deepEqual(table.lookupKey(ipKey(X)!, T0 + 15), { type: 'pod', pod: { ...relabelled, podIPs: [] } });
+  table.keepOwnPods();
+  // The store's row now holds another pod, and the table was not told: it still names what it knew.
+  store.delete(a.namespace, a.name);
+  const b = pod('b', { podIPs: ['10.244.1.9'] });
+  store.set(b.namespace, b.name, b);
+  assert.deepEqual(table.lookupKey(ipKey('10.244.1.8')!, T0 + 21), { type: 'pod', pod: moved });
 });
