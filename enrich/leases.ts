@@ -40,13 +40,15 @@
 // leases are pods'), a holder a row of typed arrays (struct of arrays), an
 // address a slot of an open-addressing table (address-table.ts) naming its
 // first lease, the leases of an address a chain through their rows. A lease
-// costs ~80 bytes. A pod holder's pod is a row of the pod table
-// (pod-table.ts), not the object it was given: its answer is made from the
-// row when a lookup first asks, and kept until the pod's next event (most
-// pods of a cluster are never looked up on a given node). Nearly every address has one
-// lease, open, a pod's or a node's: its slot then also holds that lease's
-// start, so a lookup reads the slot (one cache line) and the answer's pointer
-// and nothing else; otherwise it walks the chain's rows. A lease object, its
+// costs ~70 bytes. A pod holder's pod is a row of a pod table
+// (pod-table.ts: the caches' own when they share it, else the table's), not
+// the object it was given: its answer is made from the row when a lookup
+// first asks, and kept until the pod's next event (a node's flows name a
+// working set of the cluster's pods; one that names them all, a scraper's,
+// costs ~230 bytes a pod more). Nearly every address has one lease, open, a
+// pod's or a node's: its slot then also holds that lease's start, so a
+// lookup reads the slot (one cache line) and the answer's pointer and
+// nothing else; otherwise it walks the chain's rows. A lease object, its
 // holder's Map and Set and its answers cost ~900 bytes and ~10 dependent
 // loads. The closed leases wait in a ring in closing order.
 
@@ -168,17 +170,16 @@ const UNKNOWN: NoHolderAnswer = Object.freeze({ type: 'unknown' });
 const SERVICE_PROTOCOLS: Record<string, number> = { TCP: 6, UDP: 17, SCTP: 132 };
 
 // A lease's row: [validFrom, validUntil (Infinity while open), claim order (the
-// newer of two leases alike in time), holder row, next lease at the address,
-// next open lease of the holder, IPv4 address (IPv6 ones in #leaseV6), holder kind].
-const LEASE_FIELDS = 8;
+// newer of two leases alike in time), next lease at the address, next open
+// lease of the holder, holder row × 4 + holder kind]. Its address is beside
+// the rows (#leaseV4, #leaseV6): only closing and expiry read it.
+const LEASE_FIELDS = 6;
 const FROM = 0;
 const UNTIL = 1;
 const SEQ = 2;
-const HOLDER = 3;
-const NEXT_AT_ADDRESS = 4;
-const NEXT_OF_HOLDER = 5;
-const V4 = 6;
-const KIND = 7;
+const NEXT_AT_ADDRESS = 3;
+const NEXT_OF_HOLDER = 4;
+const HOLDER_KIND = 5;
 
 export class LeaseTable {
   readonly stats: LeaseStats = {
@@ -222,7 +223,9 @@ export class LeaseTable {
   readonly #leaseRows = new Rows(1024);
   /** Every lease's row of LEASE_FIELDS numbers, so a lookup reads one cache line per lease. */
   #leases = new Float64Array(1024 * LEASE_FIELDS);
-  /** IPv6 leases' addresses (their IpKey strings); an IPv4 one is in its row (V4). */
+  /** IPv4 leases' addresses. */
+  #leaseV4 = new Uint32Array(1024);
+  /** IPv6 leases' addresses (their IpKey strings); undefined for an IPv4 one. */
   readonly #leaseV6: Array<string | undefined> = [];
   /**
    * Every lease's answer, by lease, so a lookup reads it without its holder's row: an open lease's is its
@@ -359,7 +362,7 @@ export class LeaseTable {
       return answer;
     }
     // Counted by the kind in the row, so the answer object itself is not read here.
-    switch (leases[best * LEASE_FIELDS + KIND]) {
+    switch (leases[best * LEASE_FIELDS + HOLDER_KIND]! & 3) {
       case POD:
         this.stats.lookups.pod++;
         break;
@@ -376,7 +379,7 @@ export class LeaseTable {
 
   /** An open pod lease's answer, made from its holder's row and kept until the holder's next event. */
   #podAnswer(lease: number): PodAnswer {
-    const holder = this.#leases[lease * LEASE_FIELDS + HOLDER]!;
+    const holder = this.#leases[lease * LEASE_FIELDS + HOLDER_KIND]! >> 2;
     const answer: PodAnswer = Object.freeze({ type: 'pod', pod: this.#podOf(holder) });
     this.#leaseAnswer[lease] = answer;
     return answer;
@@ -513,7 +516,7 @@ export class LeaseTable {
       if (this.#leases[other * LEASE_FIELDS + UNTIL] !== Infinity) {
         validFrom = Math.max(validFrom, this.#leases[other * LEASE_FIELDS + UNTIL]!);
       } else {
-        const otherHolder = this.#leases[other * LEASE_FIELDS + HOLDER]!;
+        const otherHolder = this.#leases[other * LEASE_FIELDS + HOLDER_KIND]! >> 2;
         if (this.#holderKind[otherHolder] !== this.#holderKind[holder]) continue;
         this.stats.superseded++;
         let lost = this.#holderLost.get(otherHolder);
@@ -523,16 +526,18 @@ export class LeaseTable {
         validFrom = Math.max(validFrom, this.#leases[other * LEASE_FIELDS + UNTIL]!);
       }
     }
-    const lease = this.#leaseRows.take((capacity) => (this.#leases = grown(this.#leases, capacity * LEASE_FIELDS)));
+    const lease = this.#leaseRows.take((capacity) => {
+      this.#leases = grown(this.#leases, capacity * LEASE_FIELDS);
+      this.#leaseV4 = grown(this.#leaseV4, capacity);
+    });
     const row = lease * LEASE_FIELDS;
     const leases = this.#leases;
     leases[row + FROM] = Math.min(validFrom, atMs);
     leases[row + UNTIL] = Infinity;
     leases[row + SEQ] = this.#nextSeq++;
-    leases[row + HOLDER] = holder;
-    leases[row + KIND] = this.#holderKind[holder]!;
+    leases[row + HOLDER_KIND] = holder * 4 + this.#holderKind[holder]!;
     if (typeof key === 'number') {
-      leases[row + V4] = key;
+      this.#leaseV4[lease] = key;
       this.#leaseV6[lease] = undefined;
     } else this.#leaseV6[lease] = key;
     // Read the address's first lease again: closing one above may have forgotten an older one (maxClosedLeases).
@@ -550,7 +555,7 @@ export class LeaseTable {
     // A clock step backwards must not make a lease end before it began.
     const until = Math.max(this.#leases[lease * LEASE_FIELDS + FROM]!, atMs);
     this.#leases[lease * LEASE_FIELDS + UNTIL] = until;
-    const holder = this.#leases[lease * LEASE_FIELDS + HOLDER]!;
+    const holder = this.#leases[lease * LEASE_FIELDS + HOLDER_KIND]! >> 2;
     this.#unlinkFromHolder(holder, lease);
     this.#open--;
     this.#leaseAnswer[lease] = this.#closedAnswer(lease, holder, before);
@@ -607,7 +612,7 @@ export class LeaseTable {
     }
     const leases = this.#leases;
     const row = first * LEASE_FIELDS;
-    const kind = leases[row + KIND]!;
+    const kind = leases[row + HOLDER_KIND]! & 3;
     const alone = leases[row + NEXT_AT_ADDRESS] === NONE && leases[row + UNTIL] === Infinity && kind !== SERVICE;
     this.#addresses.set(key, first * 4 + kind, alone ? leases[row + FROM]! : NaN);
   }
@@ -618,7 +623,7 @@ export class LeaseTable {
   }
 
   #keyOf(lease: number): IpKey {
-    return this.#leaseV6[lease] ?? this.#leases[lease * LEASE_FIELDS + V4]!;
+    return this.#leaseV6[lease] ?? this.#leaseV4[lease]!;
   }
 
   #pushClosed(lease: number): void {

@@ -294,3 +294,16 @@ test("pods answered from a shared store (the caches' rows): a lookup names the s
   store.set(b.namespace, b.name, b);
   assert.deepEqual(table.lookupKey(ipKey('10.244.1.8')!, T0 + 21), { type: 'pod', pod: moved });
 });
+
+test('a pod answer is made from its row once and kept until the pod\'s next event', () => {
+  const table = new LeaseTable();
+  const a = pod('a', { podIPs: [X] });
+  table.applyPod('add', a, T0);
+  const first = table.lookupKey(ipKey(X)!, T0 + 1);
+  assert.deepEqual(first, { type: 'pod', pod: a });
+  // The same object while it is kept, so callers can key on it (the enricher's identities).
+  assert.equal(table.lookupKey(ipKey(X)!, T0 + 2), first);
+  const relabelled = { ...a, labels: [['app', 'new']] as const };
+  table.applyPod('update', relabelled, T0 + 3);
+  assert.deepEqual(table.lookupKey(ipKey(X)!, T0 + 4), { type: 'pod', pod: relabelled });
+});
