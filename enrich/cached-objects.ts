@@ -6,7 +6,9 @@
 // alike.
 import { NamedObjects } from './named-objects.ts';
 import type { SharedPodRows } from './leases.ts';
-import { NO_POD_ROW, PodTable } from './pod-table.ts';
+import { PodTable } from './pod-table.ts';
+import { keyHash, RowIndex } from './row-index.ts';
+import { NO_ROW } from './rows.ts';
 import type { SlimPod } from './types.ts';
 
 /** What every slim object has. */
@@ -69,10 +71,13 @@ export class CachedAsObjects<T extends WithUid> implements CachedObjects<T> {
   }
 }
 
-/** Pods as rows of a pod table, which the lease table answers from too (SharedPodRows). */
+/** Pods as rows of a pod table, which the lease table answers from too (SharedPodRows), found by namespace and name. */
 export class CachedAsPodRows implements CachedObjects<SlimPod>, SharedPodRows {
-  readonly #rows = new NamedObjects<number>();
   readonly #table = new PodTable();
+  readonly #rows = new RowIndex({
+    holds: (row, namespace, name) => this.#table.name(row) === name && this.#table.namespace(row) === namespace,
+    hashOf: (row) => keyHash(this.#table.namespace(row), this.#table.name(row)),
+  });
 
   get size(): number {
     return this.#rows.size;
@@ -80,17 +85,17 @@ export class CachedAsPodRows implements CachedObjects<SlimPod>, SharedPodRows {
 
   get(namespace: string, name: string): SlimPod | undefined {
     const row = this.#rows.get(namespace, name);
-    return row === undefined ? undefined : this.#table.pod(row);
+    return row === NO_ROW ? undefined : this.#table.pod(row);
   }
 
   uid(namespace: string, name: string): string | undefined {
     const row = this.#rows.get(namespace, name);
-    return row === undefined ? undefined : this.#table.uid(row);
+    return row === NO_ROW ? undefined : this.#table.uid(row);
   }
 
   rowOf(pod: SlimPod): number {
     const row = this.#rows.get(pod.namespace, pod.name);
-    return row !== undefined && this.#table.uid(row) === pod.uid ? row : NO_POD_ROW;
+    return row !== NO_ROW && this.#table.uid(row) === pod.uid ? row : NO_ROW;
   }
 
   pod(row: number): SlimPod {
@@ -99,32 +104,30 @@ export class CachedAsPodRows implements CachedObjects<SlimPod>, SharedPodRows {
 
   holds(namespace: string, name: string, value: SlimPod): boolean {
     const row = this.#rows.get(namespace, name);
-    return row !== undefined && this.#table.same(row, value);
+    return row !== NO_ROW && this.#table.same(row, value);
   }
 
   set(namespace: string, name: string, value: SlimPod): void {
     const row = this.#rows.get(namespace, name);
-    if (row === undefined) this.#rows.set(namespace, name, this.#table.add(value));
-    else {
-      this.#table.set(row, value);
-      // Keyed anew by the name string the row now holds, so the old one is not kept too.
-      this.#rows.set(namespace, name, row);
-    }
+    if (row === NO_ROW) this.#rows.set(this.#table.add(value), namespace, name);
+    else this.#table.set(row, value);
   }
 
   delete(namespace: string, name: string): boolean {
     const row = this.#rows.get(namespace, name);
-    if (row === undefined) return false;
+    if (row === NO_ROW) return false;
+    // Out of the index while the row still holds its key, then free.
     this.#rows.delete(namespace, name);
     this.#table.release(row);
     return true;
   }
 
   *values(): IterableIterator<SlimPod> {
-    for (const row of this.#rows.values()) yield this.#table.pod(row);
+    for (const row of this.#rows.rows()) yield this.#table.pod(row);
   }
 
   *uids(): IterableIterator<[namespace: string, name: string, uid: string]> {
-    for (const [namespace, name, row] of this.#rows.entries()) yield [namespace, name, this.#table.uid(row)];
+    // The rows as they are now: a caller may delete as it goes, which moves index entries.
+    for (const row of Array.from(this.#rows.rows())) yield [this.#table.namespace(row), this.#table.name(row), this.#table.uid(row)];
   }
 }

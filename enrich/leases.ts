@@ -37,8 +37,8 @@
 // Representation (a cluster's every pod, node and service is here, on every
 // node): a lease is a row of numbers in one Float64Array (its fields side by
 // side) and its answer (a service's answers per port in a map aside: most
-// leases are pods'), a holder a row of typed arrays (struct of arrays), an
-// address a slot of an open-addressing table (address-table.ts) naming its
+// leases are pods'), a holder a row of typed arrays (struct of arrays)
+// found by its id through an index of rows (row-index.ts), an address a slot of an open-addressing table (address-table.ts) naming its
 // first lease, the leases of an address a chain through their rows. A lease
 // costs ~70 bytes. A pod holder's pod is a row of a pod table
 // (pod-table.ts: the caches' own when they share it, else the table's), not
@@ -54,8 +54,9 @@
 
 import { PodflowError } from '../common/errors.ts';
 import { AddressTable } from './address-table.ts';
-import { NO_POD_ROW, PodTable } from './pod-table.ts';
-import { grown, Rows } from './rows.ts';
+import { PodTable } from './pod-table.ts';
+import { keyHash, RowIndex, type RowKeys } from './row-index.ts';
+import { grown, NO_ROW, Rows } from './rows.ts';
 import { type IpKey, type IpPrefix, ipKey, ipKeyOf, isIpv4Mapped, parsePrefix } from './ip-keys.ts';
 import type { SlimNode, SlimPod, SlimService, WatchEventType } from './types.ts';
 
@@ -93,7 +94,7 @@ export interface LeaseTableOptions {
 
 /** Pods kept by someone else, by row (see LeaseTableOptions.pods). */
 export interface SharedPodRows {
-  /** The row holding pod as it is now (same namespace, name and uid), or NO_POD_ROW. */
+  /** The row holding pod as it is now (same namespace, name and uid), or NO_ROW. */
   rowOf(pod: SlimPod): number;
   pod(row: number): SlimPod;
 }
@@ -200,18 +201,20 @@ export class LeaseTable {
   readonly #clusterCidrs: IpPrefix[];
   readonly #onClosed: ((key: IpKey, atMs: number) => void) | undefined;
 
-  /** Holder row by id: pods and services by uid, nodes by name. */
-  readonly #pods = new Map<string, number>();
-  readonly #nodes = new Map<string, number>();
-  readonly #services = new Map<string, number>();
+  /** Holder rows by id (#holderId): pods and services by uid, nodes by name. */
+  readonly #pods = new RowIndex(this.#holderKeys());
+  readonly #nodes = new RowIndex(this.#holderKeys());
+  readonly #services = new RowIndex(this.#holderKeys());
+  /** Each holder's id, the key it is found by: a pod's or service's uid, a node's name. */
+  readonly #holderId: string[] = [];
   readonly #holderRows = new Rows(1024);
   #holderKind = new Uint8Array(1024);
   /** Ended before its delete event (endPod): its object's later states claim nothing. */
   #holderEnded = new Uint8Array(1024);
   /** The holder's first open lease; the others follow through their NEXT_OF_HOLDER. */
   #holderOpen = new Int32Array(1024).fill(NONE);
-  /** A pod holder's row in #podRows; NO_POD_ROW for the others. */
-  #holderPod = new Int32Array(1024).fill(NO_POD_ROW);
+  /** A pod holder's row in #podRows; NO_ROW for the others. */
+  #holderPod = new Int32Array(1024).fill(NO_ROW);
   /** Whether a pod holder's row is in the shared store (LeaseTableOptions.pods) rather than in #podRows. */
   #holderPodShared = new Uint8Array(1024);
   /** Pod holders' pods, as their answers name them, where no shared store has them. */
@@ -295,7 +298,7 @@ export class LeaseTable {
    */
   endPod(uid: string, atMs: number): void {
     const holder = this.#pods.get(uid);
-    if (holder === undefined || this.#holderEnded[holder] === 1) return;
+    if (holder === NO_ROW || this.#holderEnded[holder] === 1) return;
     this.expire(atMs);
     this.#holderEnded[holder] = 1;
     this.stats.podsEndedEarly++;
@@ -406,9 +409,9 @@ export class LeaseTable {
   /** Points a pod holder at its row in the shared store, or writes the pod into a row of the table's own. */
   #writePod(holder: number, pod: SlimPod): undefined {
     const row = this.#holderPod[holder]!;
-    const ownRow = row !== NO_POD_ROW && this.#holderPodShared[holder] === 0;
-    const sharedRow = this.#sharedPods?.rowOf(pod) ?? NO_POD_ROW;
-    if (sharedRow !== NO_POD_ROW) {
+    const ownRow = row !== NO_ROW && this.#holderPodShared[holder] === 0;
+    const sharedRow = this.#sharedPods?.rowOf(pod) ?? NO_ROW;
+    if (sharedRow !== NO_ROW) {
       if (ownRow) this.#podRows.release(row);
       this.#holderPod[holder] = sharedRow;
       this.#holderPodShared[holder] = 1;
@@ -427,8 +430,8 @@ export class LeaseTable {
    */
   keepOwnPods(): void {
     if (this.#sharedPods === undefined) return;
-    for (const holder of this.#pods.values()) {
-      if (this.#holderPodShared[holder] === 0 || this.#holderPod[holder] === NO_POD_ROW) continue;
+    for (const holder of this.#pods.rows()) {
+      if (this.#holderPodShared[holder] === 0 || this.#holderPod[holder] === NO_ROW) continue;
       this.#holderPod[holder] = this.#podRows.add(this.#sharedPods.pod(this.#holderPod[holder]!));
       this.#holderPodShared[holder] = 0;
     }
@@ -448,7 +451,7 @@ export class LeaseTable {
   }
 
   #apply(
-    holders: Map<string, number>,
+    holders: RowIndex,
     kind: HolderKind,
     id: string,
     type: WatchEventType,
@@ -462,7 +465,7 @@ export class LeaseTable {
     this.expire(atMs);
     let holder = holders.get(id);
     if (type === 'delete') {
-      if (holder === undefined) {
+      if (holder === NO_ROW) {
         this.stats.deletesForUnknown++;
         return;
       }
@@ -471,10 +474,10 @@ export class LeaseTable {
       this.#releaseHolder(holder);
       return;
     }
-    if (holder === undefined) {
+    if (holder === NO_ROW) {
       if (type === 'update') this.stats.updatesForUnknown++;
-      holder = this.#newHolder(kind);
-      holders.set(id, holder);
+      holder = this.#newHolder(kind, id);
+      holders.set(holder, id);
     } else if (type === 'add') this.stats.addsForKnown++;
 
     const wanted = new Set<IpKey>();
@@ -664,26 +667,33 @@ export class LeaseTable {
     this.#leaseRows.release(lease);
   }
 
-  #newHolder(kind: HolderKind): number {
+  /** How the holder indexes find a holder: by the id it was made with. */
+  #holderKeys(): RowKeys {
+    return { holds: (holder, id) => this.#holderId[holder] === id, hashOf: (holder) => keyHash(this.#holderId[holder]!, '') };
+  }
+
+  #newHolder(kind: HolderKind, id: string): number {
     const holder = this.#holderRows.take((capacity) => {
       this.#holderKind = grown(this.#holderKind, capacity);
       this.#holderEnded = grown(this.#holderEnded, capacity);
       this.#holderOpen = grown(this.#holderOpen, capacity, NONE);
-      this.#holderPod = grown(this.#holderPod, capacity, NO_POD_ROW);
+      this.#holderPod = grown(this.#holderPod, capacity, NO_ROW);
       this.#holderPodShared = grown(this.#holderPodShared, capacity);
     });
     this.#holderKind[holder] = kind;
+    this.#holderId[holder] = id;
     this.#holderEnded[holder] = 0;
     this.#holderOpen[holder] = NONE;
-    this.#holderPod[holder] = NO_POD_ROW;
+    this.#holderPod[holder] = NO_ROW;
     this.#holderPodShared[holder] = 0;
     return holder;
   }
 
   /** A deleted holder's row: its closed leases keep their own answers, nothing else refers to it. */
   #releaseHolder(holder: number): void {
+    this.#holderId[holder] = '';
     this.#holderLost.delete(holder);
-    if (this.#holderPod[holder] !== NO_POD_ROW && this.#holderPodShared[holder] === 0) this.#podRows.release(this.#holderPod[holder]!);
+    if (this.#holderPod[holder] !== NO_ROW && this.#holderPodShared[holder] === 0) this.#podRows.release(this.#holderPod[holder]!);
     this.#holderRows.release(holder);
   }
 

@@ -11,9 +11,6 @@
 import { grown, Rows } from './rows.ts';
 import type { SlimOwner, SlimPod } from './types.ts';
 
-/** No row. */
-export const NO_POD_ROW = -1;
-
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);
 const NO_LABELS: SlimPod['labels'] = Object.freeze([]);
 
@@ -116,6 +113,14 @@ export class PodTable {
 
   uid(row: number): string {
     return this.#uid[row]!;
+  }
+
+  namespace(row: number): string {
+    return this.#namespace[row]!;
+  }
+
+  name(row: number): string {
+    return this.#name[row]!;
   }
 
   /** The row's pod as a new SlimPod (podIPs: a new array, or the frozen empty one). */

@@ -2,6 +2,9 @@
 // the pod table's pods): a row is an index into typed arrays that grow by
 // doubling, and released rows are taken again before new ones.
 
+/** No row. */
+export const NO_ROW = -1;
+
 /** Rows of a struct-of-arrays table: a free list of released rows, and growth by doubling. */
 export class Rows {
   capacity: number;
