@@ -4,12 +4,13 @@
 // Each resource is one client-node ListWatch, reused rather than rewritten: it
 // runs the protocol (list, then watch from the list's version; resume after a
 // timeout from the last version; relist after 410 Gone; reconnect backoff).
-// The objects are ours, in one map per resource (ListWatch's own map stays
-// empty), and what ListWatch does not do, we add:
+// The objects are ours, in one store per resource (enrich/cached-objects.ts:
+// the pods as rows of a pod table, which the lease table answers from too;
+// ListWatch's own map stays empty), and what ListWatch does not do, we add:
 //  - slimming in place: the list function streams each page (enrich/kube-list.ts:
 //    one item parsed at a time, no typed objects) and applies each item, slim
-//    (enrich/kube-slim.ts), to the map as it arrives; a relist then deletes what
-//    it did not list. So a relist of 100k pods holds one map, not the old
+//    (enrich/kube-slim.ts), to the store as it arrives; a relist then deletes what
+//    it did not list. So a relist of 100k pods holds one store, not the old
 //    cache, the new one and the list at once. The Watch handed to ListWatch
 //    applies each event itself and passes ListWatch only what it needs to
 //    resume (the version, as a bookmark) and the 410 Gone that makes it relist;
