@@ -441,6 +441,7 @@ export class KubeCaches {
       if (cachedUid !== undefined) this.#remove(state, namespace, name, next, objects.get(namespace, name)!);
       return undefined;
     }
+    if (cachedUid !== undefined && cachedUid === next.uid && objects.holds(namespace, name, next)) return cachedUid;
     if (cachedUid === undefined) this.#store(state, namespace, name, next, undefined);
     else if (cachedUid !== next.uid) {
       // Same name, new object (a StatefulSet pod recreated while we were away, seen
@@ -448,8 +449,9 @@ export class KubeCaches {
       const previous = objects.get(namespace, name)!;
       this.#remove(state, namespace, name, previous, previous);
       this.#store(state, namespace, name, next, undefined);
-    } else if (!objects.holds(namespace, name, next)) this.#store(state, namespace, name, next, objects.get(namespace, name));
-    return objects.uid(namespace, name);
+    } else this.#store(state, namespace, name, next, objects.get(namespace, name));
+    // The store keeps the uid string of the object it was given.
+    return next.uid;
   }
 
   /** `name` is the object's own (the slimmers keep metadata.name as it is), so the map holds no copy of it. */

@@ -1,6 +1,6 @@
 // Pods as rows of columns rather than objects. Every agent holds every pod
-// of the cluster twice over (the caches' store and the lease table's
-// answers); as a slim object a pod costs its object (10 pointer fields, 104
+// of the cluster (the caches' store, which the lease table answers from);
+// as a slim object a pod costs its object (10 pointer fields, 104
 // bytes without pointer compression, which Node is built without) and its
 // podIPs array with its address string (~88 bytes) beside the strings it
 // shares. As a row it costs one pointer per string-valued field, a byte for
@@ -8,6 +8,7 @@
 // IPv4 address, a uint32 (~70 bytes). A SlimPod is made from a row when one
 // is asked for (pod()); it equals the object the row was written from.
 // Pure: no I/O.
+import { ipKey } from './ip-keys.ts';
 import { grown, Rows } from './rows.ts';
 import type { SlimOwner, SlimPod } from './types.ts';
 
@@ -20,17 +21,11 @@ const NO_ADDRESS = 0;
 const ONE_IPV4 = 1;
 const AS_GIVEN = 2;
 
-/** a.b.c.d as a uint32 if text is exactly its canonical form, so the text can be made again; else -1. */
-function canonicalIpv4(text: string): number {
-  const parts = text.split('.');
-  if (parts.length !== 4) return -1;
-  let value = 0;
-  for (const part of parts) {
-    const octet = Number(part);
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(part) || octet > 255) return -1;
-    value = value * 256 + octet;
-  }
-  return value;
+/** The one IPv4 address of podIPs as a uint32 if its text is the canonical dotted quad (so the text can be made again); else -1. */
+function singleIpv4(podIPs: readonly string[]): number {
+  if (podIPs.length !== 1) return -1;
+  const key = ipKey(podIPs[0]!);
+  return typeof key === 'number' && ipv4Text(key) === podIPs[0] ? key : -1;
 }
 
 function ipv4Text(value: number): string {
@@ -86,7 +81,7 @@ export class PodTable {
     this.#hostNetwork[row] = pod.hostNetwork ? 1 : 0;
     this.#deletingSinceMs[row] = pod.deletingSinceMs ?? NaN;
     this.#otherAddresses.delete(row);
-    const ipv4 = pod.podIPs.length === 1 ? canonicalIpv4(pod.podIPs[0]!) : -1;
+    const ipv4 = singleIpv4(pod.podIPs);
     if (ipv4 >= 0) {
       this.#addressForm[row] = ONE_IPV4;
       this.#ipv4[row] = ipv4;
@@ -166,8 +161,17 @@ export class PodTable {
     ) {
       return false;
     }
-    const addresses = this.podIPs(row);
-    return addresses.length === pod.podIPs.length && addresses.every((address, i) => address === pod.podIPs[i]);
+    // Compared in the row's form, so no address text is made for it.
+    switch (this.#addressForm[row]) {
+      case ONE_IPV4:
+        return singleIpv4(pod.podIPs) === this.#ipv4[row];
+      case AS_GIVEN: {
+        const given = this.#otherAddresses.get(row)!;
+        return given.length === pod.podIPs.length && given.every((address, i) => address === pod.podIPs[i]);
+      }
+      default:
+        return pod.podIPs.length === 0;
+    }
   }
 }
 
